@@ -1,0 +1,170 @@
+"""The ``medsyn`` command line: a thin typer layer over the Python API.
+
+Every command turns user-fixable problems into a one-line error (a :class:`MedsynError`) and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medsyn import __version__
+from medsyn.errors import MedsynError
+
+
+class _Typer(typer.Typer):
+    """Typer whose commands report a MedsynError as one line on stderr and a non-zero exit."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorate(func):
+            @functools.wraps(func)
+            def guarded(*a, **kw):
+                try:
+                    return func(*a, **kw)
+                except MedsynError as exc:
+                    typer.echo(f"medsyn: error: {exc}", err=True)
+                    raise typer.Exit(exc.exit_code) from None
+
+            register(guarded)
+            return func
+
+        return decorate
+
+
+app = _Typer(
+    name="medsyn",
+    help="Train generators of synthetic medical images and evaluate them against real data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = _Typer(help="List, inspect and download datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+
+DataRootOption = typer.Option(
+    None, "--data-root", help="Folder holding the datasets (default: $MEDSYN_DATA_ROOT, then the "
+    "per-user cache).", file_okay=False)
+
+
+def _version_callback(value: bool):
+    if value:
+        typer.echo(f"medsyn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback,
+                                       is_eager=True, help="Print the version and exit.")):
+    """medsyn: evaluation-first benchmarking of synthetic medical images."""
+
+
+# ---------------------------------------------------------------- data
+
+
+@data_app.command("list")
+def data_list(data_root: Path | None = DataRootOption):
+    """List the known datasets and whether each is present, and where."""
+    from medsyn.data import dataset_status, known_datasets
+    from medsyn.settings import data_roots
+
+    table = Table(title="medsyn datasets")
+    table.add_column("name", no_wrap=True)
+    table.add_column("present")
+    table.add_column("where", overflow="fold")
+    table.add_column("splits")
+    table.add_column("description")
+    for spec in known_datasets():
+        status = dataset_status(spec.name, data_root)
+        where = status["path"] or "-"
+        if status.get("sizes"):
+            where += f" (sizes {', '.join(map(str, status['sizes']))})"
+        table.add_row(spec.name, "yes" if status["present"] else "no", where,
+                      "/".join(status.get("splits", spec.splits)), spec.description)
+    console.print(table)
+    console.print("Searched: " + ", ".join(str(r) for r in data_roots(data_root))
+                  + ".  Any image-folder tree also loads as 'folder:<path>'.")
+
+
+@data_app.command("info")
+def data_info(
+    name: str = typer.Argument(..., help="Dataset name (see 'medsyn data list') or folder:<path>."),
+    split: list[str] | None = typer.Option(None, "--split", "-s",
+                                              help="Split(s) to show (default: all)."),
+    image_size: int | None = typer.Option(None, "--image-size",
+                                             help="Resize to this square size first."),
+    data_root: Path | None = DataRootOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Counts per class and split, image size, channels, fingerprint, source files."""
+    from medsyn.data import load_dataset
+    from medsyn.data.folder import available_splits
+    from medsyn.data.registry import FOLDER_PREFIX, _spec
+
+    if split:
+        splits = split
+    elif name.startswith(FOLDER_PREFIX):
+        splits = available_splits(Path(name[len(FOLDER_PREFIX):]).expanduser())
+    else:
+        splits = list(_spec(name).splits)
+    infos = [load_dataset(name, s, image_size=image_size, root=data_root).describe()
+             for s in splits]
+    if as_json:
+        typer.echo(json.dumps(infos, indent=2))
+        return
+    first = infos[0]
+    table = Table(title=f"{name}: {first['image_size'][0]}x{first['image_size'][1]} px, "
+                        f"{first['channels']} channel(s)")
+    table.add_column("class")
+    for info in infos:
+        table.add_column(info["split"], justify="right")
+    for cls in first["class_names"]:
+        table.add_row(cls, *[str(i["class_counts"].get(cls, 0)) for i in infos])
+    table.add_row("total", *[str(i["n_images"]) for i in infos], style="bold")
+    console.print(table)
+    for info in infos:
+        console.print(f"[bold]{info['split']}[/] fingerprint {info['fingerprint']}")
+        src = info["source"]
+        for f in src.get("files", []):
+            line = f"  file {f['path']}  sha256 {f['sha256']}"
+            if "checksum_matches_official" in f:
+                line += "  official checksum: " + ("matches" if f["checksum_matches_official"]
+                                                   else "DIFFERS (loaded anyway)")
+            console.print(line, highlight=False)
+        if "root" in src:
+            console.print(f"  folder {src['root']}  {src['n_files']} files  files_sha256 "
+                          f"{src['files_sha256']}  split: {src['split_layout']}", highlight=False)
+        if "resized_to" in src:
+            console.print(f"  resized to {src['resized_to']} px ({src['resize_filter']})",
+                          highlight=False)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="Dataset to download (MedMNIST flags, mnist)."),
+    size: int = typer.Option(28, "--size", help="MedMNIST image size: 28, 64, 128 or 224."),
+    data_root: Path | None = DataRootOption,
+    force: bool = typer.Option(False, "--force", help="Download again even if present."),
+):
+    """Download a dataset (needs internet) and verify its checksum."""
+    from medsyn.data import fetch_dataset
+
+    path = fetch_dataset(name, root=data_root, size=size, force=force)
+    typer.echo(f"{name}: {path}")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()
