@@ -6,50 +6,22 @@ non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medsyn import __version__
-from medsyn.errors import MedsynError
+from medsyn.clitools import MedsynTyper, console
 
-
-class _Typer(typer.Typer):
-    """Typer whose commands report a MedsynError as one line on stderr and a non-zero exit."""
-
-    def command(self, *args, **kwargs):
-        register = super().command(*args, **kwargs)
-
-        def decorate(func):
-            @functools.wraps(func)
-            def guarded(*a, **kw):
-                try:
-                    return func(*a, **kw)
-                except MedsynError as exc:
-                    typer.echo(f"medsyn: error: {exc}", err=True)
-                    raise typer.Exit(exc.exit_code) from None
-
-            register(guarded)
-            return func
-
-        return decorate
-
-
-app = _Typer(
+app = MedsynTyper(
     name="medsyn",
     help="Train generators of synthetic medical images and evaluate them against real data.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
 )
-data_app = _Typer(help="List, inspect and download datasets.", no_args_is_help=True)
+data_app = MedsynTyper(help="List, inspect and download datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-console = Console()
 
 DataRootOption = typer.Option(
     None, "--data-root", help="Folder holding the datasets (default: $MEDSYN_DATA_ROOT, then the "
@@ -160,6 +132,9 @@ def data_fetch(
 
     path = fetch_dataset(name, root=data_root, size=size, force=force)
     typer.echo(f"{name}: {path}")
+
+
+# Each stage registers its own commands here (one line per stage).
 
 
 def main():
