@@ -1,0 +1,1 @@
+"""Evaluators: images (checkpoint samples, a folder, an npz) -> results.json."""

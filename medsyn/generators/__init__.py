@@ -1,0 +1,1 @@
+"""Generators: training -> run folders with self-describing checkpoints."""
