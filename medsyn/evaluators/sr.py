@@ -110,8 +110,10 @@ def rgb_to_y(img: np.ndarray, round_y: bool = True) -> np.ndarray:
     if img.ndim != 3:
         raise ImageInputError(f"rgb_to_y needs an HxWx3 RGB image, got shape {img.shape}.")
     rgb = img.astype(np.float64)
-    r, g, b = Y_COEFFICIENTS
-    y = Y_OFFSET + (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]) / 255.0
+    # MATLAB's order of operations (imlincomb with T = (1/255) * origT, then the offset):
+    # 194 of the 2^24 RGB triples sit exactly on a .5 tie, where the order decides the rounding.
+    t_r, t_g, t_b = (1.0 / 255.0 * c for c in Y_COEFFICIENTS)
+    y = t_r * rgb[..., 0] + t_g * rgb[..., 1] + t_b * rgb[..., 2] + Y_OFFSET
     return _round_half_away(y) if round_y else y
 
 
@@ -228,9 +230,6 @@ def _resize_planes(planes: np.ndarray, scale: float, antialiasing: bool,
     """Resize ``[..., H, W]`` (uint8 or float) along the last two axes."""
     h, w = planes.shape[-2:]
     out_h, out_w = output_size(h, scale), output_size(w, scale)
-    if out_h < 1 or out_w < 1:
-        raise ImageInputError(
-            f"scale {scale} turns a {h}x{w} image into {out_h}x{out_w} pixels.")
     weights_h = resize_matrix(h, out_h, scale, antialiasing)
     weights_w_t = resize_matrix(w, out_w, scale, antialiasing).T.copy()
     is_uint8 = planes.dtype == np.uint8
