@@ -7,7 +7,7 @@ mean over images with a 95% bootstrap interval, per class too.
     python bench/sr_bicubic.py --dataset cxr3 --split test --scale 4 [--out DIR]
 
 ``--out DIR`` writes DIR/results.json (metrics entries as in docs/architecture.md section 3) and
-DIR/per_image.csv. ``--compare-torch`` also reports the same pipeline with PyTorch's bicubic
+DIR/per_image_sr.csv. ``--compare-torch`` also reports the same pipeline with PyTorch's bicubic
 (a = -0.75, antialiased downscale), to show what a different resize convention does.
 """
 
@@ -80,11 +80,11 @@ def main():
                     "epoch": None, "step": None, "run_dir": None},
             "metrics": result["metrics"],
             "provenance": {"dataset": pairs.describe()["dataset"],
-                           "convention": result["convention"], "pairs": pairs.describe()
+                           "sr_convention": result["convention"], "pairs": pairs.describe()
                            | {"dataset": None}},
         })
-        sr.write_per_image_csv(table, args.out / "per_image.csv")
-        print(f"  wrote {args.out / 'results.json'} and {args.out / 'per_image.csv'}")
+        sr.write_per_image_csv(table, args.out / "per_image_sr.csv")
+        print(f"  wrote {args.out / 'results.json'} and {args.out / 'per_image_sr.csv'}")
 
 
 def _hwc(chw):

@@ -40,12 +40,32 @@ def bicubic_scores(hr, scale, round_y=True, float_resize=False):
     return (sr.psnr(up, hr, scale, round_y=round_y), sr.ssim(up, hr, scale, round_y=round_y))
 
 
-def load_basicsr_imresize(src: Path):
+def load_basicsr_matlab_functions(src: Path):
     path = src / "basicsr" / "utils" / "matlab_functions.py"
     spec = importlib.util.spec_from_file_location("basicsr_matlab_functions", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.imresize
+    return module
+
+
+def basicsr_resize_matrix(module, in_len, out_len, scale):
+    """BasicSR's weights/indices (computed in float64) folded into a dense matrix."""
+    import torch
+
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        w, idx, sym_s, sym_e = module.calculate_weights_indices(in_len, out_len, scale,
+                                                                "cubic", 4, True)
+    finally:
+        torch.set_default_dtype(default)
+    padded = np.concatenate([np.arange(sym_s)[::-1], np.arange(in_len),
+                             np.arange(in_len - sym_e, in_len)[::-1]])
+    matrix = np.zeros((out_len, in_len))
+    for i in range(out_len):
+        for k in range(w.shape[1]):
+            matrix[i, padded[int(idx[i, k])]] += float(w[i, k])
+    return matrix
 
 
 def main():
@@ -77,7 +97,17 @@ def main():
     print(f"({time.perf_counter() - start:.1f} s)")
 
     if args.basicsr_src is not None:
-        basicsr_imresize = load_basicsr_imresize(args.basicsr_src)
+        module = load_basicsr_matlab_functions(args.basicsr_src)
+        basicsr_imresize = module.imresize
+        worst_w = 0.0
+        for in_len in (50, 64, 256, 300, 451):
+            for scale in (1 / 2, 1 / 3, 1 / 4, 2, 3, 4, 0.7, 1.3):
+                out_len = sr.output_size(in_len, scale)
+                ours = sr.resize_matrix(in_len, out_len, scale)
+                worst_w = max(worst_w, float(np.abs(
+                    ours - basicsr_resize_matrix(module, in_len, out_len, scale)).max()))
+        print(f"BasicSR calculate_weights_indices (run in float64) vs medsyn resize_matrix, "
+              f"lengths 50..451, scales 1/4..4: max |diff| = {worst_w:.3g}")
         worst = 0.0
         for name in SAMPLES:
             img = getattr(skimage.data, name)().astype(np.float64)
