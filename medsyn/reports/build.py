@@ -520,7 +520,10 @@ def _utility_view(e: Evaluation) -> dict | None:
     return {"headers": [label for _, label in stats], "rows": rows, "classes": classes,
             "gains": gains, "ratios": ratios,
             "recipe": _flatten(utility.get("recipe") or {}),
-            "seeds": utility.get("seeds"), "n": utility.get("n")}
+            "seeds": ", ".join(map(str, utility.get("seeds") or [])) or "not recorded",
+            "n": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (
+                utility.get("n") or {}).items()) if isinstance(utility.get("n"), Mapping)
+            else "not recorded"}
 
 
 def _memorization_view(e: Evaluation) -> dict | None:
@@ -768,6 +771,13 @@ def write_csv(path: Path, sections: list[Section]) -> None:
 # ---------------------------------------------------------------- HTML
 
 
+def _code_spans(text: str):
+    """Escape ``text`` and show its `backticked` parts as code."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
 def _render_html(context: dict) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -775,6 +785,7 @@ def _render_html(context: dict) -> str:
                       autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["cell_text"] = cell_text
+    env.filters["code_spans"] = _code_spans
     css = resources.files("medsyn.reports").joinpath("static", "report.css").read_text("utf-8")
     return env.get_template("index.html.j2").render(css=css, **context)
 
