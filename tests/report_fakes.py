@@ -122,7 +122,8 @@ def write_log(path: Path, epochs: int, steps: int = 12, acgan: bool = True) -> N
 
 def make_generation_run(root: Path, name: str, fids: dict[int, float], *, dataset="cxr3",
                         image_size=112, classes=CXR3_CLASSES, n=2808, utility=True,
-                        n_test=603, model_kind="acgan") -> Path:
+                        n_test=603, model_kind="acgan",
+                        figures=("tsne", "memorization")) -> Path:
     """runs/NAME with config, log, sample grids and one evaluation per key of ``fids``."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
@@ -139,10 +140,12 @@ def make_generation_run(root: Path, name: str, fids: dict[int, float], *, datase
         eval_dir.mkdir(parents=True)
         data = generation_results(name, epoch, fid, run_dir=f"runs/{name}", dataset=dataset,
                                   image_size=image_size, classes=classes, n=n, utility=utility,
-                                  model_kind=model_kind, n_test=n_test)
+                                  model_kind=model_kind, n_test=n_test, figures=figures)
         (eval_dir / "results.json").write_text(json.dumps(data, indent=2))
-        write_png(eval_dir / "tsne.png", (120, 90), seed=epoch + 100, gray=False)
-        write_png(eval_dir / "memorization.png", (160, 60), seed=epoch + 200)
+        if "tsne" in figures:
+            write_png(eval_dir / "tsne.png", (120, 90), seed=epoch + 100, gray=False)
+        if "memorization" in figures:
+            write_png(eval_dir / "memorization.png", (160, 60), seed=epoch + 200)
     return run_dir
 
 

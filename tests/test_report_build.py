@@ -279,6 +279,19 @@ def test_select_by_another_metric(tmp_path):
         select_epochs(gathered, "fid_floor")
 
 
+def test_two_evaluations_of_one_epoch_are_told_apart(tmp_path):
+    run_dir = make_generation_run(tmp_path / "runs", "acgan", {1: 90.0}, utility=False,
+                                  figures=())
+    other = run_dir / "eval" / "epoch001-test"
+    other.mkdir()
+    data = json.loads((run_dir / "eval/epoch001/results.json").read_text())
+    data["metrics"]["fid"]["value"] = 95.0
+    (other / "results.json").write_text(json.dumps(data))
+    gathered = gather_runs(sorted(run_dir.glob("eval/*/results.json")), [run_dir], [])
+    assert [e.label for e in gathered[0].evaluations] == [
+        "acgan @ epoch 1 (epoch001)", "acgan @ epoch 1 (epoch001-test)"]
+
+
 def test_evaluation_of_an_image_folder_has_no_run(tmp_path):
     """`medsyn evaluate --fake DIR` results: null run fields, no run folder, no epoch."""
     eval_dir = tmp_path / "diffusion-eval"

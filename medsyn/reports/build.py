@@ -49,6 +49,7 @@ from medsyn.utils import atomic_write, progress
 
 ASSETS = "assets"
 MARKER = ".medsyn-report"
+MIN_DISPLAY_WIDTH = 360
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 GENERATION_BASELINE_KINDS = {"fidelity": ("generation",),
                              "utility": ("generation", "classification")}
@@ -118,8 +119,6 @@ class Figure:
     caption: str = ""
     missing: str | None = None
     width: int | None = None        # display width in px for small images shown enlarged
-
-MIN_DISPLAY_WIDTH = 360
 
 
 def display_width(path: Path) -> int | None:

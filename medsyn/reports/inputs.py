@@ -42,6 +42,7 @@ class Evaluation:
     run_name: str
     epoch: int | None
     run_dir: Path | None
+    tag: str | None = None        # tells apart two evaluations of one epoch (eval folder name)
 
     @property
     def dir(self) -> Path:
@@ -58,8 +59,9 @@ class Evaluation:
 
     @property
     def label(self) -> str:
-        return f"{self.run_name} @ epoch {self.epoch}" if self.epoch is not None \
+        label = f"{self.run_name} @ epoch {self.epoch}" if self.epoch is not None \
             else self.run_name
+        return f"{label} ({self.tag})" if self.tag else label
 
     @property
     def dataset(self) -> dict:
@@ -353,7 +355,12 @@ def gather_runs(results: list[Path], run_dirs: list[Path],
         if key not in runs:
             runs[key] = Run(key=key, name=run_dir.name, run_dir=run_dir)
     for run in runs.values():
-        run.evaluations.sort(key=lambda e: (e.epoch is None, e.epoch or 0, str(e.path)))
+        run.evaluations.sort(key=lambda e: (e.epoch is None, e.epoch or 0, e.path.parent.name,
+                                            str(e.path)))
+        labels = [e.label for e in run.evaluations]
+        for e in run.evaluations:
+            if labels.count(e.label) > 1:
+                e.tag = e.path.parent.name
         if run.run_dir is not None:
             _load_run_folder(run, problems)
     return sorted(runs.values(), key=lambda r: r.name)

@@ -72,7 +72,11 @@ class MetricSpec:
             return ""
         if self.percent:
             return f"{100 * x:.{self.digits}f} %"
-        return f"{x:+.{self.digits}f}" if self.signed else f"{x:.{self.digits}f}"
+        sign = "+" if self.signed else ""
+        if x != 0 and abs(x) < 0.5 * 10 ** -self.digits:
+            # e.g. a KID of 3e-05 must not print as 0.0000
+            return f"{x:{sign}.1e}"
+        return f"{x:{sign}.{self.digits}f}"
 
     def rank_key(self, value: float) -> float:
         """Smaller is better, whatever the metric's direction."""
