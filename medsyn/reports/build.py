@@ -785,7 +785,8 @@ def _render_html(context: dict) -> str:
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["cell_text"] = cell_text
     env.filters["code_spans"] = _code_spans
-    css = resources.files("medsyn.reports").joinpath("static", "report.css").read_text("utf-8")
+    css = resources.files("medsyn.reports").joinpath("static").joinpath("report.css").read_text(
+        "utf-8")
     return env.get_template("index.html.j2").render(css=css, **context)
 
 
