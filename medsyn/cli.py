@@ -135,6 +135,9 @@ def data_fetch(
 
 
 # Each stage registers its own commands here (one line per stage).
+from medsyn.reports.commands import register as _register_report  # noqa: E402
+
+_register_report(app)
 
 
 def main():

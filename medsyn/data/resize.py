@@ -1,9 +1,10 @@
 """Resizing of uint8 image batches.
 
-The filter is bicubic (a = -0.75, PyTorch's and PIL's kernel) with antialiasing when
-downscaling, i.e. ``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, which
-matches PIL's ``Image.resize(..., Image.BICUBIC)`` to within one grey level. Results are
-clamped to [0, 255] and rounded to the nearest integer.
+The filter is bicubic (a = -0.75, PyTorch's kernel; PIL and MATLAB use -0.5) with
+antialiasing when downscaling, i.e.
+``torch.nn.functional.interpolate(mode="bicubic", antialias=True)``, which is close to, but
+not identical with, PIL's ``Image.resize(..., Image.BICUBIC)``. Results are clamped to
+[0, 255] and rounded to the nearest integer.
 """
 
 from __future__ import annotations
