@@ -6,6 +6,7 @@ non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def data_fetch(
 
 
 # Each stage registers its own commands here (one line per stage).
+importlib.import_module("medsyn.generators.commands").register(app)
 
 
 def main():
