@@ -87,6 +87,11 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.is_dir():
         hint = " (did you mean its last.pt?)" if (path / "last.pt").exists() else ""
         raise CheckpointError(f"checkpoint {path} is a folder, not a .pt file{hint}.")
+    unreadable = (f"{path} cannot be read as a checkpoint: it is not a complete PyTorch (zip) "
+                  "file, so it is truncated (an interrupted copy?) or not a checkpoint at all. Use "
+                  "another file, e.g. the previous epochNNN.pt of the run.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(unreadable)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -99,10 +104,7 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                               "truncated or not a checkpoint at all.") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} cannot be read as a PyTorch checkpoint ({first}). It is truncated (an "
-            "interrupted copy?) or not a checkpoint; use another file, e.g. the previous "
-            "epochNNN.pt of the run.") from None
+        raise CheckpointError(f"{unreadable} ({first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = (f"a dict with keys {sorted(map(str, payload))[:8]}" if isinstance(payload, dict)
                 else f"a {type(payload).__name__}")

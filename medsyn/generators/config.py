@@ -267,8 +267,9 @@ def resolve_config(kind: str, options: dict | None = None, config_file=None,
         payload = read_checkpoint(resume)
         if payload["kind"] != kind:
             raise CheckpointError(
-                f"{resume} is a {payload['kind']} checkpoint, not {kind}; resume it with "
-                f"'medsyn train {payload['kind']} --resume {resume}'.")
+                f"{resume} is a checkpoint of kind {payload['kind']!r}, not {kind!r}; nothing "
+                f"was written. Resume it with 'medsyn train {payload['kind']} --resume "
+                f"{resume}'.")
         saved = payload.get("config") or {}
         for k in FIXED_ON_RESUME:
             if k in values and k in saved and values[k] != saved[k]:
