@@ -4,6 +4,7 @@ DistributedDataParallel, then check on every rank that the weights are identical
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_train_worker.py OUT
 """
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -42,6 +43,11 @@ def main(out: str):
         result[f"{name}_identical"] = all(torch.equal(everyone[0], w) for w in everyone)
     if dist.get_rank() == 0:
         (Path(out) / "ddp_check.json").write_text(json.dumps(result))
+    # free the DDP modules (and their gloo work) before the group goes away
+    del step, module
+    captured.clear()
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

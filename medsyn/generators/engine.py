@@ -19,6 +19,7 @@ all of them share the same guarantees (see docs/training.md):
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import math
@@ -218,6 +219,9 @@ def init_distributed(device_spec: str = "auto") -> tuple[DistInfo, torch.device]
 
 def shutdown_distributed(info: DistInfo) -> None:
     if info.initialized_here and torch_dist.is_initialized():
+        # DDP wrappers still alive at interpreter exit can abort the process when they hold
+        # gloo work of a destroyed group; collect them first
+        gc.collect()
         torch_dist.destroy_process_group()
 
 

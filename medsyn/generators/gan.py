@@ -125,11 +125,18 @@ class GanStep:
     def __init__(self, kind: GanKind, generator: nn.Module, discriminator: nn.Module,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, precision: Precision, noise_dim: int,
-                 num_classes: int, label_smoothing: float = 0.0, channels_last: bool = False):
+                 num_classes: int, label_smoothing: float = 0.0, channels_last: bool = False,
+                 discriminator_for_g: nn.Module | None = None):
+        """``discriminator_for_g``: the same network without its DDP wrapper (possibly compiled
+        on its own), used in G's step; default: ``discriminator`` itself when it is not DDP."""
         self.kind = kind
         self.g, self.d = generator, discriminator
-        self.d_plain = discriminator.module if isinstance(
-            discriminator, nn.parallel.DistributedDataParallel) else discriminator
+        if discriminator_for_g is None:
+            discriminator_for_g = (
+                discriminator.module
+                if isinstance(discriminator, nn.parallel.DistributedDataParallel)
+                else discriminator)
+        self.d_plain = discriminator_for_g
         self.d_params = list(unwrap(discriminator).parameters())
         self.opt_g, self.opt_d = opt_g, opt_d
         self.scaler = scaler

@@ -157,8 +157,11 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
 
     g_train = engine.maybe_compile(engine.wrap_ddp(gen_net, dist, device), config.compile)
     d_train = engine.maybe_compile(engine.wrap_ddp(disc_net, dist, device), config.compile)
+    # G's step goes through D past its DDP wrapper (D's weights are frozen there)
+    d_for_g = engine.maybe_compile(disc_net, config.compile) if dist.enabled else d_train
     step = GanStep(spec, g_train, d_train, opt_g, opt_d, scaler, precision, arch["noise_dim"],
-                   arch["num_classes"], config.label_smoothing, channels_last)
+                   arch["num_classes"], config.label_smoothing, channels_last,
+                   discriminator_for_g=d_for_g)
     batches = engine.BatchSource([ds.images, ds.labels], config.batch_size, device=device,
                                  seed=config.seed, dist=dist, on_device=config.data_on_device,
                                  what=f"{ds.name}/{ds.split}")
