@@ -122,6 +122,7 @@ def test_checkpoint_api(runs, kind):
 
     images = gen.sample(7, seed=3)
     assert images.dtype == torch.uint8 and images.shape == (7, 1, 28, 28)
+    assert gen.sample(0).shape == (0, 1, 28, 28)
     assert torch.equal(gen.sample(7, seed=3), images)
     assert not torch.equal(gen.sample(7, seed=4), images)
 

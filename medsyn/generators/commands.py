@@ -58,7 +58,7 @@ CONFIG_PARAMETER = inspect.Parameter(
     "config", inspect.Parameter.KEYWORD_ONLY,
     default=typer.Option(None, "--config", help="TOML file of options (keys named like the "
                          "options, e.g. batch_size = 32); options given here win.",
-                         show_default=False, exists=False, dir_okay=False),
+                         show_default=False, dir_okay=False),
     annotation=Path | None)
 
 

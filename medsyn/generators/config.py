@@ -164,9 +164,11 @@ def default_run_dir(kind: str, dataset: str, image_size: int) -> Path:
     return Path("runs") / f"{kind}-{slug}-{image_size}px"
 
 
-def read_config_file(path: str | os.PathLike, kind: str) -> dict:
+def read_config_file(path: str | os.PathLike, kind: str,
+                     specs: tuple[OptionSpec, ...] | list[OptionSpec] | None = None) -> dict:
     """Options from a TOML file: top-level keys named like the options (``batch_size`` or
-    ``batch-size``), optionally a ``kind``."""
+    ``batch-size``), optionally a ``kind``. ``specs``: the valid options (default: those of the
+    GAN ``kind``; another trainer passes its own)."""
     path = Path(path).expanduser()
     try:
         with open(path, "rb") as f:
@@ -178,7 +180,7 @@ def read_config_file(path: str | os.PathLike, kind: str) -> dict:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}.") from None
     options = {}
-    valid = {o.name for o in options_for(kind)}
+    valid = {o.name for o in (specs if specs is not None else options_for(kind))}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name == "kind":
@@ -196,7 +198,9 @@ def read_config_file(path: str | os.PathLike, kind: str) -> dict:
     return options
 
 
-def _coerce(spec: OptionSpec, value, source: str):
+def coerce_option(spec: OptionSpec, value, source: str):
+    """``value`` checked against ``spec`` (type, choices, range); ``source`` names where it came
+    from in the error message."""
     where = f"{spec.flag} ({source})"
     if value is None:
         return None
@@ -255,7 +259,7 @@ def resolve_config(kind: str, options: dict | None = None, config_file=None,
             raise ConfigError(f"unknown training option {k!r}; valid: "
                               f"{', '.join(sorted(valid))}.")
         given[k] = (v, "option")
-    values = {name: _coerce(OPTION_BY_NAME[name], v, src) for name, (v, src) in given.items()}
+    values = {name: coerce_option(OPTION_BY_NAME[name], v, src) for name, (v, src) in given.items()}
 
     base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "kind"}
     base.update({k: v for k, v in spec_kind.train_defaults.items()})

@@ -688,7 +688,11 @@ class TrainingLoop:
                 "another --seed.", step=last["step"], key=bad)
 
     def _print_summary(self, epoch_no: int, state: LoopState) -> None:
-        recent = [r for r in self.log.records if r["epoch"] == epoch_no]
+        recent = []
+        for r in reversed(self.log.records):       # this epoch's records are the newest
+            if r["epoch"] != epoch_no:
+                break
+            recent.append(r)
         if not recent:
             return
         parts = [f"epoch {epoch_no}/{self.epochs}", f"step {state.step}"]

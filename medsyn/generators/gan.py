@@ -15,6 +15,7 @@ fake images for G: L = Ls + Lc.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,8 +236,7 @@ def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
         for i in range(0, len(z), batch_size):
             zb = z[i:i + batch_size].to(device)
             lb = None if labels is None else labels[i:i + batch_size].to(device)
-            with precision.autocast() if precision is not None else torch.autocast(
-                    device.type, enabled=False):
+            with precision.autocast() if precision is not None else nullcontext():
                 out.append(to_uint8(generator(zb, lb)).cpu())
     finally:
         generator.train(was_training)
@@ -323,6 +323,9 @@ class GanCheckpoint:
         else:
             gen.manual_seed(int(seed))
         z = torch.randn(n, self.noise_dim, generator=gen)
+        if n == 0:
+            return torch.empty(0, self.channels, self.image_size, self.image_size,
+                               dtype=torch.uint8)
         return generate(self.generator, z, labels, self.device, batch_size)
 
     @torch.no_grad()
