@@ -6,6 +6,7 @@ non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -135,9 +136,8 @@ def data_fetch(
 
 
 # Each stage registers its own commands here (one line per stage).
-from medsyn.reports.commands import register as _register_report  # noqa: E402
-
-_register_report(app)
+importlib.import_module("medsyn.generators.commands").register(app)
+importlib.import_module("medsyn.reports.commands").register(app)
 
 
 def main():

@@ -1,0 +1,143 @@
+"""Checkpoint files: format header, safe reading with clear errors, and the loader registry.
+
+A medsyn checkpoint is a ``torch.save`` dict holding only tensors and plain containers (it loads
+with ``torch.load(weights_only=True)``: reading one never runs code from the file). Its header:
+
+    {"format": "medsyn-checkpoint", "format_version": 1, "medsyn_version": ..., "torch_version":
+     ..., "kind": "acgan", "created": ISO-8601, ...}
+
+:func:`load_checkpoint` dispatches on ``kind`` through a registry. A kind maps to a loader
+``loader(payload, device, path) -> object``, given either as a callable or lazily as a
+``"module:function"`` string imported on first use (so SR models plug in without
+``medsyn.generators`` importing them):
+
+    register_kind("srgan", "medsyn.sr.checkpoint:load_sr_checkpoint")
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from medsyn import __version__
+from medsyn.errors import CheckpointError
+
+FORMAT = "medsyn-checkpoint"
+FORMAT_VERSION = 1
+
+# Heavy entries left out of ``metadata`` (the state of networks, optimizers and RNGs).
+STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels")
+
+Loader = Callable[..., object]
+_LOADERS: dict[str, Loader | str] = {
+    "acgan": "medsyn.generators.gan:load_gan_checkpoint",
+    "cgan": "medsyn.generators.gan:load_gan_checkpoint",
+    "dcgan": "medsyn.generators.gan:load_gan_checkpoint",
+}
+
+
+def register_kind(kind: str, loader: Loader | str, *, replace: bool = False) -> None:
+    """Make :func:`load_checkpoint` load checkpoints whose ``kind`` is ``kind`` with ``loader``.
+
+    ``loader(payload: dict, device: torch.device, path: Path)`` returns the loaded object;
+    ``loader`` may be a ``"package.module:function"`` string, imported when first needed.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("kind must be a non-empty string")
+    if not (callable(loader) or (isinstance(loader, str) and ":" in loader)):
+        raise ValueError("loader must be a callable or a 'module:function' string")
+    if kind in _LOADERS and not replace and _LOADERS[kind] != loader:
+        raise ValueError(f"checkpoint kind {kind!r} is already registered (pass replace=True)")
+    _LOADERS[kind] = loader
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def _resolve_loader(kind: str) -> Loader:
+    loader = _LOADERS[kind]
+    if isinstance(loader, str):
+        module, _, attr = loader.partition(":")
+        loader = getattr(importlib.import_module(module), attr)
+        _LOADERS[kind] = loader
+    return loader
+
+
+def checkpoint_header(kind: str) -> dict:
+    """The fields every medsyn checkpoint starts with."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "medsyn_version": __version__,
+            "torch_version": str(torch.__version__), "kind": kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load and validate a checkpoint file; every problem is a :class:`CheckpointError` naming
+    the file and what to do."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    if path.is_dir():
+        hint = " (did you mean its last.pt?)" if (path / "last.pt").exists() else ""
+        raise CheckpointError(f"checkpoint {path} is a folder, not a .pt file{hint}.")
+    unreadable = (f"{path} cannot be read as a checkpoint: it is not a complete PyTorch (zip) "
+                  "file, so it is truncated (an interrupted copy?) or not a checkpoint at all. Use "
+                  "another file, e.g. the previous epochNNN.pt of the run.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(unreadable)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} is a PyTorch file holding Python objects other than tensors, so it is "
+                "not a medsyn checkpoint (medsyn reads checkpoints with weights_only=True and "
+                "will not unpickle arbitrary objects).") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch file ({exc}); it may be "
+                              "truncated or not a checkpoint at all.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{unreadable} ({first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = (f"a dict with keys {sorted(map(str, payload))[:8]}" if isinstance(payload, dict)
+                else f"a {type(payload).__name__}")
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a medsyn checkpoint (it holds {what}, without "
+            f"format={FORMAT!r}). medsyn loads only checkpoints written by 'medsyn train'.")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}, newer than this medsyn "
+            f"({__version__}) reads ({FORMAT_VERSION}); upgrade medsyn.")
+    if payload.get("kind") not in _LOADERS:
+        raise CheckpointError(
+            f"{path} is a checkpoint of kind {payload.get('kind')!r}, which this medsyn cannot "
+            f"load; known kinds: {', '.join(registered_kinds())}.")
+    return payload
+
+
+def checkpoint_metadata(payload: dict) -> dict:
+    """The checkpoint without the network / optimizer / RNG state (what ``.metadata`` shows)."""
+    return {k: v for k, v in payload.items() if k not in STATE_KEYS}
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Load any medsyn checkpoint as the object its kind's loader returns.
+
+    For ``acgan`` / ``cgan`` / ``dcgan``: a :class:`medsyn.generators.gan.GanCheckpoint` with
+    ``kind``, ``class_names``, ``conditional``, ``image_size``, ``channels``, ``metadata``,
+    ``sample(n, labels=None, seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
+    ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
+    """
+    from medsyn.generators.engine import resolve_device
+
+    dev = resolve_device(device)
+    payload = read_checkpoint(path)
+    return _resolve_loader(payload["kind"])(payload, device=dev, path=Path(path))
