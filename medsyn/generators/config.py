@@ -235,7 +235,7 @@ def coerce_option(spec: OptionSpec, value, source: str):
 
 def resolve_options(kind: str, specs, defaults: dict, options: dict | None = None,
                     config_file=None, *, fixed_on_resume=(), not_inherited=NOT_INHERITED,
-                    ) -> tuple[dict, dict | None, set[str]]:
+                    all_specs=OPTIONS) -> tuple[dict, dict | None, set[str]]:
     """The option values of a run of any trainer, with the precedence and resume rules.
 
     ``specs``: the trainer's :class:`OptionSpec` list; ``defaults``: the value of every option
@@ -243,7 +243,8 @@ def resolve_options(kind: str, specs, defaults: dict, options: dict | None = Non
     checkpoint's content with ``resume`` (else None) and the names given explicitly (option or
     config file). With ``resume``: the checkpoint must be of ``kind``, ``fixed_on_resume``
     options must not change, the others are inherited from the checkpoint's config except
-    ``not_inherited``, and ``out`` defaults to the checkpoint's folder.
+    ``not_inherited``, and ``out`` defaults to the checkpoint's folder. ``all_specs``: the
+    options of every kind of this trainer (an option of another kind gets "applies to ... only").
     """
     from medsyn.generators.checkpoint import read_checkpoint
 
@@ -256,7 +257,7 @@ def resolve_options(kind: str, specs, defaults: dict, options: dict | None = Non
         if v is None:
             continue
         if k not in by_name:
-            known = OPTION_BY_NAME.get(k)
+            known = next((o for o in all_specs if o.name == k), None)
             if known is not None and known.kinds is not None:
                 raise ConfigError(f"{known.flag} applies to {', '.join(known.kinds)} only, not "
                                   f"{kind}.")

@@ -167,7 +167,7 @@ def resolve_sr_config(kind: str, options: dict | None = None, config_file=None,
     defaults.update(KIND_DEFAULTS[kind])
     values, payload, given = resolve_options(kind, specs, defaults, options, config_file,
                                              fixed_on_resume=SR_FIXED_ON_RESUME,
-                                             not_inherited=NOT_INHERITED)
+                                             not_inherited=NOT_INHERITED, all_specs=SR_OPTIONS)
     if values["scale"] not in (2, 4, 8):
         raise ConfigError(f"--scale must be 2, 4 or 8, got {values['scale']}.")
     if kind == "srgan" and payload is None:
