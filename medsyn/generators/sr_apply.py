@@ -72,13 +72,13 @@ def read_lr_image(path: Path, channels: int) -> np.ndarray:
         arr = arr[None]
         if channels == 3:
             arr = np.repeat(arr, 3, axis=0)
-        return np.ascontiguousarray(arr)
+        return np.array(arr)          # a writable copy (PIL's arrays are read-only)
     if channels == 1:
         raise DataError(
             f"{path} is a colour image (its R, G and B differ) but the model was trained on "
             "grayscale images; convert it to grayscale first if that is what you mean (e.g. "
             "PIL: Image.open(f).convert('L').save(g)).")
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.array(arr.transpose(2, 0, 1), order="C")
 
 
 def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
