@@ -2,7 +2,10 @@
 run folders, phases, checkpoints and their API, exact resume, --init-from, AMP and bad input."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +237,22 @@ def test_resume_keeps_the_run_folder_and_more_epochs_train_further(tmp_path, run
     assert [r["epoch"] for r in log].count(2) == 8 and (run / "samples" / "epoch002.png").exists()
     with pytest.raises(ConfigError, match="nothing to train"):
         train_sr("srresnet", resume=str(run / "last.pt"), epochs=2, quiet=True)
+
+
+# ------------------------------------------------------------------ several processes
+
+
+def test_torchrun_two_processes_keep_identical_weights(tmp_path, data_root):
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(repo / "tests" / "ddp_sr_worker.py"), str(tmp_path / "run")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    check = json.loads((tmp_path / "run" / "ddp_check.json").read_text())
+    assert check == {"world_size": 2, "generator_identical": True,
+                     "discriminator_identical": True}
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 11))    # one log, written by rank 0
+    assert [r["phase"] for r in log] == ["mse"] * 8 + ["adversarial"] * 2
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["world_size"] == 2
