@@ -135,6 +135,7 @@ def data_fetch(
 
 
 # Each stage registers its own commands here (one line per stage).
+__import__("medsyn.evaluators.commands", fromlist=["register"]).register(app)
 
 
 def main():
