@@ -15,7 +15,7 @@ import torch
 from medsyn.errors import DataError
 from medsyn.evaluators import stats
 from medsyn.evaluators.extractors import FeatureExtractor, get_extractor, resolve_device
-from medsyn.evaluators.features import check_images, dataset_features, extract_features
+from medsyn.evaluators.features import check_images, extract_features
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
 
@@ -69,7 +69,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              batch_size: int = 64, out_dir: str | os.PathLike | None = None,
              discriminator: Callable | None = None, kid_subset_size: int = 1000,
              kid_subsets: int = 100, k: int = 5, is_splits: int = 10,
-             use_cache: bool = True, run: dict | None = None,
+             tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
@@ -80,6 +80,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ``metrics``: names from :func:`medsyn.evaluators.list_metrics` (default: all but the
     discriminator diagnostics, which run when ``discriminator`` is given).
     ``discriminator(images_uint8, labels_or_None) -> {"p_real": [N], "class_logits": [N, K]|None}``.
+    ``tsne_max_points``: at most this many real and this many fake points in the t-SNE figure.
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
     """
     started = time.perf_counter()
@@ -88,7 +89,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     labels = _labels_array(fake_labels, len(fake_images), reference.class_names)
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, k=k, is_splits=is_splits,
-                          batch_size=batch_size, use_cache=use_cache)
+                          batch_size=batch_size, use_cache=use_cache,
+                          tsne_max_points=tsne_max_points)
     options.validate()
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
@@ -99,17 +101,14 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         out_path.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    real = dataset_features(reference, extractor, batch_size, use_cache)
-    t_real = time.perf_counter() - t0
-    t0 = time.perf_counter()
     fake = extract_features(extractor, fake_images, batch_size, desc="fake features")
     t_fake = time.perf_counter() - t0
-    ctx = EvalContext(fake=fake, fake_labels=labels, fake_images=fake_images, real=real,
+    ctx = EvalContext(fake=fake, fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
                       train=train, heldout=heldout, discriminator=discriminator, out_dir=out_path)
     results_metrics: dict = {}
-    timings = {"real_features_s": round(t_real, 3), "real_features_cached": real.from_cache,
-               "fake_features_s": round(t_fake, 3)}
+    timings = ctx.timings
+    timings["fake_features_s"] = round(t_fake, 3)
     for spec in specs:
         t0 = time.perf_counter()
         results_metrics.update(spec.fn(ctx))

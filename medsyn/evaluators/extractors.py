@@ -16,6 +16,7 @@ written into results.json. A new extractor is a factory registered under a name:
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,7 +148,8 @@ class InceptionExtractor(FeatureExtractor):
                 self.model = FeatureExtractorInceptionV3(
                     INCEPTION_NAME, ["2048", "logits_unbiased"],
                     feature_extractor_weights_path=str(path), verbose=False)
-            except (RuntimeError, KeyError, OSError, EOFError) as exc:
+            except (RuntimeError, KeyError, OSError, EOFError, ValueError,
+                    pickle.UnpicklingError) as exc:
                 raise ConfigError(
                     f"{path} is not a torch-fidelity inception-v3-compat state dict "
                     f"({type(exc).__name__}: {str(exc)[:200]}).") from None

@@ -17,6 +17,7 @@ PSNR/SSIM of super-resolution) are merged into a results folder with
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +74,6 @@ class EvalContext:
     fake: Features
     fake_labels: np.ndarray | None
     fake_images: torch.Tensor
-    real: Features
     reference: object                        # ImageDataset
     extractor: FeatureExtractor
     options: EvalOptions
@@ -84,7 +84,20 @@ class EvalContext:
     out_dir: Path | None = None
     figures: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
     _extra: dict = field(default_factory=dict)
+
+    @property
+    def real(self) -> Features:
+        """Features of the reference set, extracted (or read from the cache) on first use, so
+        families that need none (IS, discriminator) cost no reference pass."""
+        if "reference" not in self._extra:
+            t0 = time.perf_counter()
+            self._extra["reference"] = dataset_features(
+                self.reference, self.extractor, self.options.batch_size, self.options.use_cache)
+            self.timings["real_features_s"] = round(time.perf_counter() - t0, 3)
+            self.timings["real_features_cached"] = self._extra["reference"].from_cache
+        return self._extra["reference"]
 
     @property
     def class_names(self) -> list[str]:
