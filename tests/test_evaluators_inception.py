@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch_fidelity
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from torchvision.transforms.functional import gaussian_blur
 
 import medsyn.evaluators as ev
@@ -56,11 +57,12 @@ def test_fid_and_kid_equal_torch_fidelity_calculate_metrics(inception, inception
     fake, real = val.images[:N_TF], test.images[:N_TF]
     _write_pngs(fake, tmp_path / "fake")
     _write_pngs(real, tmp_path / "real")
-    ref = torch_fidelity.calculate_metrics(
-        input1=str(tmp_path / "fake"), input2=str(tmp_path / "real"), fid=True, kid=True,
-        kid_subset_size=N_TF, kid_subsets=100, rng_seed=3, cuda=False, batch_size=64,
-        feature_extractor_weights_path=str(inception_weights), cache=False, verbose=False,
-        save_cpu_ram=True)
+    with threadpool_limits(limits=1):   # its numpy FID after torch: avoid thread contention
+        ref = torch_fidelity.calculate_metrics(
+            input1=str(tmp_path / "fake"), input2=str(tmp_path / "real"), fid=True, kid=True,
+            kid_subset_size=N_TF, kid_subsets=100, rng_seed=3, cuda=False, batch_size=64,
+            feature_extractor_weights_path=str(inception_weights), cache=False, verbose=False,
+            save_cpu_ram=True)
     got = ev.evaluate(fake, None, reference=_as_dataset(real, "tf-real"), extractor=inception,
                       metrics=["fid", "kid"], seed=3, n_bootstrap=10, batch_size=64,
                       use_cache=False)["metrics"]
@@ -74,15 +76,18 @@ def test_real_vs_real_is_far_below_real_vs_blurred_and_self_is_zero(inception, c
     val, test = cxr3_small
     kw = {"extractor": inception, "metrics": ["fid", "kid"], "n_bootstrap": 20}
     real = ev.evaluate(val.images, val.labels, reference=test, **kw)
-    blurred_images = gaussian_blur(test.images, kernel_size=9, sigma=2.0)
+    blurred_images = gaussian_blur(test.images, kernel_size=13, sigma=3.0)
     blurred = ev.evaluate(blurred_images, test.labels, reference=test, **kw)
     # the reference's features came from the cache the second time
     assert real["provenance"]["timings"]["real_features_cached"] is False
     assert blurred["provenance"]["timings"]["real_features_cached"] is True
     fid_real, fid_blur = real["metrics"]["fid"]["value"], blurred["metrics"]["fid"]["value"]
     kid_real, kid_blur = real["metrics"]["kid"]["value"], blurred["metrics"]["kid"]["value"]
+    print(f"n={N_SPLIT}: FID val/test {fid_real:.2f} {real['metrics']['fid']['ci95']}, "
+          f"test/blurred {fid_blur:.2f}; KID {kid_real:.4f} vs {kid_blur:.4f}")
+    # at n = 100 FID carries a large small-sample bias (both values include it); KID does not
     assert fid_blur > 2.5 * fid_real, (fid_real, fid_blur)
-    assert kid_blur > 5 * kid_real, (kid_real, kid_blur)
+    assert kid_blur > 0.05 and abs(kid_real) < 0.1 * kid_blur, (kid_real, kid_blur)
     lo, hi = real["metrics"]["fid"]["ci95"]
     assert hi < blurred["metrics"]["fid"]["ci95"][0]      # the intervals do not overlap
     assert lo <= fid_real <= hi

@@ -7,9 +7,17 @@ import prdc as prdc_reference
 import pytest
 import scipy.linalg
 import torch
+from threadpoolctl import threadpool_limits
 from torch_fidelity.metric_kid import kid_features_to_metric
 
 from medsyn.evaluators import stats
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """As in evaluate(): mixing torch and OpenBLAS thread pools on 2 cores is 10-100x slower."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _sets(n1, n2, d, seed=0, shift=0.3):

@@ -19,6 +19,7 @@ REFERENCES = ("train", "test")
 
 
 def _print_summary(results: dict, out_dir: Path | None):
+    from rich.console import Console
     from rich.table import Table
 
     from medsyn.evaluators.results import summary_rows
@@ -32,11 +33,12 @@ def _print_summary(results: dict, out_dir: Path | None):
     table = Table(title=title, title_justify="left")
     for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"),
                          ("n_real", "right"), ("n_fake", "right")):
-        table.add_column(col, justify=justify, no_wrap=col != "metric", overflow="fold")
+        table.add_column(col, justify=justify, no_wrap=True)
     table.add_column("note", overflow="ellipsis", max_width=60)
     for row in summary_rows(results):
         table.add_row(*row)
-    console.print(table)
+    # a table squeezed into 80 columns (pipes, CI logs) is unreadable: never narrower than 140
+    Console(width=max(console.width, 140)).print(table)
     for w in results.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     if out_dir is not None:
@@ -66,7 +68,7 @@ def _checkpoint_root(data_root, meta_root):
     return None
 
 
-def _evaluate_checkpoints(pattern, opts, extractor):
+def _evaluate_checkpoints(paths, opts, extractor):
     import numpy as np
 
     from medsyn.data import load_dataset
@@ -74,7 +76,6 @@ def _evaluate_checkpoints(pattern, opts, extractor):
     from medsyn.evaluators.api import evaluate
     from medsyn.utils import file_digest
 
-    paths = inputs.expand_checkpoints(pattern)
     all_results = []
     for path in paths:
         gen = inputs.load_generator(path, device=opts["device_obj"])
@@ -243,10 +244,15 @@ def evaluate_command(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
 
+    from medsyn.evaluators import inputs
     from medsyn.evaluators.extractors import get_extractor, resolve_device
     from medsyn.evaluators.metrics import resolve_metrics
 
-    resolve_metrics(metrics, have_discriminator=True)      # fail fast on a typo
+    # everything a user can get wrong is checked before the (slow) network is loaded
+    resolve_metrics(metrics, have_discriminator=True)
+    paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
+    if fake is not None and not fake.expanduser().exists():
+        raise DataError(f"--fake {fake}: no such file or folder.")
     dev = resolve_device(device)
     ext_options = {"weights": inception_weights} if extractor == "inception" else {}
     ext = get_extractor(extractor, device=dev, **ext_options)
@@ -257,7 +263,7 @@ def evaluate_command(
                      "device": dev, "batch_size": batch_size,
                      "kid_subset_size": kid_subset_size, "use_cache": not no_cache}}
     if checkpoint is not None:
-        outputs = _evaluate_checkpoints(checkpoint, opts, ext)
+        outputs = _evaluate_checkpoints(paths, opts, ext)
     else:
         outputs = _evaluate_fake(fake, real, opts, ext)
     for results, out_dir in outputs:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from medsyn.errors import DataError
 from medsyn.evaluators.extractors import FeatureExtractor
@@ -26,6 +27,9 @@ from medsyn.utils import atomic_write, progress, write_json
 log = logging.getLogger(__name__)
 
 FEATURE_CACHE_VERSION = 1
+# torch's thread count as the process started; the metric phase runs with one thread (see
+# api.evaluate) and a reference extracted lazily inside it gets the full count back.
+_EXTRACTION_THREADS = torch.get_num_threads()
 
 
 @dataclass
@@ -66,7 +70,8 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
     check_images(images, desc)
     feats, logits = [], []
     pin = extractor.device.type == "cuda"
-    with progress(total=len(images), desc=desc, unit="img") as bar:
+    with threadpool_limits(limits=_EXTRACTION_THREADS), \
+            progress(total=len(images), desc=desc, unit="img") as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             if pin:

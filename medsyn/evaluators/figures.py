@@ -41,16 +41,20 @@ def tsne_plot(path: Path, real: np.ndarray, real_labels: np.ndarray, fake: np.nd
     class, marker by real (o) / fake (x)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     ir = _subsample(len(real), max_points, rng)
     jf = _subsample(len(fake), max_points, rng)
     x = np.concatenate([real[ir], fake[jf]]).astype(np.float64)
     n_comp = min(50, x.shape[0] - 1, x.shape[1])
-    x = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-               learning_rate="auto").fit_transform(x)
+    # One thread: after torch has run in this process, OpenMP pools of torch and scikit-learn
+    # compete for the cores, and a few hundred points then take tens of seconds instead of one.
+    with threadpool_limits(limits=1):
+        x = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                   learning_rate="auto").fit_transform(x)
     er, ef = emb[: len(ir)], emb[len(ir):]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
