@@ -51,8 +51,8 @@ def _maybe_dataset(name, split, image_size, root, what):
     try:
         return load_dataset(name, split, image_size=image_size, root=root)
     except DataError as exc:
-        console.print(f"[yellow]note:[/] no {what} ({name}/{split}): {str(exc).splitlines()[0]}",
-                      highlight=False)
+        # stderr, so that --json output stays parseable
+        typer.echo(f"note: no {what} ({name}/{split}): {str(exc).splitlines()[0]}", err=True)
         return None
 
 

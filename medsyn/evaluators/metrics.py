@@ -85,6 +85,7 @@ class EvalContext:
     figures: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    extraction_s: float = 0.0                # feature extraction done lazily inside metrics
     _extra: dict = field(default_factory=dict)
 
     @property
@@ -95,8 +96,10 @@ class EvalContext:
             t0 = time.perf_counter()
             self._extra["reference"] = dataset_features(
                 self.reference, self.extractor, self.options.batch_size, self.options.use_cache)
-            self.timings["real_features_s"] = round(time.perf_counter() - t0, 3)
+            took = time.perf_counter() - t0
+            self.timings["real_features_s"] = round(took, 3)
             self.timings["real_features_cached"] = self._extra["reference"].from_cache
+            self.extraction_s += took
         return self._extra["reference"]
 
     @property
@@ -120,8 +123,13 @@ class EvalContext:
         if ds is self.reference or ds.fingerprint == self.reference.fingerprint:
             return self.real
         if which not in self._extra:
+            t0 = time.perf_counter()
             self._extra[which] = dataset_features(ds, self.extractor, self.options.batch_size,
                                                   self.options.use_cache)
+            took = time.perf_counter() - t0
+            self.timings[f"{which}_features_s"] = round(took, 3)
+            self.timings[f"{which}_features_cached"] = self._extra[which].from_cache
+            self.extraction_s += took
         return self._extra[which]
 
     def warn(self, message: str):
