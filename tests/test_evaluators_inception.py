@@ -19,6 +19,7 @@ from medsyn.data import ImageDataset, load_dataset
 from medsyn.errors import ConfigError
 from medsyn.evaluators import metrics, stats
 from medsyn.evaluators.inputs import stratified_subset
+from medsyn.settings import ENV_CACHE_DIR
 
 pytestmark = [pytest.mark.inception, pytest.mark.real_data]
 
@@ -72,7 +73,9 @@ def test_fid_and_kid_equal_torch_fidelity_calculate_metrics(inception, inception
     assert got["fid"]["extractor"] == "inception-v3-compat"
 
 
-def test_real_vs_real_is_far_below_real_vs_blurred_and_self_is_zero(inception, cxr3_small):
+def test_real_vs_real_is_far_below_real_vs_blurred_and_self_is_zero(inception, cxr3_small,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))      # an empty cache, even on re-runs
     val, test = cxr3_small
     kw = {"extractor": inception, "metrics": ["fid", "kid"], "n_bootstrap": 20}
     real = ev.evaluate(val.images, val.labels, reference=test, **kw)

@@ -16,6 +16,7 @@ import medsyn.evaluators as ev
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.extractors import PixelExtractor
+from medsyn.settings import ENV_CACHE_DIR
 
 
 def _blobs(n, seed, classes=2, size=24, shift=0.0):
@@ -45,7 +46,8 @@ class CountingExtractor(PixelExtractor):
         return super().extract(images)
 
 
-def test_real_features_are_cached_and_not_recomputed():
+def test_real_features_are_cached_and_not_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))      # an empty cache, even on re-runs
     ref = _dataset(120, 0)
     ext = CountingExtractor()
     fake1, lab1 = _blobs(50, 1)
