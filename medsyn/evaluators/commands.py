@@ -1,0 +1,277 @@
+"""``medsyn evaluate``: the command line over :func:`medsyn.evaluators.evaluate`.
+
+Heavy imports (torch, torch-fidelity, matplotlib) happen inside the command so that
+``medsyn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from medsyn.clitools import console
+from medsyn.errors import ConfigError, DataError
+
+REFERENCES = ("train", "test")
+
+
+def _print_summary(results: dict, out_dir: Path | None):
+    from rich.console import Console
+    from rich.table import Table
+
+    from medsyn.evaluators.results import summary_rows
+
+    run = results.get("run") or {}
+    prov = results.get("provenance", {})
+    ref = prov.get("reference") or {}
+    title = (f"{run.get('checkpoint') or (prov.get('fake') or {}).get('path') or 'fake images'}"
+             f" vs {ref.get('name')}/{ref.get('split')}  "
+             f"[{(prov.get('extractor') or {}).get('name')}]")
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"),
+                         ("n_real", "right"), ("n_fake", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    table.add_column("note", overflow="ellipsis", max_width=60)
+    for row in summary_rows(results):
+        table.add_row(*row)
+    # a table squeezed into 80 columns (pipes, CI logs) is unreadable: never narrower than 140
+    Console(width=max(console.width, 140)).print(table)
+    for w in results.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if out_dir is not None:
+        console.print(f"results: {out_dir / 'results.json'}", highlight=False)
+
+
+def _maybe_dataset(name, split, image_size, root, what):
+    from medsyn.data import load_dataset
+
+    try:
+        return load_dataset(name, split, image_size=image_size, root=root)
+    except DataError as exc:
+        # stderr, so that --json output stays parseable
+        typer.echo(f"note: no {what} ({name}/{split}): {str(exc).splitlines()[0]}", err=True)
+        return None
+
+
+def _checkpoint_root(data_root, meta_root):
+    """--data-root, else MEDSYN_DATA_ROOT, else the root recorded in the checkpoint if it
+    still exists, else the default (an explicit choice always wins over the recording)."""
+    from medsyn.settings import ENV_DATA_ROOT
+
+    if data_root is not None or os.environ.get(ENV_DATA_ROOT):
+        return data_root
+    if meta_root and Path(meta_root).is_dir():
+        return Path(meta_root)
+    return None
+
+
+def _evaluate_checkpoints(paths, opts, extractor):
+    import numpy as np
+
+    from medsyn.data import load_dataset
+    from medsyn.evaluators import inputs
+    from medsyn.evaluators.api import evaluate
+    from medsyn.utils import file_digest
+
+    all_results = []
+    for path in paths:
+        gen = inputs.load_generator(path, device=opts["device_obj"])
+        meta = gen.metadata if isinstance(gen.metadata, dict) else {}
+        dmeta = meta.get("dataset") or {}
+        name = dmeta.get("name")
+        if not name:
+            raise ConfigError(f"{path}: its metadata names no dataset, so medsyn cannot find the "
+                              "real images; score its samples with --fake/--real instead.")
+        train_split = dmeta.get("split", "train")
+        size = opts["image_size"] or dmeta.get("image_size") or gen.image_size
+        size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        root = _checkpoint_root(opts["data_root"], dmeta.get("root"))
+        train = load_dataset(name, train_split, image_size=size, root=root)
+        inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
+        heldout = _maybe_dataset(name, "test", size, root, "held-out split")
+        if opts["reference"] == "train":
+            reference = train
+        else:
+            if heldout is None:
+                raise DataError(f"--reference test: {name} has no test split here.")
+            reference = heldout
+        reference = inputs.stratified_subset(reference, opts["n_real"], opts["seed"])
+        counts = np.bincount(reference.labels.numpy(), minlength=len(reference.class_names))
+        if opts["n_samples"] is not None:
+            counts = np.asarray(inputs.split_counts(opts["n_samples"], counts))
+        labels = np.repeat(np.arange(len(counts)), counts)
+        images = inputs.sample_generator(gen, labels, opts["seed"], opts["batch_size"])
+        fake_labels = labels if gen.conditional else None
+        disc = None
+        if callable(getattr(gen, "discriminate", None)):
+            def disc(imgs, lab, _gen=gen):
+                return _gen.discriminate(imgs, lab if _gen.kind == "cgan" else None)
+        if len(paths) == 1:
+            out_dir = Path(opts["out"]) if opts["out"] else path.parent / "eval" / path.stem
+        else:
+            out_dir = (Path(opts["out"]) / path.stem) if opts["out"] else \
+                path.parent / "eval" / path.stem
+        run = {"name": path.parent.name, "checkpoint": str(path), "model_kind": gen.kind,
+               "epoch": meta.get("epoch"), "step": meta.get("step"), "run_dir": str(path.parent)}
+        prov = {"checkpoint": str(path), "checkpoint_sha256": file_digest(path),
+                "dataset": {"name": train.name, "split": train.split,
+                            "fingerprint": train.fingerprint},
+                "sampling": {"seed": opts["seed"], "n": int(len(labels)),
+                             "labels": "as many per class as the reference"
+                             if opts["n_samples"] is None else
+                             f"{opts['n_samples']} split in the reference's class proportions",
+                             "conditional": bool(gen.conditional)}}
+        results = evaluate(images, fake_labels, reference=reference, train=train,
+                           heldout=heldout, discriminator=disc, out_dir=out_dir, run=run,
+                           provenance=prov, **opts["eval"], extractor=extractor)
+        all_results.append((results, out_dir))
+    return all_results
+
+
+def _evaluate_fake(fake, real, opts, extractor):
+    from medsyn.data import load_dataset
+    from medsyn.evaluators import inputs
+    from medsyn.evaluators.api import evaluate
+
+    name, split = inputs.parse_real(real)
+    root = opts["data_root"]
+    probe = load_dataset(name, split, image_size=opts["image_size"], root=root)
+    fakes = inputs.load_fake(fake, probe.class_names, opts["image_size"])
+    size = opts["image_size"]
+    resize_note = None
+    if size is None and tuple(fakes.images.shape[2:]) != tuple(probe.image_size):
+        h, w = fakes.images.shape[2:]
+        if h == w:
+            size = int(h)
+            resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to the "
+                           f"fakes' {size}px (bicubic, antialiased)")
+    reference = probe if size is None or size == probe.image_size[0] else \
+        load_dataset(name, split, image_size=size, root=root)
+    fakes = inputs.match_reference(fakes, reference)
+    fakes = inputs.subsample(fakes, opts["n_samples"], opts["seed"])
+    reference = inputs.stratified_subset(reference, opts["n_real"], opts["seed"])
+    train = reference if split == "train" and opts["n_real"] is None else \
+        _maybe_dataset(name, "train", size, root, "training split")
+    heldout = reference if split == "test" and opts["n_real"] is None else \
+        _maybe_dataset(name, "test", size, root, "held-out split")
+    if train is not None and heldout is not None and train.fingerprint == heldout.fingerprint:
+        heldout = None
+    fake_path = Path(fake).expanduser()
+    out_dir = Path(opts["out"]) if opts["out"] else \
+        fake_path.resolve().parent / "eval" / fake_path.stem
+    prov = {"fake": {**fakes.source, "n": len(fakes.images)},
+            "resize": {"fakes": fakes.source.get("resize"), "reference": resize_note}}
+    results = evaluate(fakes.images, fakes.labels, reference=reference, train=train,
+                       heldout=heldout, out_dir=out_dir, provenance=prov, **opts["eval"],
+                       extractor=extractor)
+    return [(results, out_dir)]
+
+
+def evaluate_command(
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "-c", help="Generator checkpoint (.pt), or a quoted glob such as "
+        "'runs/x/epoch*.pt' for one result per checkpoint."),
+    fake: Path | None = typer.Option(
+        None, "--fake", help="Synthetic images: a folder (optionally one sub-folder per class, "
+        "named like the dataset's classes) or an .npz (images [+ labels])."),
+    real: str | None = typer.Option(
+        None, "--real", help="Reference for --fake: DATASET[:SPLIT], e.g. cxr3:train."),
+    metrics: str | None = typer.Option(
+        None, "--metrics", "-m", help="Comma-separated metric families (default: all; see "
+        "--list)."),
+    n_samples: int | None = typer.Option(
+        None, "--n-samples", "-n", help="Number of fake images (default: checkpoint: as many "
+        "per class as the reference; --fake: all)."),
+    n_real: int | None = typer.Option(
+        None, "--n-real", help="Use at most this many reference images (stratified by class)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling, subsets and the bootstrap."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default: runs/NAME/eval/<checkpoint stem>/ "
+        "next to the checkpoint, or eval/<name>/ next to --fake)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    reference: str = typer.Option(
+        "train", "--reference", help="Checkpoint's reference split: train or test."),
+    extractor: str = typer.Option("inception", "--extractor",
+                                  help="Feature extractor (see --list)."),
+    inception_weights: Path | None = typer.Option(
+        None, "--inception-weights", help="Local torch-fidelity inception-v3-compat weights "
+        "(default: $MEDSYN_INCEPTION_WEIGHTS, else torch-fidelity downloads its own)."),
+    bootstrap: int = typer.Option(50, "--bootstrap", help="Bootstrap resamples for the 95% "
+                                  "intervals (0: none)."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size",
+                                        help="KID subset size (reduced to the sample count)."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Resize fakes and reference to this square size."),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder holding the datasets (default: $MEDSYN_DATA_ROOT).",
+        file_okay=False),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
+                                  "real-set features."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json instead of a table."),
+    list_only: bool = typer.Option(False, "--list", help="List metric families and feature "
+                                   "extractors, and exit."),
+):
+    """Score synthetic images (a checkpoint's samples, a folder or an npz) against real data:
+    FID, KID, IS, intra-FID, precision/recall/density/coverage, real-vs-real floor,
+    memorization, t-SNE. Writes results.json, metrics.csv and figures."""
+    if list_only:
+        from medsyn.evaluators.extractors import list_extractors
+        from medsyn.evaluators.metrics import list_metrics
+
+        console.print("[bold]metric families[/] (--metrics)")
+        for k, v in list_metrics().items():
+            console.print(f"  {k:14s} {v}", highlight=False)
+        console.print("[bold]feature extractors[/] (--extractor)")
+        for k, v in list_extractors().items():
+            console.print(f"  {k:14s} {v}", highlight=False)
+        return
+    if (checkpoint is None) == (fake is None):
+        raise ConfigError("give either --checkpoint X.pt or --fake PATH --real DATASET[:SPLIT].")
+    if fake is not None and not real:
+        raise ConfigError("--fake needs --real DATASET[:SPLIT] (e.g. --real cxr3:train).")
+    if checkpoint is not None and real:
+        raise ConfigError("--real is for --fake; a checkpoint's reference is its own dataset "
+                          "(choose the split with --reference train|test).")
+    if reference not in REFERENCES:
+        raise ConfigError(f"--reference must be one of {REFERENCES}, got {reference!r}.")
+    for flag, v in (("--n-samples", n_samples), ("--n-real", n_real)):
+        if v is not None and v < 2:
+            raise ConfigError(f"{flag} must be at least 2, got {v}.")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
+
+    from medsyn.evaluators import inputs
+    from medsyn.evaluators.extractors import get_extractor, resolve_device
+    from medsyn.evaluators.metrics import resolve_metrics
+
+    # everything a user can get wrong is checked before the (slow) network is loaded
+    resolve_metrics(metrics, have_discriminator=True)
+    paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
+    if fake is not None and not fake.expanduser().exists():
+        raise DataError(f"--fake {fake}: no such file or folder.")
+    dev = resolve_device(device)
+    ext_options = {"weights": inception_weights} if extractor == "inception" else {}
+    ext = get_extractor(extractor, device=dev, **ext_options)
+    opts = {"device_obj": dev, "image_size": image_size, "data_root": data_root,
+            "reference": reference, "n_real": n_real, "n_samples": n_samples, "seed": seed,
+            "batch_size": batch_size, "out": out,
+            "eval": {"metrics": metrics, "n_bootstrap": bootstrap, "seed": seed,
+                     "device": dev, "batch_size": batch_size,
+                     "kid_subset_size": kid_subset_size, "use_cache": not no_cache}}
+    if checkpoint is not None:
+        outputs = _evaluate_checkpoints(paths, opts, ext)
+    else:
+        outputs = _evaluate_fake(fake, real, opts, ext)
+    for results, out_dir in outputs:
+        if as_json:
+            typer.echo(json.dumps(results, indent=2, default=str))
+        else:
+            _print_summary(results, out_dir)
+
+
+def register(app) -> None:
+    app.command("evaluate")(evaluate_command)

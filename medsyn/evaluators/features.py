@@ -1,0 +1,138 @@
+"""Running an extractor over image sets, and the on-disk cache of real-set features.
+
+Real reference sets are evaluated again and again (every checkpoint of a run against the same
+training split), so their features are stored under ``<cache_dir>/features/``. The key is a
+digest of the dataset's fingerprint (exact pixels and labels), its name, split, image size and
+channel count, and the extractor's identity (name, dimension, weights checksum, conventions):
+any change to the data or the network gives a new key and a stale entry is never read.
+Synthetic images are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from medsyn.errors import DataError
+from medsyn.evaluators.extractors import FeatureExtractor
+from medsyn.settings import cache_dir
+from medsyn.utils import atomic_write, progress, write_json
+
+log = logging.getLogger(__name__)
+
+FEATURE_CACHE_VERSION = 1
+# torch's thread count as the process started; the metric phase runs with one thread (see
+# api.evaluate) and a reference extracted lazily inside it gets the full count back.
+_EXTRACTION_THREADS = torch.get_num_threads()
+
+
+@dataclass
+class Features:
+    """Features (and classifier logits, when the extractor has them) of one image set."""
+
+    features: np.ndarray                 # float32 [N, D]
+    logits: np.ndarray | None = None     # float32 [N, K] or None
+    from_cache: bool = False
+
+    def __len__(self):
+        return int(self.features.shape[0])
+
+    def take(self, index) -> Features:
+        idx = np.asarray(index)
+        return Features(self.features[idx],
+                        None if self.logits is None else self.logits[idx], self.from_cache)
+
+
+def check_images(images: torch.Tensor, what: str) -> None:
+    """Images crossing into evaluation must be ``uint8 [N, C, H, W]`` with C = 1 or 3."""
+    if not isinstance(images, torch.Tensor):
+        raise DataError(f"{what}: expected a torch.uint8 tensor [N, C, H, W], got "
+                        f"{type(images).__name__}.")
+    if images.dtype != torch.uint8:
+        raise DataError(f"{what}: expected uint8 pixels, got {images.dtype}. Convert with "
+                        "medsyn's convention round((y + 1) * 127.5) clamped to 0..255.")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"{what}: expected shape [N, C, H, W] with C = 1 or 3, got "
+                        f"{tuple(images.shape)}.")
+    if images.shape[0] == 0:
+        raise DataError(f"{what}: no images.")
+
+
+def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int = 64,
+                     desc: str = "features") -> Features:
+    """Features of ``images`` (uint8 ``[N, C, H, W]``) in batches, with a progress bar."""
+    check_images(images, desc)
+    feats, logits = [], []
+    pin = extractor.device.type == "cuda"
+    with threadpool_limits(limits=_EXTRACTION_THREADS), \
+            progress(total=len(images), desc=desc, unit="img") as bar:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            if pin:
+                batch = batch.pin_memory()
+            out = extractor.extract(batch)
+            feats.append(out["features"])
+            if "logits" in out:
+                logits.append(out["logits"])
+            bar.update(len(batch))
+    features = torch.cat(feats).numpy().astype(np.float32, copy=False)
+    if not np.isfinite(features).all():
+        raise DataError(f"{desc}: the extractor {extractor.name} produced non-finite features; "
+                        "its weights may be corrupt.")
+    return Features(features, torch.cat(logits).numpy() if logits else None)
+
+
+def feature_cache_key(dataset, extractor: FeatureExtractor) -> str:
+    payload = {
+        "version": FEATURE_CACHE_VERSION,
+        "dataset": {"name": dataset.name, "split": dataset.split,
+                    "fingerprint": dataset.fingerprint, "n": len(dataset),
+                    "image_size": list(dataset.image_size), "channels": dataset.channels},
+        "extractor": extractor.cache_identity(),
+        "logits": extractor.has_logits,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_paths(key: str):
+    folder = cache_dir() / "features"
+    return folder / f"{key[:40]}.npz", folder / f"{key[:40]}.json"
+
+
+def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
+                     use_cache: bool = True) -> Features:
+    """Features of a real dataset, read from the cache or extracted and stored there."""
+    key = feature_cache_key(dataset, extractor)
+    data_path, meta_path = _cache_paths(key)
+    if use_cache and data_path.exists() and meta_path.exists():
+        try:
+            with np.load(data_path, allow_pickle=False) as z:
+                feats = z["features"]
+                logits = z["logits"] if "logits" in z.files else None
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key and feats.shape == (len(dataset), extractor.feature_dim):
+                return Features(feats, logits, from_cache=True)
+            log.warning("ignoring inconsistent feature cache entry %s", data_path)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable feature cache entry %s: %s", data_path, exc)
+    out = extract_features(extractor, dataset.images, batch_size,
+                           desc=f"{dataset.name}/{dataset.split} features")
+    if use_cache:
+        try:
+            arrays = {"features": out.features}
+            if out.logits is not None:
+                arrays["logits"] = out.logits
+            with atomic_write(data_path) as f:
+                np.savez(f, **arrays)
+            write_json(meta_path, {"key": key, "dataset": dataset.name, "split": dataset.split,
+                                   "fingerprint": dataset.fingerprint, "n": len(dataset),
+                                   "extractor": extractor.cache_identity()})
+        except OSError as exc:  # a read-only or full disk only costs speed
+            log.warning("could not write feature cache %s: %s", data_path, exc)
+    return out

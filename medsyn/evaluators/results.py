@@ -1,0 +1,132 @@
+"""results.json / metrics.csv: writing, reading, merging more metric blocks, flat rows.
+
+The layout is docs/architecture.md section 3 (schema_version 1). Other stages add their
+families (``metrics.utility``, ``metrics.psnr_y``, ...) to an existing results folder with
+:func:`add_metrics`, which rewrites both files atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+from medsyn.errors import MedsynError
+from medsyn.utils import atomic_write, write_json
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+METRICS_CSV = "metrics.csv"
+CSV_COLUMNS = ["metric", "value", "ci95_lo", "ci95_hi", "n_real", "n_fake", "extractor", "note"]
+
+
+def _check_finite(obj, where="results"):
+    """NaN/inf never reach results.json: a metric that cannot be computed says why instead."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"non-finite number at {where}; report it as value null with an "
+                         "'unavailable' reason")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def metric_rows(metrics: dict, prefix: str = "") -> list[dict]:
+    """Flatten metric blocks into CSV rows: every dict with a ``value`` (an entry) or a ``mean``
+    (a summary over seeds) becomes a row named by its dotted path."""
+    rows = []
+    for key, block in metrics.items():
+        if not isinstance(block, dict):
+            continue
+        name = f"{prefix}{key}"
+        if "value" in block or "mean" in block or "fraction" in block:
+            value = block.get("value", block.get("mean", block.get("fraction")))
+            ci = block.get("ci95") or [None, None]
+            note = block.get("unavailable") or block.get("note") or block.get("warning") or ""
+            rows.append({"metric": name, "value": value, "ci95_lo": ci[0], "ci95_hi": ci[1],
+                         "n_real": block.get("n_real"), "n_fake": block.get("n_fake"),
+                         "extractor": block.get("extractor", ""), "note": note})
+        elif key == "discriminator":
+            for k, v in block.items():
+                if isinstance(v, float):
+                    rows.append({"metric": f"{name}.{k}", "value": v, "n_fake": block.get("n_fake"),
+                                 "n_real": block.get("n_real_test")})
+        rows += metric_rows({k: v for k, v in block.items() if isinstance(v, dict)}, name + ".")
+    return rows
+
+
+def write_results(results: dict, out_dir: str | os.PathLike) -> Path:
+    """Write ``results.json`` and ``metrics.csv`` into ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    results = dict(results)
+    results.setdefault("schema_version", SCHEMA_VERSION)
+    _check_finite(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RESULTS_FILE, results)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in metric_rows(results.get("metrics", {})):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    with atomic_write(out / METRICS_CSV, "w") as f:
+        f.write(buf.getvalue())
+    return out / RESULTS_FILE
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read a results.json (or the one inside a results folder) and check its schema."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_FILE
+    try:
+        results = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise MedsynError(f"{p} does not exist; run 'medsyn evaluate' first.") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MedsynError(f"{p} is not a readable results.json ({exc}).") from None
+    if results.get("schema_version") != SCHEMA_VERSION:
+        raise MedsynError(f"{p}: schema_version {results.get('schema_version')!r}, expected "
+                          f"{SCHEMA_VERSION}; re-run 'medsyn evaluate' with this medsyn.")
+    return results
+
+
+def add_metrics(out_dir: str | os.PathLike, metrics: dict, figures: dict | None = None,
+                provenance: dict | None = None) -> dict:
+    """Merge metric blocks (e.g. ``{"utility": {...}}``) into the results in ``out_dir``.
+
+    Blocks with the same name are replaced; figures (paths relative to ``out_dir``) and
+    provenance entries are added. Returns the updated results.
+    """
+    results = load_results(out_dir)
+    results.setdefault("metrics", {}).update(metrics)
+    if figures:
+        results.setdefault("figures", {}).update(figures)
+    if provenance:
+        results.setdefault("provenance", {}).update(provenance)
+    write_results(results, out_dir)
+    return results
+
+
+def format_value(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def summary_rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """(metric, value, ci95, n_real, n_fake, note) for a printed table."""
+    out = []
+    for r in metric_rows(results.get("metrics", {})):
+        ci = "-" if r.get("ci95_lo") is None else \
+            f"[{format_value(r['ci95_lo'])}, {format_value(r['ci95_hi'])}]"
+        note = str(r.get("note") or "")
+        out.append((r["metric"], format_value(r["value"]), ci, format_value(r.get("n_real")),
+                    format_value(r.get("n_fake")), note[:90] + ("..." if len(note) > 90 else "")))
+    return out
