@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from medsyn.errors import CheckpointError, DataError
+from medsyn.settings import ENV_DATA_ROOT
 
 SR_RESULTS_KIND = "super-resolution"
 PER_IMAGE_CSV = "per_image_sr.csv"
@@ -54,8 +55,8 @@ def load_hr_reference(model, split: str = "test", data_root: str | os.PathLike |
                               "find the HR test images.")
     hr_size = (meta.get("config") or {}).get("hr_size")
     if data_root is None and dmeta.get("root") and Path(dmeta["root"]).is_dir() and \
-            not os.environ.get("MEDSYN_DATA_ROOT"):
-        data_root = dmeta["root"]
+            not os.environ.get(ENV_DATA_ROOT):
+        data_root = dmeta["root"]      # as 'medsyn evaluate': an explicit choice wins
     try:
         ds = load_dataset(name, split, image_size=hr_size, root=data_root)
     except DataError as exc:
@@ -149,11 +150,23 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
               example_strip(lr_pick, imresize_batch(lr_pick, model.scale), sr_images[picks],
                             hr_pick, model.scale), rows=len(picks))
 
-    families = list(DEFAULT_SR_METRICS) if metrics is None else metrics
-    common = dict(reference=reference, extractor=extractor, extractor_options=extractor_options,
+    if metrics is None:
+        families = list(DEFAULT_SR_METRICS)
+    elif isinstance(metrics, str):
+        families = [m.strip() for m in metrics.split(",") if m.strip()]
+    else:
+        families = list(metrics)
+    if isinstance(extractor, str):       # built once: the SR and bicubic passes share it
+        from medsyn.evaluators.extractors import get_extractor
+
+        extractor = get_extractor(extractor, device=dev, **(extractor_options or {}))
+    common = dict(reference=reference, extractor=extractor,
                   n_bootstrap=n_bootstrap, seed=seed, device=dev, batch_size=batch_size,
                   use_cache=use_cache, **evaluate_options)
-    feature = evaluate(sr_images, reference.labels, metrics=families, **common)
+    # only figure-making families need a folder; without one, evaluate() writes no
+    # (generation-kind) results.json that the SR results would have to replace
+    folder = out if "tsne" in families else None
+    feature = evaluate(sr_images, reference.labels, metrics=families, out_dir=folder, **common)
     extra = {}
     if bicubic_fid:
         bicubic = imresize_batch(imresize_batch(reference.images, 1.0 / model.scale),
