@@ -74,11 +74,15 @@ def _evaluate_checkpoints(paths, opts, extractor):
     from medsyn.data import load_dataset
     from medsyn.evaluators import inputs
     from medsyn.evaluators.api import evaluate
+    from medsyn.generators.sr_config import SR_KINDS
     from medsyn.utils import file_digest
 
     all_results = []
     for path in paths:
-        gen = inputs.load_generator(path, device=opts["device_obj"])
+        gen = inputs.load_generator(path, device=opts["device_obj"], allow_sr=True)
+        if gen.kind in SR_KINDS:
+            all_results.append(_evaluate_sr_checkpoint(gen, path, len(paths), opts, extractor))
+            continue
         meta = gen.metadata if isinstance(gen.metadata, dict) else {}
         dmeta = meta.get("dataset") or {}
         name = dmeta.get("name")
@@ -92,7 +96,7 @@ def _evaluate_checkpoints(paths, opts, extractor):
         train = load_dataset(name, train_split, image_size=size, root=root)
         inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
         heldout = _maybe_dataset(name, "test", size, root, "held-out split")
-        if opts["reference"] == "train":
+        if opts["reference"] in (None, "train"):
             reference = train
         else:
             if heldout is None:
@@ -129,6 +133,35 @@ def _evaluate_checkpoints(paths, opts, extractor):
                            provenance=prov, **opts["eval"], extractor=extractor)
         all_results.append((results, out_dir))
     return all_results
+
+
+def _checkpoint_out_dir(path: Path, n_paths: int, out) -> Path:
+    if out is None:
+        return path.parent / "eval" / path.stem
+    return Path(out) if n_paths == 1 else Path(out) / path.stem
+
+
+def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
+    """A super-resolution checkpoint: PSNR/SSIM-Y vs bicubic and FID of its outputs on the test
+    split (medsyn.evaluators.sr_eval)."""
+    from medsyn.evaluators.sr_eval import evaluate_sr_model
+
+    for flag, value in (("--n-samples", opts["n_samples"]), ("--image-size", opts["image_size"])):
+        if value is not None:
+            raise ConfigError(f"{flag} does not apply to super-resolution checkpoints ({path}): "
+                              "every HR image of the test split is downscaled and upscaled at "
+                              "the model's size; use --n-real N to evaluate a subset.")
+    meta = model.metadata if isinstance(model.metadata, dict) else {}
+    split = "test" if opts["reference"] is None else opts["reference"]
+    out_dir = _checkpoint_out_dir(path, n_paths, opts["out"])
+    ev = opts["eval"]
+    results = evaluate_sr_model(
+        model, split=split, out_dir=out_dir, batch_size=opts["batch_size"],
+        metrics=ev["metrics"], extractor=extractor, n_bootstrap=ev["n_bootstrap"],
+        n_real=opts["n_real"], seed=opts["seed"], use_cache=ev["use_cache"],
+        data_root=_checkpoint_root(opts["data_root"], (meta.get("dataset") or {}).get("root")),
+        kid_subset_size=ev["kid_subset_size"])
+    return results, out_dir
 
 
 def _evaluate_fake(fake, real, opts, extractor):
@@ -193,8 +226,10 @@ def evaluate_command(
         "next to the checkpoint, or eval/<name>/ next to --fake)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
-    reference: str = typer.Option(
-        "train", "--reference", help="Checkpoint's reference split: train or test."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="Checkpoint's reference split: train or test (default: "
+        "train for generators; test for super-resolution checkpoints, whose HR test images "
+        "are downscaled, upscaled and compared)."),
     extractor: str = typer.Option("inception", "--extractor",
                                   help="Feature extractor (see --list)."),
     inception_weights: Path | None = typer.Option(
@@ -217,7 +252,9 @@ def evaluate_command(
 ):
     """Score synthetic images (a checkpoint's samples, a folder or an npz) against real data:
     FID, KID, IS, intra-FID, precision/recall/density/coverage, real-vs-real floor,
-    memorization, t-SNE. Writes results.json, metrics.csv and figures."""
+    memorization, t-SNE. Writes results.json, metrics.csv and figures. A super-resolution
+    checkpoint (srresnet, srgan) gets PSNR/SSIM-Y of its outputs and of bicubic upscaling, and
+    their FID against the HR images, on its dataset's test split."""
     if list_only:
         from medsyn.evaluators.extractors import list_extractors
         from medsyn.evaluators.metrics import list_metrics
@@ -236,7 +273,7 @@ def evaluate_command(
     if checkpoint is not None and real:
         raise ConfigError("--real is for --fake; a checkpoint's reference is its own dataset "
                           "(choose the split with --reference train|test).")
-    if reference not in REFERENCES:
+    if reference is not None and reference not in REFERENCES:
         raise ConfigError(f"--reference must be one of {REFERENCES}, got {reference!r}.")
     for flag, v in (("--n-samples", n_samples), ("--n-real", n_real)):
         if v is not None and v < 2:

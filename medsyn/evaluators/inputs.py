@@ -294,8 +294,11 @@ def expand_checkpoints(pattern: str) -> list[Path]:
     return paths
 
 
-def load_generator(path: Path, device="cpu"):
-    """``medsyn.generators.load_checkpoint`` (looked up at call time, so it can be replaced)."""
+def load_generator(path: Path, device="cpu", allow_sr: bool = False):
+    """``medsyn.generators.load_checkpoint`` (looked up at call time, so it can be replaced).
+
+    A super-resolution checkpoint (``srresnet``, ``srgan``) is an error unless ``allow_sr``.
+    """
     try:
         generators = importlib.import_module("medsyn.generators")
         loader = generators.load_checkpoint
@@ -305,7 +308,7 @@ def load_generator(path: Path, device="cpu"):
             "cannot read checkpoints; evaluate saved images with --fake PATH --real DATASET."
         ) from None
     gen = loader(path, device=device)
-    if getattr(gen, "kind", None) in ("srresnet", "srgan"):
+    if not allow_sr and getattr(gen, "kind", None) in ("srresnet", "srgan"):
         raise CheckpointError(f"{path} is a super-resolution checkpoint ({gen.kind}); "
                               "'medsyn evaluate --checkpoint' scores image generators.")
     return gen

@@ -11,7 +11,10 @@ with ``torch.load(weights_only=True)``: reading one never runs code from the fil
 ``"module:function"`` string imported on first use (so SR models plug in without
 ``medsyn.generators`` importing them):
 
-    register_kind("srgan", "medsyn.sr.checkpoint:load_sr_checkpoint")
+    register_kind("mykind", "mypackage.module:load_my_checkpoint")
+
+The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan`) and
+``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr_checkpoint`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _LOADERS: dict[str, Loader | str] = {
     "acgan": "medsyn.generators.gan:load_gan_checkpoint",
     "cgan": "medsyn.generators.gan:load_gan_checkpoint",
     "dcgan": "medsyn.generators.gan:load_gan_checkpoint",
+    "srresnet": "medsyn.generators.sr_checkpoint:load_sr_checkpoint",
+    "srgan": "medsyn.generators.sr_checkpoint:load_sr_checkpoint",
 }
 
 
@@ -134,6 +139,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     For ``acgan`` / ``cgan`` / ``dcgan``: a :class:`medsyn.generators.gan.GanCheckpoint` with
     ``kind``, ``class_names``, ``conditional``, ``image_size``, ``channels``, ``metadata``,
     ``sample(n, labels=None, seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
+    For ``srresnet`` / ``srgan``: a :class:`medsyn.generators.sr_checkpoint.SRCheckpoint` with
+    ``kind``, ``scale``, ``channels``, ``metadata`` and ``upscale(lr_uint8) -> uint8``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
     """
     from medsyn.generators.engine import resolve_device

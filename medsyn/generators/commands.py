@@ -1,4 +1,5 @@
-"""CLI of the generators stage: ``medsyn train {acgan,cgan,dcgan}`` and ``medsyn sample``.
+"""CLI of the generators stage: ``medsyn train {acgan,cgan,dcgan}`` and ``medsyn sample``
+(plus the super-resolution commands of :mod:`medsyn.generators.sr_commands`).
 
 Training commands are built from option specs (:mod:`medsyn.generators.config`), so another
 trainer (SRGAN) adds its own command to the same group with the shared options:
@@ -121,3 +122,6 @@ def register(app: typer.Typer) -> None:
     for kind in ("acgan", "cgan", "dcgan"):
         add_train_command(group, kind, options_for(kind), _gan_handler(kind), KIND_HELP[kind])
     app.command("sample")(sample)
+    from medsyn.generators import sr_commands
+
+    sr_commands.register(app)

@@ -233,38 +233,40 @@ def coerce_option(spec: OptionSpec, value, source: str):
     return value
 
 
-def resolve_config(kind: str, options: dict | None = None, config_file=None,
-                   ) -> tuple[TrainConfig, dict | None]:
-    """The full configuration of a run and, with ``resume``, the checkpoint's content.
+def resolve_options(kind: str, specs, defaults: dict, options: dict | None = None,
+                    config_file=None, *, fixed_on_resume=(), not_inherited=NOT_INHERITED,
+                    all_specs=OPTIONS) -> tuple[dict, dict | None, set[str]]:
+    """The option values of a run of any trainer, with the precedence and resume rules.
 
-    ``options``: what the user gave explicitly (``None`` values mean "not given").
+    ``specs``: the trainer's :class:`OptionSpec` list; ``defaults``: the value of every option
+    before anything is given. Returns ``(values, checkpoint, given)``: every option's value, the
+    checkpoint's content with ``resume`` (else None) and the names given explicitly (option or
+    config file). With ``resume``: the checkpoint must be of ``kind``, ``fixed_on_resume``
+    options must not change, the others are inherited from the checkpoint's config except
+    ``not_inherited``, and ``out`` defaults to the checkpoint's folder. ``all_specs``: the
+    options of every kind of this trainer (an option of another kind gets "applies to ... only").
     """
     from medsyn.generators.checkpoint import read_checkpoint
-    from medsyn.generators.gan import gan_kind
 
-    spec_kind = gan_kind(kind)
-    valid = {o.name for o in options_for(kind)}
+    by_name = {o.name: o for o in specs}
     given: dict[str, tuple[object, str]] = {}
     if config_file is not None:
-        for k, v in read_config_file(config_file, kind).items():
+        for k, v in read_config_file(config_file, kind, specs).items():
             given[k] = (v, f"config file {config_file}")
     for k, v in (options or {}).items():
         if v is None:
             continue
-        if k not in valid:
-            known = OPTION_BY_NAME.get(k)
-            if known is not None:
+        if k not in by_name:
+            known = next((o for o in all_specs if o.name == k), None)
+            if known is not None and known.kinds is not None:
                 raise ConfigError(f"{known.flag} applies to {', '.join(known.kinds)} only, not "
                                   f"{kind}.")
-            raise ConfigError(f"unknown training option {k!r}; valid: "
-                              f"{', '.join(sorted(valid))}.")
+            raise ConfigError(f"unknown training option {k!r} for {kind}; valid: "
+                              f"{', '.join(sorted(by_name))}.")
         given[k] = (v, "option")
-    values = {name: coerce_option(OPTION_BY_NAME[name], v, src) for name, (v, src) in given.items()}
+    values = {name: coerce_option(by_name[name], v, src) for name, (v, src) in given.items()}
 
-    base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "kind"}
-    base.update({k: v for k, v in spec_kind.train_defaults.items()})
-    base.update({k: v for k, v in spec_kind.arch_defaults.items()})
-
+    base = dict(defaults)
     payload = None
     if values.get("resume"):
         resume = Path(values["resume"]).expanduser()
@@ -275,17 +277,36 @@ def resolve_config(kind: str, options: dict | None = None, config_file=None,
                 f"was written. Resume it with 'medsyn train {payload['kind']} --resume "
                 f"{resume}'.")
         saved = payload.get("config") or {}
-        for k in FIXED_ON_RESUME:
+        for k in fixed_on_resume:
             if k in values and k in saved and values[k] != saved[k]:
                 raise ConfigError(
-                    f"{OPTION_BY_NAME[k].flag} {values[k]!r} differs from the checkpoint's "
+                    f"{by_name[k].flag} {values[k]!r} differs from the checkpoint's "
                     f"{saved[k]!r}: on --resume these options are fixed by the checkpoint "
-                    f"({', '.join(OPTION_BY_NAME[x].flag for x in FIXED_ON_RESUME)}). Start a "
-                    "new run to change them.")
-        base.update({k: v for k, v in saved.items() if k in base and k not in NOT_INHERITED})
+                    f"({', '.join(by_name[x].flag for x in fixed_on_resume if x in by_name)}). "
+                    "Start a new run to change them.")
+        base.update({k: v for k, v in saved.items() if k in base and k not in not_inherited})
         base["out"] = str(resume.parent)
         values["resume"] = str(resume)
     base.update(values)
+    return base, payload, set(given)
+
+
+def resolve_config(kind: str, options: dict | None = None, config_file=None,
+                   ) -> tuple[TrainConfig, dict | None]:
+    """The full configuration of a GAN run and, with ``resume``, the checkpoint's content.
+
+    ``options``: what the user gave explicitly (``None`` values mean "not given").
+    """
+    from medsyn.generators.gan import gan_kind
+
+    spec_kind = gan_kind(kind)
+    specs = options_for(kind)
+    valid = {o.name for o in specs}
+    base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "kind"}
+    base.update({k: v for k, v in spec_kind.train_defaults.items()})
+    base.update({k: v for k, v in spec_kind.arch_defaults.items()})
+    base, payload, _ = resolve_options(kind, specs, base, options, config_file,
+                                       fixed_on_resume=FIXED_ON_RESUME)
     if base.get("out") is None:
         base["out"] = str(default_run_dir(kind, base["dataset"], base["image_size"]))
     for k in list(base):

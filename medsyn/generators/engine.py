@@ -566,6 +566,8 @@ class TrainingLoop:
     0 is expected to write). A non-finite loss raises :class:`TrainingDiverged` naming the step;
     no checkpoint is written after it, so ``last.pt`` stays the last good one.
     ``step_callback(state)``, if given, runs after every step (benchmarks time steps with it).
+    ``record_fields(step, epoch) -> dict``, if given, adds non-numeric fields to each log
+    record (SR runs add their ``phase``); it must be a function of the step and epoch only.
     """
 
     batches: BatchSource
@@ -583,6 +585,7 @@ class TrainingLoop:
     quiet: bool = False
     step_callback: Callable[[LoopState], None] | None = None
     last_checkpoint: Path | None = None
+    record_fields: Callable[[int, int], dict] | None = None
 
     def __post_init__(self):
         if self.flush_every is None:
@@ -665,6 +668,8 @@ class TrainingLoop:
         bad = None
         for (step, epoch, keys, _), vals in zip(self._pending, values, strict=True):
             record = {"step": step, "epoch": epoch}
+            if self.record_fields is not None:
+                record.update(self.record_fields(step, epoch))
             record.update(zip(keys, vals, strict=True))
             record["images_per_s"] = images_per_s
             records.append(record)
