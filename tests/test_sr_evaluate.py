@@ -38,6 +38,16 @@ def model_path(tmp_path_factory, data_root):
     return run / "last.pt"
 
 
+@pytest.fixture(scope="module")
+def srgan_path(tmp_path_factory, model_path):
+    # a few adversarial steps from the srresnet above (as the paper initialises SRGAN)
+    out = tmp_path_factory.mktemp("sr-eval-gan") / "run"
+    run = train_sr("srgan", dataset="breastmnist", hr_size=32, scale=4, n_blocks=1,
+                   features=8, d_features=8, batch_size=64, max_steps=3, device="cpu",
+                   quiet=True, content_loss="pixel", init_from=str(model_path), out=str(out))
+    return run / "last.pt"
+
+
 def test_cli_writes_super_resolution_results(tmp_path, model_path, data_root):
     out = tmp_path / "eval"
     result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(model_path), "--n-real",
@@ -90,6 +100,45 @@ def test_cli_writes_super_resolution_results(tmp_path, model_path, data_root):
     direct = evaluate(sr_all, None, reference=subset, metrics="fid", extractor="pixels",
                       n_bootstrap=0, device="cpu")
     assert metrics["fid"]["value"] == pytest.approx(direct["metrics"]["fid"]["value"], rel=1e-9)
+
+
+def test_cli_evaluates_srgan_checkpoint(tmp_path, srgan_path, model_path, data_root):
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(srgan_path), "--n-real",
+                                      "24", "--extractor", "pixels", "--bootstrap", "20",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["kind"] == "super-resolution"
+    assert results["run"]["model_kind"] == "srgan" and results["run"]["step"] == 3
+    metrics = results["metrics"]
+    assert {"psnr_y", "ssim_y", "psnr_y_bicubic", "ssim_y_bicubic", "fid"} <= set(metrics)
+    for name in ("psnr_y", "ssim_y", "psnr_y_bicubic", "ssim_y_bicubic"):
+        entry = metrics[name]
+        assert entry["n"] == 24 and entry["scale"] == 4 and entry["crop_border"] == 4
+        assert entry["value"] is not None
+        assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
+    assert metrics["fid"]["value"] is not None
+    assert metrics["fid"]["n_real"] == metrics["fid"]["n_fake"] == 24
+    prov = results["provenance"]
+    # the adversarial phase's content loss, as recorded in the checkpoint
+    model = load_checkpoint(srgan_path)
+    assert prov["content_loss"] == model.content_loss == {"kind": "pixel",
+                                                          "description": "pixel MSE"}
+    assert prov["model"]["kind"] == "srgan" and prov["model"]["phase"] == "adversarial"
+    assert prov["model"]["initialised_from"]["checkpoint"] == str(model_path)
+    assert prov["dataset"]["split"] == "test"
+    # the SR values are the srgan generator's, not the srresnet's it started from
+    with open(out / "per_image_sr.csv") as f:
+        rows = list(csv.DictReader(f))
+    from medsyn.evaluators.inputs import stratified_subset
+
+    test = load_dataset("breastmnist", "test", image_size=32, root=data_root)
+    hr = stratified_subset(test, 24, 0).images[0, 0].numpy()
+    lr = imresize(hr, 0.25)
+    sr = model.upscale(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+    assert float(rows[0]["psnr_y"]) == pytest.approx(psnr(sr, hr, 4), abs=1e-5)
+    assert float(rows[0]["ssim_y"]) == pytest.approx(ssim(sr, hr, 4), abs=1e-6)
 
 
 @pytest.mark.inception
