@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the problem, never a traceback."""
 
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +10,8 @@ from typer.testing import CliRunner
 from medsyn.cli import app
 from medsyn.data import load_dataset
 from medsyn.errors import DataError
+
+runner = CliRunner()
 
 
 def _png(path, size=(16, 16), value=100, mode="L"):
@@ -100,6 +104,44 @@ def test_labels_out_of_range(isolated_data_root):
     assert "out of range" in msg and "0..1" in msg and "7" in msg
 
 
+@pytest.mark.parametrize("name, relpath, split", [
+    ("breastmnist", "medmnist/breastmnist.npz", "train"),
+    ("mnist", "mnist/mnist.npz", "test"),
+])
+def test_truncated_npz_is_named(tmp_path, data_root, name, relpath, split):
+    full = (data_root / relpath).read_bytes()
+    bad = tmp_path / "data" / relpath
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(full[:len(full) // 2])          # an interrupted copy or download
+    with pytest.raises(DataError) as err:
+        load_dataset(name, split=split, root=tmp_path / "data")
+    msg = str(err.value)
+    assert str(bad) in msg and "truncated, corrupt" in msg
+    assert f"medsyn data fetch {name} --force" in msg
+
+    result = runner.invoke(app, ["data", "info", name, "--split", split,
+                                 "--data-root", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert str(bad) in result.output and "truncated, corrupt" in result.output
+    assert "Traceback" not in result.output and "BadZipFile" not in result.output
+
+
+def test_damaged_npz_member_is_named(tmp_path, data_root):
+    """Central directory intact, but an array's bytes damaged (bad CRC or zlib stream)."""
+    src = data_root / "medmnist" / "breastmnist.npz"
+    with zipfile.ZipFile(src) as z:
+        member = z.getinfo("train_images.npy")
+    full = bytearray(src.read_bytes())
+    mid = member.header_offset + 100 + member.compress_size // 2     # inside its data
+    full[mid:mid + 64] = bytes(b ^ 0xFF for b in full[mid:mid + 64])
+    bad = tmp_path / "medmnist" / "breastmnist.npz"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(full))
+    with pytest.raises(DataError, match="truncated, corrupt") as err:
+        load_dataset("breastmnist", split="train", root=tmp_path)
+    assert str(bad) in str(err.value)
+
+
 def test_bad_split_and_bad_size(data_root):
     with pytest.raises(DataError, match="mnist has no split 'val'"):
         load_dataset("mnist", split="val", root=data_root)
@@ -130,8 +172,6 @@ def test_rgb_folder_loads_three_channels(tmp_path):
     ds = load_dataset(f"folder:{root.parent}", split="train")
     assert tuple(ds.images.shape) == (6, 3, 16, 16)
 
-
-runner = CliRunner()
 
 
 def test_cli_error_is_one_line_and_nonzero():

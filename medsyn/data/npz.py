@@ -7,6 +7,8 @@ package's metadata (``medmnist.info.INFO``), not from copies kept here.
 from __future__ import annotations
 
 import importlib.util
+import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,7 +79,9 @@ def _checked_source(path: Path, expected_md5: str | None, expected_sha256: str |
     return entry
 
 
-def _load_npz_arrays(path: Path, image_key: str, label_key: str, n_classes: int, dataset: str):
+def _load_npz_arrays(path: Path, image_key: str, label_key: str, n_classes: int, dataset: str,
+                     fetch_command: str | None = None):
+    fetch_command = fetch_command or f"medsyn data fetch {dataset} --force"
     try:
         with np.load(path, allow_pickle=False) as npz:
             if image_key not in npz.files or label_key not in npz.files:
@@ -87,9 +91,14 @@ def _load_npz_arrays(path: Path, image_key: str, label_key: str, n_classes: int,
                 )
             images = npz[image_key]
             labels = npz[label_key]
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read the npz file ({exc}). Delete it and fetch it again "
-                        f"(medsyn data fetch {dataset}).") from None
+    # a truncated or damaged zip: BadZipFile (no central directory, bad CRC), zlib.error
+    # (damaged compressed member), EOFError / ValueError (cut inside an array or its header)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path}: the {dataset} npz file is truncated, corrupt or unreadable "
+            f"({exc or type(exc).__name__}). Download it again with '{fetch_command}' "
+            "(replaces it), or copy the complete file there."
+        ) from None
     if images.dtype != np.uint8:
         raise DataError(f"{path}: {image_key} has dtype {images.dtype}, expected uint8.")
     if labels.ndim == 2 and labels.shape[1] == 1:
@@ -149,8 +158,9 @@ def load_medmnist(flag: str, path: Path, file_size: int, split: str, image_size:
     class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
     _, md5 = medmnist_url_md5(flag, file_size)
     entry = _checked_source(path, md5, origin="MedMNIST")
+    fetch = f"medsyn data fetch {flag}" + ("" if file_size == 28 else f" --size {file_size}")
     images, labels = _load_npz_arrays(path, f"{split}_images", f"{split}_labels",
-                                      len(class_names), flag)
+                                      len(class_names), flag, fetch_command=f"{fetch} --force")
     source = {"kind": "medmnist-npz", "files": [entry], "medmnist_file_size": file_size}
     return _finish(flag, split, images, labels, class_names, source, image_size, entry["sha256"])
 
