@@ -76,6 +76,27 @@ def test_empty_class_folder(tmp_path):
         load_dataset(f"folder:{root}", split="train")
 
 
+def test_empty_split_folder(tmp_path):
+    root = _folder(tmp_path / "imgs" / "train", per_class=2).parent
+    (root / "test").mkdir()
+    with pytest.raises(DataError) as err:
+        load_dataset(f"folder:{root}", split="test")
+    msg = str(err.value)
+    assert f"no class folders / no images in {root / 'test'}" in msg
+    assert "choose another split (train)" in msg
+    assert len(load_dataset(f"folder:{root}", split="train")) == 4     # the others still load
+    result = runner.invoke(app, ["data", "info", f"folder:{root}", "--split", "test"])
+    assert result.exit_code == 1 and "no images in" in result.output
+    assert "Traceback" not in result.output and "ValueError" not in result.output
+
+
+def test_automatic_split_without_images(tmp_path):
+    root = _folder(tmp_path / "imgs", per_class=1)          # 1 image per class: all in train
+    assert len(load_dataset(f"folder:{root}", split="train")) == 2
+    with pytest.raises(DataError, match="too few images for an automatic test split"):
+        load_dataset(f"folder:{root}", split="test")
+
+
 def test_mixed_sizes_need_image_size(tmp_path):
     root = tmp_path / "imgs" / "train"
     _png(root / "a" / "0.png", (16, 16))

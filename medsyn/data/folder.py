@@ -77,6 +77,14 @@ def list_folder_split(root: Path, split: str) -> tuple[list[Path], list[int], li
             found = _class_files(class_dir)
             files += found
             labels += [label] * len(found)
+        if not files:
+            with_images = [s for s in splits if s != split and _subfolders(root / s)]
+            raise DataError(
+                f"no class folders / no images in {root / split}: the split folder is empty "
+                f"(expected {root / split}/<class>/<image>, classes {class_names} as in the "
+                f"other splits). Put the {split} images there, or choose another split"
+                + (f" ({', '.join(with_images)})." if with_images else ".")
+            )
         return files, labels, class_names
 
     if split not in SPLIT_NAMES:
@@ -94,6 +102,12 @@ def list_folder_split(root: Path, split: str) -> tuple[list[Path], list[int], li
         chosen = _auto_split_indices(len(found), split, seed=AUTO_SPLIT_SEED + label)
         files += [found[i] for i in chosen]
         labels += [label] * len(chosen)
+    if not files:
+        raise DataError(
+            f"image folder {root} has too few images for an automatic {split} split (the "
+            f"70/10/20 split per class gives {split} no images). Add images, or lay the folder "
+            f"out as {root}/<split>/<class>/<image> to choose the splits yourself."
+        )
     return files, labels, class_names
 
 
