@@ -42,7 +42,7 @@ def test_mnist_test_split(data_root):
 
 def test_fingerprints_stable_and_split_specific(data_root):
     a = load_dataset("cxr3", split="val", root=data_root)
-    b = load_dataset("cxr3", split="val", root=data_root)   # second load comes from the cache
+    b = load_dataset("cxr3", split="val", root=data_root)   # from the array cache (test below)
     c = load_dataset("cxr3", split="test", root=data_root)
     assert a.fingerprint == b.fingerprint
     assert torch.equal(a.images, b.images)
@@ -51,6 +51,32 @@ def test_fingerprints_stable_and_split_specific(data_root):
     p2 = load_dataset("pneumoniamnist", split="val", root=data_root)
     p3 = load_dataset("pneumoniamnist", split="test", root=data_root)
     assert p1.fingerprint == p2.fingerprint != p3.fingerprint
+
+
+def test_second_load_comes_from_the_array_cache(data_root, tmp_path, monkeypatch):
+    from medsyn.data import folder, npz
+    from medsyn.settings import ENV_CACHE_DIR
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "cache"))     # start cold
+    decoded, resized = [], []
+    real_decode, real_resize = folder.decode_many, npz.resize_uint8
+    monkeypatch.setattr(folder, "decode_many",
+                        lambda paths, **kw: decoded.append(len(paths)) or real_decode(paths, **kw))
+    monkeypatch.setattr(npz, "resize_uint8",
+                        lambda images, size: resized.append(size) or real_resize(images, size))
+
+    first = load_dataset("cxr3", split="val", root=data_root)
+    assert decoded == [603]                          # cold: every PNG decoded once
+    assert len(list((tmp_path / "cache" / "arrays").glob("*.images.npy"))) == 1
+    second = load_dataset("cxr3", split="val", root=data_root)
+    assert decoded == [603]                          # warm: nothing decoded
+    assert torch.equal(first.images, second.images) and first.fingerprint == second.fingerprint
+    assert first.source == second.source
+
+    a = load_dataset("pneumoniamnist", split="val", image_size=32, root=data_root)
+    b = load_dataset("pneumoniamnist", split="val", image_size=32, root=data_root)
+    assert resized == [32]                           # the resized MedMNIST arrays are cached too
+    assert torch.equal(a.images, b.images) and a.fingerprint == b.fingerprint
 
 
 def test_cached_fingerprint_equals_recomputed(data_root):
