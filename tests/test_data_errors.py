@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from medsyn.cli import app
 from medsyn.data import load_dataset
 from medsyn.errors import DataError
+from medsyn.settings import ENV_CACHE_DIR
 
 runner = CliRunner()
 
@@ -41,6 +42,42 @@ def test_missing_dataset_names_paths_tried_and_howto(isolated_data_root):
     msg = str(err.value)
     assert str(isolated_data_root / "medmnist" / "pneumoniamnist.npz") in msg
     assert "medsyn data fetch pneumoniamnist" in msg
+
+
+def test_missing_cxr3_explains_the_kaggle_layout(isolated_data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "cache"))
+    with pytest.raises(DataError) as err:
+        load_dataset("cxr3")
+    msg = str(err.value)
+    assert "dataset 'cxr3' not found" in msg
+    assert f"{isolated_data_root / 'cxr3'} (MEDSYN_DATA_ROOT)" in msg
+    assert f"{tmp_path / 'cache' / 'data' / 'cxr3'} (default cache)" in msg
+    assert "Kaggle 'COVID-19 Radiography Database'" in msg and "Kaggle login" in msg
+    assert "<data root>/cxr3/{train,val,test}/{COVID,Normal,Viral Pneumonia}/*.png" in msg
+    assert "MEDSYN_DATA_ROOT (or --data-root)" in msg
+
+    (isolated_data_root / "cxr3" / "train" / "COVID").mkdir(parents=True)   # half laid out
+    with pytest.raises(DataError) as err:
+        load_dataset("cxr3")
+    msg = str(err.value)
+    assert "is not laid out as cxr3: missing folders train/Normal" in msg
+    assert "test/Viral Pneumonia" in msg and "{COVID,Normal,Viral Pneumonia}" in msg
+
+    result = runner.invoke(app, ["data", "info", "cxr3", "--data-root", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "Kaggle" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_mnist_names_paths_tried_and_fetch(isolated_data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "cache"))
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", split="test")
+    msg = str(err.value)
+    assert "dataset 'mnist' not found" in msg
+    for path in (isolated_data_root / "mnist" / "mnist.npz", isolated_data_root / "mnist.npz",
+                 tmp_path / "cache" / "data" / "mnist" / "mnist.npz"):
+        assert str(path) in msg
+    assert "medsyn data fetch mnist (needs internet)" in msg
 
 
 def test_truncated_png_is_named(tmp_path):
