@@ -180,6 +180,66 @@ def test_resume_equals_uninterrupted(tmp_path, data_root, kind):
     assert json.loads((part / "config.json").read_text())["resolved"]["resumed_from"]["step"] == 11
 
 
+TINY_ARGS = ["--dataset", "breastmnist", "--image-size", "28", "--batch-size", "64",
+             "--g-width", "8", "--d-width", "8", "--noise-dim", "16", "--device", "cpu",
+             "--quiet"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_after_finished_epoch_equals_uninterrupted(tmp_path, data_root, kind):
+    """Stopped after epoch 2 of --epochs 2, resumed from last.pt with --epochs 3 (on the CLI):
+    the same log and weights as one uninterrupted 3-epoch run."""
+    whole = train(kind, out=str(tmp_path / "whole"), epochs=3, **TINY)
+    part = tmp_path / "part"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", kind, *TINY_ARGS, "--epochs", "2", "--out", str(part)])
+    assert result.exit_code == 0, result.output
+    first = read_checkpoint(part / "last.pt")
+    assert (first["epoch"], first["step"], first["epoch_finished"]) == (2, 16, True)
+    result = runner.invoke(app, ["train", kind, "--resume", str(part / "last.pt"),
+                                 "--epochs", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+    assert _losses(part) == _losses(whole) and len(_losses(whole)) == 24
+    assert [r["step"] for r in read_jsonl(part / "log.jsonl")] == list(range(1, 25))
+    a, b = read_checkpoint(whole / "last.pt"), read_checkpoint(part / "last.pt")
+    _same_state(a, b)                                   # generator, discriminator, optimizers
+    assert (b["epoch"], b["step"], b["epoch_finished"]) == (3, 24, True)
+    assert [r["step"] for r in b["log"]] == list(range(1, 25))
+    assert _digest(whole / "samples" / "epoch003.png") == _digest(part / "samples" / "epoch003.png")
+    gen_a, gen_b = load_checkpoint(whole / "last.pt"), load_checkpoint(part / "last.pt")
+    assert torch.equal(gen_a.sample(6, seed=1), gen_b.sample(6, seed=1))
+    config = json.loads((part / "config.json").read_text())
+    assert config["epochs"] == 3 and config["resolved"]["resumed_from"]["step"] == 16
+
+
+@pytest.mark.parametrize("kind, smoothing, real_target", [
+    ("acgan", None, 0.9),        # AC-GAN default: one-sided smoothing 0.1
+    ("acgan", 0.2, 0.8),
+    ("cgan", None, 1.0),         # cGAN / DCGAN default: none
+    ("dcgan", None, 1.0),
+])
+def test_label_smoothing_is_one_sided(tmp_path, data_root, monkeypatch, kind, smoothing,
+                                      real_target):
+    assert gan_module.GAN_KINDS["acgan"].train_defaults["label_smoothing"] == 0.1
+    real_bce = gan_module._bce
+    targets = []
+
+    def recording_bce(logits, target):
+        targets.append(target)
+        return real_bce(logits, target)
+
+    monkeypatch.setattr(gan_module, "_bce", recording_bce)
+    opts = {} if smoothing is None else {"label_smoothing": smoothing}
+    run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, **TINY, **opts)
+    expected = 1.0 - real_target
+    assert json.loads((run / "config.json").read_text())["label_smoothing"] == \
+        pytest.approx(expected)
+    # per step: D on reals (smoothed), D on fakes (0, never smoothed), G on fakes (1: label
+    # flipping, not smoothed)
+    assert targets == pytest.approx([real_target, 0.0, 1.0] * 2)
+
+
 def test_resume_after_a_finished_epoch_with_more_epochs(tmp_path, runs):
     run = tmp_path / "more"
     shutil.copytree(runs["dcgan"], run)
