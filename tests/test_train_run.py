@@ -155,6 +155,16 @@ def test_checkpoint_api(runs, kind):
 # ------------------------------------------------------------------ reproducibility and resume
 
 
+def test_nan_generator_output_is_an_error_not_black_pixels(runs):
+    from medsyn.errors import CheckpointError
+
+    gen = load_checkpoint(runs["acgan"] / "last.pt", device="cpu")
+    with torch.no_grad():
+        next(gen.generator.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="NaN or infinite pixels in 4 of 4 images"):
+        gen.sample(4, seed=0)
+
+
 def test_same_seed_same_losses_other_seed_other_losses(tmp_path, data_root):
     a = train("acgan", out=str(tmp_path / "a"), epochs=1, max_steps=4, **TINY)
     b = train("acgan", out=str(tmp_path / "b"), epochs=1, max_steps=4, **TINY)

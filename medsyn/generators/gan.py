@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsyn.errors import CheckpointError
 from medsyn.generators.checkpoint import checkpoint_metadata
 from medsyn.generators.engine import Precision, to_model_range, to_uint8, unwrap
 from medsyn.generators.nets import (
@@ -224,10 +225,12 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
 @torch.no_grad()
 def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
              device: torch.device, batch_size: int = 256,
-             precision: Precision | None = None) -> torch.Tensor:
+             precision: Precision | None = None, check_finite: bool = False) -> torch.Tensor:
     """uint8 images [N, C, H, W] on the CPU from noise (and labels), in eval mode, in batches.
 
-    The generator is put back in the mode it was in.
+    The generator is put back in the mode it was in. ``check_finite``: raise a
+    ``CheckpointError`` if the network outputs NaN or infinity (a uint8 cast would silently
+    turn them into black pixels).
     """
     was_training = generator.training
     generator.eval()
@@ -237,7 +240,14 @@ def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
             zb = z[i:i + batch_size].to(device)
             lb = None if labels is None else labels[i:i + batch_size].to(device)
             with precision.autocast() if precision is not None else nullcontext():
-                out.append(to_uint8(generator(zb, lb)).cpu())
+                y = generator(zb, lb)
+            if check_finite and not bool(torch.isfinite(y).all()):
+                bad = int((~torch.isfinite(y.flatten(1))).any(1).sum())
+                raise CheckpointError(
+                    f"the generator produced NaN or infinite pixels in {bad} of {len(y)} images "
+                    f"(batch from image {i}); its weights are broken (a diverged run?): use an "
+                    "earlier checkpoint.")
+            out.append(to_uint8(y).cpu())
     finally:
         generator.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.uint8)
@@ -272,8 +282,6 @@ class GanCheckpoint:
             g.load_state_dict(payload["models"]["generator"])
             d.load_state_dict(payload["models"]["discriminator"])
         except (KeyError, RuntimeError) as exc:
-            from medsyn.errors import CheckpointError
-
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: the network weights do not match its recorded "
                                   f"{self.kind} architecture ({first}).") from None
@@ -326,7 +334,7 @@ class GanCheckpoint:
         if n == 0:
             return torch.empty(0, self.channels, self.image_size, self.image_size,
                                dtype=torch.uint8)
-        return generate(self.generator, z, labels, self.device, batch_size)
+        return generate(self.generator, z, labels, self.device, batch_size, check_finite=True)
 
     @torch.no_grad()
     def discriminate(self, images: torch.Tensor, labels=None, batch_size: int = 256) -> dict:
