@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from medsyn.errors import DataError
 from medsyn.evaluators import stats
 from medsyn.evaluators.extractors import FeatureExtractor, get_extractor, resolve_device
-from medsyn.evaluators.features import check_images, extract_features
+from medsyn.evaluators.features import check_images
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
 
@@ -64,14 +64,16 @@ def _check_compatible(fake_images: torch.Tensor, reference) -> None:
 
 
 def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
-             train=None, heldout=None, metrics: Sequence[str] | str | None = None,
+             train=None, heldout=None, val=None, metrics: Sequence[str] | str | None = None,
              extractor: str | FeatureExtractor = "inception", extractor_options: dict | None = None,
              n_bootstrap: int = 50, seed: int = 0, device: str | None = None,
              batch_size: int = 64, out_dir: str | os.PathLike | None = None,
              discriminator: Callable | None = None, kid_subset_size: int = 1000,
              kid_subsets: int = 100, k: int = 5, is_splits: int = 10,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
-             provenance: dict | None = None) -> dict:
+             provenance: dict | None = None, sampler: Callable | None = None,
+             utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
+             utility_ratio: float = 1.0) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -82,6 +84,11 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     discriminator diagnostics, which run when ``discriminator`` is given).
     ``discriminator(images_uint8, labels_or_None) -> {"p_real": [N], "class_logits": [N, K]|None}``.
     ``tsne_max_points``: at most this many real and this many fake points in the t-SNE figure.
+    ``val``: the real validation split (model selection of the utility classifiers).
+    ``sampler(labels, seed) -> uint8 images``: draws more synthetic images of given classes
+    (a conditional generator), used by the utility protocol when the evaluated set is short.
+    ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
+    classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
     """
     started = time.perf_counter()
@@ -91,25 +98,31 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, k=k, is_splits=is_splits,
                           batch_size=batch_size, use_cache=use_cache,
-                          tsne_max_points=tsne_max_points)
+                          tsne_max_points=tsne_max_points, utility_recipe=utility_recipe,
+                          utility_seeds=tuple(int(s) for s in utility_seeds),
+                          utility_ratio=utility_ratio)
     options.validate()
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
-    if isinstance(extractor, str):
+    needs_features = any(spec.needs_features for spec in specs)
+    if not needs_features:
+        extractor = None      # e.g. --metrics utility: no Inception weights needed
+    elif isinstance(extractor, str):
         extractor = get_extractor(extractor, device=dev, **(extractor_options or {}))
+    elif extractor is None:
+        raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
 
-    t0 = time.perf_counter()
-    fake = extract_features(extractor, fake_images, batch_size, desc="fake features")
-    t_fake = time.perf_counter() - t0
-    ctx = EvalContext(fake=fake, fake_labels=labels, fake_images=fake_images,
+    ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
-                      train=train, heldout=heldout, discriminator=discriminator, out_dir=out_path)
+                      train=train, heldout=heldout, val=val, discriminator=discriminator,
+                      out_dir=out_path, sampler=sampler)
+    if needs_features:
+        ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
     results_metrics: dict = {}
     timings = ctx.timings
-    timings["fake_features_s"] = round(t_fake, 3)
     # The metric phase mixes torch and numpy/scipy linear algebra. With both thread pools live,
     # torch's spinning OpenMP workers and OpenBLAS's fight over the cores: measured on the
     # 2-core machine, torch-fidelity's FID on 2808 x 2048 features took 38 s that way and 3.9 s
@@ -134,10 +147,11 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         "dataset": {"name": reference.name, "split": reference.split,
                     "fingerprint": reference.fingerprint},
         "reference": ds_info(reference), "train": ds_info(train), "heldout": ds_info(heldout),
+        "val": ds_info(val),
         "fake": {"n": len(fake_images), "labelled": labels is not None,
                  "image_size": list(fake_images.shape[2:]), "channels": int(fake_images.shape[1])},
-        "extractor": {**extractor.describe(),
-                      "weights_path": getattr(extractor, "weights_path", None)},
+        "extractor": None if extractor is None else {
+            **extractor.describe(), "weights_path": getattr(extractor, "weights_path", None)},
         "bootstrap": {"n": n_bootstrap, "method": stats.CI_METHOD},
         "versions": versions(), "device": str(dev), "seed": seed,
         "resize": None, "timings": timings,

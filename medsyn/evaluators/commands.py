@@ -56,6 +56,16 @@ def _maybe_dataset(name, split, image_size, root, what):
         return None
 
 
+def _resize_info(ds) -> str:
+    src = ds.source or {}
+    if src.get("resized_to"):
+        frm = src.get("resized_from")
+        frm = f"from {frm[0]}x{frm[1]}px " if isinstance(frm, list) and len(frm) == 2 else ""
+        return f"{ds.name}/{ds.split} resized {frm}to {src['resized_to']}px " \
+               f"({src.get('resize_filter')})"
+    return f"none: {ds.name}/{ds.split} at its stored size {ds.image_size[0]}px"
+
+
 def _checkpoint_root(data_root, meta_root):
     """--data-root, else MEDSYN_DATA_ROOT, else the root recorded in the checkpoint if it
     still exists, else the default (an explicit choice always wins over the recording)."""
@@ -96,6 +106,8 @@ def _evaluate_checkpoints(paths, opts, extractor):
         train = load_dataset(name, train_split, image_size=size, root=root)
         inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
         heldout = _maybe_dataset(name, "test", size, root, "held-out split")
+        val = _maybe_dataset(name, "val", size, root, "validation split") \
+            if opts["needs_val"] else None
         if opts["reference"] in (None, "train"):
             reference = train
         else:
@@ -128,9 +140,16 @@ def _evaluate_checkpoints(paths, opts, extractor):
                              if opts["n_samples"] is None else
                              f"{opts['n_samples']} split in the reference's class proportions",
                              "conditional": bool(gen.conditional)}}
+        sampler = None
+        if gen.conditional:
+            def sampler(lab, seed, _gen=gen):
+                return inputs.sample_generator(_gen, lab, seed, opts["batch_size"])
+        prov["resize"] = {"reference": _resize_info(train),
+                          "fakes": "none: sampled at the checkpoint's size"}
         results = evaluate(images, fake_labels, reference=reference, train=train,
-                           heldout=heldout, discriminator=disc, out_dir=out_dir, run=run,
-                           provenance=prov, **opts["eval"], extractor=extractor)
+                           heldout=heldout, val=val, discriminator=disc, out_dir=out_dir,
+                           run=run, provenance=prov, sampler=sampler, **opts["eval"],
+                           extractor=extractor.get(train, val))
         all_results.append((results, out_dir))
     return all_results
 
@@ -155,9 +174,14 @@ def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
     split = "test" if opts["reference"] is None else opts["reference"]
     out_dir = _checkpoint_out_dir(path, n_paths, opts["out"])
     ev = opts["eval"]
+    if extractor.name == "classifier":
+        raise ConfigError(f"{path}: --extractor classifier is for generators of labelled "
+                          "images; evaluate super-resolution checkpoints with inception or "
+                          "pixels.")
     results = evaluate_sr_model(
         model, split=split, out_dir=out_dir, batch_size=opts["batch_size"],
-        metrics=ev["metrics"], extractor=extractor, n_bootstrap=ev["n_bootstrap"],
+        metrics=ev["metrics"], extractor=extractor.fixed(),
+        n_bootstrap=ev["n_bootstrap"],
         n_real=opts["n_real"], seed=opts["seed"], use_cache=ev["use_cache"],
         data_root=_checkpoint_root(opts["data_root"], (meta.get("dataset") or {}).get("root")),
         kid_subset_size=ev["kid_subset_size"])
@@ -166,6 +190,7 @@ def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
 
 def _evaluate_fake(fake, real, opts, extractor):
     from medsyn.data import load_dataset
+    from medsyn.data.resize import RESIZE_FILTER
     from medsyn.evaluators import inputs
     from medsyn.evaluators.api import evaluate
 
@@ -192,14 +217,22 @@ def _evaluate_fake(fake, real, opts, extractor):
         _maybe_dataset(name, "test", size, root, "held-out split")
     if train is not None and heldout is not None and train.fingerprint == heldout.fingerprint:
         heldout = None
+    val = _maybe_dataset(name, "val", size, root, "validation split") \
+        if opts["needs_val"] else None
     fake_path = Path(fake).expanduser()
     out_dir = Path(opts["out"]) if opts["out"] else \
         fake_path.resolve().parent / "eval" / fake_path.stem
+    if resize_note is None and size is not None and size != probe.image_size[0]:
+        resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to "
+                       f"{size}px ({RESIZE_FILTER})")
     prov = {"fake": {**fakes.source, "n": len(fakes.images)},
             "resize": {"fakes": fakes.source.get("resize"), "reference": resize_note}}
+    if extractor.name == "classifier" and train is None:
+        raise DataError(f"--extractor classifier trains on the real training split of {name}, "
+                        "which is not available here.")
     results = evaluate(fakes.images, fakes.labels, reference=reference, train=train,
-                       heldout=heldout, out_dir=out_dir, provenance=prov, **opts["eval"],
-                       extractor=extractor)
+                       heldout=heldout, val=val, out_dir=out_dir, provenance=prov,
+                       **opts["eval"], extractor=extractor.get(train, val))
     return [(results, out_dir)]
 
 
@@ -246,6 +279,20 @@ def evaluate_command(
         file_okay=False),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
                                   "real-set features."),
+    utility_recipe: str = typer.Option(
+        "quick", "--utility-recipe", help="Classifier recipe of the utility protocol and the "
+        "'classifier' extractor: quick (ResNet-18, 10 epochs) or medmnist (MedMNIST v2's "
+        "100-epoch recipe)."),
+    utility_epochs: int | None = typer.Option(
+        None, "--utility-epochs", help="Override the recipe's epochs (the LR milestones stay "
+        "at the same fractions)."),
+    utility_seeds: str = typer.Option(
+        "0,1,2", "--utility-seeds", help="Comma-separated training seeds of every utility arm."),
+    utility_ratio: float = typer.Option(
+        1.0, "--utility-ratio", help="TRTR+S: synthetic images added per real training image."),
+    classifier_weights: Path | None = typer.Option(
+        None, "--classifier-weights", help="Local timm state_dict to initialise the utility "
+        "classifiers (default: random initialisation; nothing is downloaded).", dir_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of a table."),
     list_only: bool = typer.Option(False, "--list", help="List metric families and feature "
                                    "extractors, and exit."),
@@ -282,23 +329,40 @@ def evaluate_command(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
 
     from medsyn.evaluators import inputs
-    from medsyn.evaluators.extractors import get_extractor, resolve_device
+    from medsyn.evaluators.classifier import get_recipe
+    from medsyn.evaluators.extractors import list_extractors, resolve_device
     from medsyn.evaluators.metrics import resolve_metrics
 
     # everything a user can get wrong is checked before the (slow) network is loaded
-    resolve_metrics(metrics, have_discriminator=True)
+    specs = resolve_metrics(metrics, have_discriminator=True)
+    if extractor not in list_extractors():
+        raise ConfigError(f"unknown feature extractor {extractor!r}; registered: "
+                          f"{', '.join(sorted(list_extractors()))}.")
+    try:
+        seeds = tuple(int(x) for x in utility_seeds.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise ConfigError(f"--utility-seeds must be comma-separated integers, got "
+                          f"{utility_seeds!r}.") from None
+    if utility_epochs is not None and utility_epochs < 1:
+        raise ConfigError(f"--utility-epochs must be >= 1, got {utility_epochs}.")
+    recipe = get_recipe(utility_recipe, epochs=utility_epochs,
+                        pretrained=str(classifier_weights) if classifier_weights else None)
     paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
     if fake is not None and not fake.expanduser().exists():
         raise DataError(f"--fake {fake}: no such file or folder.")
     dev = resolve_device(device)
-    ext_options = {"weights": inception_weights} if extractor == "inception" else {}
-    ext = get_extractor(extractor, device=dev, **ext_options)
+    ext = _Extractors(extractor, dev, inception_weights, recipe, not no_cache,
+                      needed=any(spec.needs_features for spec in specs))
+    ext.preload()
     opts = {"device_obj": dev, "image_size": image_size, "data_root": data_root,
             "reference": reference, "n_real": n_real, "n_samples": n_samples, "seed": seed,
             "batch_size": batch_size, "out": out,
+            "needs_val": extractor == "classifier" or any(s.name == "utility" for s in specs),
             "eval": {"metrics": metrics, "n_bootstrap": bootstrap, "seed": seed,
                      "device": dev, "batch_size": batch_size,
-                     "kid_subset_size": kid_subset_size, "use_cache": not no_cache}}
+                     "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
+                     "utility_recipe": recipe, "utility_seeds": seeds,
+                     "utility_ratio": utility_ratio}}
     if checkpoint is not None:
         outputs = _evaluate_checkpoints(paths, opts, ext)
     else:
@@ -308,6 +372,46 @@ def evaluate_command(
             typer.echo(json.dumps(results, indent=2, default=str))
         else:
             _print_summary(results, out_dir)
+
+
+class _Extractors:
+    """The feature extractor of this command: one network for fixed extractors (loaded up
+    front, so missing weights fail before anything slow), one per training split for the
+    in-domain 'classifier' extractor, none when the chosen metrics need no features."""
+
+    def __init__(self, name, device, inception_weights, recipe, use_cache, needed):
+        self.name, self.device, self.needed = name, device, needed
+        self.inception_weights, self.recipe, self.use_cache = inception_weights, recipe, use_cache
+        self._built: dict = {}
+
+    def preload(self):
+        if self.needed and self.name != "classifier":
+            self.get(None, None)
+
+    def get(self, train, val):
+
+        if not self.needed:
+            return None
+        return self.fixed() if self.name != "classifier" else self._in_domain(train, val)
+
+    def fixed(self):
+        """The fixed (not data-trained) extractor, whatever the metrics need."""
+        from medsyn.evaluators.extractors import get_extractor
+
+        if None not in self._built:
+            options = {"weights": self.inception_weights} if self.name == "inception" else {}
+            self._built[None] = get_extractor(self.name, device=self.device, **options)
+        return self._built[None]
+
+    def _in_domain(self, train, val):
+        from medsyn.evaluators.extractors import get_extractor
+
+        key = (train.fingerprint, None if val is None else val.fingerprint)
+        if key not in self._built:
+            self._built[key] = get_extractor("classifier", device=self.device, train=train,
+                                             val=val, recipe=self.recipe,
+                                             use_cache=self.use_cache)
+        return self._built[key]
 
 
 def register(app) -> None:

@@ -286,3 +286,15 @@ register_extractor(
 register_extractor(
     "pixels", lambda device=None, **_: PixelExtractor(16, device=device),
     "16x16 grayscale pixels, 256-d; no weights; a smoke-test baseline, not perceptual")
+
+
+def _classifier_factory(**options):
+    from medsyn.evaluators.classifier import classifier_extractor
+
+    return classifier_extractor(**options)
+
+
+register_extractor(
+    "classifier", _classifier_factory,
+    "in-domain: penultimate features (512-d) of a ResNet-18 trained on the real training split "
+    "(the utility protocol's TRTR classifier, seed 0); offline, cached")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from medsyn.errors import ConfigError
 from medsyn.evaluators import stats
@@ -47,6 +48,10 @@ class EvalOptions:
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
     use_cache: bool = True
+    # train-on-synthetic utility (medsyn.evaluators.utility); recipe: a name, Recipe or dict
+    utility_recipe: object = None
+    utility_seeds: tuple = (0, 1, 2)
+    utility_ratio: float = 1.0
 
     def validate(self):
         def need(cond, msg):
@@ -65,28 +70,53 @@ class EvalOptions:
              f"memorization_percentile must be in (0, 100), got {self.memorization_percentile!r}.")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1,
              f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        need(len(self.utility_seeds) >= 1 and len(set(self.utility_seeds)) ==
+             len(self.utility_seeds), f"utility seeds must be distinct integers, at least one, "
+             f"got {list(self.utility_seeds)!r}.")
+        need(isinstance(self.utility_ratio, (int, float)) and self.utility_ratio > 0,
+             f"utility ratio (synthetic per real image in TRTR+S) must be > 0, got "
+             f"{self.utility_ratio!r}.")
+        from medsyn.evaluators.classifier import get_recipe
+
+        get_recipe(self.utility_recipe)
 
 
 @dataclass
 class EvalContext:
     """Everything a metric family may use. Features are extracted once, here or lazily."""
 
-    fake: Features
     fake_labels: np.ndarray | None
     fake_images: torch.Tensor
     reference: object                        # ImageDataset
-    extractor: FeatureExtractor
+    extractor: FeatureExtractor | None       # None when no family needs features
     options: EvalOptions
     device: torch.device
     train: object | None = None              # ImageDataset of the training split
     heldout: object | None = None            # ImageDataset of held-out real images (test)
+    val: object | None = None                # ImageDataset of the validation split
     discriminator: Callable | None = None
+    # sampler(labels, seed) -> uint8 images of those classes: more synthetic images on demand
+    sampler: Callable | None = None
     out_dir: Path | None = None
     figures: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     extraction_s: float = 0.0                # feature extraction done lazily inside metrics
     _extra: dict = field(default_factory=dict)
+
+    @property
+    def fake(self) -> Features:
+        """Features of the fake images, extracted on first use."""
+        if "fake" not in self._extra:
+            from medsyn.evaluators.features import extract_features
+
+            t0 = time.perf_counter()
+            self._extra["fake"] = extract_features(self.extractor, self.fake_images,
+                                                   self.options.batch_size, desc="fake features")
+            took = time.perf_counter() - t0
+            self.timings["fake_features_s"] = round(took, 3)
+            self.extraction_s += took
+        return self._extra["fake"]
 
     @property
     def real(self) -> Features:
@@ -395,6 +425,29 @@ def metric_tsne(ctx: EvalContext) -> dict:
     return {}
 
 
+def metric_utility(ctx: EvalContext) -> dict:
+    from medsyn.evaluators.features import _EXTRACTION_THREADS
+    from medsyn.evaluators.utility import evaluate_utility
+
+    train = ctx.train if ctx.train is not None else (
+        ctx.reference if ctx.reference.split == "train" else None)
+    if train is None or ctx.heldout is None:
+        return {"utility": unavailable(
+            "needs the real training split and a held-out (test) split of the dataset")}
+    if train.fingerprint == ctx.heldout.fingerprint:
+        return {"utility": unavailable("the training and test sets are the same images")}
+    o = ctx.options
+    # training runs on all cores (the metric phase around it is single-threaded, see api)
+    with threadpool_limits(limits=_EXTRACTION_THREADS):
+        block = evaluate_utility(
+            ctx.fake_images, ctx.fake_labels, train=train, val=ctx.val, test=ctx.heldout,
+            recipe=o.utility_recipe, seeds=o.utility_seeds, ratio=o.utility_ratio,
+            device=ctx.device, sampler=ctx.sampler, use_cache=o.use_cache, sample_seed=o.seed)
+    for note in block.get("notes", []):
+        ctx.warn(f"utility: {note}")
+    return {"utility": block}
+
+
 # ---------------------------------------------------------------- registry
 
 
@@ -404,17 +457,22 @@ class MetricSpec:
     fn: Callable[[EvalContext], dict]
     description: str
     default: bool = True
+    needs_features: bool = True      # False: runs without a feature extractor
 
 
 _METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(name: str, fn: Callable[[EvalContext], dict], description: str,
-                    default: bool = True, overwrite: bool = False) -> None:
-    """Add a metric family ``fn(ctx) -> {result key: block}`` selectable as ``name``."""
+                    default: bool = True, overwrite: bool = False,
+                    needs_features: bool = True) -> None:
+    """Add a metric family ``fn(ctx) -> {result key: block}`` selectable as ``name``.
+
+    ``default``: run when no ``metrics`` are named. ``needs_features``: the family reads
+    ``ctx.fake`` / ``ctx.real`` (so a feature extractor must be loaded)."""
     if not overwrite and name in _METRICS:
         raise ConfigError(f"metric {name!r} is already registered.")
-    _METRICS[name] = MetricSpec(name, fn, description, default)
+    _METRICS[name] = MetricSpec(name, fn, description, default, needs_features)
 
 
 def list_metrics() -> dict[str, str]:
@@ -446,5 +504,9 @@ register_metric("real_floor", metric_real_floor,
 register_metric("memorization", metric_memorization,
                 "fakes closer to a training image than held-out reals are")
 register_metric("discriminator", metric_discriminator,
-                "GAN discriminator accuracy on real test images and on fakes", default=False)
+                "GAN discriminator accuracy on real test images and on fakes", default=False,
+                needs_features=False)
 register_metric("tsne", metric_tsne, "t-SNE figure of real and fake features")
+register_metric("utility", metric_utility,
+                "train-on-synthetic / test-on-real classifier arms over seeds (slow; opt-in)",
+                default=False, needs_features=False)

@@ -1,0 +1,603 @@
+"""Diagnostic classifiers for the utility protocol and the in-domain feature extractor.
+
+A timm network (ResNet-18 by default, no pretrained weights unless a local file is given),
+adapted to the image size and channel count, trained with a fixed, named recipe:
+
+    from medsyn.evaluators.classifier import get_recipe, train_classifier, predict_proba
+    recipe = get_recipe("quick")          # or "medmnist", or get_recipe("quick", epochs=3)
+    clf = train_classifier(train.images, train.labels, val.images, val.labels,
+                           num_classes=2, recipe=recipe, seed=0)
+    probs = predict_proba(clf.model, test.images)      # float64 [N, K]
+    scores = classification_scores(probs, test.labels.numpy(), test.class_names)
+
+Classifiers trained on a real training split are cached on disk (``real_classifier``), keyed
+by the fingerprints of the training and validation data, the recipe and the seed, so every
+checkpoint evaluated against the same dataset reuses them.
+
+Conventions (all recorded in ``Recipe.describe()``):
+
+- input ``x / 127.5 - 1`` (uint8 -> [-1, 1]; MedMNIST's Normalize(mean=.5, std=.5));
+- stem: the total stride of ResNet's stem is chosen from the image size (``stem_stride``
+  ``None``): 1 up to 32 px (3x3 stride-1 convolution, no max-pool: MedMNIST's ResNet-18 (28)),
+  2 up to 64 px (the same convolution, then the max-pool), 4 above (timm's own 7x7 stride-2
+  convolution and max-pool, as ResNet-18 (224)); an explicit 1, 2 or 4 forces it;
+- Adam, cross-entropy, lr multiplied by ``gamma`` at the given fractions of the epochs;
+- model selection on the real validation split after every epoch (macro one-vs-rest AUC by
+  default, ties to the earlier epoch);
+- batches are drawn from a seeded permutation of the uint8 tensor held on the device; a last
+  batch of a single image is dropped (batch norm cannot train on one image);
+- ``precise_bn``: after every epoch, batch-norm statistics are recomputed on up to that many
+  training images (the ``quick`` recipe; ``medmnist`` keeps PyTorch's running averages).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import pickle
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medsyn.errors import ConfigError, DataError
+from medsyn.settings import cache_dir
+from medsyn.utils import atomic_write, file_digest, progress, write_json
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_CACHE_VERSION = 1
+SELECTIONS = ("val_auc", "val_accuracy", "last")
+AUGMENTATIONS = ("none", "shift")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a diagnostic classifier is trained. Every field ends up in results.json."""
+
+    name: str = "quick"
+    model: str = "resnet18"
+    stem_stride: int | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    selection: str = "val_auc"
+    augment: str = "none"
+    precision: str = "auto"
+    # after every epoch, batch-norm statistics recomputed on up to this many training images
+    # (0: keep the running averages); see recompute_batchnorm
+    precise_bn: int = 2048
+    pretrained: str | None = None       # local timm/torchvision state_dict file
+
+    def validate(self) -> Recipe:
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(f"classifier recipe {self.name!r}: {msg}")
+        need(isinstance(self.epochs, int) and self.epochs >= 1,
+             f"epochs must be an integer >= 1, got {self.epochs!r}.")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 2,
+             f"batch_size must be an integer >= 2, got {self.batch_size!r}.")
+        need(isinstance(self.lr, (int, float)) and self.lr > 0,
+             f"lr must be > 0, got {self.lr!r}.")
+        need(all(0 < m < 1 for m in self.milestones),
+             f"milestones are fractions of the epochs in (0, 1), got {self.milestones!r}.")
+        need(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma!r}.")
+        need(self.stem_stride in (None, 1, 2, 4),
+             f"stem_stride must be 1, 2, 4 or None (chosen from the image size), got "
+             f"{self.stem_stride!r}.")
+        need(self.selection in SELECTIONS,
+             f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}.")
+        need(self.augment in AUGMENTATIONS,
+             f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}.")
+        need(isinstance(self.precise_bn, int) and self.precise_bn >= 0,
+             f"precise_bn must be an integer >= 0 (images), got {self.precise_bn!r}.")
+        need(self.precision in PRECISIONS,
+             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.pretrained is not None and not Path(self.pretrained).expanduser().is_file():
+            raise ConfigError(f"classifier weights file {self.pretrained} does not exist; give a "
+                              f"local state_dict for timm's {self.model} or leave it unset.")
+        return self
+
+    def milestone_epochs(self) -> list[int]:
+        return sorted({max(1, int(round(m * self.epochs))) for m in self.milestones})
+
+    def describe(self) -> dict:
+        """JSON-ready: every field, the milestones in epochs, and what the names mean."""
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        out["milestones"] = list(self.milestones)
+        out["milestone_epochs"] = self.milestone_epochs()
+        out["optimizer"] = "Adam"
+        out["loss"] = "cross-entropy"
+        out["input"] = "x / 127.5 - 1"
+        out["stem"] = ("chosen from the image size: stride 1 up to 32 px, 2 up to 64 px, 4 above"
+                       if self.stem_stride is None else f"stride {self.stem_stride}")
+        if self.pretrained:
+            path = Path(self.pretrained).expanduser()
+            out["pretrained_sha256"] = file_digest(path) if path.is_file() else None
+        return out
+
+
+RECIPES: dict[str, Recipe] = {
+    # CPU-sized: ResNet-18 with timm's ImageNet stem at every size (a 28 px image is 7x7 after
+    # the stem), 10 epochs. About 0.5 k img/s of training on 2 CPU cores at 28 px. So few
+    # steps leave batch norm's running averages behind the weights (measured: a 1,200-image
+    # PneumoniaMNIST run predicted one class in eval mode after 3 epochs though its training
+    # loss was 0.13), hence the statistics are recomputed after every epoch.
+    "quick": Recipe(name="quick", stem_stride=4, epochs=10),
+    # MedMNIST v2's ResNet-18 recipe (Yang et al. 2023): 100 epochs, lr x0.1 at 50 and 75,
+    # the stem chosen from the size (stride 1 at 28 px, as their ResNet-18 (28)).
+    "medmnist": Recipe(name="medmnist", stem_stride=None, epochs=100, precise_bn=0),
+}
+DEFAULT_RECIPE = "quick"
+
+
+def get_recipe(recipe: str | Recipe | dict | None = None, **overrides) -> Recipe:
+    """A named recipe (``quick``, ``medmnist``), a Recipe, or a dict of fields, with overrides
+    (``None`` values are ignored). A changed recipe keeps its base name plus ``+custom``."""
+    if recipe is None:
+        recipe = DEFAULT_RECIPE
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown classifier recipe {recipe!r}; choose from "
+                              f"{', '.join(RECIPES)}.")
+        base = RECIPES[recipe]
+    elif isinstance(recipe, Recipe):
+        base = recipe
+    elif isinstance(recipe, dict):
+        known = {f.name for f in dataclasses.fields(Recipe)}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ConfigError(f"unknown classifier recipe field(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}.")
+        base = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
+    else:
+        raise ConfigError(f"a classifier recipe is a name, a Recipe or a dict, got "
+                          f"{type(recipe).__name__}.")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        changed = {k: v for k, v in changes.items() if getattr(base, k) != v}
+        if changed and not base.name.endswith("+custom"):
+            changes["name"] = f"{base.name}+custom"
+        base = dataclasses.replace(base, **changes)
+    return base.validate()
+
+
+# ---------------------------------------------------------------- the network
+
+
+def stem_stride_for(image_size: int, recipe: Recipe) -> int:
+    if recipe.stem_stride is not None:
+        return recipe.stem_stride
+    return 1 if image_size <= 32 else 2 if image_size <= 64 else 4
+
+
+def build_classifier(recipe: Recipe, channels: int, num_classes: int,
+                     image_size: int) -> torch.nn.Module:
+    """The recipe's timm model for ``channels`` x ``image_size`` images and ``num_classes``."""
+    import timm
+
+    if not timm.is_model(recipe.model):
+        raise ConfigError(f"timm has no model {recipe.model!r}; e.g. resnet18, resnet50 "
+                          "(timm.list_models() lists them).")
+    kwargs = dict(in_chans=channels, num_classes=num_classes)
+    try:
+        if recipe.pretrained:
+            model = timm.create_model(recipe.model, pretrained=True, pretrained_cfg_overlay={
+                "file": str(Path(recipe.pretrained).expanduser())}, **kwargs)
+        else:
+            model = timm.create_model(recipe.model, pretrained=False, **kwargs)
+    except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+        if recipe.pretrained:
+            raise ConfigError(f"could not load classifier weights {recipe.pretrained} into timm's "
+                              f"{recipe.model} ({type(exc).__name__}: {str(exc)[:300]}).") from None
+        raise
+    stride = stem_stride_for(image_size, recipe)
+    if stride != 4:
+        if not (hasattr(model, "conv1") and hasattr(model, "maxpool")
+                and isinstance(model.conv1, torch.nn.Conv2d)):
+            if recipe.stem_stride is None:
+                return model          # not a ResNet: keep its own stem
+            raise ConfigError(f"stem_stride {stride} needs a ResNet-style model (conv1 + "
+                              f"maxpool); {recipe.model} has another stem.")
+        model.conv1 = torch.nn.Conv2d(channels, model.conv1.out_channels, 3, 1, 1, bias=False)
+        torch.nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+        if stride == 1:
+            model.maxpool = torch.nn.Identity()
+    return model
+
+
+def penultimate(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Features before the classifier layer (global pooling output; 512-d for ResNet-18)."""
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random translation by up to 1/8 of the size (reflect padding, then a random crop), one
+    offset per image, as tensor ops on the whole batch."""
+    n, _, h, w = x.shape
+    ph, pw = max(1, h // 8), max(1, w // 8)
+    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph), mode="reflect")
+    dy = torch.randint(0, 2 * ph + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pw + 1, (n,), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])          # [n, h]
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])          # [n, w]
+    idx = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------- scores
+
+
+def classification_scores(probs: np.ndarray, labels: np.ndarray,
+                          class_names: Sequence[str]) -> dict:
+    """Accuracy, balanced accuracy, macro one-vs-rest AUC, macro F1 and per-class recall.
+
+    Balanced accuracy, F1 and recall average over the classes present in ``labels``; the AUC
+    is ``None`` (with a reason under ``auc_macro_unavailable``) when fewer than two classes are
+    present.
+    """
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        f1_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    labels = np.asarray(labels, dtype=np.int64)
+    k = len(class_names)
+    pred = probs.argmax(1)
+    present = np.unique(labels)
+    with warnings.catch_warnings():
+        # predictions of a class absent from the labels are expected (a poor classifier)
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        balanced = float(balanced_accuracy_score(labels, pred))
+    out = {"accuracy": float(np.mean(pred == labels)),
+           "balanced_accuracy": balanced,
+           "f1_macro": float(f1_score(labels, pred, labels=present, average="macro",
+                                      zero_division=0)),
+           "n": int(len(labels))}
+    recalls = recall_score(labels, pred, labels=np.arange(k), average=None, zero_division=0)
+    out["per_class_recall"] = {name: (float(recalls[c]) if c in present else None)
+                               for c, name in enumerate(class_names)}
+    if len(present) < 2:
+        out["auc_macro"] = None
+        out["auc_macro_unavailable"] = "the labels hold fewer than two classes"
+    elif k == 2:
+        out["auc_macro"] = float(roc_auc_score(labels, probs[:, 1]))
+    else:
+        p = probs[:, present]
+        p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
+        if len(present) == 2:
+            out["auc_macro"] = float(roc_auc_score(labels == present[1], p[:, 1]))
+        else:
+            out["auc_macro"] = float(roc_auc_score(labels, p, multi_class="ovr",
+                                                   average="macro", labels=present))
+    return out
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class TrainedClassifier:
+    model: torch.nn.Module
+    recipe: Recipe
+    seed: int
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    from_cache: bool = False
+    n_train: int = 0
+    weights_sha256: str | None = None
+
+    def describe(self) -> dict:
+        return {"seed": self.seed, "best_epoch": self.best_epoch,
+                "selection": self.recipe.selection, "n_train": self.n_train,
+                "train_seconds": round(self.train_seconds, 2), "from_cache": self.from_cache,
+                "val": self.history[self.best_epoch - 1] if self.history else None}
+
+
+def _autocast(device: torch.device, recipe: Recipe):
+    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
+                  device: torch.device | str | None = None,
+                  recipe: Recipe | None = None) -> np.ndarray:
+    """Softmax probabilities (float64 ``[N, K]``) of ``model`` on uint8 images."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = to_input(images[s:s + batch_size].to(dev, non_blocking=True))
+        with _autocast(dev, recipe or Recipe()):
+            logits = model(x)
+        out.append(torch.softmax(logits.float(), 1).double().cpu())
+    if not out:
+        return np.zeros((0, 0))
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: torch.nn.Module, images: torch.Tensor, max_images: int,
+                        batch_size: int, generator: torch.Generator,
+                        recipe: Recipe) -> None:
+    """Replace batch norm's running mean/variance by their average over up to ``max_images``
+    training images under the current weights ("precise BN", Wu & Johnson 2021)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or max_images <= 0:
+        return
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None                   # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    idx = torch.randperm(len(images), generator=generator)[:max_images].to(images.device)
+    for s in range(0, len(idx), batch_size):
+        part = idx[s:s + batch_size]
+        if len(part) < 2:
+            continue
+        with _autocast(images.device, recipe):
+            model(to_input(images[part]))
+    for bn, m in zip(bns, momenta, strict=True):
+        bn.momentum = m
+    model.train(was_training)
+
+
+def _selection_value(scores: dict, selection: str) -> float:
+    if selection == "val_auc":
+        v = scores.get("auc_macro")
+        return -math.inf if v is None else v
+    if selection == "val_accuracy":
+        return scores["accuracy"]
+    return 0.0
+
+
+def _check_training_data(images, labels, num_classes: int, what: str):
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise DataError(f"{what}: expected uint8 images [N, C, H, W], got "
+                        f"{getattr(images, 'dtype', type(images).__name__)}.")
+    if len(images) != len(labels):
+        raise DataError(f"{what}: {len(images)} images but {len(labels)} labels.")
+    if len(images) < 2:
+        raise DataError(f"{what}: needs at least 2 images, got {len(images)}.")
+    lab = torch.as_tensor(labels)
+    if int(lab.min()) < 0 or int(lab.max()) >= num_classes:
+        raise DataError(f"{what}: labels must be in 0..{num_classes - 1}, got "
+                        f"{int(lab.min())}..{int(lab.max())}.")
+
+
+def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch.Tensor,
+                     val_labels, num_classes: int, recipe: Recipe | str | None = None,
+                     seed: int = 0, device: torch.device | str | None = None,
+                     class_names: Sequence[str] | None = None, desc: str = "classifier",
+                     eval_batch_size: int = 512) -> TrainedClassifier:
+    """Train the recipe's network on uint8 images; select the epoch on the validation set.
+
+    Same seed, data, recipe and device -> the same weights (on CPU; cuDNN may differ on GPU).
+    """
+    from medsyn.evaluators.extractors import resolve_device
+
+    recipe = get_recipe(recipe)
+    dev = resolve_device(device)
+    train_labels = torch.as_tensor(train_labels, dtype=torch.int64)
+    val_labels_np = np.asarray(torch.as_tensor(val_labels), dtype=np.int64)
+    _check_training_data(train_images, train_labels, num_classes, f"{desc} training images")
+    _check_training_data(val_images, val_labels_np, num_classes, f"{desc} validation images")
+    if train_images.shape[1:] != val_images.shape[1:]:
+        raise DataError(f"{desc}: training images are {tuple(train_images.shape[1:])} but "
+                        f"validation images {tuple(val_images.shape[1:])}.")
+    names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+    channels, size = int(train_images.shape[1]), int(train_images.shape[2])
+
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build_classifier(recipe, channels, num_classes, size).to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=tuple(recipe.betas),
+                           weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, recipe.milestone_epochs(), recipe.gamma)
+    x_all = train_images.to(dev)
+    y_all = train_labels.to(dev)
+    n = len(x_all)
+    history: list[dict] = []
+    best, best_value, best_epoch = None, -math.inf, 0
+    started = time.perf_counter()
+    bar = progress(total=recipe.epochs, desc=desc, unit="epoch")
+    with bar:
+        for epoch in range(1, recipe.epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=gen).to(dev)
+            total, count = 0.0, 0
+            for s in range(0, n, recipe.batch_size):
+                idx = perm[s:s + recipe.batch_size]
+                if len(idx) < 2:
+                    continue
+                x = to_input(x_all[idx])
+                if recipe.augment == "shift":
+                    x = _shift(x, gen)
+                with _autocast(dev, recipe):
+                    loss = torch.nn.functional.cross_entropy(model(x), y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise DataError(f"{desc}: the training loss became {loss_value} in epoch "
+                                    f"{epoch}; lower the learning rate or check the images.")
+                total += loss_value * len(idx)
+                count += len(idx)
+            sched.step()
+            recompute_batchnorm(model, x_all, recipe.precise_bn, eval_batch_size, gen, recipe)
+            probs = predict_proba(model, val_images, eval_batch_size, dev, recipe)
+            scores = classification_scores(probs, val_labels_np, names)
+            record = {"epoch": epoch, "loss": total / max(count, 1),
+                      "val_accuracy": scores["accuracy"], "val_auc": scores["auc_macro"]}
+            history.append(record)
+            value = _selection_value(scores, recipe.selection)
+            if recipe.selection == "last" or value > best_value or best is None:
+                best_value, best_epoch = value, epoch
+                best = copy.deepcopy(model.state_dict())
+            bar.set_postfix(loss=f"{record['loss']:.3f}", val_acc=f"{scores['accuracy']:.3f}",
+                            best=best_epoch)
+            bar.update(1)
+    model.load_state_dict(best)
+    model.eval()
+    return TrainedClassifier(model=model, recipe=recipe, seed=seed, best_epoch=best_epoch,
+                             history=history, train_seconds=time.perf_counter() - started,
+                             n_train=n, weights_sha256=state_digest(model))
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """sha256 of the parameters and buffers (names, dtypes, shapes and values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- cache of real classifiers
+
+
+def _cache_key(train, val, recipe: Recipe, seed: int) -> str:
+    payload = {"version": CLASSIFIER_CACHE_VERSION,
+               "train": {"name": train.name, "split": train.split,
+                         "fingerprint": train.fingerprint},
+               "val": {"name": val.name, "split": val.split, "fingerprint": val.fingerprint},
+               "recipe": recipe.describe(), "seed": int(seed)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 0,
+                    device=None, use_cache: bool = True, desc: str | None = None
+                    ) -> TrainedClassifier:
+    """The recipe's classifier trained on the real ``train`` dataset (selected on ``val``),
+    from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before."""
+    from medsyn.evaluators.extractors import resolve_device
+
+    recipe = get_recipe(recipe)
+    dev = resolve_device(device)
+    key = _cache_key(train, val, recipe, seed)
+    folder = cache_dir() / "classifiers"
+    weights_path, meta_path = folder / f"{key[:40]}.pt", folder / f"{key[:40]}.json"
+    k, size = train.num_classes, train.image_size[0]
+    if use_cache and weights_path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key:
+                state = torch.load(weights_path, map_location="cpu", weights_only=True)
+                model = build_classifier(dataclasses.replace(recipe, pretrained=None),
+                                         train.channels, k, size)
+                model.load_state_dict(state)
+                model.to(dev).eval()
+                return TrainedClassifier(model=model, recipe=recipe, seed=seed,
+                                         best_epoch=meta["best_epoch"], history=meta["history"],
+                                         train_seconds=meta["train_seconds"], from_cache=True,
+                                         n_train=meta["n_train"],
+                                         weights_sha256=meta["weights_sha256"])
+            log.warning("ignoring inconsistent classifier cache entry %s", weights_path)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            log.warning("ignoring unreadable classifier cache entry %s: %s", weights_path, exc)
+    clf = train_classifier(train.images, train.labels, val.images, val.labels, k, recipe, seed,
+                           dev, train.class_names,
+                           desc=desc or f"TRTR {train.name} seed {seed}")
+    if use_cache:
+        try:
+            buf = io.BytesIO()
+            torch.save({n: t.detach().cpu() for n, t in clf.model.state_dict().items()}, buf)
+            with atomic_write(weights_path) as f:
+                f.write(buf.getvalue())
+            write_json(meta_path, {"key": key, "train": train.name, "split": train.split,
+                                   "fingerprint": train.fingerprint, "val": val.fingerprint,
+                                   "recipe": recipe.describe(), "seed": seed,
+                                   "best_epoch": clf.best_epoch, "history": clf.history,
+                                   "train_seconds": clf.train_seconds, "n_train": clf.n_train,
+                                   "weights_sha256": clf.weights_sha256, "device": str(dev)})
+        except OSError as exc:  # a read-only or full disk only costs time
+            log.warning("could not write classifier cache %s: %s", weights_path, exc)
+    return clf
+
+
+# ---------------------------------------------------------------- in-domain feature extractor
+
+
+class _Penultimate(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return penultimate(self.model, x)
+
+
+def classifier_extractor(device=None, train=None, val=None, recipe=None, seed: int = 0,
+                         use_cache: bool = True, **_):
+    """Penultimate features of the TRTR classifier of ``train`` (the in-domain extractor).
+
+    The network is :func:`real_classifier` of the recipe and seed (trained once, then cached),
+    so FID-style metrics in this space measure what a diagnostic model of this dataset sees.
+    Its training images are fitted by the network: distances of those images (memorization,
+    the train-vs-test floor) are smaller than in a space the data never trained.
+    """
+    from medsyn.evaluators.extractors import TorchModuleExtractor, resolve_device
+
+    if train is None:
+        raise ConfigError("the 'classifier' feature extractor is trained on the real training "
+                          "split of the reference dataset; it needs that split (train=...).")
+    recipe = get_recipe(recipe)
+    dev = resolve_device(device)
+    note = None
+    if val is None:
+        from medsyn.evaluators.utility import split_validation
+
+        train, val = split_validation(train)
+        note = "no validation split: a stratified 10 % of the training split selected the epoch"
+    clf = real_classifier(train, val, recipe, seed, dev, use_cache,
+                          desc=f"in-domain classifier {train.name}")
+    model = clf.model
+    dim = int(getattr(model, "num_features", 0)) or int(
+        penultimate(model, torch.zeros(1, train.channels, *train.image_size, device=dev)).shape[1])
+    conventions = {
+        "network": f"timm {recipe.model} trained on real {train.name}/{train.split} "
+                   f"(fingerprint {train.fingerprint[:16]}), recipe {recipe.name}, seed {seed}, "
+                   f"epoch {clf.best_epoch} selected on {val.split}",
+        "layer": "penultimate (global average pool before the classifier)",
+        "preprocess": "x / 127.5 - 1",
+        "recipe": recipe.describe(),
+        "dataset_fingerprint": train.fingerprint,
+        "caveat": "trained on the reference's training images: train-set distances are "
+                  "smaller than held-out ones in this space",
+    }
+    if note:
+        conventions["note"] = note
+    ext = TorchModuleExtractor(f"{recipe.model}-{train.name}-trtr", _Penultimate(model), dim,
+                               weights_sha256=clf.weights_sha256, conventions=conventions,
+                               device=dev)
+    ext.logits_unavailable = ("the in-domain classifier's classes are the dataset's, not "
+                              "ImageNet's: the Inception Score needs the Inception network")
+    return ext
