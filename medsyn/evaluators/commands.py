@@ -278,7 +278,7 @@ def evaluate_command(
         None, "--data-root", help="Folder holding the datasets (default: $MEDSYN_DATA_ROOT).",
         file_okay=False),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
-                                  "real-set features."),
+                                  "real-set features and trained real-data classifiers."),
     utility_recipe: str = typer.Option(
         "quick", "--utility-recipe", help="Classifier recipe of the utility protocol and the "
         "'classifier' extractor: quick (ResNet-18, 10 epochs) or medmnist (MedMNIST v2's "
@@ -343,6 +343,11 @@ def evaluate_command(
     except ValueError:
         raise ConfigError(f"--utility-seeds must be comma-separated integers, got "
                           f"{utility_seeds!r}.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--utility-seeds must be distinct integers, at least one, got "
+                          f"{utility_seeds!r}.")
+    if not utility_ratio > 0:
+        raise ConfigError(f"--utility-ratio must be > 0, got {utility_ratio}.")
     if utility_epochs is not None and utility_epochs < 1:
         raise ConfigError(f"--utility-epochs must be >= 1, got {utility_epochs}.")
     recipe = get_recipe(utility_recipe, epochs=utility_epochs,

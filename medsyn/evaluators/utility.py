@@ -52,13 +52,15 @@ PROTOCOL = ("Each arm trains the recipe's classifier from scratch (seeded), sele
 
 def _summary(values: Sequence[float | None]) -> dict:
     """mean, std (ddof 1) and a 95 % t-interval over seeds; None entries are left out."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
+    aligned = [None if v is None or not math.isfinite(v) else float(v) for v in values]
+    vals = [v for v in aligned if v is not None]
     if not vals:
-        return {"mean": None, "std": None, "values": list(values),
+        return {"mean": None, "std": None, "values": aligned,
                 "unavailable": "not defined for any seed"}
     mean = float(np.mean(vals))
     std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-    out = {"mean": mean, "std": std, "values": vals, "n_seeds": len(vals)}
+    # values stay aligned with the seeds (None where undefined for that seed)
+    out = {"mean": mean, "std": std, "values": aligned, "n_seeds": len(vals)}
     if len(vals) > 1:
         from scipy import stats as sstats
 
@@ -220,9 +222,20 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
         raise DataError(f"unknown utility arm(s) {unknown}; choose from {', '.join(ARMS)}.")
     notes = []
     for ds, what in ((test, "test"), (val, "validation")):
-        if ds is not None and list(ds.class_names) != list(train.class_names):
+        if ds is None:
+            continue
+        if list(ds.class_names) != list(train.class_names):
             raise DataError(f"the {what} split's classes {ds.class_names} differ from the "
                             f"training split's {train.class_names}.")
+        _check_same_domain(ds.images, train, f"the {what} split {ds.name}/{ds.split}")
+    splits = {"train": train, "test": test} | ({"validation": val} if val is not None else {})
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if splits[a].fingerprint == splits[b].fingerprint:
+                raise DataError(f"the {a} and {b} splits are the same images; the protocol "
+                                "needs disjoint train, validation and test splits (the test "
+                                "split must never select or train a model).")
     if val is None:
         train, val = split_validation(train)
         notes.append(f"{train.name} has no validation split: a stratified "
@@ -234,7 +247,13 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
         _check_same_domain(fake_images, train, "synthetic images")
     labels = None
     if fake_labels is not None:
-        labels = np.asarray(torch.as_tensor(fake_labels).cpu(), dtype=np.int64)
+        labels = np.asarray(torch.as_tensor(fake_labels).cpu(), dtype=np.int64).reshape(-1)
+        if fake_images is None or len(labels) != len(fake_images):
+            raise DataError(f"{0 if fake_images is None else len(fake_images)} synthetic "
+                            f"images but {len(labels)} labels; give one label per image.")
+        if len(labels) and (labels.min() < 0 or labels.max() >= k):
+            raise DataError(f"synthetic labels must be class indices 0..{k - 1} "
+                            f"({', '.join(class_names)}), got {labels.min()}..{labels.max()}.")
     if labels is None and sampler is None:
         return {"value": None, "unavailable":
                 "the synthetic images carry no class labels (use one sub-folder per class, "
@@ -297,7 +316,8 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
     majority = float(np.bincount(test_labels, minlength=k).max() / len(test_labels))
     block.update({
         "reference_rates": {"majority_class_accuracy": majority,
-                            "chance_balanced_accuracy": 1.0 / k, "chance_auc": 0.5},
+                            "chance_balanced_accuracy": 1.0 / len(np.unique(test_labels)),
+                            "chance_auc": 0.5},
         "recipe": recipe.describe(),
         "seeds": seeds,
         "ratio": float(ratio),

@@ -33,6 +33,7 @@ CONDITION_LABELS = {
     "n_fake": "sample count (n)",
     "extractor": "feature extractor",
     "classifier": "classifier",
+    "recipe": "training recipe",
     "n_test": "test images",
     "scale": "scale",
     "crop_border": "border crop",

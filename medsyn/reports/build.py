@@ -208,8 +208,8 @@ def _cells(evaluation: Evaluation, specs: Iterable[MetricSpec]) -> dict[str, Cel
 def _run_conditions(evals: list[tuple[Run, Evaluation]]) -> dict[str, set]:
     """The values of every comparability condition among the runs of a section."""
     conditions: dict[str, set] = {k: set() for k in (
-        "dataset", "image_size", "n_classes", "n_fake", "extractor", "classifier", "n_test",
-        "scale", "crop_border", "y_channel")}
+        "dataset", "image_size", "n_classes", "n_fake", "extractor", "classifier", "recipe",
+        "n_test", "scale", "crop_border", "y_channel")}
     for run, e in evals:
         m = e.metrics
         conditions["dataset"].add(dataset_name(e, run.config))
@@ -232,6 +232,7 @@ def _run_conditions(evals: list[tuple[Run, Evaluation]]) -> dict[str, set]:
             recipe = utility.get("recipe") if isinstance(utility.get("recipe"), Mapping) else {}
             model = recipe.get("model", recipe.get("arch", recipe.get("classifier")))
             conditions["classifier"].add(str(model).lower() if model else None)
+            conditions["recipe"].add(recipe.get("name"))
             n = utility.get("n") if isinstance(utility.get("n"), Mapping) else {}
             conditions["n_test"].add(n.get("test"))
         config = run.config or {}
@@ -488,8 +489,8 @@ def _utility_view(e: Evaluation) -> dict | None:
             s = arm.get(stat)
             if isinstance(s, Mapping) and finite(s.get("mean")) is not None:
                 cells.append(f"{_fmt(s.get('mean'))} ± {_fmt(s.get('std'))}")
-            elif isinstance(s, Mapping) and s.get("unavailable"):
-                cells.append(f"n/a ({s['unavailable']})")
+            elif isinstance(s, Mapping) and (s.get("note") or s.get("unavailable")):
+                cells.append(f"n/a ({s.get('note') or s['unavailable']})")
             else:
                 cells.append("-")
         recall = arm.get("per_class_recall") if isinstance(arm.get("per_class_recall"),

@@ -197,14 +197,23 @@ def _utility(metrics: Mapping[str, Any]) -> Mapping[str, Any] | Cell | None:
     return utility
 
 
-def _utility_n(utility: Mapping[str, Any], n_values: int | None) -> tuple[str | None, str | None]:
+def _utility_n(utility: Mapping[str, Any], n_values: int | None,
+               path: tuple[str, ...] = ()) -> tuple[str | None, str | None]:
     seeds = utility.get("seeds")
     n_seeds = len(seeds) if isinstance(seeds, list) else n_values
-    n_test = _dig(utility, ("n", "test"))
     short, long = [], []
-    if n_test is not None:
-        short.append(f"n={n_test}")
-        long.append(f"{n_test} real test images")
+    if path[:2] == ("arms", "class_fidelity"):
+        # class fidelity scores the real-trained classifier on the synthetic images
+        n_synth = _dig(utility, ("arms", "class_fidelity", "n_eval")) or \
+            _dig(utility, ("n", "synthetic"))
+        if n_synth is not None:
+            short.append(f"n={n_synth}")
+            long.append(f"{n_synth} synthetic images")
+    else:
+        n_test = _dig(utility, ("n", "test"))
+        if n_test is not None:
+            short.append(f"n={n_test}")
+            long.append(f"{n_test} real test images")
     if n_seeds:
         short.append(f"{n_seeds} seed{'s' if n_seeds != 1 else ''}")
         long.append(f"{n_seeds} training seed{'s' if n_seeds != 1 else ''}")
@@ -212,7 +221,8 @@ def _utility_n(utility: Mapping[str, Any], n_values: int | None) -> tuple[str | 
 
 
 def _stat_cell(utility: Mapping[str, Any], stat: Any,
-               bounds: tuple[float, float] | None = None) -> Cell | None:
+               bounds: tuple[float, float] | None = None,
+               path: tuple[str, ...] = ()) -> Cell | None:
     """A {mean, std, values, ci95?} statistic over seeds as a cell (t-interval if no ci95)."""
     if stat is None:
         return None
@@ -224,7 +234,7 @@ def _stat_cell(utility: Mapping[str, Any], stat: Any,
     if mean is None or stat.get("unavailable"):
         return Cell(unavailable=_unavailable_reason(stat))
     values = [v for v in (_number(x) for x in stat.get("values") or []) if v is not None]
-    n, n_title = _utility_n(utility, len(values))
+    n, n_title = _utility_n(utility, len(values), path)
     cell = Cell(value=mean, std=_number(stat.get("std")), n=n, n_title=n_title)
     lo, hi = _interval(stat.get("ci95"))
     if lo is not None:
@@ -246,7 +256,7 @@ def _utility_stat(*path: str, bounds: tuple[float, float] | None = (0.0, 1.0),
         utility = _utility(metrics)
         if utility is None or isinstance(utility, Cell):
             return utility
-        return _stat_cell(utility, _dig(utility, path), bounds)
+        return _stat_cell(utility, _dig(utility, path), bounds, path)
     return extract
 
 
