@@ -231,3 +231,28 @@ def test_bad_api_input_is_explained():
         ev.evaluate(fake, None, reference=ref, extractor="vgg")
     with pytest.raises(ConfigError, match="n_bootstrap"):
         ev.evaluate(fake, None, reference=ref, extractor="pixels", n_bootstrap=-1)
+
+
+def test_reference_subset_is_sliced_from_the_training_features(tmp_path, monkeypatch):
+    from medsyn.evaluators.inputs import stratified_subset
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, test = _dataset(160, 0), _dataset(80, 5, split="test")
+    reference = stratified_subset(train, 60, seed=0)               # what --n-real 60 does
+    fake, labels = _blobs(50, 9)
+    ext = CountingExtractor()
+    sliced = ev.evaluate(fake, labels, reference=reference, train=train, heldout=test,
+                         extractor=ext, metrics=["fid", "real_floor"], n_bootstrap=0)
+    assert ext.images_seen == 50 + 160 + 80                        # not 60 more for the subset
+    assert sliced["provenance"]["timings"]["real_features_sliced_from"] == "train"
+    # the same numbers as extracting the subset itself
+    direct = ev.evaluate(fake, labels, reference=reference, extractor=CountingExtractor(),
+                         metrics=["fid"], n_bootstrap=0, use_cache=False)
+    assert sliced["metrics"]["fid"]["value"] == pytest.approx(direct["metrics"]["fid"]["value"],
+                                                              rel=1e-9)
+    assert sliced["metrics"]["fid"]["n_real"] == 60
+    # without families that need the splits, only the subset is extracted
+    ext2 = CountingExtractor(weights_sha256="1" * 64)
+    ev.evaluate(fake, labels, reference=reference, train=train, heldout=test, extractor=ext2,
+                metrics=["fid"], n_bootstrap=0)
+    assert ext2.images_seen == 50 + 60

@@ -47,6 +47,9 @@ class ImageDataset:
     class_names: list[str]
     source: dict = field(default_factory=dict)
     _fingerprint: str | None = field(default=None, repr=False)
+    # (parent fingerprint, row indices) for a subset: lets stages reuse what they computed
+    # for the parent (e.g. cached features) instead of recomputing it for the subset
+    parent: tuple[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -96,6 +99,7 @@ class ImageDataset:
             labels=self.labels[idx],
             class_names=list(self.class_names),
             source={**self.source, "subset_of": self.fingerprint, "subset_size": len(idx)},
+            parent=(self.fingerprint, idx.numpy().copy()),
         )
 
     def describe(self) -> dict:

@@ -20,6 +20,8 @@ from medsyn.evaluators.features import check_images
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
 
+# families that read features of the training and held-out splits (ctx.features_of)
+SPLIT_FAMILIES = ("real_floor", "memorization")
 EMPTY_RUN = {"name": None, "checkpoint": None, "model_kind": None, "epoch": None, "step": None,
              "run_dir": None}
 
@@ -124,7 +126,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
-                      out_dir=out_path, sampler=sampler)
+                      out_dir=out_path, sampler=sampler,
+                      split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in specs))
     if needs_features:
         ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
     results_metrics: dict = {}

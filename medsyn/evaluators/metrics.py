@@ -97,6 +97,9 @@ class EvalContext:
     discriminator: Callable | None = None
     # sampler(labels, seed) -> uint8 images of those classes: more synthetic images on demand
     sampler: Callable | None = None
+    # whether families will need features of the train / held-out splits (then a reference
+    # that is a subset of one of them is sliced from its features)
+    split_features_needed: bool = True
     out_dir: Path | None = None
     figures: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -124,6 +127,20 @@ class EvalContext:
         families that need none (IS, discriminator) cost no reference pass."""
         if "reference" not in self._extra:
             t0 = time.perf_counter()
+            parent = getattr(self.reference, "parent", None)
+            sliced = None
+            for which in ("train", "heldout") if self.split_features_needed else ():
+                ds = getattr(self, which)
+                if parent is not None and ds is not None and ds is not self.reference \
+                        and ds.fingerprint == parent[0]:
+                    # a subset (--n-real) of a split whose features are needed anyway:
+                    # slice them instead of running the network on the subset again
+                    sliced = self.features_of(which).take(parent[1])
+                    break
+            if sliced is not None:
+                self._extra["reference"] = sliced
+                self.timings["real_features_sliced_from"] = which
+                return sliced                 # its extraction time is counted under `which`
             self._extra["reference"] = dataset_features(
                 self.reference, self.extractor, self.options.batch_size, self.options.use_cache)
             took = time.perf_counter() - t0
