@@ -68,7 +68,9 @@ def test_fid_and_kid_equal_torch_fidelity_calculate_metrics(inception, inception
                       metrics=["fid", "kid"], seed=3, n_bootstrap=10, batch_size=64,
                       use_cache=False)["metrics"]
     assert got["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
-    assert got["kid"]["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4)
+    # torch-fidelity's KID kernels are float32 (its features' dtype), medsyn's float64: equal to
+    # float32 rounding; with float64 features they agree to 1e-9 (test_evaluators_stats.py)
+    assert got["kid"]["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
     assert got["kid"]["subset_size"] == N_TF
     assert got["fid"]["extractor"] == "inception-v3-compat"
 
@@ -104,7 +106,7 @@ def test_real_vs_real_is_far_below_real_vs_blurred_and_self_is_zero(inception, c
 def _ctx_for(extractor):
     from medsyn.evaluators.metrics import EvalContext, EvalOptions
 
-    return EvalContext(fake=None, fake_labels=None, fake_images=None, reference=None,
+    return EvalContext(fake_labels=None, fake_images=None, reference=None,
                        extractor=extractor, options=EvalOptions(n_bootstrap=0),
                        device=torch.device("cpu"))
 
