@@ -42,6 +42,7 @@ from medsyn.evaluators.classifier import (
 log = logging.getLogger(__name__)
 
 ARMS = ("trtr", "tstr", "trtr_s", "class_fidelity")
+ARM_NAMES = {"trtr": "TRTR", "tstr": "TSTR", "trtr_s": "TRTR+S", "class_fidelity": "fidelity"}
 STATS = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
 VAL_FRACTION_WHEN_MISSING = 0.1
 PROTOCOL = ("Each arm trains the recipe's classifier from scratch (seeded), selects its epoch on "
@@ -268,6 +269,14 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
     _check_same_domain(tstr_images, train, "synthetic images")
     test_labels = test.labels.numpy()
 
+    def score(clf, images, labels_):
+        probs = predict_proba(clf.model, images, device=dev, recipe=recipe)
+        return classification_scores(probs, labels_, class_names)
+
+    mixed = (train.images, train.labels.numpy()) if extra_images is None else (
+        torch.cat([train.images, extra_images]),
+        np.concatenate([train.labels.numpy(), extra_labels]))
+    arm_data = {"tstr": (tstr_images, tstr_labels), "trtr_s": mixed}
     started = time.perf_counter()
     per_seed = {a: [] for a in ARMS}
     classifiers = []
@@ -277,33 +286,16 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
                                   desc=f"TRTR seed {seed}")
             classifiers.append(clf.describe() | {"arm": "trtr"})
             if "trtr" in arms:
-                per_seed["trtr"].append(classification_scores(
-                    predict_proba(clf.model, test.images, device=dev, recipe=recipe),
-                    test_labels, class_names))
+                per_seed["trtr"].append(score(clf, test.images, test_labels))
             if "class_fidelity" in arms:
-                per_seed["class_fidelity"].append(classification_scores(
-                    predict_proba(clf.model, tstr_images, device=dev, recipe=recipe),
-                    tstr_labels, class_names))
-            del clf
-        if "tstr" in arms:
-            clf = train_classifier(tstr_images, tstr_labels, val.images, val.labels, k, recipe,
-                                   seed, dev, class_names, desc=f"TSTR seed {seed}")
-            classifiers.append(clf.describe() | {"arm": "tstr"})
-            per_seed["tstr"].append(classification_scores(
-                predict_proba(clf.model, test.images, device=dev, recipe=recipe),
-                test_labels, class_names))
-            del clf
-        if "trtr_s" in arms:
-            mixed_images = torch.cat([train.images, extra_images]) if extra_images is not None \
-                else train.images
-            mixed_labels = np.concatenate([train.labels.numpy(), extra_labels])
-            clf = train_classifier(mixed_images, mixed_labels, val.images, val.labels, k, recipe,
-                                   seed, dev, class_names, desc=f"TRTR+S seed {seed}")
-            classifiers.append(clf.describe() | {"arm": "trtr_s"})
-            per_seed["trtr_s"].append(classification_scores(
-                predict_proba(clf.model, test.images, device=dev, recipe=recipe),
-                test_labels, class_names))
-            del clf
+                per_seed["class_fidelity"].append(score(clf, tstr_images, tstr_labels))
+        for arm, (images, labels_) in arm_data.items():
+            if arm not in arms:
+                continue
+            clf = train_classifier(images, labels_, val.images, val.labels, k, recipe, seed,
+                                   dev, class_names, desc=f"{ARM_NAMES[arm]} seed {seed}")
+            classifiers.append(clf.describe() | {"arm": arm})
+            per_seed[arm].append(score(clf, test.images, test_labels))
 
     block: dict = {"arms": {a: _arm_summary(per_seed[a], class_names)
                             for a in ARMS if per_seed[a]}}
