@@ -48,13 +48,18 @@ def srgan_path(tmp_path_factory, model_path):
     return run / "last.pt"
 
 
-def test_cli_writes_super_resolution_results(tmp_path, model_path, data_root):
+def _evaluate_cli(checkpoint, tmp_path):
+    """medsyn evaluate on 24 test images with the pixels extractor -> (out dir, results)."""
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(model_path), "--n-real",
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--n-real",
                                       "24", "--extractor", "pixels", "--bootstrap", "20",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
-    results = json.loads((out / "results.json").read_text())
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_cli_writes_super_resolution_results(tmp_path, model_path, data_root):
+    out, results = _evaluate_cli(model_path, tmp_path)
     assert results["kind"] == "super-resolution"
     assert results["run"]["model_kind"] == "srresnet" and results["run"]["step"] == 3
     metrics = results["metrics"]
@@ -103,12 +108,7 @@ def test_cli_writes_super_resolution_results(tmp_path, model_path, data_root):
 
 
 def test_cli_evaluates_srgan_checkpoint(tmp_path, srgan_path, model_path, data_root):
-    out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(srgan_path), "--n-real",
-                                      "24", "--extractor", "pixels", "--bootstrap", "20",
-                                      "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    results = json.loads((out / "results.json").read_text())
+    out, results = _evaluate_cli(srgan_path, tmp_path)
     assert results["kind"] == "super-resolution"
     assert results["run"]["model_kind"] == "srgan" and results["run"]["step"] == 3
     metrics = results["metrics"]
