@@ -22,7 +22,7 @@ from medsyn.errors import DataError
 from medsyn.utils import file_digest
 
 MEDMNIST_SIZES = (28, 64, 128, 224)
-MEDMNIST_SPLITS = ("train", "val", "test")
+MEDMNIST_SPLITS = ("train", "val", "test")     # fallback when the metadata lists none
 
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 # sha256 of the file Keras downloads (keras.datasets.mnist.load_data's file_hash)
@@ -31,6 +31,12 @@ MNIST_SPLITS = ("train", "test")
 
 
 @lru_cache(maxsize=1)
+def medmnist_splits(flag: str) -> tuple[str, ...]:
+    """The splits of a MedMNIST set, from its metadata's ``n_samples`` (train, val, test)."""
+    n = medmnist_info().get(flag, {}).get("n_samples") or {}
+    return tuple(n) or MEDMNIST_SPLITS
+
+
 def medmnist_info() -> dict:
     """``medmnist.info.INFO`` without importing the whole medmnist package (slow: torch, etc.)."""
     spec = importlib.util.find_spec("medmnist")
@@ -152,9 +158,10 @@ def _finish(name, split, images, labels, class_names, source, image_size, source
 
 def load_medmnist(flag: str, path: Path, file_size: int, split: str, image_size: int | None
                   ) -> ImageDataset:
-    if split not in MEDMNIST_SPLITS:
-        raise DataError(f"{flag} has no split {split!r}; its splits are {list(MEDMNIST_SPLITS)}.")
     info = medmnist_info()[flag]
+    splits = medmnist_splits(flag)
+    if split not in splits:
+        raise DataError(f"{flag} has no split {split!r}; its splits are {list(splits)}.")
     class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
     _, md5 = medmnist_url_md5(flag, file_size)
     entry = _checked_source(path, md5, origin="MedMNIST")

@@ -10,13 +10,13 @@ from medsyn.data.dataset import ImageDataset
 from medsyn.data.folder import available_splits, load_image_folder
 from medsyn.data.npz import (
     MEDMNIST_SIZES,
-    MEDMNIST_SPLITS,
     MNIST_SPLITS,
     load_medmnist,
     load_mnist,
     medmnist_2d_names,
     medmnist_candidates,
     medmnist_info,
+    medmnist_splits,
 )
 from medsyn.errors import DataError
 from medsyn.settings import ENV_DATA_ROOT, data_roots
@@ -51,7 +51,7 @@ def known_datasets() -> list[DatasetSpec]:
     for flag in medmnist_2d_names():
         n = info[flag]["n_samples"]
         specs.append(DatasetSpec(
-            flag, "medmnist", MEDMNIST_SPLITS,
+            flag, "medmnist", medmnist_splits(flag),
             f"MedMNIST {info[flag]['python_class']}, {sum(n.values())} images, "
             f"{info[flag]['task']}"))
     return specs
