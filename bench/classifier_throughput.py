@@ -19,7 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsyn.evaluators.classifier import Recipe, build_classifier, to_input  # noqa: E402
+from medsyn.evaluators.classifier import (  # noqa: E402
+    Recipe,
+    _autocast,
+    build_classifier,
+    to_input,
+)
 
 
 def images_per_second(stride, precision, args) -> float:
@@ -33,8 +38,7 @@ def images_per_second(stride, precision, args) -> float:
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        # the same autocast the protocol applies for precision "bf16" (medsyn.evaluators.classifier)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with _autocast(torch.device("cpu"), Recipe(precision=precision)):
             loss = torch.nn.functional.cross_entropy(model(to_input(x)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
