@@ -15,7 +15,7 @@ import torch
 import medsyn.evaluators as ev
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators.extractors import PixelExtractor
+from medsyn.evaluators.features import PixelExtractor
 from medsyn.settings import ENV_CACHE_DIR
 
 
@@ -191,7 +191,7 @@ def test_register_metric_adds_a_family(tmp_path):
         assert res["metrics"]["brightness"]["value"] == pytest.approx(float(fake.float().mean()))
         assert "brightness" in (tmp_path / "metrics.csv").read_text()
     finally:
-        from medsyn.evaluators.metrics import _METRICS
+        from medsyn.evaluators.metrics.registry import _METRICS
         _METRICS.pop("brightness_test")
 
 
@@ -208,7 +208,7 @@ def test_registering_a_torch_module_extractor_takes_a_few_lines():
         assert res["metrics"]["fid"]["extractor"] == "tiny-test"
         assert res["provenance"]["extractor"]["weights_sha256"] == "abc"
     finally:
-        from medsyn.evaluators.extractors import _REGISTRY
+        from medsyn.evaluators.features.registry import _REGISTRY
         _REGISTRY.pop("tiny-test")
 
 

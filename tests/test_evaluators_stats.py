@@ -10,7 +10,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from medsyn.evaluators import stats
+from medsyn.evaluators.metrics import stats
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from medsyn.errors import DataError
-from medsyn.evaluators import stats
-from medsyn.evaluators.extractors import FeatureExtractor, get_extractor, resolve_device
-from medsyn.evaluators.features import check_images
-from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
+from medsyn.evaluators.features import FeatureExtractor, check_images, get_extractor, resolve_device
+from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
 
 # families that read features of the training and held-out splits (ctx.features_of)

@@ -303,7 +303,7 @@ def evaluate_command(
     checkpoint (srresnet, srgan) gets PSNR/SSIM-Y of its outputs and of bicubic upscaling, and
     their FID against the HR images, on its dataset's test split."""
     if list_only:
-        from medsyn.evaluators.extractors import list_extractors
+        from medsyn.evaluators.features import list_extractors
         from medsyn.evaluators.metrics import list_metrics
 
         console.print("[bold]metric families[/] (--metrics)")
@@ -330,7 +330,7 @@ def evaluate_command(
 
     from medsyn.evaluators import inputs
     from medsyn.evaluators.classifier import get_recipe
-    from medsyn.evaluators.extractors import list_extractors, resolve_device
+    from medsyn.evaluators.features import list_extractors, resolve_device
     from medsyn.evaluators.metrics import resolve_metrics
 
     # everything a user can get wrong is checked before the (slow) network is loaded
@@ -401,7 +401,7 @@ class _Extractors:
 
     def fixed(self):
         """The fixed (not data-trained) extractor, whatever the metrics need."""
-        from medsyn.evaluators.extractors import get_extractor
+        from medsyn.evaluators.features import get_extractor
 
         if None not in self._built:
             options = {"weights": self.inception_weights} if self.name == "inception" else {}
@@ -409,7 +409,7 @@ class _Extractors:
         return self._built[None]
 
     def _in_domain(self, train, val):
-        from medsyn.evaluators.extractors import get_extractor
+        from medsyn.evaluators.features import get_extractor
 
         key = (train.fingerprint, None if val is None else val.fingerprint)
         if key not in self._built:
