@@ -44,11 +44,16 @@ __all__ = [
 
 register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
 register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets")
-register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)")
-register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean")
-register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)")
+register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)",
+                provides=("inception_score",))
+register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean",
+                provides=("intra_kid",))
+register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)",
+                provides=("precision", "recall", "density", "coverage"))
 register_metric("real_floor", metric_real_floor,
-                "FID/KID between real halves and between real train and test")
+                "FID/KID between real halves and between real train and test",
+                provides=("fid_halves", "kid_halves", "fid_train_vs_test", "kid_train_vs_test",
+                          "floor"))
 register_metric("memorization", metric_memorization,
                 "fakes closer to a training image than held-out reals are")
 register_metric("discriminator", metric_discriminator,

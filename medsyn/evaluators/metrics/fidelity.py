@@ -16,6 +16,13 @@ def fid_entry(ctx: EvalContext, a: np.ndarray, b: np.ndarray, purpose: str, **ex
         return unavailable(f"needs at least 2 images per set (got {len(b)} real, {len(a)} fake)",
                            n_real=len(b), n_fake=len(a), extractor=name, **extra), []
     value = stats.fid_value(a, b)
+    if value < 0:
+        # FID is a squared distance: a negative value is float rounding of the matrix square
+        # root on (near-)identical sets, so it is reported as 0 with the raw value beside it
+        extra = {**extra, "raw_value": value,
+                 "note": f"torch-fidelity's formula gave {value:.3g} (rounding of the matrix "
+                         "square root on near-identical sets); FID is >= 0, reported as 0"}
+        value = 0.0
     res = stats.fid_resamples(a, b, ctx.options.n_bootstrap, ctx.rng(purpose), ctx.device)
     return entry(value, res, len(b), len(a), name, lower=0.0, n_bootstrap=ctx.options.n_bootstrap,
                  **extra), res
