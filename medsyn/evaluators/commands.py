@@ -252,7 +252,13 @@ def evaluate_command(
         None, "--n-samples", "-n", help="Number of fake images (default: checkpoint: as many "
         "per class as the reference; --fake: all)."),
     n_real: int | None = typer.Option(
-        None, "--n-real", help="Use at most this many reference images (stratified by class)."),
+        None, "--n-real", help="Use at most this many reference images (stratified by class); "
+        "also bounds the train and test images of the floor and memorization check unless "
+        "--n-memorization is given."),
+    n_memorization: int | None = typer.Option(
+        None, "--n-memorization", help="At most this many train and this many test images "
+        "(stratified) for the real-vs-real floor and the memorization check (default: "
+        "--n-real, else every image)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, subsets and the bootstrap."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (default: runs/NAME/eval/<checkpoint stem>/ "
@@ -322,7 +328,8 @@ def evaluate_command(
                           "(choose the split with --reference train|test).")
     if reference is not None and reference not in REFERENCES:
         raise ConfigError(f"--reference must be one of {REFERENCES}, got {reference!r}.")
-    for flag, v in (("--n-samples", n_samples), ("--n-real", n_real)):
+    for flag, v in (("--n-samples", n_samples), ("--n-real", n_real),
+                    ("--n-memorization", n_memorization)):
         if v is not None and v < 2:
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
@@ -367,7 +374,8 @@ def evaluate_command(
                      "device": dev, "batch_size": batch_size,
                      "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
                      "utility_recipe": recipe, "utility_seeds": seeds,
-                     "utility_ratio": utility_ratio}}
+                     "utility_ratio": utility_ratio,
+                     "n_split": n_memorization if n_memorization is not None else n_real}}
     if checkpoint is not None:
         outputs = _evaluate_checkpoints(paths, opts, ext)
     else:

@@ -85,6 +85,9 @@ class EvalContext:
     # whether families will need features of the train / held-out splits (then a reference
     # that is a subset of one of them is sliced from its features)
     split_features_needed: bool = True
+    # at most this many images of the train / held-out splits (stratified) for the families
+    # that compare against them (floor, memorization); None: every image
+    split_limit: int | None = None
     out_dir: Path | None = None
     figures: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -115,7 +118,7 @@ class EvalContext:
             parent = getattr(self.reference, "parent", None)
             sliced = None
             for which in ("train", "heldout") if self.split_features_needed else ():
-                ds = getattr(self, which)
+                ds = self.split_dataset(which)
                 if parent is not None and ds is not None and ds is not self.reference \
                         and ds.fingerprint == parent[0]:
                     # a subset (--n-real) of a split whose features are needed anyway:
@@ -147,9 +150,27 @@ class EvalContext:
         reproducible whichever other metrics run."""
         return np.random.default_rng([self.options.seed, zlib.crc32(purpose.encode())])
 
-    def features_of(self, which: str) -> Features | None:
-        """Features of the ``"train"`` or ``"heldout"`` dataset (cached on disk), or None."""
+    def split_dataset(self, which: str):
+        """The ``"train"`` or ``"heldout"`` dataset as the split families use it: a stratified
+        subset of ``split_limit`` images when that is set and smaller than the split."""
         ds = getattr(self, which)
+        if ds is None or self.split_limit is None or len(ds) <= self.split_limit:
+            return ds
+        key = f"subset/{which}"
+        if key not in self._extra:
+            from medsyn.evaluators.inputs import stratified_subset
+
+            self._extra[key] = stratified_subset(ds, self.split_limit, self.options.seed)
+            self.warn(f"the real-vs-real floor and the memorization check used a stratified "
+                      f"subset of {self.split_limit} of the {len(ds)} images of "
+                      f"{ds.name}/{ds.split} (seed {self.options.seed}); the full protocol "
+                      "(no --n-real / --n-memorization) uses every image")
+        return self._extra[key]
+
+    def features_of(self, which: str) -> Features | None:
+        """Features of the ``"train"`` or ``"heldout"`` dataset (cached on disk), or None;
+        bounded by ``split_limit`` (see :meth:`split_dataset`)."""
+        ds = self.split_dataset(which)
         if ds is None:
             return None
         if ds is self.reference or ds.fingerprint == self.reference.fingerprint:

@@ -46,8 +46,8 @@ def metric_memorization(ctx: EvalContext) -> dict:
         from medsyn.evaluators import figures
 
         ctx.figures["memorization"] = figures.memorization_gallery(
-            ctx.out_dir / "memorization.png", ctx.fake_images, ctx.train.images, order,
-            nn_fake, d_fake, threshold, p)
+            ctx.out_dir / "memorization.png", ctx.fake_images,
+            ctx.split_dataset("train").images, order, nn_fake, d_fake, threshold, p)
         ctx.figures["memorization_hist"] = figures.distance_histogram(
             ctx.out_dir / "memorization_hist.png", d_fake, d_held, threshold, p)
     return {"memorization": block}
