@@ -412,7 +412,8 @@ class _Extractors:
         from medsyn.evaluators.features import get_extractor
 
         if None not in self._built:
-            options = {"weights": self.inception_weights} if self.name == "inception" else {}
+            options = {"weights": self.inception_weights} \
+                if self.name.startswith("inception") else {}
             self._built[None] = get_extractor(self.name, device=self.device, **options)
         return self._built[None]
 
