@@ -18,7 +18,12 @@ from medsyn.evaluators import stats
 from medsyn.evaluators.extractors import FeatureExtractor, get_extractor, resolve_device
 from medsyn.evaluators.features import check_images
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
-from medsyn.evaluators.results import SCHEMA_VERSION, write_results
+from medsyn.evaluators.results import (
+    SCHEMA_VERSION,
+    check_output_folder,
+    staged_folder,
+    write_results,
+)
 
 # families that read features of the training and held-out splits (ctx.features_of)
 SPLIT_FAMILIES = ("real_floor", "memorization")
@@ -75,7 +80,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
-             utility_ratio: float = 1.0) -> dict:
+             utility_ratio: float = 1.0, overwrite: bool = False,
+             figures_dir: str | os.PathLike | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -91,7 +97,10 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     (a conditional generator), used by the utility protocol when the evaluated set is short.
     ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
     classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
-    When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
+    When ``out_dir`` is given, results.json, metrics.csv and the figures are written there, as
+    one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
+    replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
+    figures there (for callers that write their own results files).
     """
     started = time.perf_counter()
     check_images(fake_images, "fake images")
@@ -119,10 +128,25 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         extractor = get_extractor(extractor, device=dev, **ext_options)
     elif extractor is None:
         raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
-    out_path = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        check_output_folder(out_dir, overwrite)      # before anything slow
+        with staged_folder(out_dir, overwrite) as stage:
+            results = _evaluate(fake_images, labels, reference, train, heldout, val, specs,
+                                extractor, needs_features, options, dev, stage, discriminator,
+                                sampler, started, n_bootstrap, seed, run, provenance)
+            write_results(results, stage)
+        return results
+    return _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
+                     needs_features, options, dev,
+                     Path(figures_dir) if figures_dir is not None else None, discriminator,
+                     sampler, started, n_bootstrap, seed, run, provenance)
+
+
+def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
+              needs_features, options, dev, out_path, discriminator, sampler, started,
+              n_bootstrap, seed, run, provenance) -> dict:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
-
     ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
@@ -170,6 +194,4 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     results = {"schema_version": SCHEMA_VERSION, "kind": "generation",
                "run": {**EMPTY_RUN, **(run or {})}, "metrics": results_metrics,
                "figures": dict(ctx.figures), "warnings": list(ctx.warnings), "provenance": prov}
-    if out_path is not None:
-        write_results(results, out_path)
     return results
