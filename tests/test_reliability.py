@@ -30,8 +30,8 @@ from medsyn.data import ImageDataset
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.evaluators import features as feature_cache
 from medsyn.evaluators.extractors import PixelExtractor
-from medsyn.generators import read_checkpoint, train
 from medsyn.generators import gan as gan_module
+from medsyn.generators import read_checkpoint, train
 from medsyn.generators.engine import TrainingDiverged, read_jsonl
 
 TINY = dict(image_size=28, batch_size=8, g_width=4, d_width=4, noise_dim=8, device="cpu",
@@ -390,6 +390,7 @@ def test_read_only_output_folders_give_one_line_errors(trained, tmp_path, monkey
     for name, args in commands.items():
         with _read_only(monkeypatch, locked):
             result = runner.invoke(app, args)
+        assert result.exit_code == 1, f"{name}: {result.output}"
         _one_line_error(result, "cannot write", str(locked))
     with _read_only(monkeypatch, trained):
         result = runner.invoke(app, ["train", "cgan", "--resume", last, "--epochs", "2",
