@@ -119,8 +119,8 @@ def test_inception_weights_with_code_are_refused_and_never_run(tmp_path, monkeyp
         else:
             monkeypatch.setenv("MEDSYN_INCEPTION_WEIGHTS", str(evil))
         result = runner.invoke(app, args)
-        _one_line_error(result, str(evil), "weights_only=True")
         assert not marker.exists(), "unpickling the weights file ran code"
+        _one_line_error(result, str(evil), "weights_only=True")
 
 
 def test_classifier_and_vgg19_weights_with_code_are_refused(tmp_path):
@@ -277,11 +277,16 @@ def test_evaluate_refuses_an_existing_evaluation_unless_overwrite(trained, tmp_p
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-def test_a_kill_while_writing_never_mixes_two_evaluations(trained, tmp_path, monkeypatch):
+def test_a_kill_while_writing_never_mixes_two_evaluations(tmp_path, monkeypatch):
+    import inspect
+
+    import medsyn.evaluators as ev
     from medsyn.evaluators import results as results_module
 
-    out = tmp_path / "eval"
-    assert runner.invoke(app, _evaluate_args(trained, out, "--metrics", "fid")).exit_code == 0
+    out, ds = tmp_path / "eval", _blobs_dataset()
+    common = dict(reference=ds, extractor="pixels", metrics=["fid"], n_bootstrap=0,
+                  device="cpu", out_dir=out)
+    ev.evaluate(ds.images[:12], None, **common)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = results_module.atomic_write
 
@@ -291,8 +296,10 @@ def test_a_kill_while_writing_never_mixes_two_evaluations(trained, tmp_path, mon
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(results_module, "atomic_write", killed_before_csv)
-    runner.invoke(app, _evaluate_args(trained, out, "--overwrite", "--metrics", "fid",
-                                      "--seed", "7"))
+    replace = {"overwrite": True} if "overwrite" in inspect.signature(ev.evaluate).parameters \
+        else {}                                # (medsyn before --overwrite replaced silently)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(ds.images[12:], None, **common, **replace)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
