@@ -87,14 +87,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: str | os.PathLike, *, all_of_them: bool = False,
+def remove_stale_temp_files(folder: str | os.PathLike, *,
                             legacy_age_s: float = 24 * 3600) -> list[Path]:
     """Delete the temporary files (``.NAME.*.tmp``) that killed atomic writes left in ``folder``.
 
-    A file whose writer process (the PID in its name) is gone is removed. ``all_of_them``: the
-    caller owns the folder exclusively (a run folder at the start of training), so every such
-    file is stale. Files without a PID (written by medsyn before 0.x named them) are removed
-    when older than ``legacy_age_s``. Returns the removed paths.
+    A file whose writer process (the PID in its name) is gone is removed. Files without a PID
+    (written before temporary files were named with one) are removed when older than
+    ``legacy_age_s`` (0 for a folder that only one process writes, such as a run folder).
+    Returns the removed paths.
     """
     folder = Path(folder)
     removed = []
@@ -107,16 +107,15 @@ def remove_stale_temp_files(folder: str | os.PathLike, *, all_of_them: bool = Fa
         m = _TEMP_FILE.match(p.name)
         if m is None or not p.is_file() or p.is_symlink():
             continue
-        if not all_of_them:
-            pid = m.group("pid")
-            try:
-                if pid is not None:
-                    if _pid_alive(int(pid)):
-                        continue
-                elif now - p.stat().st_mtime < legacy_age_s:
+        pid = m.group("pid")
+        try:
+            if pid is not None:
+                if _pid_alive(int(pid)):
                     continue
-            except OSError:
+            elif now - p.stat().st_mtime < legacy_age_s:
                 continue
+        except OSError:
+            continue
         try:
             p.unlink()
             removed.append(p)

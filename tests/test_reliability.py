@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -93,6 +94,12 @@ class _Payload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def _dead_pid() -> str:
+    """The PID of a process that has finished."""
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _evil_weights(tmp_path) -> tuple[Path, Path]:
@@ -203,8 +210,7 @@ def test_stale_temporary_cache_files_of_dead_writers_are_removed(tmp_path, monke
     monkeypatch.setenv("MEDSYN_CACHE_DIR", str(tmp_path))
     folder = tmp_path / "features"
     folder.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = _dead_pid()
     stale = folder / f".abc.npz.{dead}.x1y2z3.tmp"
     live = folder / f".abc.npz.{os.getpid()}.q9w8e7.tmp"
     stale.write_bytes(b"x" * 100)
@@ -306,8 +312,7 @@ def test_a_kill_while_writing_never_mixes_two_evaluations(tmp_path, monkeypatch)
 def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
     from medsyn.evaluators.results import recover_output_folder
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = _dead_pid()
     old, new = tmp_path / f".eval.{dead}.replaced", tmp_path / f".eval.{dead}.staging"
     for folder, text in ((old, "old"), (new, "new")):
         folder.mkdir()
@@ -483,12 +488,15 @@ def test_samples_are_streamed_in_batches_with_balanced_labels(trained, tmp_path)
 def test_temporary_files_of_killed_writes_are_removed_at_the_next_start(tmp_path, dataset):
     out = tmp_path / "run"
     train("cgan", dataset=dataset, out=str(out), epochs=1, **TINY)
+    dead = _dead_pid()
     leftovers = [out / ".epoch002.pt.k3j2h1g0.tmp", out / ".last.pt.12345.tmp",
-                 out / ".log.jsonl.99.abcdefgh.tmp", out / "samples" / ".epoch002.png.zz9.tmp"]
-    for p in leftovers:
+                 out / f".log.jsonl.{dead}.abcdefgh.tmp",
+                 out / "samples" / f".epoch002.png.{dead}.zz9.tmp"]
+    live = out / f".epoch003.pt.{os.getpid()}.abcdefgh.tmp"      # a writer still running
+    for p in leftovers + [live]:
         p.write_bytes(b"\0" * 1000)
     train("cgan", resume=str(out / "last.pt"), epochs=2, device="cpu", quiet=True)
-    assert not [p for p in leftovers if p.exists()]
+    assert not [p for p in leftovers if p.exists()] and live.exists()
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
@@ -551,11 +559,12 @@ def test_summary_md_escapes_html_in_run_and_class_names(tmp_path):
 
     runs = tmp_path / "runs"
     make_generation_run(runs, "<script>alert(1)</script>", {1: 90.0}, utility=True,
-                        classes=["<b>bold</b>", "a|b"])
+                        dataset="<i>scans</i>", classes=["<b>bold</b>", "a|b"])
     result = build_report(None, tmp_path / "out", runs_root=runs)
     md = result.summary_md.read_text()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
-    assert "<script>" not in md and "<b>" not in md
+    assert "| &lt;script&gt;alert(1)&lt;/script&gt; @ epoch 1 ★ |" in md
+    assert "## &lt;i&gt;scans&lt;/i&gt; at 112 px" in md
+    assert not {"<script>", "<i>", "<b>"} & set(re.findall(r"<[^>]*>", md))
 
 
 # ---------------------------------------------------------------- 9. restart an empty run

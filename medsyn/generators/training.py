@@ -85,10 +85,12 @@ def _check_run_dir(run_dir: Path, resume: str | None) -> str | None:
 
 
 def prepare_run_dir(run_dir: Path) -> None:
-    """Remove what killed writes left behind (``.epoch002.pt.*.tmp`` and the like); the run
-    folder belongs to this run alone, so every temporary file in it is stale."""
+    """Remove what killed writes left behind (``.epoch002.pt.*.tmp`` and the like): the run
+    folder belongs to this run, so every temporary file in it is stale unless the process
+    named in it still runs (two processes writing one run folder is a mistake that should not
+    also crash the other one)."""
     for folder in (run_dir, run_dir / "samples"):
-        removed = remove_stale_temp_files(folder, all_of_them=True)
+        removed = remove_stale_temp_files(folder, legacy_age_s=0)
         for path in removed:
             log.info("removed %s, left by an interrupted write", path)
 
