@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from pathlib import Path
 
@@ -59,8 +60,11 @@ def os_error_message(exc: OSError) -> str | None:
         folder = Path(where).parent if exc.filename else "the output folder"
         return (f"disk full while writing {where} (in {folder}); earlier files were kept. Free "
                 "some space there or write to another folder.")
+    if exc.errno == errno.EROFS:
+        return (f"cannot write {where}: {exc.strerror or 'read-only file system'}. Choose an "
+                "output folder (--out) on a writable disk; nothing else was changed.")
     if exc.errno in READ_ONLY_ERRNOS:
-        return (f"cannot write {where}: {exc.strerror or 'permission denied'} (the folder is "
-                "read-only or not yours). Choose a writable output folder (--out) or fix its "
-                "permissions; nothing else was changed.")
+        return (f"cannot write or read {where}: {exc.strerror or 'permission denied'} (the "
+                "folder is read-only or not yours). For an output, choose a writable folder "
+                "(--out) or fix its permissions; nothing else was changed.")
     return None

@@ -29,8 +29,7 @@ from typer.testing import CliRunner
 from medsyn.cli import app
 from medsyn.data import ImageDataset
 from medsyn.errors import CheckpointError, ConfigError
-from medsyn.evaluators import features as feature_cache
-from medsyn.evaluators.extractors import PixelExtractor
+from medsyn.evaluators import PixelExtractor, dataset_features
 from medsyn.generators import gan as gan_module
 from medsyn.generators import read_checkpoint, train
 from medsyn.generators.engine import TrainingDiverged, read_jsonl
@@ -191,18 +190,18 @@ def test_damaged_feature_cache_entry_is_discarded_and_recomputed(tmp_path, monke
                                                                  damage):
     monkeypatch.setenv("MEDSYN_CACHE_DIR", str(tmp_path))
     ds, ext = _blobs_dataset(), PixelExtractor(8, device="cpu")
-    fresh = feature_cache.dataset_features(ds, ext)
-    data_path, _ = feature_cache._cache_paths(feature_cache.feature_cache_key(ds, ext))
+    fresh = dataset_features(ds, ext)
+    [data_path] = (tmp_path / "features").glob("*.npz")
     blob = data_path.read_bytes()
     damaged = {"bit flip in the data": _flip_byte(blob, len(blob) // 2),
                "bit flip in the header": _flip_byte(blob, 40), "empty": b"",
                "truncated": blob[: len(blob) // 3]}[damage]
     data_path.write_bytes(damaged)
     with caplog.at_level(logging.WARNING):
-        again = feature_cache.dataset_features(ds, ext)
+        again = dataset_features(ds, ext)
     assert not again.from_cache and np.array_equal(again.features, fresh.features)
     assert any("damaged feature cache entry" in r.getMessage() for r in caplog.records)
-    third = feature_cache.dataset_features(ds, ext)           # rewritten, valid again
+    third = dataset_features(ds, ext)           # rewritten, valid again
     assert third.from_cache and np.array_equal(third.features, fresh.features)
 
 
@@ -215,7 +214,7 @@ def test_stale_temporary_cache_files_of_dead_writers_are_removed(tmp_path, monke
     live = folder / f".abc.npz.{os.getpid()}.q9w8e7.tmp"
     stale.write_bytes(b"x" * 100)
     live.write_bytes(b"x")
-    feature_cache.dataset_features(_blobs_dataset(), PixelExtractor(8, device="cpu"))
+    dataset_features(_blobs_dataset(), PixelExtractor(8, device="cpu"))
     assert not stale.exists() and live.exists()
 
 
@@ -434,6 +433,16 @@ def test_disk_full_while_checkpointing_names_folder_and_size_and_keeps_earlier_f
     assert read_checkpoint(out / "epoch001.pt")["epoch"] == 1
     assert read_checkpoint(out / "last.pt")["epoch"] == 1
     assert not list(out.glob(".*.tmp"))
+
+
+def test_permission_and_disk_errors_read_as_one_line():
+    from medsyn.clitools import os_error_message
+
+    denied = os_error_message(PermissionError(errno.EACCES, "Permission denied", "/x/y.json"))
+    assert denied.startswith("cannot write or read /x/y.json: Permission denied")
+    full = os_error_message(OSError(errno.ENOSPC, "No space left on device", "/x/y.json"))
+    assert full.startswith("disk full while writing /x/y.json (in /x)")
+    assert os_error_message(FileNotFoundError(errno.ENOENT, "nope", "/x")) is None
 
 
 @pytest.mark.parametrize("lr", ["nan", "inf", "-1", "0"])
