@@ -31,14 +31,15 @@ def read_state_dict(path: str | os.PathLike, what: str, fix: str = "") -> dict[s
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means the same to a user
         text = str(exc)
-        if "weights_only" in text or "weights only" in text.lower():
+        # the weights_only unpickler names the GLOBAL it refused: a class or function, i.e. code
+        if "GLOBAL" in text:
             raise ConfigError(
                 f"{what} {path} holds Python objects other than tensors; medsyn loads weight "
                 "files with torch.load(weights_only=True) and will not unpickle code from them "
                 f"(nothing in the file was run).{fix}") from None
-        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
         raise ConfigError(f"{what} {path} cannot be read as a PyTorch state dict "
-                          f"({type(exc).__name__}: {first}).{fix}") from None
+                          f"({type(exc).__name__}): it is truncated, corrupt or not a file "
+                          f"written by torch.save.{fix}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(
