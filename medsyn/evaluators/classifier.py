@@ -202,9 +202,12 @@ def _create_pretrained(recipe: Recipe, kwargs: dict) -> torch.nn.Module:
 
     from medsyn.weights import read_state_dict
 
-    state = read_state_dict(recipe.pretrained, "classifier weights",
-                            "Give a timm/torchvision state_dict saved with torch.save "
-                            "(--classifier-weights).")
+    try:
+        state = read_state_dict(recipe.pretrained, "classifier weights",
+                                "Give a timm/torchvision state_dict saved with torch.save "
+                                "(--classifier-weights).")
+    except ConfigError as exc:
+        raise ConfigError(f"could not load classifier weights: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="medsyn-weights-") as tmp:
         verified = Path(tmp) / "verified.pth"
         torch.save(state, verified)
