@@ -564,6 +564,7 @@ class LoopState:
 StepFn = Callable[[tuple, LoopState], dict]
 # --lr and --seed are fixed on --resume (a resumed run replays the same random streams), so the
 # advice that works is a new run; trainers pass a version with the exact command
+HEALTH_CHECK_HISTORY = 256
 DIVERGENCE_ADVICE = ("Start a new run (another --out) with a lower --lr, e.g. half of it, or "
                      "--precision fp32; resuming would replay the same steps and diverge again.")
 
@@ -586,10 +587,11 @@ class TrainingLoop:
     ``step_callback(state)``, if given, runs after every step (benchmarks time steps with it).
     ``record_fields(step, epoch) -> dict``, if given, adds non-numeric fields to each log
     record (SR runs add their ``phase``); it must be a function of the step and epoch only.
-    ``health_check(records) -> str | None``, if given, looks at the log after each flush and
-    returns a warning when training has failed without a non-finite loss (GAN collapse); the
-    first warning goes to stderr, into that step's log record (``"warning"``) and
-    :attr:`warnings`. ``divergence_advice`` ends the message of :class:`TrainingDiverged`.
+    ``health_check(records) -> str | None``, if given, looks at the newest records of the log
+    (at least the last :data:`HEALTH_CHECK_HISTORY`) after each flush and returns a warning
+    when training has failed without a non-finite loss (GAN collapse); the first warning goes
+    to stderr, into that step's log record (``"warning"``) and :attr:`warnings`.
+    ``divergence_advice`` ends the message of :class:`TrainingDiverged`.
     """
 
     batches: BatchSource
@@ -705,7 +707,7 @@ class TrainingLoop:
                 break
         self._pending.clear()
         if self.health_check is not None and not self.warnings and bad is None:
-            warning = self.health_check(self.log.records + records)
+            warning = self.health_check(self.log.records[-HEALTH_CHECK_HISTORY:] + records)
             if warning:
                 records[-1]["warning"] = warning
                 self.warnings.append(warning)
