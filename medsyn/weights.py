@@ -16,12 +16,18 @@ import torch
 from medsyn.errors import ConfigError
 
 
+class UnsafeWeightsError(ConfigError):
+    """A weights file that holds Python objects other than tensors (possibly code); refused
+    without unpickling them."""
+
+
 def read_state_dict(path: str | os.PathLike, what: str, fix: str = "") -> dict[str, torch.Tensor]:
     """The ``{name: tensor}`` state dict stored in ``path``, loaded without running code.
 
     ``what`` names the file in messages (e.g. "Inception weights"); ``fix`` says what to give
     instead. A file holding Python objects other than tensors, a corrupt file and one that is
-    not a state dict all raise :class:`ConfigError` naming the file.
+    not a state dict all raise :class:`ConfigError` naming the file (the first as
+    :class:`UnsafeWeightsError`).
     """
     path = Path(path).expanduser()
     fix = f" {fix}" if fix else ""
@@ -33,7 +39,7 @@ def read_state_dict(path: str | os.PathLike, what: str, fix: str = "") -> dict[s
         text = str(exc)
         # the weights_only unpickler names the GLOBAL it refused: a class or function, i.e. code
         if "GLOBAL" in text:
-            raise ConfigError(
+            raise UnsafeWeightsError(
                 f"{what} {path} holds Python objects other than tensors; medsyn loads weight "
                 "files with torch.load(weights_only=True) and will not unpickle code from them "
                 f"(nothing in the file was run).{fix}") from None

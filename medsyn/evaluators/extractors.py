@@ -25,7 +25,7 @@ import torch
 from medsyn.errors import ConfigError, MedsynError
 from medsyn.settings import ENV_INCEPTION_WEIGHTS, env_path
 from medsyn.utils import file_digest
-from medsyn.weights import read_state_dict
+from medsyn.weights import UnsafeWeightsError, read_state_dict
 
 
 class FeatureExtractor:
@@ -174,7 +174,13 @@ class InceptionExtractor(FeatureExtractor):
         path = resolve_inception_weights(weights)
         if path is None:
             path = _download_inception_weights()
-        state = read_state_dict(path, "Inception weights", _INCEPTION_FIX)
+        try:
+            state = read_state_dict(path, "Inception weights", _INCEPTION_FIX)
+        except UnsafeWeightsError:
+            raise
+        except ConfigError as exc:
+            raise ConfigError(f"{path} is not a torch-fidelity inception-v3-compat state dict: "
+                              f"{exc}") from None
         self.model = _inception_network()
         try:
             self.model.load_state_dict(state)
