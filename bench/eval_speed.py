@@ -68,8 +68,8 @@ def main():
 
     import medsyn.evaluators as ev
     from medsyn.data import ImageDataset, load_dataset
-    from medsyn.evaluators import stats
     from medsyn.evaluators.inputs import stratified_subset
+    from medsyn.evaluators.metrics import stats
 
     weights = os.environ.get("MEDSYN_INCEPTION_WEIGHTS")
     val = stratified_subset(load_dataset("cxr3", "val", image_size=args.image_size), args.n, 0)
@@ -138,7 +138,7 @@ def main():
 
 
 def bootstrap_only(args):
-    from medsyn.evaluators import stats
+    from medsyn.evaluators.metrics import stats
 
     n, d = args.bootstrap_n, 2048
     rng = np.random.default_rng(0)

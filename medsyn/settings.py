@@ -9,6 +9,8 @@ from an environment variable, otherwise from a per-user default. Nothing is hard
 | ``MEDSYN_CACHE_DIR``       | decoded-array, feature and classifier caches                   |
 | ``MEDSYN_INCEPTION_WEIGHTS`` | local torch-fidelity ``inception-v3-compat`` weights file    |
 | ``MEDSYN_VGG19_WEIGHTS``   | local torchvision VGG19 weights for the SRGAN content loss     |
+| ``MEDSYN_PROGRESS``        | ``auto`` (bar on a terminal, plain lines otherwise), ``bar``,  |
+|                            | ``plain`` or ``off``                                           |
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ ENV_DATA_ROOT = "MEDSYN_DATA_ROOT"
 ENV_CACHE_DIR = "MEDSYN_CACHE_DIR"
 ENV_INCEPTION_WEIGHTS = "MEDSYN_INCEPTION_WEIGHTS"
 ENV_VGG19_WEIGHTS = "MEDSYN_VGG19_WEIGHTS"
+ENV_PROGRESS = "MEDSYN_PROGRESS"
+PROGRESS_MODES = ("auto", "bar", "plain", "off")
 
 
 def _user_cache_base() -> Path:

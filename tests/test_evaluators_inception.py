@@ -17,8 +17,9 @@ from torchvision.transforms.functional import gaussian_blur
 import medsyn.evaluators as ev
 from medsyn.data import ImageDataset, load_dataset
 from medsyn.errors import ConfigError
-from medsyn.evaluators import metrics, stats
+from medsyn.evaluators import metrics
 from medsyn.evaluators.inputs import stratified_subset
+from medsyn.evaluators.metrics import stats
 from medsyn.settings import ENV_CACHE_DIR
 
 pytestmark = [pytest.mark.inception, pytest.mark.real_data]

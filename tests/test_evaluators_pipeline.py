@@ -15,7 +15,7 @@ import torch
 import medsyn.evaluators as ev
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators.extractors import PixelExtractor
+from medsyn.evaluators.features import PixelExtractor
 from medsyn.settings import ENV_CACHE_DIR
 
 
@@ -191,7 +191,7 @@ def test_register_metric_adds_a_family(tmp_path):
         assert res["metrics"]["brightness"]["value"] == pytest.approx(float(fake.float().mean()))
         assert "brightness" in (tmp_path / "metrics.csv").read_text()
     finally:
-        from medsyn.evaluators.metrics import _METRICS
+        from medsyn.evaluators.metrics.registry import _METRICS
         _METRICS.pop("brightness_test")
 
 
@@ -208,7 +208,7 @@ def test_registering_a_torch_module_extractor_takes_a_few_lines():
         assert res["metrics"]["fid"]["extractor"] == "tiny-test"
         assert res["provenance"]["extractor"]["weights_sha256"] == "abc"
     finally:
-        from medsyn.evaluators.extractors import _REGISTRY
+        from medsyn.evaluators.features.registry import _REGISTRY
         _REGISTRY.pop("tiny-test")
 
 
@@ -256,3 +256,45 @@ def test_reference_subset_is_sliced_from_the_training_features(tmp_path, monkeyp
     ev.evaluate(fake, labels, reference=reference, train=train, heldout=test, extractor=ext2,
                 metrics=["fid"], n_bootstrap=0)
     assert ext2.images_seen == 50 + 60
+
+
+def test_n_split_bounds_the_floor_and_memorization_extractions(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, test = _dataset(300, 10), _dataset(200, 11, split="test")
+    ext = CountingExtractor()
+    fake, lab = _blobs(40, 12)
+    r = ev.evaluate(fake, lab, reference=train, train=train, heldout=test, extractor=ext,
+                    metrics=["fid", "real_floor", "memorization"], n_bootstrap=3, n_split=60)
+    # the reference (the whole training split) and the fakes, then 60 train + 60 test images
+    assert ext.images_seen == 300 + 40 + 60 + 60
+    mem = r["metrics"]["memorization"]
+    assert mem["n_train"] == 60 and mem["n_heldout"] == 60
+    assert r["metrics"]["real_floor"]["fid_train_vs_test"]["n_real"] == 60
+    assert r["metrics"]["fid"]["n_real"] == 300
+    said = " ".join(r["warnings"])
+    assert "stratified subset of 60 of the 300 images of blobs/train" in said
+    assert "stratified subset of 60 of the 200 images of blobs/test" in said
+    # without the bound every image is used and nothing is said
+    ext2 = CountingExtractor(weights_sha256="other")        # a new cache key: extract again
+    r2 = ev.evaluate(fake, lab, reference=train, train=train, heldout=test, extractor=ext2,
+                     metrics=["memorization"], n_bootstrap=3)
+    assert r2["metrics"]["memorization"]["n_train"] == 300
+    assert not any("stratified subset" in w for w in r2["warnings"])
+    with pytest.raises(DataError, match="n_split"):
+        ev.evaluate(fake, lab, reference=train, extractor=ext, metrics=["fid"], n_split=1)
+
+
+def test_n_real_subset_and_the_bounded_training_split_are_one_extraction(tmp_path, monkeypatch):
+    """What `medsyn evaluate --n-real 60` does: the reference is the same stratified subset as
+    the bounded training split, so its features are extracted once."""
+    from medsyn.evaluators.inputs import stratified_subset
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, test = _dataset(300, 20), _dataset(200, 21, split="test")
+    reference = stratified_subset(train, 60, seed=0)
+    ext = CountingExtractor()
+    fake, lab = _blobs(40, 22)
+    r = ev.evaluate(fake, lab, reference=reference, train=train, heldout=test, extractor=ext,
+                    metrics=["fid", "real_floor", "memorization"], n_bootstrap=3, n_split=60)
+    assert ext.images_seen == 40 + 60 + 60
+    assert r["metrics"]["memorization"]["n_train"] == 60

@@ -10,7 +10,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from medsyn.evaluators import stats
+from medsyn.evaluators.metrics import stats
 
 
 @pytest.fixture(autouse=True)
@@ -191,3 +191,37 @@ def test_recentred_interval_handles_missing_values():
     assert stats.recentred_interval(1.0, [float("nan")]) is None
     lo, hi = stats.recentred_interval(0.5, [0.9, 1.0, 1.1, 1.0], lower=0.0, upper=1.0)
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
+
+
+def test_metric_names_accept_what_a_family_computes_and_suggest_close_names():
+    from medsyn.errors import ConfigError
+    from medsyn.evaluators.metrics import resolve_metrics
+
+    names = [s.name for s in resolve_metrics("precision,recall,fid", have_discriminator=False)]
+    assert names == ["fid", "prdc"]
+    names = [s.name for s in resolve_metrics(["coverage", "prdc", "fid_halves"], False)]
+    assert names == ["prdc", "real_floor"]
+    with pytest.raises(ConfigError, match=r"precison \(did you mean precision\?\)"):
+        resolve_metrics("precison", have_discriminator=False)
+    with pytest.raises(ConfigError, match="no metric named"):
+        resolve_metrics("", have_discriminator=False)
+
+
+def test_fid_of_a_set_against_itself_is_reported_as_zero_not_negative():
+    from types import SimpleNamespace
+
+    from medsyn.evaluators.metrics import EvalOptions
+    from medsyn.evaluators.metrics.fidelity import fid_entry
+
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(40, 64)).astype(np.float32)
+    raw = stats.fid_value(feats, feats)
+    ctx = SimpleNamespace(extractor=SimpleNamespace(name="test"),
+                          options=EvalOptions(n_bootstrap=5), device=torch.device("cpu"),
+                          rng=lambda purpose: np.random.default_rng(0))
+    block, _ = fid_entry(ctx, feats, feats, "fid")
+    assert block["value"] >= 0.0
+    assert block["ci95"][0] >= 0.0 and block["ci95"][0] <= block["value"] <= block["ci95"][1]
+    if raw < 0:        # the rounding artefact this guards against
+        assert block["value"] == 0.0 and block["raw_value"] == raw
+        assert "reported as 0" in block["note"]

@@ -159,7 +159,7 @@ def test_verified_classifier_weights_load_and_their_sha256_is_recorded(tmp_path)
 def test_inception_loads_verified_weights_identically_and_records_sha256(inception_weights):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from medsyn.evaluators.extractors import InceptionExtractor
+    from medsyn.evaluators import InceptionExtractor
     from medsyn.utils import file_digest
 
     ours = InceptionExtractor(inception_weights, device="cpu")

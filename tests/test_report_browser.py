@@ -94,3 +94,37 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert failed == [] and errors == []
     assert requests and all(u.startswith(("file://", "data:")) for u in requests), requests
     assert (ARTIFACTS / "report-print.pdf").stat().st_size > 10_000
+
+
+def test_fidelity_table_fits_a_1100_px_window_without_scrolling(tmp_path):
+    """Every column of the generation summary table is visible in a 1,100 px wide window (the
+    table's own scroll box does not overflow), and the verdicts are on the page."""
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package (dev extra) is not installed")
+
+    runs = tmp_path / "runs"
+    make_generation_run(runs, "acgan-cxr3", {2: 160.0, 4: 121.5})
+    result = build_report(None, tmp_path / "reports", runs_root=runs)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=executable, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 800})
+        try:
+            page = context.new_page()
+            page.goto(result.index_html.resolve().as_uri(), wait_until="load")
+            boxes = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.scroll'))"
+                ".map(b => [b.querySelector('h3, caption, th') ? b.scrollWidth : 0,"
+                " b.clientWidth, b.querySelectorAll('thead th').length])")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report-1100.png"))
+            assert boxes, "no summary table found"
+            fidelity = boxes[0]
+            assert fidelity[2] >= 10          # row head + the fidelity columns
+            assert fidelity[0] <= fidelity[1] + 1, f"table overflows: {fidelity}"
+            assert page.locator(".verdicts li.verdict").count() == 1
+        finally:
+            context.close()

@@ -160,8 +160,8 @@ def test_run_folders_give_one_row_per_epoch_and_the_selected_epoch(full_report):
     labels = [r[0] for r in tables[0][1:] if r]
     assert labels[:3] == ["acgan-cxr3 @ epoch 2", "acgan-cxr3 @ epoch 4 ★ selected",
                           "acgan-cxr3 @ epoch 6"]
-    assert "epoch 4 (lowest FID among 3 evaluated epochs)" in html
-    assert "epoch 4 (highest PSNR-Y (dB) among 2 evaluated epochs)" in html
+    assert "epoch 4 (lowest FID among 3 evaluations)" in html
+    assert "epoch 4 (highest PSNR-Y (dB) among 2 evaluations)" in html
     for section in ("Run: acgan-cxr3", "Run: cgan-pneumonia", "Run: srgan-cxr3",
                     "Training curves", "Metrics against epoch", "Last sample grid",
                     "Per-class intra-FID and KID", "t-SNE of real and synthetic features",
@@ -277,7 +277,7 @@ def test_select_by_another_metric(tmp_path):
     assert gathered[0].selected.epoch == 2
     select_epochs(gathered, "kid")
     assert gathered[0].selected.epoch == 1
-    assert gathered[0].selection_rule == "lowest KID among 2 evaluated epochs"
+    assert gathered[0].selection_rule == "lowest KID among 2 evaluations"
     with pytest.raises(ConfigError, match="unknown metric 'fidd'"):
         select_epochs(gathered, "fidd")
     with pytest.raises(ConfigError, match="cannot select"):

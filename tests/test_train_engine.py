@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import random
 
 import numpy as np
@@ -189,3 +190,24 @@ def test_loop_max_steps_and_checkpoint_every(tmp_path):
     assert {"step", "epoch", "loss_d", "loss_g", "images_per_s"} == set(records[0])
     with pytest.raises(ConfigError, match="nothing to train"):
         _loop(tmp_path, step_fn, [], epochs=3).run(LoopState(epoch=3, step=12))
+
+
+def test_cpu_threads_follow_the_network_size_unless_given():
+    from medsyn.generators.engine import SMALL_NET_MAX_SIZE, cpu_threads
+
+    assert cpu_threads(0, 28) == 1
+    assert cpu_threads(0, SMALL_NET_MAX_SIZE) == 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert cpu_threads(0, 112) == cores
+    assert cpu_threads(3, 28) == 3
+
+
+def test_threads_option_is_validated_and_not_inherited_on_resume():
+    from medsyn.generators.config import NOT_INHERITED, resolve_config
+
+    config, _ = resolve_config("dcgan", {"dataset": "pneumoniamnist", "image_size": 28,
+                                         "threads": 2, "out": "runs/x"})
+    assert config.threads == 2
+    assert "threads" in NOT_INHERITED
+    with pytest.raises(ConfigError, match="threads"):
+        resolve_config("dcgan", {"dataset": "pneumoniamnist", "threads": -1, "out": "runs/x"})

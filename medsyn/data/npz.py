@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import zipfile
 import zlib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +30,17 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 MNIST_SPLITS = ("train", "test")
 
 
-@lru_cache(maxsize=1)
+@cache
 def medmnist_splits(flag: str) -> tuple[str, ...]:
     """The splits of a MedMNIST set, from its metadata's ``n_samples`` (train, val, test)."""
     n = medmnist_info().get(flag, {}).get("n_samples") or {}
     return tuple(n) or MEDMNIST_SPLITS
 
 
+@lru_cache(maxsize=1)
 def medmnist_info() -> dict:
-    """``medmnist.info.INFO`` without importing the whole medmnist package (slow: torch, etc.)."""
+    """``medmnist.info.INFO`` without importing the whole medmnist package (slow: torch, etc.);
+    read once per process (``medsyn data list`` asks for it once per dataset)."""
     spec = importlib.util.find_spec("medmnist")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the 'medmnist' package is not installed; run pip install medmnist.")

@@ -15,10 +15,10 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "api", "versions": "api",
-    "FeatureExtractor": "extractors", "InceptionExtractor": "extractors",
-    "PixelExtractor": "extractors", "TorchModuleExtractor": "extractors",
-    "get_extractor": "extractors", "list_extractors": "extractors",
-    "register_extractor": "extractors",
+    "FeatureExtractor": "features", "InceptionExtractor": "features",
+    "PixelExtractor": "features", "TorchModuleExtractor": "features",
+    "get_extractor": "features", "list_extractors": "features",
+    "register_extractor": "features",
     "Features": "features", "dataset_features": "features", "extract_features": "features",
     "EvalContext": "metrics", "entry": "metrics", "unavailable": "metrics",
     "list_metrics": "metrics", "register_metric": "metrics",

@@ -14,10 +14,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from medsyn.errors import DataError
-from medsyn.evaluators import stats
-from medsyn.evaluators.extractors import FeatureExtractor, get_extractor, resolve_device
-from medsyn.evaluators.features import check_images
-from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics
+from medsyn.evaluators.features import FeatureExtractor, check_images, get_extractor, resolve_device
+from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import (
     SCHEMA_VERSION,
     check_output_folder,
@@ -80,7 +78,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
-             utility_ratio: float = 1.0, overwrite: bool = False,
+             utility_ratio: float = 1.0, n_split: int | None = None, overwrite: bool = False,
              figures_dir: str | os.PathLike | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
@@ -97,6 +95,9 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     (a conditional generator), used by the utility protocol when the evaluated set is short.
     ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
     classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
+    ``n_split``: the real-vs-real floor and memorization use at most this many images of the
+    train and held-out splits (a stratified subset, noted in the results' warnings); ``None``
+    uses every image (the utility protocol always trains on the whole training split).
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there, as
     one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
     replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
@@ -113,6 +114,9 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
                           utility_seeds=tuple(int(s) for s in utility_seeds),
                           utility_ratio=utility_ratio)
     options.validate()
+    if n_split is not None and (isinstance(n_split, bool) or not isinstance(n_split, int)
+                                or n_split < 2):
+        raise DataError(f"n_split (--n-memorization) must be an integer >= 2, got {n_split!r}.")
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
     needs_features = any(spec.needs_features for spec in specs)
@@ -133,24 +137,24 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         with staged_folder(out_dir, overwrite) as stage:
             results = _evaluate(fake_images, labels, reference, train, heldout, val, specs,
                                 extractor, needs_features, options, dev, stage, discriminator,
-                                sampler, started, n_bootstrap, seed, run, provenance)
+                                sampler, started, n_bootstrap, seed, run, provenance, n_split)
             write_results(results, stage)
         return results
     return _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
                      needs_features, options, dev,
                      Path(figures_dir) if figures_dir is not None else None, discriminator,
-                     sampler, started, n_bootstrap, seed, run, provenance)
+                     sampler, started, n_bootstrap, seed, run, provenance, n_split)
 
 
 def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
               needs_features, options, dev, out_path, discriminator, sampler, started,
-              n_bootstrap, seed, run, provenance) -> dict:
+              n_bootstrap, seed, run, provenance, n_split) -> dict:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
-                      out_dir=out_path, sampler=sampler,
+                      out_dir=out_path, sampler=sampler, split_limit=n_split,
                       split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in specs))
     if needs_features:
         ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase

@@ -253,7 +253,13 @@ def evaluate_command(
         None, "--n-samples", "-n", help="Number of fake images (default: checkpoint: as many "
         "per class as the reference; --fake: all)."),
     n_real: int | None = typer.Option(
-        None, "--n-real", help="Use at most this many reference images (stratified by class)."),
+        None, "--n-real", help="Use at most this many reference images (stratified by class); "
+        "also bounds the train and test images of the floor and memorization check unless "
+        "--n-memorization is given."),
+    n_memorization: int | None = typer.Option(
+        None, "--n-memorization", help="At most this many train and this many test images "
+        "(stratified) for the real-vs-real floor and the memorization check (default: "
+        "--n-real, else every image)."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, subsets and the bootstrap."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (default: runs/NAME/eval/<checkpoint stem>/ "
@@ -307,7 +313,7 @@ def evaluate_command(
     checkpoint (srresnet, srgan) gets PSNR/SSIM-Y of its outputs and of bicubic upscaling, and
     their FID against the HR images, on its dataset's test split."""
     if list_only:
-        from medsyn.evaluators.extractors import list_extractors
+        from medsyn.evaluators.features import list_extractors
         from medsyn.evaluators.metrics import list_metrics
 
         console.print("[bold]metric families[/] (--metrics)")
@@ -326,7 +332,8 @@ def evaluate_command(
                           "(choose the split with --reference train|test).")
     if reference is not None and reference not in REFERENCES:
         raise ConfigError(f"--reference must be one of {REFERENCES}, got {reference!r}.")
-    for flag, v in (("--n-samples", n_samples), ("--n-real", n_real)):
+    for flag, v in (("--n-samples", n_samples), ("--n-real", n_real),
+                    ("--n-memorization", n_memorization)):
         if v is not None and v < 2:
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
@@ -334,7 +341,7 @@ def evaluate_command(
 
     from medsyn.evaluators import inputs
     from medsyn.evaluators.classifier import get_recipe
-    from medsyn.evaluators.extractors import list_extractors, resolve_device
+    from medsyn.evaluators.features import list_extractors, resolve_device
     from medsyn.evaluators.metrics import resolve_metrics
 
     # everything a user can get wrong is checked before the (slow) network is loaded
@@ -377,7 +384,8 @@ def evaluate_command(
                      "device": dev, "batch_size": batch_size,
                      "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
                      "utility_recipe": recipe, "utility_seeds": seeds,
-                     "utility_ratio": utility_ratio, "overwrite": overwrite}}
+                     "utility_ratio": utility_ratio, "overwrite": overwrite,
+                     "n_split": n_memorization if n_memorization is not None else n_real}}
     if checkpoint is not None:
         outputs = _evaluate_checkpoints(paths, opts, ext)
     else:
@@ -411,7 +419,7 @@ class _Extractors:
 
     def fixed(self):
         """The fixed (not data-trained) extractor, whatever the metrics need."""
-        from medsyn.evaluators.extractors import get_extractor
+        from medsyn.evaluators.features import get_extractor
 
         if None not in self._built:
             options = {"weights": self.inception_weights} if self.name == "inception" else {}
@@ -419,7 +427,7 @@ class _Extractors:
         return self._built[None]
 
     def _in_domain(self, train, val):
-        from medsyn.evaluators.extractors import get_extractor
+        from medsyn.evaluators.features import get_extractor
 
         key = (train.fingerprint, None if val is None else val.fingerprint)
         if key not in self._built:

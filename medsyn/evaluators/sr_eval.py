@@ -81,7 +81,7 @@ def example_strip(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor,
 
 def evaluate_sr_checkpoint(checkpoint: str | os.PathLike, *, device=None, **options) -> dict:
     """Load an ``srresnet`` / ``srgan`` checkpoint and :func:`evaluate_sr_model` it."""
-    from medsyn.evaluators.extractors import resolve_device
+    from medsyn.evaluators.features import resolve_device
     from medsyn.generators.checkpoint import read_checkpoint
     from medsyn.generators.sr_checkpoint import load_sr_checkpoint
 
@@ -170,7 +170,7 @@ def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, ext
     else:
         families = list(metrics)
     if isinstance(extractor, str):       # built once: the SR and bicubic passes share it
-        from medsyn.evaluators.extractors import get_extractor
+        from medsyn.evaluators.features import get_extractor
 
         extractor = get_extractor(extractor, device=dev, **(extractor_options or {}))
     common = dict(reference=reference, extractor=extractor,

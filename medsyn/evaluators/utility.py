@@ -207,7 +207,7 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
     returns uint8 images of the given classes (a conditional generator) to top up classes
     with too few synthetic images. ``val`` None: a stratified 10 % of ``train`` is held out.
     """
-    from medsyn.evaluators.extractors import resolve_device
+    from medsyn.evaluators.features import resolve_device
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     out: str | None = None
     device: str = "auto"
+    threads: int = 0
     precision: str = "auto"
     compile: bool = False
     channels_last: bool | None = None
@@ -111,6 +112,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("out", str, "Run folder to write. (default: runs/KIND-DATASET-SIZEpx; with "
                "--resume, the checkpoint's folder)"),
     OptionSpec("device", str, "auto (GPU if present), cpu, cuda or cuda:N. (default: auto)"),
+    OptionSpec("threads", int, "CPU threads for the networks; 0 = auto: 1 for images up to "
+               "32 px (small networks lose speed to thread overhead), all cores above. "
+               "(default: 0)", minimum=0),
     OptionSpec("precision", str, "auto (bf16 on GPUs that support it, else fp16 with grad "
                "scaling; fp32 on CPU), fp32, bf16 or fp16. (default: auto)",
                choices=("auto", "fp32", "bf16", "fp16")),
@@ -150,7 +154,7 @@ OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 FIXED_ON_RESUME = ("dataset", "split", "image_size", "batch_size", "lr", "beta1", "beta2", "seed",
                    "noise_dim", "g_width", "d_width", "embed_dim", "dropout", "label_smoothing",
                    "sample_columns")
-NOT_INHERITED = ("resume", "max_steps", "out", "device", "quiet")
+NOT_INHERITED = ("resume", "max_steps", "out", "device", "threads", "quiet")
 
 
 def options_for(kind: str) -> list[OptionSpec]:

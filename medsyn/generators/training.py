@@ -149,6 +149,8 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         arch = spec.arch(config.to_dict(), ds.num_classes, ds.channels, config.image_size)
 
     engine.configure_backends(device, config.deterministic)
+    if device.type == "cpu":
+        torch.set_num_threads(engine.cpu_threads(config.threads, config.image_size))
     engine.seed_everything(config.seed + dist.rank)
     gen_net, disc_net = spec.build(arch)
     channels_last = engine.use_channels_last(config.channels_last, device)
@@ -254,6 +256,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     _say(config, dist,
          f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} px, "
          f"{ds.channels} ch, {ds.num_classes} classes) on {device} ({precision.name}"
+         f"{', ' + str(torch.get_num_threads()) + ' threads' if device.type == 'cpu' else ''}"
          f"{', x' + str(dist.world_size) + ' processes' if dist.enabled else ''}), "
          f"{batches.num_batches} steps/epoch, epoch {state.epoch + 1} of {config.epochs}"
          f" -> {run_dir}")

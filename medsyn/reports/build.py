@@ -46,6 +46,7 @@ from medsyn.reports.metrics import (
     metrics_for_table,
     tables_for_kind,
 )
+from medsyn.reports.verdict import Verdict, evaluation_verdict, memorization_details, plain_number
 from medsyn.utils import atomic_write, progress
 
 ASSETS = "assets"
@@ -146,6 +147,8 @@ class RunView:
     per_eval: list[dict]
     config_items: list[tuple[str, str]]
     at_selected: list[tuple[str, str]]
+    verdict: Verdict | None = None
+    verdict_of: str = ""
 
 
 @dataclass
@@ -169,8 +172,31 @@ def slug(name: str, key: str = "") -> str:
 # ---------------------------------------------------------------- selection
 
 
+def comparison_conditions(e: Evaluation) -> tuple:
+    """What must be equal for two evaluations' scores to be compared: the number of synthetic
+    and real images and the feature extractor (FID, KID and the k-NN metrics depend on all)."""
+    m = e.metrics
+    for key in ("fid", "kid", "psnr_y", "precision", "intra_fid"):
+        entry = m.get(key)
+        if isinstance(entry, Mapping) and (entry.get("n_fake") is not None
+                                           or entry.get("extractor")):
+            return (entry.get("n_fake"), entry.get("n_real"), entry.get("extractor"))
+    return (None, None, None)
+
+
+def _describe_conditions(cond: tuple) -> str:
+    n_fake, n_real, extractor = cond
+    parts = [f"n_fake={n_fake}" if n_fake is not None else None,
+             f"n_real={n_real}" if n_real is not None else None, extractor]
+    return ", ".join(p for p in parts if p) or "unknown conditions"
+
+
 def select_epochs(runs: list[Run], select_by: str | None) -> None:
-    """Pick each run's best evaluated epoch and record the rule used."""
+    """Pick each run's best evaluated epoch and record the rule used.
+
+    Only evaluations made under the same conditions (sample sizes, feature extractor) are
+    compared: among several groups, the one with the most evaluations (ties: more synthetic
+    images) is used, and the rule says how many evaluations were left out and why."""
     for run in runs:
         run.selected, run.selection_rule = None, ""
         if not run.evaluations:
@@ -181,18 +207,28 @@ def select_epochs(runs: list[Run], select_by: str | None) -> None:
             if not spec.ranked:
                 raise ConfigError(f"metric {key!r} has no better direction and cannot select "
                                   "an epoch")
-            scored = [(spec.rank_key(c.value), e.epoch if e.epoch is not None else 0, e)
-                      for e in run.evaluations
-                      if (c := spec.extract(e.metrics)) is not None and c.available]
-            if scored:
+            groups: dict[tuple, list] = {}
+            for e in run.evaluations:
+                c = spec.extract(e.metrics)
+                if c is not None and c.available:
+                    groups.setdefault(comparison_conditions(e), []).append(
+                        (spec.rank_key(c.value), e.epoch if e.epoch is not None else 0, e))
+            if groups:
+                cond, scored = max(groups.items(), key=lambda kv: (
+                    len(kv[1]), kv[0][0] if isinstance(kv[0][0], int) else -1))
                 best = min(scored, key=lambda t: (t[0], t[1]))
                 run.selected = best[2]
                 word = {"lower": "lowest", "higher": "highest"}.get(spec.better,
                                                                     "closest to 1")
-                n = len(run.evaluations)
-                run.selection_rule = (f"{word} {spec.label} among {n} evaluated epochs"
+                n = len(scored)
+                run.selection_rule = (f"{word} {spec.label} among {n} evaluations"
                                       if n > 1 else f"only one evaluation; rule: {word} "
                                       f"{spec.label}")
+                if len(groups) > 1:
+                    left = sum(len(v) for k, v in groups.items() if k != cond)
+                    run.selection_rule += (
+                        f" at {_describe_conditions(cond)}; {left} evaluation(s) under other "
+                        "conditions (sample size or feature extractor) not compared")
                 break
         else:
             names = " / ".join(get_metric(k).label for k in keys)
@@ -309,7 +345,12 @@ def _table(table_key: str, kind: str, evals: list[tuple[Run, Evaluation]],
         contenders = [r.cells[spec.key] for r in rows
                       if r.kind == "run" or (r.comparability and r.comparability.comparable)]
         mark_best(contenders, spec)
-    table = Table(key=table_key, title=TABLES[table_key], columns=columns, rows=rows)
+    title = TABLES[table_key]
+    extractors = sorted({c.extractor for r in rows if r.kind == "run" for c in r.cells.values()
+                         if c is not None and c.extractor})
+    if extractors and table_key == "fidelity":
+        title += f" (features: {', '.join(extractors)})"
+    table = Table(key=table_key, title=title, columns=columns, rows=rows)
     table.number_footnotes()
     return table
 
@@ -532,7 +573,9 @@ def _memorization_view(e: Evaluation) -> dict | None:
     if not isinstance(mem, Mapping):
         return None
     cell = METRICS["memorization"].extract(e.metrics)
-    return {"cell": cell, "raw": {k: v for k, v in mem.items() if k != "fraction"}}
+    details = memorization_details(mem)
+    return {"cell": cell, "raw": {k: v for k, v in mem.items() if k != "fraction"},
+            "facts": details["facts"], "pairs": details["pairs"]}
 
 
 def _discriminator_items(e: Evaluation) -> list[tuple[str, str]]:
@@ -544,9 +587,26 @@ def _discriminator_items(e: Evaluation) -> list[tuple[str, str]]:
               "aux_acc_real_test": "auxiliary classifier accuracy on real test images"}
     items = []
     for key, value in disc.items():
-        shown = _fmt(value.get("value") if isinstance(value, Mapping) else value)
+        shown = plain_number(value.get("value") if isinstance(value, Mapping) else value)
         items.append((labels.get(key, key), shown))
     return items
+
+
+def _epoch_list(evaluations: list[Evaluation]) -> str:
+    """'2, 3, 5 (2 evaluations: eval-a, eval-b)': each epoch once, repeats named by folder."""
+    by_epoch: dict[int, list[Evaluation]] = {}
+    for e in evaluations:
+        if e.epoch is not None:
+            by_epoch.setdefault(e.epoch, []).append(e)
+    parts = []
+    for epoch in sorted(by_epoch):
+        evs = by_epoch[epoch]
+        if len(evs) == 1:
+            parts.append(str(epoch))
+        else:
+            names = ", ".join(e.tag or e.dir.name for e in evs)
+            parts.append(f"{epoch} ({len(evs)} evaluations: {names})")
+    return ", ".join(parts)
 
 
 def build_run_view(run: Run, assets: Assets) -> RunView:
@@ -566,8 +626,7 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
         fingerprint = latest.dataset.get("fingerprint")
         if fingerprint:
             facts.append(("dataset fingerprint", str(fingerprint)))
-    facts.append(("evaluated epochs", ", ".join(str(e.epoch) for e in run.evaluations
-                                                if e.epoch is not None) or
+    facts.append(("evaluated epochs", _epoch_list(run.evaluations) or
                   (str(len(run.evaluations)) if run.evaluations else "none yet")))
     if run.selection_rule:
         chosen = f"epoch {run.selected.epoch}" if run.selected and run.selected.epoch \
@@ -651,8 +710,15 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
         view["provenance"] = _provenance_items(e)
         per_eval.append(view)
     config_items = _flatten(run.config) if run.config else []
+    verdict, verdict_of = None, ""
+    judged = run.selected if run.selected is not None else (
+        run.evaluations[-1] if run.evaluations else None)
+    if judged is not None and judged.kind == "generation":
+        verdict = evaluation_verdict(judged.metrics)
+        verdict_of = judged.label
     return RunView(run=run, anchor=anchor, facts=facts, figures=figures, per_eval=per_eval,
-                   config_items=config_items, at_selected=at_selected)
+                   config_items=config_items, at_selected=at_selected, verdict=verdict,
+                   verdict_of=verdict_of)
 
 
 # ---------------------------------------------------------------- text outputs

@@ -23,7 +23,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from medsyn.errors import DataError
-from medsyn.evaluators.extractors import FeatureExtractor
+from medsyn.evaluators.features.base import FeatureExtractor
 from medsyn.settings import cache_dir
 from medsyn.utils import atomic_write, progress, remove_stale_temp_files, write_json
 
@@ -33,6 +33,11 @@ FEATURE_CACHE_VERSION = 1
 # torch's thread count as the process started; the metric phase runs with one thread (see
 # api.evaluate) and a reference extracted lazily inside it gets the full count back.
 _EXTRACTION_THREADS = torch.get_num_threads()
+
+
+def extraction_threads() -> int:
+    """Threads for network work (extraction, classifier training) inside the metric phase."""
+    return _EXTRACTION_THREADS
 
 
 @dataclass

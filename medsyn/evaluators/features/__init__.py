@@ -1,0 +1,67 @@
+"""Feature spaces, by name, and the extraction of features (cached for real sets).
+
+    from medsyn.evaluators.features import get_extractor, list_extractors, register_extractor
+    ext = get_extractor("inception", device="cpu")          # torch-fidelity inception-v3-compat
+    out = ext.extract(images_uint8)                          # {"features": [N, 2048], ...}
+
+One file per space (``inception.py``, ``pixels.py``, ``classifier.py``); ``base.py`` holds the
+interface, ``registry.py`` the name -> factory table and ``extraction.py`` the batched
+extraction and the on-disk cache of real-set features.
+
+Every extractor states its conventions (input, resizing, normalisation, layer) and the
+checksum of its weights; both are part of the real-feature cache key and of the provenance
+written into results.json. A new space is a factory registered under a name:
+
+    register_extractor("my-net", lambda device=None, **_: TorchModuleExtractor(
+        "my-net", module, feature_dim=512, weights_sha256=digest, device=device,
+        preprocess=lambda x: x.float() / 127.5 - 1, conventions={...}))
+"""
+
+from __future__ import annotations
+
+from medsyn.evaluators.features.base import (
+    FeatureExtractor,
+    TorchModuleExtractor,
+    resolve_device,
+)
+from medsyn.evaluators.features.extraction import (
+    Features,
+    check_images,
+    dataset_features,
+    extract_features,
+    extraction_threads,
+    feature_cache_key,
+)
+from medsyn.evaluators.features.inception import (
+    INCEPTION_NAME,
+    InceptionExtractor,
+    resolve_inception_weights,
+)
+from medsyn.evaluators.features.pixels import PixelExtractor
+from medsyn.evaluators.features.registry import get_extractor, list_extractors, register_extractor
+
+__all__ = [
+    "FeatureExtractor", "Features", "INCEPTION_NAME", "InceptionExtractor", "PixelExtractor",
+    "TorchModuleExtractor", "check_images", "dataset_features", "extract_features",
+    "extraction_threads", "feature_cache_key", "get_extractor", "list_extractors",
+    "register_extractor", "resolve_device", "resolve_inception_weights",
+]
+
+
+def _classifier_factory(**options):
+    # imported on use: the in-domain space pulls in timm and the utility protocol
+    from medsyn.evaluators.features.classifier import classifier_extractor
+
+    return classifier_extractor(**options)
+
+
+register_extractor(
+    "inception", InceptionExtractor,
+    "torch-fidelity inception-v3-compat, 2048-d pool features (FID/KID/IS standard)")
+register_extractor(
+    "pixels", lambda device=None, **_: PixelExtractor(16, device=device),
+    "16x16 grayscale pixels, 256-d; no weights; a smoke-test baseline, not perceptual")
+register_extractor(
+    "classifier", _classifier_factory,
+    "in-domain: penultimate features (512-d) of a ResNet-18 trained on the real training split "
+    "(the utility protocol's TRTR classifier, seed 0); offline, cached")

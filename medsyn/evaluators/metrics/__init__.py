@@ -1,0 +1,65 @@
+"""Metric families, by name: each is a function of an :class:`EvalContext` that returns the
+blocks it adds under ``results["metrics"]``.
+
+Adding a family is one function and one :func:`register_metric` call:
+
+    def sharpness(ctx):
+        v = float(laplacian_variance(ctx.fake_images))
+        return {"sharpness": entry(v, [], len(ctx.real), len(ctx.fake), "pixels")}
+
+    register_metric("sharpness", sharpness, "variance of the Laplacian of the fakes")
+
+Blocks computed outside :func:`medsyn.evaluators.evaluate` (train-on-synthetic utility,
+PSNR/SSIM of super-resolution) are merged into a results folder with
+:func:`medsyn.evaluators.add_metrics`.
+"""
+
+from __future__ import annotations
+
+from medsyn.evaluators.metrics.context import EvalContext, EvalOptions, entry, unavailable
+from medsyn.evaluators.metrics.diagnostics import metric_discriminator, metric_tsne
+from medsyn.evaluators.metrics.fidelity import (
+    fid_entry,
+    kid_entry,
+    metric_fid,
+    metric_intra_fid,
+    metric_is,
+    metric_kid,
+    metric_real_floor,
+)
+from medsyn.evaluators.metrics.memorization import metric_memorization
+from medsyn.evaluators.metrics.prdc import metric_prdc
+from medsyn.evaluators.metrics.registry import (
+    MetricSpec,
+    list_metrics,
+    register_metric,
+    resolve_metrics,
+)
+from medsyn.evaluators.metrics.utility import metric_utility
+
+__all__ = [
+    "EvalContext", "EvalOptions", "MetricSpec", "entry", "fid_entry", "kid_entry",
+    "list_metrics", "register_metric", "resolve_metrics", "unavailable",
+]
+
+register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
+register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets")
+register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)",
+                provides=("inception_score",))
+register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean",
+                provides=("intra_kid",))
+register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)",
+                provides=("precision", "recall", "density", "coverage"))
+register_metric("real_floor", metric_real_floor,
+                "FID/KID between real halves and between real train and test",
+                provides=("fid_halves", "kid_halves", "fid_train_vs_test", "kid_train_vs_test",
+                          "floor"))
+register_metric("memorization", metric_memorization,
+                "fakes closer to a training image than held-out reals are")
+register_metric("discriminator", metric_discriminator,
+                "GAN discriminator accuracy on real test images and on fakes", default=False,
+                needs_features=False)
+register_metric("tsne", metric_tsne, "t-SNE figure of real and fake features")
+register_metric("utility", metric_utility,
+                "train-on-synthetic / test-on-real classifier arms over seeds (slow; opt-in)",
+                default=False, needs_features=False)
