@@ -410,7 +410,8 @@ def test_cli(tmp_path):
     assert ok.exit_code == 0, ok.output
     assert f"wrote {out / 'index.html'} (1 run(s), 1 evaluation(s))" in ok.output
     (run_dir / "eval/epoch001/memorization.png").unlink()
-    strict = runner.invoke(app, ["report", str(run_dir), "--out", str(out), "--strict"])
+    strict = runner.invoke(app, ["report", str(run_dir), "--out", str(out), "--strict",
+                                 "--overwrite"])
     assert strict.exit_code == 1
     assert "medsyn: warning:" in strict.output and "1 input problem(s)" in strict.output
     bad = runner.invoke(app, ["report", str(run_dir), "--out", str(out), "--select-by", "x"])

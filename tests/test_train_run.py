@@ -25,7 +25,8 @@ from medsyn.generators.engine import TrainingDiverged, read_jsonl
 KINDS = ("acgan", "cgan", "dcgan")
 TINY = dict(dataset="breastmnist", image_size=28, batch_size=64, g_width=8, d_width=8,
             noise_dim=16, device="cpu", quiet=True)   # 8 steps per epoch
-LOG_KEYS = {"step", "epoch", "loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "images_per_s"}
+LOG_KEYS = {"step", "epoch", "loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "g_std",
+            "images_per_s"}
 ACGAN_KEYS = {"aux_acc_real", "aux_acc_fake", "d_acc", "d_acc_real", "d_acc_fake"}
 REPO = Path(__file__).resolve().parents[1]
 

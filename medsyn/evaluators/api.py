@@ -16,7 +16,12 @@ from threadpoolctl import threadpool_limits
 from medsyn.errors import DataError
 from medsyn.evaluators.features import FeatureExtractor, check_images, get_extractor, resolve_device
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
-from medsyn.evaluators.results import SCHEMA_VERSION, write_results
+from medsyn.evaluators.results import (
+    SCHEMA_VERSION,
+    check_output_folder,
+    staged_folder,
+    write_results,
+)
 
 # families that read features of the training and held-out splits (ctx.features_of)
 SPLIT_FAMILIES = ("real_floor", "memorization")
@@ -73,7 +78,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
-             utility_ratio: float = 1.0, n_split: int | None = None) -> dict:
+             utility_ratio: float = 1.0, n_split: int | None = None, overwrite: bool = False,
+             figures_dir: str | os.PathLike | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -92,7 +98,10 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ``n_split``: the real-vs-real floor and memorization use at most this many images of the
     train and held-out splits (a stratified subset, noted in the results' warnings); ``None``
     uses every image (the utility protocol always trains on the whole training split).
-    When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
+    When ``out_dir`` is given, results.json, metrics.csv and the figures are written there, as
+    one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
+    replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
+    figures there (for callers that write their own results files).
     """
     started = time.perf_counter()
     check_images(fake_images, "fake images")
@@ -123,10 +132,25 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         extractor = get_extractor(extractor, device=dev, **ext_options)
     elif extractor is None:
         raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
-    out_path = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        check_output_folder(out_dir, overwrite)      # before anything slow
+        with staged_folder(out_dir, overwrite) as stage:
+            results = _evaluate(fake_images, labels, reference, train, heldout, val, specs,
+                                extractor, needs_features, options, dev, stage, discriminator,
+                                sampler, started, n_bootstrap, seed, run, provenance, n_split)
+            write_results(results, stage)
+        return results
+    return _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
+                     needs_features, options, dev,
+                     Path(figures_dir) if figures_dir is not None else None, discriminator,
+                     sampler, started, n_bootstrap, seed, run, provenance, n_split)
+
+
+def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
+              needs_features, options, dev, out_path, discriminator, sampler, started,
+              n_bootstrap, seed, run, provenance, n_split) -> dict:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
-
     ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
                       reference=reference, extractor=extractor, options=options, device=dev,
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
@@ -174,6 +198,4 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     results = {"schema_version": SCHEMA_VERSION, "kind": "generation",
                "run": {**EMPTY_RUN, **(run or {})}, "metrics": results_metrics,
                "figures": dict(ctx.figures), "warnings": list(ctx.warnings), "provenance": prov}
-    if out_path is not None:
-        write_results(results, out_path)
     return results

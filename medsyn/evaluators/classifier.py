@@ -189,6 +189,32 @@ def stem_stride_for(image_size: int, recipe: Recipe) -> int:
     return 1 if image_size <= 32 else 2 if image_size <= 64 else 4
 
 
+def _create_pretrained(recipe: Recipe, kwargs: dict) -> torch.nn.Module:
+    """timm's model initialised from the user's weights file, read with weights_only=True.
+
+    timm adapts the stem to the channel count and drops a classifier of another size; it is
+    handed a private copy holding only the verified tensors, so whatever else the user's file
+    holds is never unpickled, whichever timm version reads it.
+    """
+    import tempfile
+
+    import timm
+
+    from medsyn.weights import read_state_dict
+
+    try:
+        state = read_state_dict(recipe.pretrained, "classifier weights",
+                                "Give a timm/torchvision state_dict saved with torch.save "
+                                "(--classifier-weights).")
+    except ConfigError as exc:
+        raise ConfigError(f"could not load classifier weights: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="medsyn-weights-") as tmp:
+        verified = Path(tmp) / "verified.pth"
+        torch.save(state, verified)
+        return timm.create_model(recipe.model, pretrained=True,
+                                 pretrained_cfg_overlay={"file": str(verified)}, **kwargs)
+
+
 def build_classifier(recipe: Recipe, channels: int, num_classes: int,
                      image_size: int) -> torch.nn.Module:
     """The recipe's timm model for ``channels`` x ``image_size`` images and ``num_classes``."""
@@ -200,8 +226,7 @@ def build_classifier(recipe: Recipe, channels: int, num_classes: int,
     kwargs = dict(in_chans=channels, num_classes=num_classes)
     try:
         if recipe.pretrained:
-            model = timm.create_model(recipe.model, pretrained=True, pretrained_cfg_overlay={
-                "file": str(Path(recipe.pretrained).expanduser())}, **kwargs)
+            model = _create_pretrained(recipe, kwargs)
         else:
             model = timm.create_model(recipe.model, pretrained=False, **kwargs)
     except (RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as exc:

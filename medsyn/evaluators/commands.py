@@ -125,11 +125,7 @@ def _evaluate_checkpoints(paths, opts, extractor):
         if callable(getattr(gen, "discriminate", None)):
             def disc(imgs, lab, _gen=gen):
                 return _gen.discriminate(imgs, lab if _gen.kind == "cgan" else None)
-        if len(paths) == 1:
-            out_dir = Path(opts["out"]) if opts["out"] else path.parent / "eval" / path.stem
-        else:
-            out_dir = (Path(opts["out"]) / path.stem) if opts["out"] else \
-                path.parent / "eval" / path.stem
+        out_dir = _checkpoint_out_dir(path, len(paths), opts["out"])
         run = {"name": path.parent.name, "checkpoint": str(path), "model_kind": gen.kind,
                "epoch": meta.get("epoch"), "step": meta.get("step"), "run_dir": str(path.parent)}
         prov = {"checkpoint": str(path), "checkpoint_sha256": file_digest(path),
@@ -160,6 +156,13 @@ def _checkpoint_out_dir(path: Path, n_paths: int, out) -> Path:
     return Path(out) if n_paths == 1 else Path(out) / path.stem
 
 
+def _fake_out_dir(fake, out) -> Path:
+    if out is not None:
+        return Path(out)
+    fake_path = Path(fake).expanduser()
+    return fake_path.resolve().parent / "eval" / fake_path.stem
+
+
 def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
     """A super-resolution checkpoint: PSNR/SSIM-Y vs bicubic and FID of its outputs on the test
     split (medsyn.evaluators.sr_eval)."""
@@ -184,7 +187,7 @@ def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
         n_bootstrap=ev["n_bootstrap"],
         n_real=opts["n_real"], seed=opts["seed"], use_cache=ev["use_cache"],
         data_root=_checkpoint_root(opts["data_root"], (meta.get("dataset") or {}).get("root")),
-        kid_subset_size=ev["kid_subset_size"])
+        kid_subset_size=ev["kid_subset_size"], overwrite=ev["overwrite"])
     return results, out_dir
 
 
@@ -219,9 +222,7 @@ def _evaluate_fake(fake, real, opts, extractor):
         heldout = None
     val = _maybe_dataset(name, "val", size, root, "validation split") \
         if opts["needs_val"] else None
-    fake_path = Path(fake).expanduser()
-    out_dir = Path(opts["out"]) if opts["out"] else \
-        fake_path.resolve().parent / "eval" / fake_path.stem
+    out_dir = _fake_out_dir(fake, opts["out"])
     if resize_note is None and size is not None and size != probe.image_size[0]:
         resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to "
                        f"{size}px ({RESIZE_FILTER})")
@@ -299,6 +300,9 @@ def evaluate_command(
     classifier_weights: Path | None = typer.Option(
         None, "--classifier-weights", help="Local timm state_dict to initialise the utility "
         "classifiers (default: random initialisation; nothing is downloaded).", dir_okay=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing evaluation "
+                                   "in the output folder (all its files and figures); without "
+                                   "it an existing results.json is never overwritten."),
     as_json: bool = typer.Option(False, "--json", help="Print results.json instead of a table."),
     list_only: bool = typer.Option(False, "--list", help="List metric families and feature "
                                    "extractors, and exit."),
@@ -362,6 +366,12 @@ def evaluate_command(
     paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
     if fake is not None and not fake.expanduser().exists():
         raise DataError(f"--fake {fake}: no such file or folder.")
+    from medsyn.evaluators.results import check_output_folder
+
+    # an output that would be refused is refused before anything slow runs
+    for out_dir in ([_checkpoint_out_dir(p, len(paths), out) for p in paths] if paths else
+                    [_fake_out_dir(fake, out)]):
+        check_output_folder(out_dir, overwrite)
     dev = resolve_device(device)
     ext = _Extractors(extractor, dev, inception_weights, recipe, not no_cache,
                       needed=any(spec.needs_features for spec in specs))
@@ -374,7 +384,7 @@ def evaluate_command(
                      "device": dev, "batch_size": batch_size,
                      "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
                      "utility_recipe": recipe, "utility_seeds": seeds,
-                     "utility_ratio": utility_ratio,
+                     "utility_ratio": utility_ratio, "overwrite": overwrite,
                      "n_split": n_memorization if n_memorization is not None else n_real}}
     if checkpoint is not None:
         outputs = _evaluate_checkpoints(paths, opts, ext)

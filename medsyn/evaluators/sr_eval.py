@@ -100,7 +100,7 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
                       extractor_options: dict | None = None, n_bootstrap: int = 50,
                       n_real: int | None = None, seed: int = 0,
                       data_root: str | os.PathLike | None = None, use_cache: bool = True,
-                      n_examples: int = 4, bicubic_fid: bool = True,
+                      n_examples: int = 4, bicubic_fid: bool = True, overwrite: bool = False,
                       **evaluate_options) -> dict:
     """Score a loaded SR checkpoint (:class:`medsyn.generators.sr_checkpoint.SRCheckpoint`) on
     its dataset's ``split``; see the module docstring.
@@ -110,21 +110,34 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
     resamples; PSNR/SSIM intervals always use 1000. ``bicubic_fid``: also the FID of the bicubic
     upscalings (``metrics.fid_bicubic``), the baseline of ``metrics.fid``. ``n_real``: a
     class-stratified subset of that many HR images. ``out_dir`` default:
-    ``RUN/eval/<checkpoint stem>/``. Other keywords go to :func:`medsyn.evaluators.evaluate`.
+    ``RUN/eval/<checkpoint stem>/``, written as one unit; an existing evaluation there is
+    replaced only with ``overwrite``. Other keywords go to :func:`medsyn.evaluators.evaluate`.
     """
-    from medsyn.evaluators.api import evaluate, versions
     from medsyn.evaluators.inputs import stratified_subset
-    from medsyn.evaluators.results import SCHEMA_VERSION, write_results
-    from medsyn.evaluators.sr import evaluate_sr, imresize_batch, write_per_image_csv
-    from medsyn.generators.grid import save_grid
-    from medsyn.utils import file_digest
+    from medsyn.evaluators.results import check_output_folder, staged_folder, write_results
 
     started = time.perf_counter()
     path = Path(model.path)
     dev = model.device
     reference = stratified_subset(load_hr_reference(model, split, data_root), n_real, seed)
-    out = Path(out_dir) if out_dir is not None else path.parent / "eval" / path.stem
-    out.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir) if out_dir is not None else path.parent / "eval" / path.stem
+    check_output_folder(out_dir, overwrite)      # before anything slow
+    with staged_folder(out_dir, overwrite) as out:
+        results = _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics,
+                                    extractor, extractor_options, n_bootstrap, seed, use_cache,
+                                    n_examples, bicubic_fid, started, evaluate_options)
+        write_results(results, out)
+    return results
+
+
+def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, extractor,
+                      extractor_options, n_bootstrap, seed, use_cache, n_examples, bicubic_fid,
+                      started, evaluate_options) -> dict:
+    from medsyn.evaluators.api import evaluate, versions
+    from medsyn.evaluators.results import SCHEMA_VERSION
+    from medsyn.evaluators.sr import evaluate_sr, imresize_batch, write_per_image_csv
+    from medsyn.generators.grid import save_grid
+    from medsyn.utils import file_digest
 
     outputs = []
 
@@ -166,7 +179,8 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
     # only figure-making families need a folder; without one, evaluate() writes no
     # (generation-kind) results.json that the SR results would have to replace
     folder = out if "tsne" in families else None
-    feature = evaluate(sr_images, reference.labels, metrics=families, out_dir=folder, **common)
+    feature = evaluate(sr_images, reference.labels, metrics=families, figures_dir=folder,
+                       **common)
     extra = {}
     if bicubic_fid:
         bicubic = imresize_batch(imresize_batch(reference.images, 1.0 / model.scale),
@@ -209,5 +223,4 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
         "warnings": list(feature.get("warnings", [])),
         "provenance": prov,
     }
-    write_results(results, out)
     return results

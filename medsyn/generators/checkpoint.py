@@ -4,7 +4,12 @@ A medsyn checkpoint is a ``torch.save`` dict holding only tensors and plain cont
 with ``torch.load(weights_only=True)``: reading one never runs code from the file). Its header:
 
     {"format": "medsyn-checkpoint", "format_version": 1, "medsyn_version": ..., "torch_version":
-     ..., "kind": "acgan", "created": ISO-8601, ...}
+     ..., "kind": "acgan", "created": ISO-8601, ..., "payload_sha256": ...}
+
+``payload_sha256`` (:func:`payload_digest`) is a sha256 over every other entry, tensors by
+dtype, shape and bytes: a file changed after it was written (a flipped bit on disk, an edit) is
+refused with a :class:`CheckpointError` instead of loading silently. Checkpoints written before
+the digest existed load with a warning.
 
 :func:`load_checkpoint` dispatches on ``kind`` through a registry. A kind maps to a loader
 ``loader(payload, device, path) -> object``, given either as a callable or lazily as a
@@ -19,7 +24,9 @@ The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan`
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import logging
 import os
 import pickle
 import zipfile
@@ -32,8 +39,11 @@ import torch
 from medsyn import __version__
 from medsyn.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
 FORMAT = "medsyn-checkpoint"
 FORMAT_VERSION = 1
+DIGEST_KEY = "payload_sha256"
 
 # Heavy entries left out of ``metadata`` (the state of networks, optimizers and RNGs).
 STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels")
@@ -83,6 +93,56 @@ def checkpoint_header(kind: str) -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def _feed(h, obj) -> None:
+    """Hash ``obj`` canonically: the same value gives the same bytes before saving and after
+    ``torch.load`` (dict keys sorted, tensors contiguous on the CPU, floats by ``repr``)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            flat = t.cpu().contiguous().reshape(-1)
+            h.update(memoryview(flat.view(torch.uint8).numpy()))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        text = repr(obj)
+        h.update(f"S{type(obj).__name__}{len(text)}:{text}".encode())
+
+
+def payload_digest(payload: dict) -> str:
+    """sha256 of a checkpoint's content, its own ``payload_sha256`` entry left out."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != DIGEST_KEY})
+    return h.hexdigest()
+
+
+def seal(payload: dict) -> dict:
+    """``payload`` with its :func:`payload_digest` added (what the trainers save)."""
+    return {**payload, DIGEST_KEY: payload_digest(payload)}
+
+
+def verify_digest(payload: dict, path: Path) -> None:
+    recorded = payload.get(DIGEST_KEY)
+    if recorded is None:
+        log.warning("%s carries no payload digest (written by a medsyn before digests were "
+                    "added), so corruption since it was written cannot be detected; loading it "
+                    "anyway", path)
+        return
+    if payload_digest(payload) != recorded:
+        raise CheckpointError(
+            f"{path} is corrupt: its content no longer matches the digest written with it "
+            f"({DIGEST_KEY} {str(recorded)[:12]}...), so the file was damaged or modified after "
+            "it was saved. Refusing to use it; take another checkpoint of the run (e.g. the "
+            "previous epochNNN.pt) or a backup copy.")
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load and validate a checkpoint file; every problem is a :class:`CheckpointError` naming
     the file and what to do."""
@@ -125,12 +185,13 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(
             f"{path} is a checkpoint of kind {payload.get('kind')!r}, which this medsyn cannot "
             f"load; known kinds: {', '.join(registered_kinds())}.")
+    verify_digest(payload, path)
     return payload
 
 
 def checkpoint_metadata(payload: dict) -> dict:
     """The checkpoint without the network / optimizer / RNG state (what ``.metadata`` shows)."""
-    return {k: v for k, v in payload.items() if k not in STATE_KEYS}
+    return {k: v for k, v in payload.items() if k not in STATE_KEYS and k != DIGEST_KEY}
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):

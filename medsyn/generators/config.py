@@ -9,6 +9,7 @@ change; per-invocation ones (:data:`NOT_INHERITED`) start from their defaults ag
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -219,6 +220,8 @@ def coerce_option(spec: OptionSpec, value, source: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}.")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}.")
     elif spec.type is str:
         if isinstance(value, os.PathLike):
             value = os.fspath(value)

@@ -447,17 +447,31 @@ def save_checkpoint(payload: dict, run_dir: str | os.PathLike, epoch: int,
     leaves the previous checkpoints intact. ``last.pt`` is a hard link to the new file where the
     file system allows it (no second copy is written), a copy otherwise.
     """
+    from medsyn.generators.checkpoint import seal
+
     run_dir = Path(run_dir)
     path = checkpoint_path(run_dir, epoch)
-    with atomic_write(path) as f:
+    payload = seal(payload)
+    with atomic_write(path, expected_size=_state_bytes(payload)) as f:
         torch.save(payload, f)
     _atomic_link_or_copy(path, run_dir / LAST_CHECKPOINT)
     prune_checkpoints(run_dir, keep_last, protect=(path,))
     return path
 
 
+def _state_bytes(obj) -> int:
+    """Bytes of the tensors in ``obj``: about the size its checkpoint file will have."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_state_bytes(v) for v in obj)
+    return 0
+
+
 def _atomic_link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
     try:
         tmp.unlink(missing_ok=True)
         try:
@@ -565,6 +579,11 @@ class LoopState:
 
 
 StepFn = Callable[[tuple, LoopState], dict]
+# --lr and --seed are fixed on --resume (a resumed run replays the same random streams), so the
+# advice that works is a new run; trainers pass a version with the exact command
+HEALTH_CHECK_HISTORY = 256
+DIVERGENCE_ADVICE = ("Start a new run (another --out) with a lower --lr, e.g. half of it, or "
+                     "--precision fp32; resuming would replay the same steps and diverge again.")
 
 
 @dataclass
@@ -585,6 +604,11 @@ class TrainingLoop:
     ``step_callback(state)``, if given, runs after every step (benchmarks time steps with it).
     ``record_fields(step, epoch) -> dict``, if given, adds non-numeric fields to each log
     record (SR runs add their ``phase``); it must be a function of the step and epoch only.
+    ``health_check(records) -> str | None``, if given, looks at the newest records of the log
+    (at least the last :data:`HEALTH_CHECK_HISTORY`) after each flush and returns a warning
+    when training has failed without a non-finite loss (GAN collapse); the first warning goes
+    to stderr, into that step's log record (``"warning"``) and :attr:`warnings`.
+    ``divergence_advice`` ends the message of :class:`TrainingDiverged`.
     """
 
     batches: BatchSource
@@ -603,10 +627,14 @@ class TrainingLoop:
     step_callback: Callable[[LoopState], None] | None = None
     last_checkpoint: Path | None = None
     record_fields: Callable[[int, int], dict] | None = None
+    health_check: Callable[[Sequence[dict]], str | None] | None = None
+    divergence_advice: str = DIVERGENCE_ADVICE
 
     def __post_init__(self):
         if self.flush_every is None:
             self.flush_every = 25 if self.batches.device.type == "cuda" else 1
+        # a warning logged before a resume stays a warning of the run
+        self.warnings: list[str] = [r["warning"] for r in self.log.records if r.get("warning")]
         self._pending: list[tuple[int, int, list[str], torch.Tensor]] = []
         self._window_start = time.perf_counter()
         self._bar = None
@@ -695,6 +723,14 @@ class TrainingLoop:
             if bad is not None:
                 break
         self._pending.clear()
+        if self.health_check is not None and not self.warnings and bad is None:
+            warning = self.health_check(self.log.records[-HEALTH_CHECK_HISTORY:] + records)
+            if warning:
+                records[-1]["warning"] = warning
+                self.warnings.append(warning)
+                if self.dist.is_main:
+                    from tqdm.auto import tqdm
+                    tqdm.write(f"warning: step {records[-1]['step']}: {warning}", file=sys.stderr)
         self.log.extend(records)
         last = records[-1]
         if self._bar is not None:
@@ -706,8 +742,7 @@ class TrainingLoop:
             raise TrainingDiverged(
                 f"training diverged: {bad} = {last[bad]} at step {last['step']} (epoch "
                 f"{last['epoch']}); stopped there and wrote no checkpoint after it ({where}). "
-                "Try a lower --lr, --precision fp32, or resume from the last checkpoint with "
-                "another --seed.", step=last["step"], key=bad)
+                + self.divergence_advice, step=last["step"], key=bad)
 
     def _print_summary(self, epoch_no: int, state: LoopState) -> None:
         recent = []

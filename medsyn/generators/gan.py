@@ -202,6 +202,8 @@ class GanStep:
                 "d_x": torch.sigmoid(src_real.float()).mean(),
                 "d_g_z1": torch.sigmoid(src_fake.float()).mean(),
                 "d_g_z2": torch.sigmoid(src_gen.float()).mean(),
+                # how different G's images of one batch are (0: all the same image)
+                "g_std": fake.detach().float().std(0).mean() if n > 1 else fake.new_zeros(()),
             }
             if kind.aux_classifier:
                 acc_real = (src_real > 0).float().mean()
@@ -214,6 +216,57 @@ class GanStep:
 
 
 # ------------------------------------------------------------------ sampling
+
+
+@dataclass
+class CollapseDetector:
+    """Spots a GAN that has stopped learning although its losses stay finite.
+
+    Looks at the last ``window`` steps of the log (``d_x`` = D(x), ``d_g_z1`` = D(G(z)) and
+    ``g_std``, the spread of G's images within a batch in [-1, 1] units) and reports:
+
+    - D saturated at the same value for real and fake images (it no longer tells them apart
+      and its sigmoid passes no gradient): ``|D(x) - D(G(z))| < tol`` with both ``< tol`` or
+      ``> 1 - tol`` at every step of the window;
+    - D certain about everything (``D(x) > 1 - tol`` and ``D(G(z)) < tol`` throughout): G's
+      gradient vanishes;
+    - the generator's images all alike (``g_std < min_std`` throughout): mode collapse.
+
+    Every step of the window must qualify, so one odd batch never triggers it.
+    """
+
+    window: int = 20
+    tol: float = 0.01
+    min_std: float = 0.02
+
+    def __call__(self, records) -> str | None:
+        recent = [r for r in records[-self.window:]]
+        if len(recent) < self.window:
+            return None
+
+        def every(test) -> bool:
+            try:
+                return all(test(r) for r in recent)
+            except (KeyError, TypeError):
+                return False
+
+        lo, hi = self.tol, 1 - self.tol
+        advice = ("the run has likely collapsed; its samples are not worth evaluating. Start "
+                  "a new run with a lower --lr (another --out)")
+        if every(lambda r: abs(r["d_x"] - r["d_g_z1"]) < self.tol
+                 and (max(r["d_x"], r["d_g_z1"]) < lo or min(r["d_x"], r["d_g_z1"]) > hi)):
+            return (f"collapse suspected: the discriminator gave real and generated images the "
+                    f"same saturated output (D(x) = {recent[-1]['d_x']:.3g}, D(G(z)) = "
+                    f"{recent[-1]['d_g_z1']:.3g}) for {self.window} steps; {advice}.")
+        if every(lambda r: r["d_x"] > hi and r["d_g_z1"] < lo):
+            return (f"collapse suspected: the discriminator has been certain about every real "
+                    f"and generated image for {self.window} steps (D(x) > {hi:g}, D(G(z)) < "
+                    f"{lo:g}), so the generator gets no gradient; {advice}.")
+        if every(lambda r: r["g_std"] < self.min_std):
+            return (f"collapse suspected: the generator's images have been all alike for "
+                    f"{self.window} steps (spread within a batch {recent[-1]['g_std']:.3g} < "
+                    f"{self.min_std:g} in [-1, 1] units: mode collapse); {advice}.")
+        return None
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:

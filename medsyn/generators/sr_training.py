@@ -286,11 +286,20 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
            device: torch.device, step_callback) -> Path:
     from medsyn.generators.sr_data import load_sr_pairs
     from medsyn.generators.srgan import ContentLoss
-    from medsyn.generators.training import _check_resume_data, _check_run_dir, _say
+    from medsyn.generators.training import (
+        _check_resume_data,
+        _check_run_dir,
+        _say,
+        divergence_advice,
+        prepare_run_dir,
+    )
 
     run_dir = Path(config.out)
     if dist.is_main:
-        _check_run_dir(run_dir, config.resume)
+        note = _check_run_dir(run_dir, config.resume)
+        if note:
+            _say(config, dist, note)
+        prepare_run_dir(run_dir)
     pairs = load_sr_pairs(config.dataset, config.split, config.scale, config.hr_size,
                           crop="resize" if config.hr_size else "center", root=config.data_root)
     patch = _resolve_patch(config, pairs.hr_size)
@@ -442,7 +451,8 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
         show_keys=("loss_content", "loss_adv", "loss_d"), max_steps=config.max_steps,
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback, record_fields=record_fields,
-        last_checkpoint=Path(config.resume) if config.resume else None)
+        last_checkpoint=Path(config.resume) if config.resume else None,
+        divergence_advice=divergence_advice(config.kind, run_dir, precision.name))
     plan = ", ".join(f"{p['phase']} epochs {p['epochs'][0]}-{p['epochs'][1]}"
                      for p in phase_plan(config))
     _say(config, dist,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.settings import ENV_VGG19_WEIGHTS
+from medsyn.weights import read_state_dict
 
 ADVERSARIAL_WEIGHT = 1e-3
 VGG_FEATURE_SCALE = 1.0 / 12.75  # the paper's rescaling of VGG feature maps
@@ -213,17 +214,10 @@ def load_vgg19_features(path: str | os.PathLike, until: str = "relu5_4") -> nn.S
     fix = (f" Give a torchvision vgg19 state_dict (torchvision.models.vgg19(weights="
            f"'IMAGENET1K_V1').state_dict(), saved with torch.save) via the option or "
            f"{ENV_VGG19_WEIGHTS}, or leave both unset to use the pixel-MSE content loss.")
-    if not path.is_file():
-        raise CheckpointError(f"{where}: file not found.{fix}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a state_dict"
-        raise CheckpointError(f"{where}: cannot be read as a torch state_dict "
-                              f"({type(exc).__name__}: {exc}).{fix}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise CheckpointError(f"{where}: not a state_dict of tensors "
-                              f"(got {type(state).__name__}).{fix}")
+        state = read_state_dict(path, "VGG19 weights", fix.strip())
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     if any(k.startswith("features.") for k in state):
         state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     net = build_vgg19_features(until)

@@ -8,6 +8,7 @@ writes ``config.json``, ``log.jsonl``, ``samples/epochNNN.png``, ``epochNNN.pt``
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -20,10 +21,12 @@ from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
 from medsyn.generators.config import TrainConfig, resolve_config
-from medsyn.generators.gan import GanStep, gan_kind, generate
+from medsyn.generators.gan import CollapseDetector, GanStep, gan_kind, generate
 from medsyn.generators.grid import save_grid
 from medsyn.settings import ENV_DATA_ROOT
-from medsyn.utils import write_json
+from medsyn.utils import remove_stale_temp_files, write_json
+
+log = logging.getLogger(__name__)
 
 NORMALISATION = "x / 127.5 - 1 (uint8 0..255 -> [-1, 1]); back: round((y + 1) * 127.5)"
 RUN_MARKERS = (engine.LAST_CHECKPOINT, engine.CONFIG_FILE, engine.LOG_FILE)
@@ -61,18 +64,46 @@ def _say(config: TrainConfig, dist: engine.DistInfo, text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-def _check_run_dir(run_dir: Path, resume: str | None) -> None:
-    """Never start a fresh run over an existing one."""
+def _check_run_dir(run_dir: Path, resume: str | None) -> str | None:
+    """Never start a fresh run over an existing one; returns a note when the folder holds a run
+    that was stopped before its first checkpoint (nothing to resume, so it starts again)."""
     if resume and Path(resume).expanduser().resolve().parent == run_dir.resolve():
-        return
-    found = [m for m in RUN_MARKERS if (run_dir / m).exists()] + \
-        [p.name for _, p in engine.list_checkpoints(run_dir)]
-    if found:
+        return None
+    checkpoints = [p.name for _, p in engine.list_checkpoints(run_dir)]
+    if (run_dir / engine.LAST_CHECKPOINT).exists() or checkpoints:
+        found = [m for m in RUN_MARKERS if (run_dir / m).exists()] + checkpoints
         advice = (f"continue it with --resume {run_dir / engine.LAST_CHECKPOINT}"
                   if (run_dir / engine.LAST_CHECKPOINT).exists() else "delete it")
         raise ConfigError(
             f"run folder {run_dir} already holds a run ({', '.join(found[:4])}); nothing was "
             f"overwritten. Choose another --out, or {advice}.")
+    found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+    if found:
+        return (f"note: {run_dir} holds a run stopped before its first checkpoint "
+                f"({', '.join(found)}); nothing to resume, starting it again from scratch.")
+    return None
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Remove what killed writes left behind (``.epoch002.pt.*.tmp`` and the like): the run
+    folder belongs to this run, so every temporary file in it is stale unless the process
+    named in it still runs (two processes writing one run folder is a mistake that should not
+    also crash the other one)."""
+    for folder in (run_dir, run_dir / "samples"):
+        removed = remove_stale_temp_files(folder, legacy_age_s=0)
+        for path in removed:
+            log.info("removed %s, left by an interrupted write", path)
+
+
+def divergence_advice(kind: str, run_dir: Path, precision: str) -> str:
+    """What to do after a divergence, as commands that work (--lr and --seed are fixed on
+    --resume)."""
+    fp32 = ("" if precision == "fp32" else
+            f" Or resume the last good checkpoint in full precision: medsyn train {kind} "
+            f"--resume {run_dir / engine.LAST_CHECKPOINT} --precision fp32.")
+    return (f"Start a new run with a lower learning rate: medsyn train {kind} ... --lr LOWER "
+            f"--out NEW_FOLDER (--lr and --seed cannot change on --resume, and resuming "
+            f"replays the same steps).{fp32}")
 
 
 def _check_resume_data(payload: dict, dataset: dict, path: str) -> None:
@@ -100,7 +131,10 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     spec = gan_kind(config.kind)
     run_dir = Path(config.out)
     if dist.is_main:
-        _check_run_dir(run_dir, config.resume)
+        note = _check_run_dir(run_dir, config.resume)
+        if note:
+            _say(config, dist, note)
+        prepare_run_dir(run_dir)
     ds = load_dataset(config.dataset, config.split, image_size=config.image_size,
                       root=config.data_root)
     dataset = {"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint,
@@ -198,6 +232,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
             "precision": precision.name, "world_size": dist.world_size, "rng": rng_states,
             "dataset": dataset, "log": list(log.records),
             "fixed_noise": fixed_noise, "fixed_labels": fixed_labels,
+            "warnings": list(loop.warnings),
         }
         return engine.save_checkpoint(ckpt, run_dir, st.current_epoch, config.keep_last)
 
@@ -215,7 +250,9 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         loss_keys=loss_keys, show_keys=show, max_steps=config.max_steps,
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback,
-        last_checkpoint=Path(config.resume) if config.resume else None)
+        last_checkpoint=Path(config.resume) if config.resume else None,
+        health_check=CollapseDetector(),
+        divergence_advice=divergence_advice(config.kind, run_dir, precision.name))
     _say(config, dist,
          f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} px, "
          f"{ds.channels} ch, {ds.num_classes} classes) on {device} ({precision.name}"
@@ -227,6 +264,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     disc_net.train()
     state = loop.run(state)
     _say(config, dist, f"done: epoch {state.current_epoch}, step {state.step}; last checkpoint "
-                       f"{loop.last_checkpoint}")
+                       f"{loop.last_checkpoint}"
+                       + "".join(f"\nwarning: {w}" for w in loop.warnings))
     engine.barrier(dist)
     return run_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import hashlib
+import html
 import io
 import json
 import re
@@ -741,6 +742,12 @@ def cell_text(cell: Cell | None, spec: MetricSpec, *, with_n: bool = True) -> st
     return text
 
 
+def md_text(text: object) -> str:
+    """``text`` safe inside a Markdown table: HTML escaped (a run or class named
+    ``<script>...`` stays text, as in the HTML report) and ``|`` escaped."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
 def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline],
                    runs: list[Run]) -> None:
     lines = ["# medsyn report - summary", "",
@@ -751,21 +758,22 @@ def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline
              ""]
     used: dict[int, Baseline] = {}
     for section in sections:
-        lines += [f"## {section.title}", ""]
-        lines += [f"> {note}" for note in section.notes] + ([""] if section.notes else [])
+        lines += [f"## {md_text(section.title)}", ""]
+        lines += [f"> {md_text(note)}" for note in section.notes] + \
+            ([""] if section.notes else [])
         for table in section.tables:
-            lines += [f"### {table.title}", ""]
-            header = ["Row"] + [f"{s.label} {s.arrow}".strip() for s in table.columns]
+            lines += [f"### {md_text(table.title)}", ""]
+            header = ["Row"] + [md_text(f"{s.label} {s.arrow}".strip()) for s in table.columns]
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "|".join(["---"] * len(header)) + "|")
             for row in table.rows:
-                label = row.full_label + (" ★" if row.selected else "")
+                label = md_text(row.full_label) + (" ★" if row.selected else "")
                 if row.baseline is not None:
                     label += f" [{row.ref}]†"
                     used[row.ref] = row.baseline
                 cells = []
                 for spec in table.columns:
-                    text = cell_text(row.cells.get(spec.key), spec)
+                    text = md_text(cell_text(row.cells.get(spec.key), spec))
                     cells.append(f"**{text}**" if row.cells.get(spec.key) and
                                  row.cells[spec.key].best else text)
                 lines.append("| " + " | ".join([label] + cells).replace("\n", " ") + " |")
@@ -773,11 +781,12 @@ def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline
             notes = [f"Note {n}: {text}" for n, text in table.footnotes]
             notes += [f"[{r.ref}] {r.comparability.note}" for r in table.rows
                       if r.comparability is not None]
-            lines += [f"- {n}" for n in dict.fromkeys(notes)] + ([""] if notes else [])
+            lines += [f"- {md_text(n)}" for n in dict.fromkeys(notes)] + ([""] if notes else [])
     selected = [r for r in runs if r.selected is not None]
     if selected:
         lines += ["★ = selected epoch of the run: " + "; ".join(
-            f"{r.name}: epoch {r.selected.epoch} ({r.selection_rule})" for r in selected), ""]
+            f"{md_text(r.name)}: epoch {r.selected.epoch} ({md_text(r.selection_rule)})"
+            for r in selected), ""]
     if used:
         lines += ["## References", ""]
         by_citation: dict[str, list[int]] = {}
@@ -857,19 +866,41 @@ def _render_html(context: dict) -> str:
     return env.get_template("index.html.j2").render(css=css, **context)
 
 
+REPORT_FILES = ("index.html", "summary.csv", "summary.md", ASSETS)
+
+
+def check_report_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a report's files (or a user's files of the same names) unless
+    ``overwrite``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder; nothing was written.")
+    assets = out_dir / ASSETS
+    if assets.is_dir() and not (assets / MARKER).exists() and any(assets.iterdir()):
+        raise ConfigError(f"{assets} exists and was not written by `medsyn report`; "
+                          "choose another --out folder or remove it")
+    existing = [name for name in REPORT_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{out_dir} already holds {', '.join(existing)}; nothing was overwritten. Pass "
+            "--overwrite to replace them, or choose another --out folder.")
+
+
 def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path = "reports",
                  *, runs_root: str | Path = "runs", select_by: str | None = None,
                  best_only: bool = False, title: str | None = None,
-                 baselines_path: str | Path | None = None) -> ReportResult:
+                 baselines_path: str | Path | None = None,
+                 overwrite: bool = False) -> ReportResult:
     """Write OUT/index.html (+ assets), OUT/summary.csv and OUT/summary.md.
 
     ``inputs`` are results.json files, eval folders or run folders (default: everything under
     ``runs_root``). Problems with individual inputs do not stop the report; they are listed in
-    ``ReportResult.problems`` and at the top of the page.
+    ``ReportResult.problems`` and at the top of the page. An existing report (or any file of
+    the same name) in ``out_dir`` is replaced only with ``overwrite``.
     """
     if select_by is not None:
         get_metric(select_by)
     out_dir = Path(out_dir)
+    check_report_folder(out_dir, overwrite)
     baselines = load_baselines(baselines_path)
     input_list = [Path(p) for p in inputs] if inputs else []
     results, run_dirs, problems = collect_inputs(input_list, runs_root)

@@ -31,6 +31,9 @@ def register(app) -> None:
         baselines: Path | None = typer.Option(None, "--baselines", dir_okay=False,
                                               help="Another baselines TOML file (same format "
                                               "as medsyn/reports/baselines.toml)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the index.html, "
+                                       "summary.csv, summary.md and assets/ already in --out "
+                                       "(without it they are never overwritten)."),
         strict: bool = typer.Option(False, "--strict",
                                     help="Exit with status 1 if any input had a problem (the "
                                     "report is still written)."),
@@ -39,7 +42,8 @@ def register(app) -> None:
         from medsyn.reports import build_report
 
         result = build_report(inputs, out, runs_root=runs_root, select_by=select_by,
-                              best_only=best_only, title=title, baselines_path=baselines)
+                              best_only=best_only, title=title, baselines_path=baselines,
+                              overwrite=overwrite)
         for problem in result.problems:
             typer.echo(f"medsyn: warning: {problem}", err=True)
         typer.echo(f"wrote {result.index_html} ({result.n_runs} run(s), "

@@ -5,12 +5,15 @@ training split), so their features are stored under ``<cache_dir>/features/``. T
 digest of the dataset's fingerprint (exact pixels and labels), its name, split, image size and
 channel count, and the extractor's identity (name, dimension, weights checksum, conventions):
 any change to the data or the network gives a new key and a stale entry is never read.
-Synthetic images are never cached.
+Each entry's metadata records the sha256 of its data file: an entry that is damaged on disk
+(a flipped bit, an empty or truncated file, a killed copy) is detected, discarded with a
+warning and recomputed, so it never breaks later evaluations. Synthetic images are never cached.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from medsyn.errors import DataError
 from medsyn.evaluators.features.base import FeatureExtractor
 from medsyn.settings import cache_dir
-from medsyn.utils import atomic_write, progress, write_json
+from medsyn.utils import atomic_write, progress, remove_stale_temp_files, write_json
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +113,46 @@ def _cache_paths(key: str):
     return folder / f"{key[:40]}.npz", folder / f"{key[:40]}.json"
 
 
+def _read_cache_entry(data_path, meta_path, key: str, n: int, dim: int):
+    """``(features, logits)`` of a valid cache entry; raises ``ValueError`` saying why not."""
+    meta = json.loads(meta_path.read_text())
+    if meta.get("key") != key:
+        raise ValueError("its metadata belongs to another key")
+    blob = data_path.read_bytes()
+    recorded = meta.get("sha256")
+    # entries written before checksums were recorded still have the zip's CRC-32 per array
+    if recorded is not None and hashlib.sha256(blob).hexdigest() != recorded:
+        raise ValueError(f"its sha256 does not match the recorded {str(recorded)[:12]}... "
+                         f"({len(blob)} bytes on disk)")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        feats = z["features"]
+        logits = z["logits"] if "logits" in z.files else None
+    if feats.shape != (n, dim) or not np.isfinite(feats).all():
+        raise ValueError(f"it holds features of shape {feats.shape}, expected {(n, dim)}")
+    return feats, logits
+
+
 def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
                      use_cache: bool = True) -> Features:
-    """Features of a real dataset, read from the cache or extracted and stored there."""
+    """Features of a real dataset, read from the cache or extracted and stored there.
+
+    A damaged cache entry is discarded with a warning and recomputed (never an error).
+    """
     key = feature_cache_key(dataset, extractor)
     data_path, meta_path = _cache_paths(key)
+    if use_cache:
+        remove_stale_temp_files(data_path.parent)
     if use_cache and data_path.exists() and meta_path.exists():
         try:
-            with np.load(data_path, allow_pickle=False) as z:
-                feats = z["features"]
-                logits = z["logits"] if "logits" in z.files else None
-            meta = json.loads(meta_path.read_text())
-            if meta.get("key") == key and feats.shape == (len(dataset), extractor.feature_dim):
-                return Features(feats, logits, from_cache=True)
-            log.warning("ignoring inconsistent feature cache entry %s", data_path)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring unreadable feature cache entry %s: %s", data_path, exc)
+            feats, logits = _read_cache_entry(data_path, meta_path, key, len(dataset),
+                                              extractor.feature_dim)
+            return Features(feats, logits, from_cache=True)
+        except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) alike
+            log.warning("discarding damaged feature cache entry %s (%s: %s); recomputing the "
+                        "features of %s/%s", data_path, type(exc).__name__, exc, dataset.name,
+                        dataset.split)
+            for p in (data_path, meta_path):
+                p.unlink(missing_ok=True)
     out = extract_features(extractor, dataset.images, batch_size,
                            desc=f"{dataset.name}/{dataset.split} features")
     if use_cache:
@@ -133,10 +160,14 @@ def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
             arrays = {"features": out.features}
             if out.logits is not None:
                 arrays["logits"] = out.logits
-            with atomic_write(data_path) as f:
-                np.savez(f, **arrays)
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            blob = buf.getvalue()
+            with atomic_write(data_path, expected_size=len(blob)) as f:
+                f.write(blob)
             write_json(meta_path, {"key": key, "dataset": dataset.name, "split": dataset.split,
                                    "fingerprint": dataset.fingerprint, "n": len(dataset),
+                                   "sha256": hashlib.sha256(blob).hexdigest(),
                                    "extractor": extractor.cache_identity()})
         except OSError as exc:  # a read-only or full disk only costs speed
             log.warning("could not write feature cache %s: %s", data_path, exc)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import os
-import pickle
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from medsyn.evaluators.features.inception_fast import EXECUTION as FAST_EXECUTIO
 from medsyn.evaluators.features.inception_fast import FastInceptionTrunk
 from medsyn.settings import ENV_INCEPTION_WEIGHTS, env_path
 from medsyn.utils import file_digest
+from medsyn.weights import UnsafeWeightsError, read_state_dict
 
 INCEPTION_NAME = "inception-v3-compat"
 _DIGESTS: dict[tuple, str] = {}
@@ -41,6 +42,50 @@ def resolve_inception_weights(weights: str | os.PathLike | None = None) -> Path 
     return path
 
 
+_INCEPTION_FIX = ("Point --inception-weights or MEDSYN_INCEPTION_WEIGHTS at torch-fidelity's "
+                  "inception-v3-compat weights (e.g. pt_inception-2015-12-05*.pth).")
+
+
+def _inception_network():
+    """torch-fidelity's Inception v3 module, with the weights NOT loaded yet.
+
+    Its constructor would read a weights file itself with ``torch.load(weights_only=False)``,
+    which runs any code the file holds; it is given an empty state dict of our own making
+    instead, and the verified weights are loaded afterwards.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, *args, **kwargs):
+            if not state_dict:        # the empty placeholder passed to the constructor
+                return None
+            return super().load_state_dict(state_dict, *args, **kwargs)
+
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    return _Unloaded(INCEPTION_NAME, ["2048", "logits_unbiased"],
+                     feature_extractor_weights_path=empty, verbose=False)
+
+
+def _download_inception_weights() -> Path:
+    """torch-fidelity's weights file in the torch hub cache, downloaded when missing."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[1]
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)
+        except Exception as exc:  # noqa: BLE001 - any download failure means the same
+            raise ConfigError(
+                "no local Inception weights given and torch-fidelity's could not be downloaded "
+                f"({type(exc).__name__}: {exc}). Pass --inception-weights PATH or set "
+                f"{ENV_INCEPTION_WEIGHTS} to torch-fidelity's inception-v3-compat weights."
+            ) from None
+    return path
+
+
 class InceptionExtractor(FeatureExtractor):
     """torch-fidelity's ``inception-v3-compat``: 2048-d pool features, TF-exact bilinear resize
     to 299 x 299, inputs uint8 with grayscale replicated to three channels.
@@ -55,34 +100,24 @@ class InceptionExtractor(FeatureExtractor):
 
     def __init__(self, weights: str | os.PathLike | None = None, device=None,
                  fast: bool | None = None, **_):
-        from torch_fidelity.feature_extractor_inceptionv3 import (
-            URL_INCEPTION_V3,
-            FeatureExtractorInceptionV3,
-        )
-
         self.device = resolve_device(device)
         path = resolve_inception_weights(weights)
         if path is None:
-            try:
-                self.model = FeatureExtractorInceptionV3(
-                    INCEPTION_NAME, ["2048", "logits_unbiased"], verbose=False)
-            except Exception as exc:  # noqa: BLE001 - any download failure means the same
-                raise ConfigError(
-                    "no local Inception weights given and torch-fidelity could not download "
-                    f"its own ({type(exc).__name__}: {exc}). Pass --inception-weights PATH or set "
-                    f"{ENV_INCEPTION_WEIGHTS} to torch-fidelity's inception-v3-compat weights."
-                ) from None
-            path = Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[1]
-        else:
-            try:
-                self.model = FeatureExtractorInceptionV3(
-                    INCEPTION_NAME, ["2048", "logits_unbiased"],
-                    feature_extractor_weights_path=str(path), verbose=False)
-            except (RuntimeError, KeyError, OSError, EOFError, ValueError,
-                    pickle.UnpicklingError) as exc:
-                raise ConfigError(
-                    f"{path} is not a torch-fidelity inception-v3-compat state dict "
-                    f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+            path = _download_inception_weights()
+        try:
+            state = read_state_dict(path, "Inception weights", _INCEPTION_FIX)
+        except UnsafeWeightsError:
+            raise
+        except ConfigError as exc:
+            raise ConfigError(f"{path} is not a torch-fidelity inception-v3-compat state dict: "
+                              f"{exc}") from None
+        self.model = _inception_network()
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"{path} is not a torch-fidelity inception-v3-compat state dict "
+                f"({str(exc).strip().splitlines()[0][:200]}). {_INCEPTION_FIX}") from None
         self.weights_path = str(path)
         self.weights_sha256 = _cached_digest(path) if path.is_file() else None
         fc_finite = bool(torch.isfinite(self.model.fc.weight).all()
