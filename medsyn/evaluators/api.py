@@ -75,7 +75,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
-             utility_ratio: float = 1.0) -> dict:
+             utility_ratio: float = 1.0, warnings: Sequence[str] = ()) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -91,6 +91,9 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     (a conditional generator), used by the utility protocol when the evaluated set is short.
     ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
     classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
+    ``warnings``: more warnings to record (e.g. files of the fake folder that were skipped);
+    the warnings of the datasets' ``source`` (skipped files, automatic splits, intensity) are
+    recorded too.
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
     """
     started = time.perf_counter()
@@ -128,6 +131,10 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
                       out_dir=out_path, sampler=sampler,
                       split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in specs))
+    for message in [*warnings, *(w for ds in (reference, train, heldout, val) if ds is not None
+                                 for w in (ds.source or {}).get("warnings", []))]:
+        if message not in ctx.warnings:
+            ctx.warnings.append(message)
     if needs_features:
         ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
     results_metrics: dict = {}
