@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,13 @@ from medsyn.data.cache import (
     store_cached_json,
 )
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
-from medsyn.data.imageio import decode_many, is_ignored, stack_images, unsupported_reason
+from medsyn.data.imageio import (
+    NOT_AN_IMAGE,
+    decode_many,
+    is_ignored,
+    stack_images,
+    unsupported_reason,
+)
 from medsyn.data.intensity import (
     DepthStats,
     choose_rule,
@@ -126,10 +133,12 @@ class FolderListing:
 def _entries(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """Candidate image files, sub-folders and unusable files directly in ``folder``."""
     files, dirs, skipped = [], [], []
-    for p in sorted(folder.iterdir()):
+    with os.scandir(folder) as listing:         # DirEntry.is_dir() needs no stat call
+        entries = sorted((Path(e.path), e.is_dir()) for e in listing)
+    for p, is_dir in entries:
         if is_ignored(p):
             continue
-        if p.is_dir():
+        if is_dir:
             dirs.append(p)
             continue
         reason = unsupported_reason(p)
@@ -153,6 +162,8 @@ def _read_level(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, s
                 "sub-folders or all directly in the folder.")
         skipped += [(d, "folder inside a folder of images (not read)") for d in dirs]
         return {UNLABELLED: files}, skipped
+    # beside class folders, a file of no image format (a README, a metadata CSV) is not data
+    skipped = [(p, why) for p, why in skipped if not why.startswith(NOT_AN_IMAGE)]
     classes = {}
     for d in dirs:
         found, nested, unusable = _entries(d)
@@ -174,9 +185,12 @@ def scan_folder(root: Path) -> FolderListing:
         raise DataError(f"image folder {root} does not exist or is not a folder.")
     split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if split_dirs:
+        # beside the split folders, sub-folders and images are unused data worth a warning;
+        # other files (a README, a metadata CSV) are not data
         skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")
                    for p in sorted(root.iterdir())
-                   if not is_ignored(p) and p.name not in SPLIT_NAMES]
+                   if not is_ignored(p) and p.name not in SPLIT_NAMES
+                   and (p.is_dir() or not (unsupported_reason(p) or "").startswith(NOT_AN_IMAGE))]
         files = {}
         for s in split_dirs:
             by_class, unusable = _read_level(root / s)

@@ -23,6 +23,7 @@ from medsyn.utils import progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 READABLE_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+NOT_AN_IMAGE = "not an image file"
 # operating-system droppings that are not data and not worth a warning
 IGNORED_FILES = {"thumbs.db", "desktop.ini"}
 # formats people put next to their images that medsyn does not read, and what to do instead
@@ -49,7 +50,7 @@ def unsupported_reason(path: Path) -> str | None:
             return reason
     if path.suffix.lower() in READABLE_EXTENSIONS or looks_like_dicom(path):
         return None
-    return (f"not an image file (extension {path.suffix or 'none'!r}; medsyn reads "
+    return (f"{NOT_AN_IMAGE} (extension {path.suffix or 'none'!r}; medsyn reads "
             f"{', '.join(READABLE_EXTENSIONS)} and DICOM files without extension)")
 
 
