@@ -103,7 +103,9 @@ def _evaluate_checkpoints(paths, opts, extractor):
         size = opts["image_size"] or dmeta.get("image_size") or gen.image_size
         size = int(size[0] if isinstance(size, (list, tuple)) else size)
         root = _checkpoint_root(opts["data_root"], dmeta.get("root"))
-        bits = opts["bit_depth"]
+        # the intensity rule the generator was trained with, unless --bit-depth says otherwise
+        bits = opts["bit_depth"] if opts["bit_depth"] != "auto" else \
+            (meta.get("config") or {}).get("bit_depth") or "auto"
         train = load_dataset(name, train_split, image_size=size, root=root, bit_depth=bits)
         inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
         heldout = _maybe_dataset(name, "test", size, root, "held-out split", bits)
