@@ -150,11 +150,11 @@ def load_folder(path: Path, class_names: list[str], image_size: int | None = Non
                 bit_depth=None) -> FakeSet:
     """Every image of a folder (:mod:`medsyn.data.folder`: flat -> unlabelled; class or split
     folders -> labelled by the class folders' names, which must be the reference's classes)."""
-    from medsyn.data.folder import ALL_SPLIT, load_image_folder
+    from medsyn.data.folder import ALL_SPLIT, UNLABELLED, load_image_folder
 
     ds = load_image_folder(path, ALL_SPLIT, image_size, name=f"folder:{path}", use_cache=False,
                            bit_depth=bit_depth)
-    labelled = ds.source["layout"] != "flat"
+    labelled = ds.class_names != [UNLABELLED]
     labels = None
     if labelled:
         unknown = [c for c in ds.class_names if c not in class_names]
