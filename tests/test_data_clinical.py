@@ -177,6 +177,26 @@ def test_dicom_refusals_name_the_file_and_the_fix(tmp_path):
     assert "pip install pylibjpeg pylibjpeg-openjpeg" in _codec_hint(j2k)
 
 
+def test_compressed_dicom_without_its_plugin_names_what_to_install(tmp_path, monkeypatch):
+    from pydicom.uid import JPEG2000Lossless
+
+    from medsyn.data.dicom import read_dicom
+
+    path = tmp_path / "j2k.dcm"
+    _dicom(path, _rng_values(12, 0, 4096), syntax=JPEG2000Lossless,
+           raw_bytes=encapsulate([b"\0" * 16]))
+
+    def missing(self):          # what pydicom raises when no plugin's package is installed
+        raise RuntimeError("Unable to decompress 'JPEG 2000 Image Compression (Lossless Only)' "
+                           "pixel data because all plugins are missing dependencies:\n\tgdcm")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(missing))
+    with pytest.raises(DataError, match=r"j2k.dcm: it is compressed \(JPEG 2000 .*1\.2\.840"
+                                        r"\.10008\.1\.2\.4\.90\) .*pip install pylibjpeg "
+                                        r"pylibjpeg-openjpeg"):
+        read_dicom(path)
+
+
 # ------------------------------------------------------------------ 12/16-bit PNG
 
 

@@ -103,7 +103,9 @@ def read_dicom(path: Path) -> DicomImage:
     try:
         stored = ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
-        if "plugin" in str(exc).lower() or "decod" in str(exc).lower():
+        # no decoder for the syntax, or every plugin for it lacks its package: say what to
+        # install; a plugin that is there but fails means damaged data
+        if isinstance(exc, NotImplementedError) or "missing dependencies" in str(exc):
             raise DataError(f"{path}: {_codec_hint(ds)}") from None
         raise DataError(f"{path}: pixel data cannot be decoded ({exc}).") from None
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
