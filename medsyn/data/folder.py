@@ -134,8 +134,9 @@ def _entries(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str
     """Candidate image files, sub-folders and unusable files directly in ``folder``."""
     files, dirs, skipped = [], [], []
     with os.scandir(folder) as listing:         # DirEntry.is_dir() needs no stat call
-        entries = sorted((Path(e.path), e.is_dir()) for e in listing)
-    for p, is_dir in entries:
+        entries = sorted((e.name, e.is_dir()) for e in listing)
+    for name, is_dir in entries:
+        p = folder / name
         if is_ignored(p):
             continue
         if is_dir:
@@ -262,8 +263,8 @@ def _dataset_depth_stats(listing: FolderListing, bit_depth) -> list[DepthStats |
     files = listing.all_files()
     stamp = hashlib.sha256()
     for p in files:
-        st = p.stat()
-        stamp.update(f"{p.relative_to(listing.root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        st = os.stat(p)
+        stamp.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     key = array_cache_key(kind="depth-stats", root=str(listing.root.resolve()),
                           files=stamp.hexdigest(), decoder=DECODER_VERSION)
     cached = load_cached_json("depth-stats", key)
@@ -288,7 +289,10 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     class_names = listing.class_names
     rule = choose_rule(_dataset_depth_stats(listing, option), option)
     digests = [file_digest(p) for p in files]
-    relpaths = [str(p.relative_to(root)) for p in files]
+    # the files were listed as root / ...; slicing is much faster than Path.relative_to, and
+    # root / "x" - "x" is the prefix even for root "." (where it is empty)
+    prefix = len(str(root / "x")) - 1
+    relpaths = [str(p)[prefix:] for p in files]
     files_digest = hashlib.sha256(
         "\n".join(f"{r}\t{d}" for r, d in zip(relpaths, digests, strict=True)).encode()
     ).hexdigest()
