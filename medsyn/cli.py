@@ -65,7 +65,7 @@ def data_list(data_root: Path | None = DataRootOption):
                       "/".join(status.get("splits", spec.splits)), spec.description)
     console.print(table)
     console.print("Searched: " + ", ".join(str(r) for r in data_roots(data_root))
-                  + ".  Any image-folder tree also loads as 'folder:<path>'.")
+                  + ".  Any folder of images also loads as <path> or 'folder:<path>'.")
 
 
 @data_app.command("info")

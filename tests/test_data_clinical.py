@@ -342,3 +342,14 @@ def test_cache_key_holds_the_intensity_rule(tmp_path):
     assert first.fingerprint != as16.fingerprint
     assert first.fingerprint == again.fingerprint
     assert again.source["intensity"] == first.source["intensity"]
+
+
+def test_single_file_decode_applies_the_rule_to_that_file(tmp_path):
+    from medsyn.data.imageio import decode_image
+
+    originals = _twelve_bit_copies(tmp_path / "p", n=1)
+    np.testing.assert_array_equal(decode_image(tmp_path / "p" / "0.png"), originals[0])
+    values = _rng_values(13, 0, 4096)
+    _dicom(tmp_path / "x.dcm", values)
+    np.testing.assert_array_equal(decode_image(tmp_path / "x.dcm"),
+                                  ((values * 510 + 4095) // 8190).astype(np.uint8))
