@@ -353,3 +353,23 @@ def test_single_file_decode_applies_the_rule_to_that_file(tmp_path):
     _dicom(tmp_path / "x.dcm", values)
     np.testing.assert_array_equal(decode_image(tmp_path / "x.dcm"),
                                   ((values * 510 + 4095) // 8190).astype(np.uint8))
+
+
+def test_metadata_beside_class_or_split_folders_is_not_data_but_stray_images_are_named(tmp_path):
+    root = tmp_path / "ds"
+    _png8(root / "train" / "a" / "0.png", 1)
+    _png8(root / "test" / "a" / "0.png", 2)
+    (root / "files.csv").write_text("path,patient\n")
+    _png8(root / "stray.png", 3)
+    (root / "extra").mkdir()
+    ds = load_dataset(str(root), split="all")
+    assert len(ds) == 2
+    assert {item["path"] for item in ds.source["skipped"]} == {str(root / "stray.png"),
+                                                               str(root / "extra")}
+    (root / "train" / "a" / "notes.txt").write_text("in a class folder: named")
+    flat = tmp_path / "classes"
+    _png8(flat / "a" / "0.png", 1)
+    (flat / "README.md").write_text("about this set")
+    assert "skipped" not in load_dataset(str(flat), split="all").source
+    assert str(root / "train" / "a" / "notes.txt") in {
+        item["path"] for item in load_dataset(str(root), split="all").source["skipped"]}

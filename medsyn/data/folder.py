@@ -150,6 +150,12 @@ def _entries(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str
     return files, dirs, skipped
 
 
+def _is_metadata(path: Path) -> bool:
+    """A file of no image or volume format beside class or split folders (a README, a CSV of
+    metadata): not data, so it is neither read nor reported as skipped."""
+    return path.is_file() and (unsupported_reason(path) or "").startswith(NOT_AN_IMAGE)
+
+
 def _read_level(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
     """``{class: files}`` of a folder holding class sub-folders, or ``{UNLABELLED: files}`` of
     one holding images directly."""
@@ -163,8 +169,7 @@ def _read_level(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, s
                 "sub-folders or all directly in the folder.")
         skipped += [(d, "folder inside a folder of images (not read)") for d in dirs]
         return {UNLABELLED: files}, skipped
-    # beside class folders, a file of no image format (a README, a metadata CSV) is not data
-    skipped = [(p, why) for p, why in skipped if not why.startswith(NOT_AN_IMAGE)]
+    skipped = [(p, why) for p, why in skipped if not _is_metadata(p)]
     classes = {}
     for d in dirs:
         found, nested, unusable = _entries(d)
@@ -186,12 +191,9 @@ def scan_folder(root: Path) -> FolderListing:
         raise DataError(f"image folder {root} does not exist or is not a folder.")
     split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if split_dirs:
-        # beside the split folders, sub-folders and images are unused data worth a warning;
-        # other files (a README, a metadata CSV) are not data
         skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")
                    for p in sorted(root.iterdir())
-                   if not is_ignored(p) and p.name not in SPLIT_NAMES
-                   and (p.is_dir() or not (unsupported_reason(p) or "").startswith(NOT_AN_IMAGE))]
+                   if p.name not in SPLIT_NAMES and not is_ignored(p) and not _is_metadata(p)]
         files = {}
         for s in split_dirs:
             by_class, unusable = _read_level(root / s)
