@@ -373,3 +373,18 @@ def test_metadata_beside_class_or_split_folders_is_not_data_but_stray_images_are
     assert "skipped" not in load_dataset(str(flat), split="all").source
     assert str(root / "train" / "a" / "notes.txt") in {
         item["path"] for item in load_dataset(str(root), split="all").source["skipped"]}
+
+
+def test_dicom_8_bit_rgb_is_used_as_is(tmp_path):
+    rgb = np.random.default_rng(14).integers(0, 256, (H, W, 3)).astype(np.uint8)
+    for name, pixels in (("colour.dcm", rgb), ("grey.dcm", np.repeat(rgb[..., :1], 3, 2))):
+        ds = _dicom(tmp_path / name, np.zeros((H, W)), bits_stored=8, photometric="RGB",
+                    raw_bytes=pixels.tobytes())
+        ds.SamplesPerPixel, ds.PlanarConfiguration, ds.BitsAllocated = 3, 0, 8
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+    from medsyn.data.imageio import decode_raw
+
+    colour, grey = decode_raw(tmp_path / "colour.dcm"), decode_raw(tmp_path / "grey.dcm")
+    np.testing.assert_array_equal(colour.pixels, rgb)
+    np.testing.assert_array_equal(grey.pixels, rgb[..., 0])
+    assert colour.window == "none (8-bit colour)"

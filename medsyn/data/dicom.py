@@ -70,9 +70,8 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def _codec_hint(ds) -> str:
-    uid = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    name = getattr(getattr(ds.file_meta, "TransferSyntaxUID", None), "name", uid) \
-        if hasattr(ds, "file_meta") else uid
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    uid, name = str(syntax or ""), getattr(syntax, "name", str(syntax or "unknown"))
     family = next((fam for prefix, fam in _PREFIX_FAMILY if uid.startswith(prefix)), None)
     if family is None:
         return (f"its transfer syntax {name} ({uid}) has no decoder installed; pydicom's "
@@ -92,9 +91,9 @@ def read_dicom(path: Path) -> DicomImage:
         ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_EXTENSIONS)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: cannot be read as DICOM ({exc}).") from None
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise DataError(f"{path}: DICOM file without pixel data (e.g. a report, DICOMDIR or "
-                        "structured report); it holds no image.")
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: DICOM file without (integer) pixel data (e.g. a report, a "
+                        "DICOMDIR, or float pixel data); it holds no image medsyn can read.")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise DataError(f"{path}: multi-frame DICOM ({frames} frames); medsyn reads 2-D "
@@ -124,7 +123,7 @@ def read_dicom(path: Path) -> DicomImage:
         raise DataError(f"{path}: expected one 2-D image, got pixel data of shape "
                         f"{stored.shape}.")
     values = apply_modality_lut(stored, ds)
-    display, lo, hi, window = _voi(values, ds, stored.dtype)
+    display, lo, hi, window = _voi(values, ds)
     unit = (np.asarray(display, dtype=np.float64) - lo) / (hi - lo)
     out = np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if photometric == "MONOCHROME1":
@@ -133,7 +132,7 @@ def read_dicom(path: Path) -> DicomImage:
     return DicomImage(out, window, bits_stored, photometric)
 
 
-def _voi(values: np.ndarray, ds, stored_dtype) -> tuple[np.ndarray, float, float, str]:
+def _voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float, str]:
     """VOI-transformed values, the transform's output range (lo maps to 0, hi to 255) and a
     description of what was applied."""
     from pydicom.multival import MultiValue

@@ -101,7 +101,8 @@ def decode_raw(path: str | os.PathLike) -> RawImage:
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS and looks_like_dicom(path):
         dcm = read_dicom(path)
-        return RawImage(dcm.pixels, dcm.bits_stored, dcm.bits_stored, dcm.window, "DICOM")
+        return RawImage(_gray_if_equal(dcm.pixels), dcm.bits_stored, dcm.bits_stored,
+                        dcm.window, "DICOM")
     try:
         with Image.open(path) as img:
             img.load()
@@ -127,9 +128,15 @@ def decode_raw(path: str | os.PathLike) -> RawImage:
             f"{path}: cannot be read as an image: the file is truncated, corrupt or not an "
             f"image ({exc})."
         ) from None
-    if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all():
-        arr = np.ascontiguousarray(arr[..., 0])
-    return RawImage(arr, 8, None, None, fmt)
+    return RawImage(_gray_if_equal(arr), 8, None, None, fmt)
+
+
+def _gray_if_equal(arr: np.ndarray) -> np.ndarray:
+    """``[H, W]`` for an RGB image whose three channels are identical, else ``arr``."""
+    if arr.ndim == 3 and (arr[..., 0] == arr[..., 1]).all() and \
+            (arr[..., 1] == arr[..., 2]).all():
+        return np.ascontiguousarray(arr[..., 0])
+    return arr
 
 
 def decode_image(path: str | os.PathLike, bit_depth=None) -> np.ndarray:
