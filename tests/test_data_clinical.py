@@ -388,3 +388,15 @@ def test_dicom_8_bit_rgb_is_used_as_is(tmp_path):
     np.testing.assert_array_equal(colour.pixels, rgb)
     np.testing.assert_array_equal(grey.pixels, rgb[..., 0])
     assert colour.window == "none (8-bit colour)"
+
+
+def test_12_bit_tiff_follows_the_same_rule(tmp_path):
+    originals = np.random.default_rng(15).integers(0, 256, (3, H, W))
+    originals[0, 0, 0] = 255
+    (tmp_path / "t").mkdir()
+    for i, img in enumerate(originals):
+        Image.fromarray(((img * 8190 + 255) // 510).astype(np.uint16)).save(
+            tmp_path / "t" / f"{i}.tif")
+    ds = load_dataset(str(tmp_path / "t"), split="all")
+    np.testing.assert_array_equal(ds.images[:, 0].numpy(), originals)
+    assert ds.source["intensity"]["bit_depths"] == {"TIFF 16-bit": 3}
