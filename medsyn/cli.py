@@ -65,32 +65,42 @@ def data_list(data_root: Path | None = DataRootOption):
                       "/".join(status.get("splits", spec.splits)), spec.description)
     console.print(table)
     console.print("Searched: " + ", ".join(str(r) for r in data_roots(data_root))
-                  + ".  Any image-folder tree also loads as 'folder:<path>'.")
+                  + ".  Any folder of images also loads as <path> or 'folder:<path>'.")
 
 
 @data_app.command("info")
 def data_info(
-    name: str = typer.Argument(..., help="Dataset name (see 'medsyn data list') or folder:<path>."),
+    name: str = typer.Argument(..., help="Dataset name (see 'medsyn data list'), or a folder of "
+                               "images (PATH or folder:PATH)."),
     split: list[str] | None = typer.Option(None, "--split", "-s",
                                               help="Split(s) to show (default: all)."),
     image_size: int | None = typer.Option(None, "--image-size",
                                              help="Resize to this square size first."),
     data_root: Path | None = DataRootOption,
+    bit_depth: str = typer.Option("auto", "--bit-depth", help="Intensity rule for images stored "
+                                  "with more than 8 bits: auto, 8..16 or minmax."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
-    """Counts per class and split, image size, channels, fingerprint, source files."""
+    """Counts per class and split, image size, channels, bit depths and DICOM windows found,
+    files not used, fingerprint, source files."""
     from medsyn.data import load_dataset
-    from medsyn.data.folder import available_splits
-    from medsyn.data.registry import FOLDER_PREFIX, _spec
+    from medsyn.data.folder import ALL_SPLIT, SPLIT_NAMES, scan_folder
+    from medsyn.data.registry import folder_path, locate
 
+    folder = folder_path(name)
     if split:
         splits = split
-    elif name.startswith(FOLDER_PREFIX):
-        splits = available_splits(Path(name[len(FOLDER_PREFIX):]).expanduser())
+    elif folder is not None or _is_folder_dataset(name):
+        listing = scan_folder(folder if folder is not None else locate(name, data_root)[0])
+        # a folder without split folders is one set: its automatic split is shown on request
+        splits = [s for s in listing.splits if s in SPLIT_NAMES] \
+            if listing.layout == "splits" else [ALL_SPLIT]
     else:
+        from medsyn.data.registry import _spec
+
         splits = list(_spec(name).splits)
-    infos = [load_dataset(name, s, image_size=image_size, root=data_root).describe()
-             for s in splits]
+    infos = [load_dataset(name, s, image_size=image_size, root=data_root,
+                          bit_depth=bit_depth).describe() for s in splits]
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
         return
@@ -119,6 +129,29 @@ def data_info(
         if "resized_to" in src:
             console.print(f"  resized to {src['resized_to']} px ({src['resize_filter']})",
                           highlight=False)
+        _print_intensity(src)
+
+
+def _is_folder_dataset(name: str) -> bool:
+    from medsyn.data.registry import known_datasets
+
+    return any(s.name == name and s.kind == "image-folder" for s in known_datasets())
+
+
+def _print_intensity(src: dict) -> None:
+    """Bit depths, the intensity rule, DICOM windows and unused files of a folder dataset."""
+    intensity = src.get("intensity") or {}
+    if intensity:
+        depths = ", ".join(f"{k}: {v}" for k, v in intensity.get("bit_depths", {}).items())
+        console.print(f"  bit depths: {depths}", highlight=False)
+        console.print(f"  intensity rule: {intensity.get('bit_depth_rule')}", highlight=False)
+        for window, count in intensity.get("windows", {}).items():
+            console.print(f"  DICOM window ({count} file(s)): {window}", highlight=False)
+    for item in src.get("skipped", []):
+        console.print(f"  [yellow]not used:[/] {item['path']}: {item['reason']}",
+                      highlight=False)
+    for message in src.get("warnings", []):
+        console.print(f"  [yellow]warning:[/] {message}", highlight=False)
 
 
 @data_app.command("fetch")

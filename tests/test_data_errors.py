@@ -80,30 +80,56 @@ def test_missing_mnist_names_paths_tried_and_fetch(isolated_data_root, tmp_path,
     assert "medsyn data fetch mnist (needs internet)" in msg
 
 
-def test_truncated_png_is_named(tmp_path):
+def _skipped(ds):
+    return {item["path"]: item["reason"] for item in ds.source.get("skipped", [])}
+
+
+def test_truncated_png_is_skipped_and_named(tmp_path, caplog):
     root = _folder(tmp_path / "imgs" / "train").parent
     bad = root / "train" / "a" / "3.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16), np.uint8)).save(bad)
     bad.write_bytes(bad.read_bytes()[:-60])   # header intact, pixel data cut short
-    with pytest.raises(DataError) as err:
-        load_dataset(f"folder:{root}", split="train")
-    assert str(bad) in str(err.value)
-    assert "truncated, corrupt or not an image" in str(err.value)
+    ds = load_dataset(f"folder:{root}", split="train")
+    assert len(ds) == 19 and ds.class_counts() == {"a": 9, "b": 10}
+    assert "truncated, corrupt or not an image" in _skipped(ds)[str(bad)]
+    assert any("1 file(s) not used" in w and "train/a/3.png" in w for w in ds.source["warnings"])
+    assert "train/a/3.png" in caplog.text
+    again = load_dataset(f"folder:{root}", split="train")       # from the array cache
+    assert again.source["skipped"] == ds.source["skipped"]
+    assert again.source["warnings"] == ds.source["warnings"]
 
 
-def test_non_image_file_with_image_extension(tmp_path):
+def test_non_image_file_with_image_extension_is_skipped(tmp_path):
     root = _folder(tmp_path / "imgs" / "train", per_class=3).parent
     bad = root / "train" / "b" / "notes.png"
     bad.write_text("this is not a picture")
-    with pytest.raises(DataError, match="notes.png: cannot be read as an image"):
-        load_dataset(f"folder:{root}", split="train")
+    ds = load_dataset(f"folder:{root}", split="train")
+    assert len(ds) == 6
+    assert "cannot be read as an image" in _skipped(ds)[str(bad)]
 
 
 def test_stray_non_image_file_is_named(tmp_path):
     root = _folder(tmp_path / "imgs" / "train", per_class=2).parent
     (root / "train" / "a" / "labels.csv").write_text("x,y\n")
-    with pytest.raises(DataError, match=r"labels.csv: not an image file"):
-        load_dataset(f"folder:{root}", split="train")
+    (root / "train" / "a" / "scan.nii.gz").write_bytes(b"\x1f\x8b")
+    (root / "train" / "a" / ".DS_Store").write_bytes(b"")            # ignored: not data
+    ds = load_dataset(f"folder:{root}", split="train")
+    assert len(ds) == 4
+    skipped = _skipped(ds)
+    assert "not an image file (extension '.csv'" in skipped[str(root / "train/a/labels.csv")]
+    assert "NIfTI volumes are not supported" in skipped[str(root / "train/a/scan.nii.gz")]
+    assert len(skipped) == 2
+    result = runner.invoke(app, ["data", "info", f"folder:{root}"])
+    assert result.exit_code == 0, result.output
+    assert "labels.csv" in result.output and "NIfTI" in result.output
+
+
+def test_only_unreadable_files_is_an_error(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.png").write_text("not a picture")
+    with pytest.raises(DataError, match=r"none of the 1 image files .* a.png"):
+        load_dataset(f"folder:{root}", split="all")
 
 
 def test_empty_class_folder(tmp_path):
@@ -244,8 +270,9 @@ def test_cli_truncated_file(tmp_path):
     bad = root / "train" / "a" / "0.png"
     bad.write_bytes(bad.read_bytes()[:30])
     result = runner.invoke(app, ["data", "info", f"folder:{root}"])
-    assert result.exit_code == 1
-    assert "0.png" in result.output and "truncated, corrupt" in result.output
+    assert result.exit_code == 0, result.output          # the other 3 images still load
+    assert "not used:" in result.output and "0.png" in result.output
+    assert "truncated, corrupt" in result.output
 
 
 def test_cli_info_and_list_on_real_data(data_root):

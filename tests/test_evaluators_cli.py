@@ -95,8 +95,11 @@ def test_checkpoint_glob_writes_one_result_per_epoch(checkpoints, cxr3):
     run, make = checkpoints
     make("epoch001.pt", mode="copy", epoch=1)
     make("epoch002.pt", mode="val", epoch=2)
+    # --n-memorization: the floor and memorization use every training image, while --n-real
+    # alone would bound them to 60 too
     result, text = _invoke("--checkpoint", run / "epoch*.pt", "--extractor", "pixels",
-                           "--n-real", 60, "--bootstrap", 5, "--seed", 1)
+                           "--n-real", 60, "--n-memorization", len(cxr3["train"]),
+                           "--bootstrap", 5, "--seed", 1)
     assert result.exit_code == 0, text
     assert "fid" in text and "memorization" in text
     fractions = {}

@@ -63,3 +63,21 @@ def store_cached_arrays(key: str, images: np.ndarray, labels: np.ndarray, meta: 
             json.dump({**meta, "shape": list(images.shape)}, f)
     except OSError as exc:
         log.warning("could not write array cache %s: %s", images_path.parent, exc)
+
+
+def load_cached_json(kind: str, key: str):
+    """A small cached JSON document (e.g. a dataset's intensity statistics), or None."""
+    path = cache_dir() / "arrays" / f"{key}.{kind}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store_cached_json(kind: str, key: str, value) -> None:
+    path = cache_dir() / "arrays" / f"{key}.{kind}.json"
+    try:
+        with atomic_write(path, "w") as f:
+            json.dump(value, f)
+    except OSError as exc:
+        log.warning("could not write cache %s: %s", path, exc)

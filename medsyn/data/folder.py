@@ -1,49 +1,234 @@
-"""Image-folder datasets: ``<root>/<split>/<class>/*`` or ``<root>/<class>/*``.
+"""Image-folder datasets: any folder of images (PNG/JPEG/TIFF/..., 12/16-bit, DICOM).
 
-Without split folders the files of each class are split deterministically (sorted paths,
-seed 0, stratified by class) into 70 % train, 10 % val and 20 % test.
+Three layouts (:func:`scan_folder`):
+
+- ``splits``: ``<root>/<split>/<class>/*`` (split = train / val / test), or ``<root>/<split>/*``
+  without classes;
+- ``classes``: ``<root>/<class>/*``;
+- ``flat``: ``<root>/*`` (one class, ``UNLABELLED``).
+
+Split ``"all"`` is every image of the folder. Without split folders, ``train`` / ``val`` /
+``test`` are the automatic split: the files of each class divided deterministically (sorted
+paths, seed 0) into 70 % train, 10 % val and 20 % test; ``ds.source["split"]`` says which.
+
+Files that cannot be used (other formats, unreadable files, folders nested too deep) are
+never dropped silently: they are listed in ``ds.source["skipped"]`` and in a warning
+(``ds.source["warnings"]``, also logged). Hidden files and Thumbs.db/desktop.ini are ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medsyn.data.cache import array_cache_key, load_cached_arrays, store_cached_arrays
+from medsyn.data.cache import (
+    array_cache_key,
+    load_cached_arrays,
+    load_cached_json,
+    store_cached_arrays,
+    store_cached_json,
+)
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
-from medsyn.data.imageio import IMAGE_EXTENSIONS, decode_many, is_ignored, stack_images
+from medsyn.data.imageio import (
+    NOT_AN_IMAGE,
+    decode_many,
+    is_ignored,
+    stack_images,
+    unsupported_reason,
+)
+from medsyn.data.intensity import (
+    DepthStats,
+    choose_rule,
+    describe_intensity,
+    parse_bit_depth,
+    probe,
+)
 from medsyn.data.resize import RESIZE_FILTER
 from medsyn.errors import DataError
 from medsyn.utils import file_digest
 
+log = logging.getLogger(__name__)
+
 SPLIT_NAMES = ("train", "val", "test")
+ALL_SPLIT = "all"
 AUTO_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 AUTO_SPLIT_SEED = 0
+UNLABELLED = "unlabelled"
+# bump when decoding or the intensity rules change what pixels a file gives
+DECODER_VERSION = 2
+SKIPPED_SHOWN = 5
 
 
-def _subfolders(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not is_ignored(p))
+@dataclass
+class FolderListing:
+    """What a folder holds, before anything is decoded."""
 
+    root: Path
+    layout: str                                   # "splits" | "classes" | "flat"
+    class_names: list[str]
+    # split folder ("train"/"val"/"test"; None without split folders) -> class -> files
+    files: dict[str | None, dict[str, list[Path]]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
-def _class_files(class_dir: Path) -> list[Path]:
-    files = []
-    for p in sorted(class_dir.iterdir()):
-        if is_ignored(p) or p.is_dir():
-            continue
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+    @property
+    def splits(self) -> list[str]:
+        """Splits that can be asked for: the split folders, or the automatic ones; and all."""
+        names = [s for s in self.files if s is not None] or list(SPLIT_NAMES)
+        return names + [ALL_SPLIT]
+
+    def all_files(self) -> list[Path]:
+        return [p for by_class in self.files.values() for f in by_class.values() for p in f]
+
+    def select(self, split: str) -> tuple[list[Path], list[int], str]:
+        """Files and labels of ``split`` and how they were chosen."""
+        if split not in self.splits:
+            raise DataError(f"image folder {self.root} has no split {split!r}; its splits are "
+                            f"{self.splits}.")
+        if split == ALL_SPLIT:
+            chosen = [(s, self.files[s]) for s in self.files]
+            how = "all images of the folder"
+        elif self.layout == "splits":
+            chosen = [(split, self.files[split])]
+            how = "split folders"
+        else:
+            chosen = None
+            how = (f"automatic stratified 70/10/20 split, seed {AUTO_SPLIT_SEED} (the folder "
+                   "has no split folders)")
+        files, labels = [], []
+        if chosen is not None:
+            for _, by_class in chosen:
+                for label, name in enumerate(self.class_names):
+                    found = by_class.get(name, [])
+                    files += found
+                    labels += [label] * len(found)
+        else:
+            by_class = self.files[None]
+            for label, name in enumerate(self.class_names):
+                found = by_class[name]
+                idx = _auto_split_indices(len(found), split, seed=AUTO_SPLIT_SEED + label)
+                files += [found[i] for i in idx]
+                labels += [label] * len(idx)
+        if not files:
+            if chosen is None:
+                raise DataError(
+                    f"image folder {self.root} has too few images for an automatic {split} "
+                    f"split (the 70/10/20 split per class gives {split} no images). Add "
+                    f"images, or lay the folder out as {self.root}/<split>/<class>/<image> to "
+                    "choose the splits yourself.")
+            others = [s for s in self.files if s != split and self.files[s]]
             raise DataError(
-                f"{p}: not an image file (extension {p.suffix or 'none'!r}). A class folder may "
-                f"hold only images ({', '.join(IMAGE_EXTENSIONS)}); move this file elsewhere."
-            )
-        files.append(p)
-    if not files:
+                f"no class folders / no images in {self.root / split}: the split folder is "
+                f"empty (expected {self.root / split}/<class>/<image>, classes "
+                f"{self.class_names} as in the other splits). Put the {split} images there, "
+                "or choose another split" + (f" ({', '.join(others)})." if others else "."))
+        return files, labels, how
+
+
+def _entries(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Candidate image files, sub-folders and unusable files directly in ``folder``."""
+    files, dirs, skipped = [], [], []
+    with os.scandir(folder) as listing:         # DirEntry.is_dir() needs no stat call
+        entries = sorted((e.name, e.is_dir()) for e in listing)
+    for name, is_dir in entries:
+        p = folder / name
+        if is_ignored(p):
+            continue
+        if is_dir:
+            dirs.append(p)
+            continue
+        reason = unsupported_reason(p)
+        if reason is None:
+            files.append(p)
+        else:
+            skipped.append((p, reason))
+    return files, dirs, skipped
+
+
+def _is_metadata(path: Path) -> bool:
+    """A file of no image or volume format beside class or split folders (a README, a CSV of
+    metadata): not data, so it is neither read nor reported as skipped."""
+    return path.is_file() and (unsupported_reason(path) or "").startswith(NOT_AN_IMAGE)
+
+
+def _read_level(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
+    """``{class: files}`` of a folder holding class sub-folders, or ``{UNLABELLED: files}`` of
+    one holding images directly."""
+    files, dirs, skipped = _entries(folder)
+    if files:
+        with_images = [d for d in dirs if _entries(d)[0]]
+        if with_images:
+            raise DataError(
+                f"{folder} holds images both directly ({len(files)}) and in sub-folders "
+                f"({', '.join(d.name for d in with_images[:3])}); put all images in class "
+                "sub-folders or all directly in the folder.")
+        skipped += [(d, "folder inside a folder of images (not read)") for d in dirs]
+        return {UNLABELLED: files}, skipped
+    skipped = [(p, why) for p, why in skipped if not _is_metadata(p)]
+    classes = {}
+    for d in dirs:
+        found, nested, unusable = _entries(d)
+        skipped += unusable + [(n, "folder inside a class folder (not read; medsyn reads the "
+                                   "images directly in each class folder)") for n in nested]
+        if not found:
+            raise DataError(
+                f"class folder {d} contains no images"
+                + (f" it can read ({len(unusable)} other file(s), e.g. {unusable[0][0].name}: "
+                   f"{unusable[0][1]})" if unusable else "")
+                + ". Add images or remove the folder.")
+        classes[d.name] = found
+    return classes, skipped
+
+
+def scan_folder(root: Path) -> FolderListing:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist or is not a folder.")
+    split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
+    if split_dirs:
+        skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")
+                   for p in sorted(root.iterdir())
+                   if p.name not in SPLIT_NAMES and not is_ignored(p) and not _is_metadata(p)]
+        files = {}
+        for s in split_dirs:
+            by_class, unusable = _read_level(root / s)
+            files[s] = by_class
+            skipped += unusable
+        kinds = {UNLABELLED in by_class for by_class in files.values() if by_class}
+        if len(kinds) > 1:
+            raise DataError(f"{root}: some split folders hold class sub-folders and others "
+                            "hold images directly; use the same layout in every split.")
+        class_names = sorted({c for by_class in files.values() for c in by_class})
+        if not class_names:
+            raise DataError(f"{root} has split folders but no images in them "
+                            "(<split>/<class>/<image> or <split>/<image>).")
+        return FolderListing(root, "splits", class_names, files, skipped)
+    by_class, skipped = _read_level(root)
+    if not by_class:
         raise DataError(
-            f"class folder {class_dir} contains no images. Add images or remove the empty folder."
-        )
-    return files
+            f"image folder {root} contains no images it can read, neither directly nor in "
+            "class sub-folders (<root>/<image>, <root>/<class>/<image> or "
+            "<root>/<split>/<class>/<image>)"
+            + (f"; not readable: {_name_skipped(skipped, root)}" if skipped else "."))
+    layout = "flat" if UNLABELLED in by_class and len(by_class) == 1 and \
+        not (root / UNLABELLED).is_dir() else "classes"
+    return FolderListing(root, layout, sorted(by_class), {None: by_class}, skipped)
+
+
+def _name_skipped(skipped: list[tuple[Path, str]], root: Path) -> str:
+    def rel(p):
+        try:
+            return str(p.relative_to(root))
+        except ValueError:
+            return str(p)
+    shown = "; ".join(f"{rel(p)} ({why})" for p, why in skipped[:SKIPPED_SHOWN])
+    more = len(skipped) - SKIPPED_SHOWN
+    return shown + (f"; and {more} more (ds.source['skipped'] lists all)" if more > 0 else "")
 
 
 def has_split_layout(root: Path) -> bool:
@@ -51,64 +236,15 @@ def has_split_layout(root: Path) -> bool:
 
 
 def available_splits(root: Path) -> list[str]:
-    if has_split_layout(root):
-        return [s for s in SPLIT_NAMES if (root / s).is_dir()]
-    return list(SPLIT_NAMES)
+    """The splits of a folder: its split folders, or the automatic train/val/test; plus all."""
+    return scan_folder(root).splits
 
 
 def list_folder_split(root: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
     """Files, labels and class names of one split, without decoding anything."""
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist or is not a folder.")
-    if has_split_layout(root):
-        splits = available_splits(root)
-        if split not in splits:
-            raise DataError(
-                f"image folder {root} has no split {split!r}; its splits are {splits}."
-            )
-        class_names = sorted({c.name for s in splits for c in _subfolders(root / s)})
-        if not class_names:
-            raise DataError(f"{root / split} has no class sub-folders (<split>/<class>/*.png).")
-        files, labels = [], []
-        for label, name in enumerate(class_names):
-            class_dir = root / split / name
-            if not class_dir.is_dir():
-                continue
-            found = _class_files(class_dir)
-            files += found
-            labels += [label] * len(found)
-        if not files:
-            with_images = [s for s in splits if s != split and _subfolders(root / s)]
-            raise DataError(
-                f"no class folders / no images in {root / split}: the split folder is empty "
-                f"(expected {root / split}/<class>/<image>, classes {class_names} as in the "
-                f"other splits). Put the {split} images there, or choose another split"
-                + (f" ({', '.join(with_images)})." if with_images else ".")
-            )
-        return files, labels, class_names
-
-    if split not in SPLIT_NAMES:
-        raise DataError(f"unknown split {split!r} for {root}; use one of {list(SPLIT_NAMES)}.")
-    class_dirs = _subfolders(root)
-    if not class_dirs:
-        raise DataError(
-            f"image folder {root} has no class sub-folders. Expected <root>/<class>/<image> or "
-            "<root>/<split>/<class>/<image>."
-        )
-    class_names = [c.name for c in class_dirs]
-    files, labels = [], []
-    for label, class_dir in enumerate(class_dirs):
-        found = _class_files(class_dir)
-        chosen = _auto_split_indices(len(found), split, seed=AUTO_SPLIT_SEED + label)
-        files += [found[i] for i in chosen]
-        labels += [label] * len(chosen)
-    if not files:
-        raise DataError(
-            f"image folder {root} has too few images for an automatic {split} split (the "
-            f"70/10/20 split per class gives {split} no images). Add images, or lay the folder "
-            f"out as {root}/<split>/<class>/<image> to choose the splits yourself."
-        )
-    return files, labels, class_names
+    listing = scan_folder(root)
+    files, labels, _ = listing.select(split)
+    return files, labels, listing.class_names
 
 
 def _auto_split_indices(n: int, split: str, seed: int) -> list[int]:
@@ -123,41 +259,96 @@ def _auto_split_indices(n: int, split: str, seed: int) -> list[int]:
     return sorted(order[lo:hi].tolist())
 
 
+def _dataset_depth_stats(listing: FolderListing, bit_depth) -> list[DepthStats | None]:
+    """Bit-depth statistics of every file of the folder, so that all its splits share one
+    intensity rule. Cached under the files' names, sizes and modification times."""
+    files = listing.all_files()
+    stamp = hashlib.sha256()
+    for p in files:
+        st = os.stat(p)
+        stamp.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    key = array_cache_key(kind="depth-stats", root=str(listing.root.resolve()),
+                          files=stamp.hexdigest(), decoder=DECODER_VERSION)
+    cached = load_cached_json("depth-stats", key)
+    if cached is not None:
+        return [DepthStats(**s) for s in cached]
+    stats = [s for s in (probe(p) for p in files) if s is not None]
+    store_cached_json("depth-stats", key, [s.__dict__ for s in stats])
+    return stats
+
+
 def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
-                      use_cache: bool = True) -> ImageDataset:
+                      use_cache: bool = True, bit_depth=None) -> ImageDataset:
+    """One split of an image folder as uint8 tensors (``split="all"``: every image).
+
+    ``bit_depth``: the intensity rule for files stored with more than 8 bits
+    (:mod:`medsyn.data.intensity`): ``"auto"``/None, 8..16, or ``"minmax"``.
+    """
     root = Path(root)
-    files, labels, class_names = list_folder_split(root, split)
+    option = parse_bit_depth(bit_depth)
+    listing = scan_folder(root)
+    files, labels, how = listing.select(split)
+    class_names = listing.class_names
+    rule = choose_rule(_dataset_depth_stats(listing, option), option)
     digests = [file_digest(p) for p in files]
-    relpaths = [str(p.relative_to(root)) for p in files]
+    # the files were listed as root / ...; slicing is much faster than Path.relative_to, and
+    # root / "x" - "x" is the prefix even for root "." (where it is empty)
+    prefix = len(str(root / "x")) - 1
+    relpaths = [str(p)[prefix:] for p in files]
     files_digest = hashlib.sha256(
         "\n".join(f"{r}\t{d}" for r, d in zip(relpaths, digests, strict=True)).encode()
     ).hexdigest()
-    source = {
-        "kind": "image-folder",
-        "root": str(root.resolve()),
-        "split_layout": "folders" if has_split_layout(root) else
-        f"automatic stratified 70/10/20, seed {AUTO_SPLIT_SEED}",
-        "n_files": len(files),
-        "files_sha256": files_digest,
-        "checksum_rule": "sha256 over sorted lines '<relative path>\\t<sha256 of file>'",
-    }
-    if image_size is not None:
-        source["resized_to"] = image_size
-        source["resize_filter"] = RESIZE_FILTER
-
     key = array_cache_key(kind="image-folder", files=files_digest, split=split,
-                          image_size=image_size, class_names=class_names)
+                          image_size=image_size, class_names=class_names,
+                          intensity=rule.key(), decoder=DECODER_VERSION)
     cached = load_cached_arrays(key) if use_cache else None
     if cached is not None:
         images, label_arr, meta = cached
-        fingerprint = meta.get("fingerprint")
+        fingerprint, intensity = meta.get("fingerprint"), meta.get("intensity")
+        unreadable = [(root / p, why) for p, why in meta.get("unreadable", [])]
     else:
-        arrays = decode_many(files, desc=f"{name}/{split}")
-        images = stack_images(arrays, files, image_size)
-        label_arr = np.asarray(labels, dtype=np.int64)
+        raws, unreadable = decode_many(files, desc=f"{name}/{split}")
+        keep = [i for i, raw in enumerate(raws) if raw is not None]
+        if not keep:
+            raise DataError(f"none of the {len(files)} image files of {root} ({split}) could "
+                            f"be read: {_name_skipped(unreadable, root)}")
+        raws = [raws[i] for i in keep]
+        kept_files = [files[i] for i in keep]
+        images = stack_images([rule.to_uint8(r) for r in raws], kept_files, image_size)
+        label_arr = np.asarray([labels[i] for i in keep], dtype=np.int64)
         fingerprint = fingerprint_arrays(images, label_arr)
+        intensity = describe_intensity(raws, [relpaths[i] for i in keep], rule)
         if use_cache:
-            store_cached_arrays(key, images, label_arr, {"fingerprint": fingerprint})
+            store_cached_arrays(key, images, label_arr, {
+                "fingerprint": fingerprint, "intensity": intensity,
+                "unreadable": [[str(p.relative_to(root)), why] for p, why in unreadable]})
+    skipped = listing.skipped + unreadable
+    warnings = list(rule.warnings)
+    if skipped:
+        warnings.append(f"{root}: {len(skipped)} file(s) not used: {_name_skipped(skipped, root)}")
+    if listing.layout != "splits" and split != ALL_SPLIT:
+        warnings.append(f"{root} has no split folders: {name}/{split} is the automatic 70/10/20 "
+                        f"split's {split} part ({len(label_arr)} of "
+                        f"{len(listing.all_files())} images).")
+    for message in warnings:
+        log.warning(message)
+    source = {
+        "kind": "image-folder",
+        "root": str(root.resolve()),
+        "layout": listing.layout,
+        "split_layout": how,
+        "n_files": int(len(label_arr)),
+        "files_sha256": files_digest,
+        "checksum_rule": "sha256 over sorted lines '<relative path>\\t<sha256 of file>'",
+        "intensity": intensity,
+    }
+    if skipped:
+        source["skipped"] = [{"path": str(p), "reason": why} for p, why in skipped]
+    if warnings:
+        source["warnings"] = warnings
+    if image_size is not None:
+        source["resized_to"] = image_size
+        source["resize_filter"] = RESIZE_FILTER
     return ImageDataset(
         name=name,
         split=split,
@@ -167,3 +358,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         source=source,
         _fingerprint=fingerprint,
     )
+
+
+__all__ = ["FolderListing", "scan_folder", "load_image_folder", "list_folder_split",
+           "available_splits", "has_split_layout", "SPLIT_NAMES", "ALL_SPLIT", "UNLABELLED"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsyn.data.dataset import ImageDataset
-from medsyn.data.folder import available_splits, load_image_folder
+from medsyn.data.folder import SPLIT_NAMES, available_splits, load_image_folder
 from medsyn.data.npz import (
     MEDMNIST_SIZES,
     MNIST_SPLITS,
@@ -135,20 +135,38 @@ def _check_image_size(image_size) -> int | None:
     return image_size
 
 
-def load_dataset(name: str, split: str = "train", image_size: int | None = None,
-                 root: str | os.PathLike | None = None) -> ImageDataset:
+def folder_path(name: str) -> Path | None:
+    """The folder a dataset name stands for: ``folder:<path>``, or a path to an existing folder
+    that is not a known dataset name (known names win: write ``./cxr3`` for a folder of that
+    name). None for a named dataset."""
+    if name.startswith(FOLDER_PREFIX):
+        return Path(name[len(FOLDER_PREFIX):]).expanduser()
+    if name in {s.name for s in known_datasets()}:
+        return None
+    path = Path(name).expanduser()
+    looks_like_a_path = "/" in name or os.sep in name or name.startswith((".", "~"))
+    return path if path.is_dir() or looks_like_a_path else None
+
+
+def load_dataset(name: str, split: str | None = None, image_size: int | None = None,
+                 root: str | os.PathLike | None = None, bit_depth=None) -> ImageDataset:
     """Load one split of a dataset as uint8 tensors.
 
     ``name``: ``cxr3``, ``mnist``, a 2D MedMNIST flag (``pneumoniamnist``, ``breastmnist``, ...)
-    or ``folder:<path>``. ``image_size`` resizes to a square of that many pixels (bicubic,
-    antialiased); ``None`` keeps the stored size. ``root`` overrides ``MEDSYN_DATA_ROOT``.
+    or a folder of images (``folder:<path>``, or the path itself). ``split``: ``train`` by
+    default; for a folder also ``all`` (every image). ``image_size`` resizes to a square of that
+    many pixels (bicubic, antialiased); ``None`` keeps the stored size. ``root`` overrides
+    ``MEDSYN_DATA_ROOT``. ``bit_depth``: the intensity rule for files stored with more than 8
+    bits (``"auto"``/None, 8..16 or ``"minmax"``, see :mod:`medsyn.data.intensity`).
     """
     image_size = _check_image_size(image_size)
-    if name.startswith(FOLDER_PREFIX):
-        path = Path(name[len(FOLDER_PREFIX):]).expanduser()
+    split = split or "train"
+    path = folder_path(name)
+    if path is not None:
         if not path.is_dir():
             raise DataError(f"image folder {path} (from dataset name {name!r}) does not exist.")
-        return load_image_folder(path, split, image_size, name=name)
+        label = name if name.startswith(FOLDER_PREFIX) else f"{FOLDER_PREFIX}{name}"
+        return load_image_folder(path, split, image_size, name=label, bit_depth=bit_depth)
     spec = _spec(name)
     if spec.kind != "image-folder" and split not in spec.splits:
         raise DataError(f"{name} has no split {split!r}; its splits are {list(spec.splits)}.")
@@ -156,7 +174,7 @@ def load_dataset(name: str, split: str = "train", image_size: int | None = None,
     if spec.kind == "image-folder":
         if name == "cxr3":
             _check_cxr3_layout(path)
-        return load_image_folder(path, split, image_size, name=name)
+        return load_image_folder(path, split, image_size, name=name, bit_depth=bit_depth)
     if spec.kind == "mnist":
         return load_mnist(path, split, image_size)
     return load_medmnist(name, path, detail, split, image_size)
@@ -186,9 +204,9 @@ def dataset_status(name: str, root: str | os.PathLike | None = None) -> dict:
                     sizes.append(size)
         status["sizes"] = sorted(sizes)
     if _spec(name).kind == "image-folder":
-        status["splits"] = available_splits(path)
+        status["splits"] = [s for s in available_splits(path) if s in SPLIT_NAMES]
     return status
 
 
 __all__ = ["DatasetSpec", "known_datasets", "load_dataset", "locate", "dataset_status",
-           "MEDMNIST_SIZES"]
+           "folder_path", "MEDMNIST_SIZES"]

@@ -79,7 +79,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
              utility_ratio: float = 1.0, n_split: int | None = None, overwrite: bool = False,
-             figures_dir: str | os.PathLike | None = None) -> dict:
+             figures_dir: str | os.PathLike | None = None,
+             warnings: Sequence[str] = ()) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -98,6 +99,9 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ``n_split``: the real-vs-real floor and memorization use at most this many images of the
     train and held-out splits (a stratified subset, noted in the results' warnings); ``None``
     uses every image (the utility protocol always trains on the whole training split).
+    ``warnings``: more warnings to record (e.g. files of the fake folder that were skipped);
+    the warnings of the datasets' ``source`` (skipped files, automatic splits, intensity) are
+    recorded too.
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there, as
     one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
     replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
@@ -156,6 +160,10 @@ def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extrac
                       train=train, heldout=heldout, val=val, discriminator=discriminator,
                       out_dir=out_path, sampler=sampler, split_limit=n_split,
                       split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in specs))
+    for message in [*warnings, *(w for ds in (reference, train, heldout, val) if ds is not None
+                                 for w in (ds.source or {}).get("warnings", []))]:
+        if message not in ctx.warnings:
+            ctx.warnings.append(message)
     if needs_features:
         ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
     results_metrics: dict = {}

@@ -45,11 +45,11 @@ def _print_summary(results: dict, out_dir: Path | None):
         console.print(f"results: {out_dir / 'results.json'}", highlight=False)
 
 
-def _maybe_dataset(name, split, image_size, root, what):
+def _maybe_dataset(name, split, image_size, root, what, bit_depth=None):
     from medsyn.data import load_dataset
 
     try:
-        return load_dataset(name, split, image_size=image_size, root=root)
+        return load_dataset(name, split, image_size=image_size, root=root, bit_depth=bit_depth)
     except DataError as exc:
         # stderr, so that --json output stays parseable
         typer.echo(f"note: no {what} ({name}/{split}): {str(exc).splitlines()[0]}", err=True)
@@ -103,10 +103,13 @@ def _evaluate_checkpoints(paths, opts, extractor):
         size = opts["image_size"] or dmeta.get("image_size") or gen.image_size
         size = int(size[0] if isinstance(size, (list, tuple)) else size)
         root = _checkpoint_root(opts["data_root"], dmeta.get("root"))
-        train = load_dataset(name, train_split, image_size=size, root=root)
+        # the intensity rule the generator was trained with, unless --bit-depth says otherwise
+        bits = opts["bit_depth"] if opts["bit_depth"] != "auto" else \
+            (meta.get("config") or {}).get("bit_depth") or "auto"
+        train = load_dataset(name, train_split, image_size=size, root=root, bit_depth=bits)
         inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
-        heldout = _maybe_dataset(name, "test", size, root, "held-out split")
-        val = _maybe_dataset(name, "val", size, root, "validation split") \
+        heldout = _maybe_dataset(name, "test", size, root, "held-out split", bits)
+        val = _maybe_dataset(name, "val", size, root, "validation split", bits) \
             if opts["needs_val"] else None
         if opts["reference"] in (None, "train"):
             reference = train
@@ -198,9 +201,9 @@ def _evaluate_fake(fake, real, opts, extractor):
     from medsyn.evaluators.api import evaluate
 
     name, split = inputs.parse_real(real)
-    root = opts["data_root"]
-    probe = load_dataset(name, split, image_size=opts["image_size"], root=root)
-    fakes = inputs.load_fake(fake, probe.class_names, opts["image_size"])
+    root, bits = opts["data_root"], opts["bit_depth"]
+    probe = load_dataset(name, split, image_size=opts["image_size"], root=root, bit_depth=bits)
+    fakes = inputs.load_fake(fake, probe.class_names, opts["image_size"], bits)
     size = opts["image_size"]
     resize_note = None
     if size is None and tuple(fakes.images.shape[2:]) != tuple(probe.image_size):
@@ -210,17 +213,19 @@ def _evaluate_fake(fake, real, opts, extractor):
             resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to the "
                            f"fakes' {size}px (bicubic, antialiased)")
     reference = probe if size is None or size == probe.image_size[0] else \
-        load_dataset(name, split, image_size=size, root=root)
+        load_dataset(name, split, image_size=size, root=root, bit_depth=bits)
     fakes = inputs.match_reference(fakes, reference)
     fakes = inputs.subsample(fakes, opts["n_samples"], opts["seed"])
     reference = inputs.stratified_subset(reference, opts["n_real"], opts["seed"])
+    # the floor and memorization need a training and a held-out split: for a folder without
+    # split folders these are its automatic 70/10/20 split (their warnings say so)
     train = reference if split == "train" and opts["n_real"] is None else \
-        _maybe_dataset(name, "train", size, root, "training split")
+        _maybe_dataset(name, "train", size, root, "training split", bits)
     heldout = reference if split == "test" and opts["n_real"] is None else \
-        _maybe_dataset(name, "test", size, root, "held-out split")
+        _maybe_dataset(name, "test", size, root, "held-out split", bits)
     if train is not None and heldout is not None and train.fingerprint == heldout.fingerprint:
         heldout = None
-    val = _maybe_dataset(name, "val", size, root, "validation split") \
+    val = _maybe_dataset(name, "val", size, root, "validation split", bits) \
         if opts["needs_val"] else None
     out_dir = _fake_out_dir(fake, opts["out"])
     if resize_note is None and size is not None and size != probe.image_size[0]:
@@ -233,7 +238,8 @@ def _evaluate_fake(fake, real, opts, extractor):
                         "which is not available here.")
     results = evaluate(fakes.images, fakes.labels, reference=reference, train=train,
                        heldout=heldout, val=val, out_dir=out_dir, provenance=prov,
-                       **opts["eval"], extractor=extractor.get(train, val))
+                       **opts["eval"], extractor=extractor.get(train, val),
+                       warnings=fakes.source.get("warnings", ()))
     return [(results, out_dir)]
 
 
@@ -242,10 +248,12 @@ def evaluate_command(
         None, "--checkpoint", "-c", help="Generator checkpoint (.pt), or a quoted glob such as "
         "'runs/x/epoch*.pt' for one result per checkpoint."),
     fake: Path | None = typer.Option(
-        None, "--fake", help="Synthetic images: a folder (optionally one sub-folder per class, "
-        "named like the dataset's classes) or an .npz (images [+ labels])."),
+        None, "--fake", help="Synthetic images: a folder (PNG/JPEG/TIFF, 12/16-bit, DICOM; "
+        "optionally one sub-folder per class, named like the dataset's classes) or an .npz "
+        "(images [+ labels])."),
     real: str | None = typer.Option(
-        None, "--real", help="Reference for --fake: DATASET[:SPLIT], e.g. cxr3:train."),
+        None, "--real", help="Reference for --fake: DATASET[:SPLIT] (e.g. cxr3:train), or a "
+        "folder of images (PATH or folder:PATH; every image it holds unless PATH:SPLIT)."),
     metrics: str | None = typer.Option(
         None, "--metrics", "-m", help="Comma-separated metric families (default: all; see "
         "--list)."),
@@ -284,6 +292,10 @@ def evaluate_command(
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder holding the datasets (default: $MEDSYN_DATA_ROOT).",
         file_okay=False),
+    bit_depth: str = typer.Option(
+        "auto", "--bit-depth", help="Intensity rule for images stored with more than 8 bits, one "
+        "for the whole dataset: auto (declared sBIT, else the smallest of 8/10/12/14/16 bits "
+        "holding the largest value), 8..16, or minmax (global min/max)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
                                   "real-set features and trained real-data classifiers."),
     utility_recipe: str = typer.Option(
@@ -338,6 +350,12 @@ def evaluate_command(
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
+    from medsyn.data.intensity import BIT_DEPTH_HELP, parse_bit_depth
+
+    try:
+        bit_depth = parse_bit_depth(bit_depth)
+    except DataError:
+        raise ConfigError(f"--bit-depth must be {BIT_DEPTH_HELP}, got {bit_depth!r}.") from None
 
     from medsyn.evaluators import inputs
     from medsyn.evaluators.classifier import get_recipe
@@ -378,7 +396,7 @@ def evaluate_command(
     ext.preload()
     opts = {"device_obj": dev, "image_size": image_size, "data_root": data_root,
             "reference": reference, "n_real": n_real, "n_samples": n_samples, "seed": seed,
-            "batch_size": batch_size, "out": out,
+            "batch_size": batch_size, "out": out, "bit_depth": bit_depth,
             "needs_val": extractor == "classifier" or any(s.name == "utility" for s in specs),
             "eval": {"metrics": metrics, "n_bootstrap": bootstrap, "seed": seed,
                      "device": dev, "batch_size": batch_size,

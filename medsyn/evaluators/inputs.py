@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsyn.data.imageio import IMAGE_EXTENSIONS, decode_many, is_ignored
 from medsyn.data.resize import RESIZE_FILTER, resize_uint8
 from medsyn.errors import CheckpointError, DataError
 
@@ -31,13 +30,24 @@ class FakeSet:
 
 
 def parse_real(spec: str, default_split: str = "train") -> tuple[str, str]:
-    """``DATASET[:SPLIT]`` -> (dataset, split). ``folder:/path`` keeps its own colon."""
-    if spec.startswith("folder:"):
-        body = spec[len("folder:"):]
-        if ":" in body and body.rsplit(":", 1)[1] in ("train", "val", "test"):
-            path, split = body.rsplit(":", 1)
-            return f"folder:{path}", split
-        return spec, default_split
+    """``DATASET[:SPLIT]`` -> (dataset, split).
+
+    A folder of images (``folder:PATH`` or a path to a folder) is returned as ``folder:PATH``
+    and its default split is ``all``: every image it holds, whatever its layout; a split is
+    used only when asked for (``PATH:test``).
+    """
+    from medsyn.data.folder import ALL_SPLIT, SPLIT_NAMES
+    from medsyn.data.registry import FOLDER_PREFIX, folder_path
+
+    body, split = spec, None
+    if ":" in spec and spec.rsplit(":", 1)[1] in (*SPLIT_NAMES, ALL_SPLIT):
+        body, split = spec.rsplit(":", 1)
+    path = folder_path(body) if body else None
+    if path is not None:
+        name = body if body.startswith(FOLDER_PREFIX) else f"{FOLDER_PREFIX}{body}"
+        return name, split or ALL_SPLIT
+    if split is not None:
+        return body, split
     if ":" in spec:
         name, split = spec.split(":", 1)
         if not name or not split:
@@ -136,71 +146,38 @@ def load_npz(path: Path, class_names: list[str]) -> FakeSet:
                                     "labels_key": lkey})
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not is_ignored(p) and p.suffix.lower() in IMAGE_EXTENSIONS)
+def load_folder(path: Path, class_names: list[str], image_size: int | None = None,
+                bit_depth=None) -> FakeSet:
+    """Every image of a folder (:mod:`medsyn.data.folder`: flat -> unlabelled; class or split
+    folders -> labelled by the class folders' names, which must be the reference's classes)."""
+    from medsyn.data.folder import ALL_SPLIT, UNLABELLED, load_image_folder
 
-
-def _stack(arrays: list[np.ndarray], files: list[Path], image_size) -> np.ndarray:
-    """Stack decoded images; different sizes need ``image_size`` (resize) or are an error."""
-    colour = any(a.ndim == 3 for a in arrays)
-    sizes = {}
-    for a, f in zip(arrays, files, strict=True):
-        sizes.setdefault(a.shape[:2], f)
-    if len(sizes) > 1 and image_size is None:
-        ex = ", ".join(f"{f.name} is {h}x{w}" for (h, w), f in list(sizes.items())[:3])
-        raise DataError(f"the fake images have different sizes ({ex}); pass --image-size N to "
-                        "resize them all.")
-    chw = []
-    for a in arrays:
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        if colour and a.shape[0] == 1:
-            a = np.repeat(a, 3, 0)
-        t = torch.from_numpy(np.array(a, copy=True))[None]
-        if image_size is not None and tuple(t.shape[2:]) != (image_size, image_size):
-            t = resize_uint8(t, image_size)
-        chw.append(t)
-    return torch.cat(chw).numpy()
-
-
-def load_folder(path: Path, class_names: list[str], image_size: int | None = None) -> FakeSet:
-    """Images directly in ``path`` (unlabelled) or in ``path/<class name>/`` (labelled)."""
-    top = _image_files(path)
-    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not is_ignored(p))
-    labelled_dirs = [d for d in subdirs if _image_files(d)]
-    if top and labelled_dirs:
-        raise DataError(f"{path} holds images both directly and in sub-folders "
-                        f"({', '.join(d.name for d in labelled_dirs[:3])}); put all images in "
-                        "class sub-folders or all directly in the folder.")
-    if not top and not labelled_dirs:
-        raise DataError(f"{path} contains no images ({', '.join(IMAGE_EXTENSIONS)}), neither "
-                        "directly nor in class sub-folders.")
-    if top:
-        files, labels = top, None
-    else:
-        unknown = [d.name for d in labelled_dirs if d.name not in class_names]
+    ds = load_image_folder(path, ALL_SPLIT, image_size, name=f"folder:{path}", use_cache=False,
+                           bit_depth=bit_depth)
+    labelled = ds.class_names != [UNLABELLED]
+    labels = None
+    if labelled:
+        unknown = [c for c in ds.class_names if c not in class_names]
         if unknown:
             raise DataError(f"{path}: sub-folder(s) {unknown} are not classes of the reference "
                             f"dataset; its classes are {class_names}. Rename the folders.")
-        files, labels = [], []
-        for d in labelled_dirs:
-            found = _image_files(d)
-            files += found
-            labels += [class_names.index(d.name)] * len(found)
-        labels = np.asarray(labels, dtype=np.int64)
-    arrays = decode_many(files, desc=f"reading {path.name}")
-    images = torch.from_numpy(_stack(arrays, files, image_size))
-    return FakeSet(images, labels, {"kind": "folder", "path": str(path), "n_files": len(files),
-                                    "labelled": labels is not None})
+        to_reference = np.array([class_names.index(c) for c in ds.class_names], dtype=np.int64)
+        labels = to_reference[ds.labels.numpy()]
+    source = {"kind": "folder", "path": str(path), "n_files": len(ds), "labelled": labelled,
+              "layout": ds.source["layout"], "intensity": ds.source["intensity"]}
+    for extra in ("skipped", "warnings"):
+        if extra in ds.source:
+            source[extra] = ds.source[extra]
+    return FakeSet(ds.images, labels, source)
 
 
 def load_fake(path: str | os.PathLike, class_names: list[str],
-              image_size: int | None = None) -> FakeSet:
+              image_size: int | None = None, bit_depth=None) -> FakeSet:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"--fake {p}: no such file or folder.")
     if p.is_dir():
-        return load_folder(p, class_names, image_size)
+        return load_folder(p, class_names, image_size, bit_depth)
     if p.suffix.lower() == ".npz":
         return load_npz(p, class_names)
     raise DataError(f"--fake {p}: expected a folder of images or an .npz file.")

@@ -52,6 +52,7 @@ class TrainConfig:
     dataset: str = "cxr3"
     data_root: str | None = None
     split: str = "train"
+    bit_depth: str = "auto"
     image_size: int = 112
     epochs: int | None = None
     max_steps: int | None = None
@@ -93,7 +94,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "folder:<path> (see 'medsyn data list'). (default: cxr3)"),
     OptionSpec("data_root", str, "Folder holding the datasets. (default: $MEDSYN_DATA_ROOT, "
                "then the per-user cache)"),
-    OptionSpec("split", str, "Split to train on. (default: train)"),
+    OptionSpec("split", str, "Split to train on; a folder without split folders gives its "
+               "automatic 70 % part, 'all' every image. (default: train)"),
+    OptionSpec("bit_depth", str, "Intensity rule for images stored with more than 8 bits, one "
+               "for the whole dataset: auto, 8..16 or minmax (docs/clinical_inputs.md). "
+               "(default: auto)"),
     OptionSpec("image_size", int, "Image size in pixels (28, 32, 64, 112, 128, ...); the data "
                "are resized to it. (default: 112)", minimum=8),
     OptionSpec("epochs", int, "Epochs to train (in total, counting those before --resume). "

@@ -3,21 +3,23 @@
     from medsyn.generators.sr_apply import upscale_files
     written = upscale_files("runs/srgan-cxr3-x4/last.pt", ["a.png", "scans/"], "out/")
 
-Each input (PNG, JPEG, BMP, TIFF, WebP; a folder stands for the image files directly inside
-it) is decoded as the data layer decodes images (:func:`medsyn.data.imageio.decode_image`:
-RGB files whose channels are identical count as grayscale, 16-bit grayscale keeps its 8 most
-significant bits, alpha is dropped), upscaled by the checkpoint's generator and written as
-``OUT/<name>.png`` (lossless). A grayscale image given to an RGB model is repeated to three
-channels (as the data layer does in mixed folders); a colour image given to a grayscale model is
-an error, since converting it would change what the model sees. Every input is read and checked
-before anything is written; existing files are never replaced without ``overwrite``.
-``OUT/sr.json`` records the checkpoint (path, sha256, kind, scale, epoch) and every input ->
-output pair.
+Each input (PNG, JPEG, BMP, TIFF, WebP, DICOM; a folder stands for the image files directly
+inside it, other files there are named in a warning) is decoded as the data layer decodes images
+(:func:`medsyn.data.imageio.decode_image`: RGB files whose channels are identical count as
+grayscale, 12/16-bit grayscale goes through the bit-depth rule of :mod:`medsyn.data.intensity`
+for that file, DICOM through its window, alpha is dropped), upscaled by the checkpoint's
+generator and written as ``OUT/<name>.png`` (lossless). A grayscale image given to an RGB model
+is repeated to three channels (as the data layer does in mixed folders); a colour image given to
+a grayscale model is an error, since converting it would change what the model sees. Every input
+is read and checked before anything is written; existing files are never replaced without
+``overwrite``. ``OUT/sr.json`` records the checkpoint (path, sha256, kind, scale, epoch) and
+every input -> output pair.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,12 +28,13 @@ import numpy as np
 
 from medsyn.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
 MANIFEST = "sr.json"
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given; a folder stands for the image files directly inside it (sorted)."""
-    from medsyn.data.imageio import IMAGE_EXTENSIONS, is_ignored
+    from medsyn.data.imageio import READABLE_EXTENSIONS, is_ignored, unsupported_reason
 
     if not inputs:
         raise ConfigError("no input images given.")
@@ -39,11 +42,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not is_ignored(p)
-                           and p.suffix.lower() in IMAGE_EXTENSIONS)
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and not is_ignored(p))
+            found = [p for p in candidates if unsupported_reason(p) is None]
+            other = [p.name for p in candidates if p not in found]
+            if other:
+                log.warning("%s: %d file(s) not read (not images): %s", path, len(other),
+                            ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
             if not found:
                 raise DataError(f"{path} is a folder without image files "
-                                f"({', '.join(IMAGE_EXTENSIONS)}).")
+                                f"({', '.join(READABLE_EXTENSIONS)}).")
             files += found
         elif path.is_file():
             files.append(path)

@@ -136,7 +136,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
             _say(config, dist, note)
         prepare_run_dir(run_dir)
     ds = load_dataset(config.dataset, config.split, image_size=config.image_size,
-                      root=config.data_root)
+                      root=config.data_root, bit_depth=config.bit_depth)
     dataset = {"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint,
                "class_names": list(ds.class_names), "image_size": config.image_size,
                "channels": ds.channels, "normalisation": NORMALISATION,
