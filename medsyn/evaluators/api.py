@@ -141,18 +141,19 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         with staged_folder(out_dir, overwrite) as stage:
             results = _evaluate(fake_images, labels, reference, train, heldout, val, specs,
                                 extractor, needs_features, options, dev, stage, discriminator,
-                                sampler, started, n_bootstrap, seed, run, provenance, n_split)
+                                sampler, started, n_bootstrap, seed, run, provenance, n_split,
+                                warnings)
             write_results(results, stage)
         return results
     return _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
                      needs_features, options, dev,
                      Path(figures_dir) if figures_dir is not None else None, discriminator,
-                     sampler, started, n_bootstrap, seed, run, provenance, n_split)
+                     sampler, started, n_bootstrap, seed, run, provenance, n_split, warnings)
 
 
 def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
               needs_features, options, dev, out_path, discriminator, sampler, started,
-              n_bootstrap, seed, run, provenance, n_split) -> dict:
+              n_bootstrap, seed, run, provenance, n_split, warnings=()) -> dict:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
