@@ -27,9 +27,9 @@ def _print_summary(results: dict, out_dir: Path | None):
     run = results.get("run") or {}
     prov = results.get("provenance", {})
     ref = prov.get("reference") or {}
+    spaces = prov.get("spaces") or [str((prov.get("extractor") or {}).get("name"))]
     title = (f"{run.get('checkpoint') or (prov.get('fake') or {}).get('path') or 'fake images'}"
-             f" vs {ref.get('name')}/{ref.get('split')}  "
-             f"[{(prov.get('extractor') or {}).get('name')}]")
+             f" vs {ref.get('name')}/{ref.get('split')}  [{', '.join(spaces)}]")
     table = Table(title=title, title_justify="left")
     for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"),
                          ("n_real", "right"), ("n_fake", "right")):
