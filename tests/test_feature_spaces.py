@@ -285,3 +285,31 @@ def test_several_spaces_in_one_evaluation(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="named twice"):
         ev.evaluate(fake.images, None, reference=test, extractor=[
             ev.get_extractor("pixels"), ev.get_extractor("pixels")])
+
+
+class _WithLogits(ev.PixelExtractor):
+    """A pixel space that also returns classifier logits (stands in for Inception)."""
+
+    def __init__(self):
+        super().__init__(4, device="cpu")
+        self.name = "pixels-with-logits"
+        self.logits_unavailable = None
+
+    def extract(self, images):
+        out = super().extract(images)
+        out["logits"] = out["features"][:, :10] * 5
+        return out
+
+
+def test_is_runs_once_in_the_space_with_logits_and_ssl_joins_in(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    train, test, fake = _dataset(40, 0), _dataset(30, 1, "test"), _dataset(30, 2, "fake")
+    res = ev.evaluate(fake.images, fake.labels, reference=test, train=train,
+                      extractor={"wavelet": "wavelet", "logits": _WithLogits(), "ssl": "ssl"},
+                      ssl_recipe=TINY_SSL, metrics="fid,is", n_bootstrap=0, device="cpu")
+    m = res["metrics"]
+    assert m["is"]["value"] is not None and m["is"]["extractor"] == "pixels-with-logits"
+    assert all("is" not in blocks for blocks in m["spaces"].values())
+    assert m["fid"] == m["spaces"]["wavelet"]["fid"]
+    assert m["spaces"]["ssl"]["fid"]["extractor"] == "simclr-resnet18-blobs"
+    assert res["provenance"]["extractors"]["ssl"]["conventions"]["recipe"]["name"] == "tiny"
