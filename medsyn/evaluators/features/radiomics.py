@@ -11,7 +11,8 @@ with scikit-image and numpy, following the IBSI / pyradiomics definitions:
   grayscale image / 255;
 - GLCM (18): ``skimage.feature.graycomatrix`` of the image quantised to 32 levels (fixed bin
   width 8 of 0..255), symmetric and normalised, distances 1, 2, 4 and angles 0, 45, 90, 135
-  degrees; contrast, dissimilarity, homogeneity, ASM, correlation (``graycoprops``) and
+  degrees; contrast, dissimilarity, homogeneity, ASM, correlation (``graycoprops``'s
+  definitions, computed over the whole batch at once) and
   entropy, each averaged over the four angles (rotation-averaged, as pyradiomics does);
 - GLRLM (7): gray-level run lengths of the 32-level image along rows and columns: short- and
   long-run emphasis, normalised gray-level and run-length non-uniformity, run percentage,
