@@ -151,8 +151,9 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     # first one (the Inception Score then reports itself unavailable, with the reason)
     logits_space = next((n for n in names if spaces[n].has_logits), names[0] if names else None)
     main = contexts[names[0]] if names else context(None, out_path, specs)
-    for ctx in contexts.values():
-        ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
+    for name, ctx in contexts.items():
+        if per_space or (name == logits_space and any(s.needs_features for s in once)):
+            ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
     space_metrics: dict[str, dict] = {n: {} for n in names}
     blocks: dict[str, dict] = {}           # family name -> its blocks (first space / once)
     # The metric phase mixes torch and numpy/scipy linear algebra. With both thread pools live,
