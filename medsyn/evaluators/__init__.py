@@ -23,7 +23,7 @@ _EXPORTS = {
     "EvalContext": "metrics", "entry": "metrics", "unavailable": "metrics",
     "list_metrics": "metrics", "register_metric": "metrics",
     "SCHEMA_VERSION": "results", "add_metrics": "results", "load_results": "results",
-    "metric_rows": "results", "write_results": "results",
+    "metric_rows": "results", "metric_spaces": "results", "write_results": "results",
 }
 
 __all__ = sorted(_EXPORTS)

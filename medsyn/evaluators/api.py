@@ -13,8 +13,15 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from medsyn.errors import DataError
-from medsyn.evaluators.features import FeatureExtractor, check_images, get_extractor, resolve_device
+from medsyn.errors import ConfigError, DataError
+from medsyn.evaluators.features import (
+    FeatureExtractor,
+    check_images,
+    get_extractor,
+    is_fitted,
+    parse_extractor_names,
+    resolve_device,
+)
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import (
     SCHEMA_VERSION,
@@ -25,6 +32,9 @@ from medsyn.evaluators.results import (
 
 # families that read features of the training and held-out splits (ctx.features_of)
 SPLIT_FAMILIES = ("real_floor", "memorization")
+# families that read features but not as a distance between sets: computed in one space only
+# (the Inception Score needs Inception's classifier logits, whatever the other spaces are)
+ONE_SPACE_FAMILIES = ("is",)
 EMPTY_RUN = {"name": None, "checkpoint": None, "model_kind": None, "epoch": None, "step": None,
              "run_dir": None}
 
@@ -70,7 +80,8 @@ def _check_compatible(fake_images: torch.Tensor, reference) -> None:
 
 def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              train=None, heldout=None, val=None, metrics: Sequence[str] | str | None = None,
-             extractor: str | FeatureExtractor = "inception", extractor_options: dict | None = None,
+             extractor: str | FeatureExtractor | Sequence | dict = "inception",
+             extractor_options: dict | None = None, ssl_recipe=None,
              n_bootstrap: int = 50, seed: int = 0, device: str | None = None,
              batch_size: int = 64, out_dir: str | os.PathLike | None = None,
              discriminator: Callable | None = None, kid_subset_size: int = 1000,
@@ -96,6 +107,13 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     (a conditional generator), used by the utility protocol when the evaluated set is short.
     ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
     classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
+    ``extractor``: a registered name, a :class:`FeatureExtractor`, or several of them (a list,
+    ``"inception,ssl,radiomics,wavelet"`` or ``{space name: name or extractor}``; an
+    extractor object's space is named by its ``name``): every feature-based family runs in every
+    space; the first space's entries stay at ``metrics.<name>`` and each space's are also under
+    ``metrics.spaces.<space>.<name>`` (docs/architecture.md section 3). Families that need no
+    features (utility, discriminator) and the Inception Score run once.
+    ``ssl_recipe``: the ``ssl`` space's training recipe (medsyn.evaluators.ssl; default quick).
     ``n_split``: the real-vs-real floor and memorization use at most this many images of the
     train and held-out splits (a stratified subset, noted in the results' warnings); ``None``
     uses every image (the utility protocol always trains on the whole training split).
@@ -124,62 +142,86 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
     needs_features = any(spec.needs_features for spec in specs)
-    if not needs_features:
-        extractor = None      # e.g. --metrics utility: no Inception weights needed
-    elif isinstance(extractor, str):
-        ext_options = dict(extractor_options or {})
-        if extractor == "classifier":       # the in-domain network trains on these splits
-            ext_options.setdefault("train", train if train is not None else reference)
-            ext_options.setdefault("val", val)
-            ext_options.setdefault("recipe", utility_recipe)
-            ext_options.setdefault("use_cache", use_cache)
-        extractor = get_extractor(extractor, device=dev, **ext_options)
-    elif extractor is None:
-        raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
     if out_dir is not None:
         check_output_folder(out_dir, overwrite)      # before anything slow
+    spaces: dict[str, FeatureExtractor] = {}
+    if needs_features:
+        spaces = _build_spaces(extractor, extractor_options, dev, reference, train, val,
+                               use_cache, utility_recipe, ssl_recipe)
+    args = (fake_images, labels, reference, train, heldout, val, specs, spaces, options, dev,
+            discriminator, sampler, started, n_bootstrap, seed, run, provenance, n_split,
+            warnings)
+    if out_dir is not None:
         with staged_folder(out_dir, overwrite) as stage:
-            results = _evaluate(fake_images, labels, reference, train, heldout, val, specs,
-                                extractor, needs_features, options, dev, stage, discriminator,
-                                sampler, started, n_bootstrap, seed, run, provenance, n_split,
-                                warnings)
+            results = _evaluate(*args, out_path=Path(stage))
             write_results(results, stage)
         return results
-    return _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
-                     needs_features, options, dev,
-                     Path(figures_dir) if figures_dir is not None else None, discriminator,
-                     sampler, started, n_bootstrap, seed, run, provenance, n_split, warnings)
+    return _evaluate(*args, out_path=Path(figures_dir) if figures_dir is not None else None)
 
 
-def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extractor,
-              needs_features, options, dev, out_path, discriminator, sampler, started,
-              n_bootstrap, seed, run, provenance, n_split, warnings=()) -> dict:
+def _evaluate(fake_images, labels, reference, train, heldout, val, specs, spaces, options, dev,
+              discriminator, sampler, started, n_bootstrap, seed, run, provenance, n_split,
+              extra_warnings, *, out_path) -> dict:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
-    ctx = EvalContext(fake_labels=labels, fake_images=fake_images,
-                      reference=reference, extractor=extractor, options=options, device=dev,
-                      train=train, heldout=heldout, val=val, discriminator=discriminator,
-                      out_dir=out_path, sampler=sampler, split_limit=n_split,
-                      split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in specs))
-    for message in [*warnings, *(w for ds in (reference, train, heldout, val) if ds is not None
-                                 for w in (ds.source or {}).get("warnings", []))]:
-        if message not in ctx.warnings:
-            ctx.warnings.append(message)
-    if needs_features:
-        ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
-    results_metrics: dict = {}
-    timings = ctx.timings
+
+    def context(ext, space_dir, families):
+        return EvalContext(
+            fake_labels=labels, fake_images=fake_images, reference=reference, extractor=ext,
+            options=options, device=dev, train=train, heldout=heldout, val=val,
+            discriminator=discriminator, out_dir=space_dir, sampler=sampler,
+            split_limit=n_split,
+            split_features_needed=any(spec.name in SPLIT_FAMILIES for spec in families))
+
+    names = list(spaces)
+    per_space = [s for s in specs if s.needs_features and s.name not in ONE_SPACE_FAMILIES]
+    once = [s for s in specs if s not in per_space]
+    contexts = {}
+    for i, name in enumerate(names):
+        space_dir = out_path if out_path is None or i == 0 else out_path / "spaces" / name
+        if space_dir is not None:
+            space_dir.mkdir(parents=True, exist_ok=True)
+        contexts[name] = context(spaces[name], space_dir, per_space if i else specs)
+    # the space the space-independent families see: the first with Inception logits, else the
+    # first one (the Inception Score then reports itself unavailable, with the reason)
+    logits_space = next((n for n in names if spaces[n].has_logits), names[0] if names else None)
+    main = contexts[names[0]] if names else context(None, out_path, specs)
+    for name, ctx in contexts.items():
+        if per_space or (name == logits_space and any(s.needs_features for s in once)):
+            ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
+    space_metrics: dict[str, dict] = {n: {} for n in names}
+    blocks: dict[str, dict] = {}           # family name -> its blocks (first space / once)
     # The metric phase mixes torch and numpy/scipy linear algebra. With both thread pools live,
     # torch's spinning OpenMP workers and OpenBLAS's fight over the cores: measured on the
     # 2-core machine, torch-fidelity's FID on 2808 x 2048 features took 38 s that way and 3.9 s
     # with one thread each. Feature extraction (above) keeps all threads.
     with threadpool_limits(limits=1):
-        for spec in specs:
-            t0, extracted = time.perf_counter(), ctx.extraction_s
-            results_metrics.update(spec.fn(ctx))
-            # the family's own time, without reference features it happened to extract first
-            took = time.perf_counter() - t0 - (ctx.extraction_s - extracted)
-            timings[f"{spec.name}_s"] = round(took, 3)
+        for i, name in enumerate(names):
+            for spec in per_space:
+                out = _run_family(spec, contexts[name])
+                space_metrics[name].update(out)
+                if i == 0:
+                    blocks[spec.name] = out
+        for spec in once:
+            ctx = contexts[logits_space] if spec.needs_features else main
+            blocks[spec.name] = _run_family(spec, ctx)
+    results_metrics = {k: v for spec in specs for k, v in blocks.get(spec.name, {}).items()}
+    if len(names) > 1:
+        results_metrics["spaces"] = space_metrics
+    figures = dict(main.figures)
+    warnings = list(main.warnings)
+    for message in [*extra_warnings, *(w for ds in (reference, train, heldout, val)
+                                       if ds is not None
+                                       for w in (ds.source or {}).get("warnings", []))]:
+        if message not in warnings:
+            warnings.append(message)
+    timings = main.timings
+    for name in names[1:]:
+        ctx = contexts[name]
+        figures.update({f"{key}_{name}": f"spaces/{name}/{path}"
+                        for key, path in ctx.figures.items()})
+        warnings += [f"[{name}] {w}" for w in ctx.warnings]
+        timings.setdefault("spaces", {})[name] = ctx.timings
     timings["total_s"] = round(time.perf_counter() - started, 3)
 
     def ds_info(ds):
@@ -196,15 +238,71 @@ def _evaluate(fake_images, labels, reference, train, heldout, val, specs, extrac
         "val": ds_info(val),
         "fake": {"n": len(fake_images), "labelled": labels is not None,
                  "image_size": list(fake_images.shape[2:]), "channels": int(fake_images.shape[1])},
-        "extractor": None if extractor is None else {
-            **extractor.describe(), "weights_path": getattr(extractor, "weights_path", None)},
+        "extractor": _describe(spaces[names[0]]) if names else None,
         "bootstrap": {"n": n_bootstrap, "method": stats.CI_METHOD},
         "versions": versions(), "device": str(dev), "seed": seed,
         "resize": None, "timings": timings,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if len(names) > 1:
+        prov["spaces"] = names
+        prov["extractors"] = {n: _describe(spaces[n]) for n in names}
     prov.update(provenance or {})
     results = {"schema_version": SCHEMA_VERSION, "kind": "generation",
                "run": {**EMPTY_RUN, **(run or {})}, "metrics": results_metrics,
-               "figures": dict(ctx.figures), "warnings": list(ctx.warnings), "provenance": prov}
+               "figures": figures, "warnings": warnings, "provenance": prov}
     return results
+
+
+def _describe(ext: FeatureExtractor) -> dict:
+    return {**ext.describe(), "weights_path": getattr(ext, "weights_path", None)}
+
+
+def _run_family(spec, ctx: EvalContext) -> dict:
+    """One family's blocks; its time (without reference features it happened to extract
+    first) goes into ``ctx.timings``."""
+    t0, extracted = time.perf_counter(), ctx.extraction_s
+    out = spec.fn(ctx)
+    ctx.timings[f"{spec.name}_s"] = round(time.perf_counter() - t0 -
+                                          (ctx.extraction_s - extracted), 3)
+    return out
+
+
+def _build_spaces(extractor, options, device, reference, train, val, use_cache,
+                  utility_recipe, ssl_recipe) -> dict[str, FeatureExtractor]:
+    """``{space name: extractor}`` from a name, an extractor, a comma list or a sequence.
+
+    Spaces fitted to the training split (classifier, ssl, radiomics) get ``train`` (else the
+    reference), ``val`` and ``use_cache``; the classifier its utility recipe, ssl its recipe.
+    """
+    if extractor is None:
+        raise DataError("the chosen metrics need a feature extractor; pass extractor=...")
+    if isinstance(extractor, dict):
+        items = list(extractor.items())
+    else:
+        items = [extractor] if isinstance(extractor, FeatureExtractor) else \
+            parse_extractor_names(extractor) if isinstance(extractor, str) else list(extractor)
+        items = [(i.name if isinstance(i, FeatureExtractor) else str(i).strip(), i)
+                 for i in items]
+    if not items:
+        raise ConfigError("no feature extractor given; name at least one (see list_extractors).")
+    spaces: dict[str, FeatureExtractor] = {}
+    for name, item in items:
+        if isinstance(item, FeatureExtractor):
+            ext = item
+        else:
+            item = parse_extractor_names([item])[0]
+            opts = dict(options or {})
+            if is_fitted(item):
+                opts.setdefault("train", train if train is not None else reference)
+                opts.setdefault("val", val)
+                opts.setdefault("use_cache", use_cache)
+                if item == "classifier":
+                    opts.setdefault("recipe", utility_recipe)
+                if item == "ssl":
+                    opts.setdefault("ssl_recipe", ssl_recipe)
+            ext = get_extractor(item, device=device, **opts)
+        if name in spaces:
+            raise ConfigError(f"feature space {name!r} is named twice; name each space once.")
+        spaces[name] = ext
+    return spaces

@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import io
-import json
 import logging
 import math
 import pickle
@@ -50,12 +47,13 @@ import numpy as np
 import torch
 
 from medsyn.errors import ConfigError, DataError
-from medsyn.settings import cache_dir
-from medsyn.utils import atomic_write, file_digest, progress, write_json
+from medsyn.evaluators.netcache import cache_key, load_network, state_digest, store_network
+from medsyn.utils import file_digest, progress
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER_CACHE_VERSION = 1
+CACHE_KIND = "classifiers"
 SELECTIONS = ("val_auc", "val_accuracy", "last")
 AUGMENTATIONS = ("none", "shift")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -504,16 +502,6 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
                              precision=resolved_precision(recipe, dev))
 
 
-def state_digest(model: torch.nn.Module) -> str:
-    """sha256 of the parameters and buffers (names, dtypes, shapes and values)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- cache of real classifiers
 
 
@@ -529,65 +517,45 @@ def _cache_key(train, val, recipe: Recipe, seed: int, device: torch.device) -> s
 
     # the medsyn, torch and timm versions are part of the key: a changed training loop or
     # library gives a new classifier rather than an old one that its code would not reproduce
-    payload = {"version": CLASSIFIER_CACHE_VERSION, "medsyn": __version__,
-               "torch": torch.__version__.split("+")[0], "timm": timm.__version__,
-               "device_type": device.type, "precision": resolved_precision(recipe, device),
-               "train": {"name": train.name, "split": train.split,
-                         "fingerprint": train.fingerprint},
-               "val": {"name": val.name, "split": val.split, "fingerprint": val.fingerprint},
-               "recipe": recipe.describe(), "seed": int(seed)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return cache_key({"version": CLASSIFIER_CACHE_VERSION, "medsyn": __version__,
+                      "torch": torch.__version__.split("+")[0], "timm": timm.__version__,
+                      "device_type": device.type, "precision": resolved_precision(recipe, device),
+                      "train": {"name": train.name, "split": train.split,
+                                "fingerprint": train.fingerprint},
+                      "val": {"name": val.name, "split": val.split,
+                              "fingerprint": val.fingerprint},
+                      "recipe": recipe.describe(), "seed": int(seed)})
 
 
 def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 0,
                     device=None, use_cache: bool = True, desc: str | None = None
                     ) -> TrainedClassifier:
     """The recipe's classifier trained on the real ``train`` dataset (selected on ``val``),
-    from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before."""
+    from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before (medsyn.evaluators.netcache)."""
     from medsyn.evaluators.features import resolve_device
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)
     key = _cache_key(train, val, recipe, seed, dev)
-    folder = cache_dir() / "classifiers"
-    weights_path, meta_path = folder / f"{key[:40]}.pt", folder / f"{key[:40]}.json"
     k, size = train.num_classes, train.image_size[0]
-    if use_cache and weights_path.exists() and meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("key") == key:
-                state = torch.load(weights_path, map_location="cpu", weights_only=True)
-                model = build_classifier(dataclasses.replace(recipe, pretrained=None),
-                                         train.channels, k, size)
-                model.load_state_dict(state)
-                if state_digest(model) != meta["weights_sha256"]:
-                    raise ValueError("weights do not match their recorded sha256")
-                model.to(dev).eval()
-                return TrainedClassifier(model=model, recipe=recipe, seed=seed,
-                                         best_epoch=meta["best_epoch"], history=meta["history"],
-                                         train_seconds=meta["train_seconds"], from_cache=True,
-                                         n_train=meta["n_train"],
-                                         weights_sha256=meta["weights_sha256"],
-                                         device=meta.get("device", str(dev)),
-                                         precision=resolved_precision(recipe, dev))
-            log.warning("ignoring inconsistent classifier cache entry %s", weights_path)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            log.warning("ignoring unreadable classifier cache entry %s: %s", weights_path, exc)
+    cached = load_network(CACHE_KIND, key, lambda: build_classifier(
+        dataclasses.replace(recipe, pretrained=None), train.channels, k, size)) \
+        if use_cache else None
+    if cached is not None:
+        model, meta = cached
+        return TrainedClassifier(model=model.to(dev).eval(), recipe=recipe, seed=seed,
+                                 best_epoch=meta["best_epoch"], history=meta["history"],
+                                 train_seconds=meta["train_seconds"], from_cache=True,
+                                 n_train=meta["n_train"], weights_sha256=meta["weights_sha256"],
+                                 device=meta.get("device", str(dev)),
+                                 precision=resolved_precision(recipe, dev))
     clf = train_classifier(train.images, train.labels, val.images, val.labels, k, recipe, seed,
                            dev, train.class_names,
                            desc=desc or f"TRTR {train.name} seed {seed}")
     if use_cache:
-        try:
-            buf = io.BytesIO()
-            torch.save({n: t.detach().cpu() for n, t in clf.model.state_dict().items()}, buf)
-            with atomic_write(weights_path) as f:
-                f.write(buf.getvalue())
-            write_json(meta_path, {"key": key, "train": train.name, "split": train.split,
-                                   "fingerprint": train.fingerprint, "val": val.fingerprint,
-                                   "recipe": recipe.describe(), "seed": seed,
-                                   "best_epoch": clf.best_epoch, "history": clf.history,
-                                   "train_seconds": clf.train_seconds, "n_train": clf.n_train,
-                                   "weights_sha256": clf.weights_sha256, "device": str(dev)})
-        except OSError as exc:  # a read-only or full disk only costs time
-            log.warning("could not write classifier cache %s: %s", weights_path, exc)
+        store_network(CACHE_KIND, key, clf.model, {
+            "train": train.name, "split": train.split, "fingerprint": train.fingerprint,
+            "val": val.fingerprint, "recipe": recipe.describe(), "seed": seed,
+            "best_epoch": clf.best_epoch, "history": clf.history,
+            "train_seconds": clf.train_seconds, "n_train": clf.n_train, "device": str(dev)})
     return clf

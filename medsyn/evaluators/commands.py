@@ -27,9 +27,9 @@ def _print_summary(results: dict, out_dir: Path | None):
     run = results.get("run") or {}
     prov = results.get("provenance", {})
     ref = prov.get("reference") or {}
+    spaces = prov.get("spaces") or [str((prov.get("extractor") or {}).get("name"))]
     title = (f"{run.get('checkpoint') or (prov.get('fake') or {}).get('path') or 'fake images'}"
-             f" vs {ref.get('name')}/{ref.get('split')}  "
-             f"[{(prov.get('extractor') or {}).get('name')}]")
+             f" vs {ref.get('name')}/{ref.get('split')}  [{', '.join(spaces)}]")
     table = Table(title=title, title_justify="left")
     for col, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"),
                          ("n_real", "right"), ("n_fake", "right")):
@@ -180,10 +180,10 @@ def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
     split = "test" if opts["reference"] is None else opts["reference"]
     out_dir = _checkpoint_out_dir(path, n_paths, opts["out"])
     ev = opts["eval"]
-    if extractor.name == "classifier":
-        raise ConfigError(f"{path}: --extractor classifier is for generators of labelled "
-                          "images; evaluate super-resolution checkpoints with inception or "
-                          "pixels.")
+    if extractor.fitted_names or len(extractor.names) > 1:
+        raise ConfigError(f"{path}: super-resolution checkpoints are scored in one fixed "
+                          f"feature space (inception, pixels or wavelet), got --extractor "
+                          f"{','.join(extractor.names)}.")
     results = evaluate_sr_model(
         model, split=split, out_dir=out_dir, batch_size=opts["batch_size"],
         metrics=ev["metrics"], extractor=extractor.fixed(),
@@ -233,9 +233,9 @@ def _evaluate_fake(fake, real, opts, extractor):
                        f"{size}px ({RESIZE_FILTER})")
     prov = {"fake": {**fakes.source, "n": len(fakes.images)},
             "resize": {"fakes": fakes.source.get("resize"), "reference": resize_note}}
-    if extractor.name == "classifier" and train is None:
-        raise DataError(f"--extractor classifier trains on the real training split of {name}, "
-                        "which is not available here.")
+    if extractor.fitted_names and train is None:
+        raise DataError(f"--extractor {','.join(extractor.fitted_names)}: fitted to the real "
+                        f"training split of {name}, which is not available here.")
     results = evaluate(fakes.images, fakes.labels, reference=reference, train=train,
                        heldout=heldout, val=val, out_dir=out_dir, provenance=prov,
                        **opts["eval"], extractor=extractor.get(train, val),
@@ -278,8 +278,12 @@ def evaluate_command(
         None, "--reference", help="Checkpoint's reference split: train or test (default: "
         "train for generators; test for super-resolution checkpoints, whose HR test images "
         "are downscaled, upscaled and compared)."),
-    extractor: str = typer.Option("inception", "--extractor",
-                                  help="Feature extractor (see --list)."),
+    extractor: str = typer.Option(
+        "inception", "--extractor", help="Feature space, or a comma list to score every metric "
+        "in each (e.g. inception,ssl,radiomics,wavelet; see --list)."),
+    ssl_recipe: str = typer.Option(
+        "quick", "--ssl-recipe", help="Training recipe of the 'ssl' space's SimCLR encoder: "
+        "quick (CPU, minutes at 28 px) or standard (100 epochs; a GPU recipe)."),
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local torch-fidelity inception-v3-compat weights "
         "(default: $MEDSYN_INCEPTION_WEIGHTS, else torch-fidelity downloads its own)."),
@@ -359,14 +363,14 @@ def evaluate_command(
 
     from medsyn.evaluators import inputs
     from medsyn.evaluators.classifier import get_recipe
-    from medsyn.evaluators.features import list_extractors, resolve_device
+    from medsyn.evaluators.features import parse_extractor_names, resolve_device
     from medsyn.evaluators.metrics import resolve_metrics
+    from medsyn.evaluators.ssl import get_ssl_recipe
 
     # everything a user can get wrong is checked before the (slow) network is loaded
     specs = resolve_metrics(metrics, have_discriminator=True)
-    if extractor not in list_extractors():
-        raise ConfigError(f"unknown feature extractor {extractor!r}; registered: "
-                          f"{', '.join(sorted(list_extractors()))}.")
+    extractor_names = parse_extractor_names(extractor)
+    ssl = get_ssl_recipe(ssl_recipe)
     try:
         seeds = tuple(int(x) for x in utility_seeds.replace(" ", "").split(",") if x)
     except ValueError:
@@ -391,13 +395,14 @@ def evaluate_command(
                     [_fake_out_dir(fake, out)]):
         check_output_folder(out_dir, overwrite)
     dev = resolve_device(device)
-    ext = _Extractors(extractor, dev, inception_weights, recipe, not no_cache,
+    ext = _Extractors(extractor_names, dev, inception_weights, recipe, ssl, not no_cache,
                       needed=any(spec.needs_features for spec in specs))
     ext.preload()
     opts = {"device_obj": dev, "image_size": image_size, "data_root": data_root,
             "reference": reference, "n_real": n_real, "n_samples": n_samples, "seed": seed,
             "batch_size": batch_size, "out": out, "bit_depth": bit_depth,
-            "needs_val": extractor == "classifier" or any(s.name == "utility" for s in specs),
+            "needs_val": "classifier" in extractor_names or any(s.name == "utility"
+                                                                 for s in specs),
             "eval": {"metrics": metrics, "n_bootstrap": bootstrap, "seed": seed,
                      "device": dev, "batch_size": batch_size,
                      "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
@@ -416,42 +421,54 @@ def evaluate_command(
 
 
 class _Extractors:
-    """The feature extractor of this command: one network for fixed extractors (loaded up
-    front, so missing weights fail before anything slow), one per training split for the
-    in-domain 'classifier' extractor, none when the chosen metrics need no features."""
+    """The feature spaces of this command: fixed ones (Inception, pixels, wavelet) are built
+    once, up front, so that missing weights fail before anything slow; spaces fitted to the
+    real training split (classifier, ssl, radiomics) once per training split; none when the
+    chosen metrics need no features."""
 
-    def __init__(self, name, device, inception_weights, recipe, use_cache, needed):
-        self.name, self.device, self.needed = name, device, needed
+    def __init__(self, names, device, inception_weights, recipe, ssl_recipe, use_cache,
+                 needed):
+        from medsyn.evaluators.features import is_fitted
+
+        self.names, self.device, self.needed = list(names), device, needed
+        self.fitted_names = [n for n in self.names if is_fitted(n)]
         self.inception_weights, self.recipe, self.use_cache = inception_weights, recipe, use_cache
+        self.ssl_recipe = ssl_recipe
         self._built: dict = {}
 
     def preload(self):
-        if self.needed and self.name != "classifier":
-            self.get(None, None)
+        if self.needed:
+            for name in self.names:
+                if name not in self.fitted_names:
+                    self._fixed(name)
 
     def get(self, train, val):
-
+        """``{space name: extractor}`` in the order named (``None`` when no family needs one)."""
         if not self.needed:
             return None
-        return self.fixed() if self.name != "classifier" else self._in_domain(train, val)
+        return {n: self._fitted(n, train, val) if n in self.fitted_names else self._fixed(n)
+                for n in self.names}
 
     def fixed(self):
-        """The fixed (not data-trained) extractor, whatever the metrics need."""
+        """The single fixed space (super-resolution checkpoints are scored in one)."""
+        return self._fixed(self.names[0])
+
+    def _fixed(self, name):
         from medsyn.evaluators.features import get_extractor
 
-        if None not in self._built:
+        if name not in self._built:
             options = {"weights": self.inception_weights} \
-                if self.name.startswith("inception") else {}
-            self._built[None] = get_extractor(self.name, device=self.device, **options)
-        return self._built[None]
+                if name.startswith("inception") else {}
+            self._built[name] = get_extractor(name, device=self.device, **options)
+        return self._built[name]
 
-    def _in_domain(self, train, val):
+    def _fitted(self, name, train, val):
         from medsyn.evaluators.features import get_extractor
 
-        key = (train.fingerprint, None if val is None else val.fingerprint)
+        key = (name, train.fingerprint, None if val is None else val.fingerprint)
         if key not in self._built:
-            self._built[key] = get_extractor("classifier", device=self.device, train=train,
-                                             val=val, recipe=self.recipe,
+            self._built[key] = get_extractor(name, device=self.device, train=train, val=val,
+                                             recipe=self.recipe, ssl_recipe=self.ssl_recipe,
                                              use_cache=self.use_cache)
         return self._built[key]
 

@@ -30,7 +30,9 @@ from medsyn.utils import atomic_write, write_json
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 METRICS_CSV = "metrics.csv"
-CSV_COLUMNS = ["metric", "value", "ci95_lo", "ci95_hi", "n_real", "n_fake", "extractor", "note"]
+CSV_COLUMNS = ["metric", "value", "ci95_lo", "ci95_hi", "n_real", "n_fake", "extractor", "note",
+               "space"]
+SPACES_KEY = "spaces"
 
 
 def _check_finite(obj, where="results"):
@@ -46,10 +48,44 @@ def _check_finite(obj, where="results"):
             _check_finite(v, f"{where}[{i}]")
 
 
-def metric_rows(metrics: dict, prefix: str = "") -> list[dict]:
+def metric_spaces(results: dict) -> dict[str, dict]:
+    """``{space: {metric name: block}}`` of a results dict, whatever its layout.
+
+    Several spaces: ``metrics.spaces`` (the first one is also at the top level). One space:
+    the top-level blocks that carry an ``extractor`` (FID, KID, PRDC, floor, memorization, ...),
+    under the name of ``provenance.extractor``. Blocks without a space (utility, discriminator,
+    the Inception Score's "unavailable") are not included.
+    """
+    metrics = results.get("metrics") or {}
+    if isinstance(metrics.get(SPACES_KEY), dict):
+        return metrics[SPACES_KEY]
+    ext = ((results.get("provenance") or {}).get("extractor") or {}).get("name")
+    space = {k: v for k, v in metrics.items()
+             if isinstance(v, dict) and k not in ("is", "utility", "discriminator")
+             and (v.get("extractor") or any(isinstance(x, dict) and x.get("extractor")
+                                            for x in v.values()))}
+    return {ext: space} if ext and space else {}
+
+
+def metric_rows(metrics: dict, prefix: str = "", space: str | None = None) -> list[dict]:
     """Flatten metric blocks into CSV rows: every dict with a ``value`` (an entry) or a ``mean``
-    (a summary over seeds) becomes a row named by its dotted path."""
+    (a summary over seeds) becomes a row named by its dotted path.
+
+    ``metrics.spaces.<space>`` blocks become rows named ``spaces.<space>.<metric>`` whose
+    ``space`` column names the space; the first space's blocks, also at the top level, are
+    written once, as the top-level rows (their ``space`` column names it)."""
     rows = []
+    spaces = metrics.get(SPACES_KEY) if not prefix else None
+    if isinstance(spaces, dict) and spaces:
+        first = next(iter(spaces))
+        for key, block in spaces.items():
+            rows_of = {k: v for k, v in block.items() if key != first or metrics.get(k) != v}
+            rows += metric_rows(rows_of, f"{SPACES_KEY}.{key}.", space=key)
+        top = metric_rows({k: v for k, v in metrics.items() if k != SPACES_KEY})
+        for row in top:
+            if row["metric"].split(".")[0] in spaces[first]:
+                row["space"] = first
+        return top + rows
     for key, block in metrics.items():
         if not isinstance(block, dict):
             continue
@@ -60,13 +96,15 @@ def metric_rows(metrics: dict, prefix: str = "") -> list[dict]:
             note = block.get("unavailable") or block.get("note") or block.get("warning") or ""
             rows.append({"metric": name, "value": value, "ci95_lo": ci[0], "ci95_hi": ci[1],
                          "n_real": block.get("n_real"), "n_fake": block.get("n_fake"),
-                         "extractor": block.get("extractor", ""), "note": note})
+                         "extractor": block.get("extractor", ""), "note": note,
+                         "space": space or ""})
         elif key == "discriminator":
             for k, v in block.items():
                 if isinstance(v, float):
                     rows.append({"metric": f"{name}.{k}", "value": v, "n_fake": block.get("n_fake"),
                                  "n_real": block.get("n_real_test")})
-        rows += metric_rows({k: v for k, v in block.items() if isinstance(v, dict)}, name + ".")
+        rows += metric_rows({k: v for k, v in block.items() if isinstance(v, dict)}, name + ".",
+                            space)
     return rows
 
 

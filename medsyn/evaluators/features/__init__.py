@@ -4,7 +4,8 @@
     ext = get_extractor("inception", device="cpu")          # torch-fidelity inception-v3-compat
     out = ext.extract(images_uint8)                          # {"features": [N, 2048], ...}
 
-One file per space (``inception.py``, ``pixels.py``, ``classifier.py``); ``base.py`` holds the
+One file per space (``inception.py``, ``pixels.py``, ``classifier.py``, ``ssl.py``,
+``radiomics.py``, ``wavelet.py``); ``base.py`` holds the
 interface, ``registry.py`` the name -> factory table and ``extraction.py`` the batched
 extraction and the on-disk cache of real-set features.
 
@@ -38,13 +39,21 @@ from medsyn.evaluators.features.inception import (
     resolve_inception_weights,
 )
 from medsyn.evaluators.features.pixels import PixelExtractor
-from medsyn.evaluators.features.registry import get_extractor, list_extractors, register_extractor
+from medsyn.evaluators.features.registry import (
+    get_extractor,
+    is_fitted,
+    list_extractors,
+    parse_extractor_names,
+    register_extractor,
+)
+from medsyn.evaluators.features.wavelet import WaveletExtractor
 
 __all__ = [
     "FeatureExtractor", "Features", "INCEPTION_NAME", "InceptionExtractor", "PixelExtractor",
     "TorchModuleExtractor", "check_images", "dataset_features", "extract_features",
-    "extraction_threads", "feature_cache_key", "get_extractor", "list_extractors",
-    "register_extractor", "resolve_device", "resolve_inception_weights",
+    "WaveletExtractor", "extraction_threads", "feature_cache_key", "get_extractor", "is_fitted",
+    "list_extractors", "parse_extractor_names", "register_extractor", "resolve_device",
+    "resolve_inception_weights",
 ]
 
 
@@ -53,6 +62,18 @@ def _classifier_factory(**options):
     from medsyn.evaluators.features.classifier import classifier_extractor
 
     return classifier_extractor(**options)
+
+
+def _ssl_factory(**options):
+    from medsyn.evaluators.features.ssl import ssl_extractor
+
+    return ssl_extractor(**options)
+
+
+def _radiomics_factory(**options):
+    from medsyn.evaluators.features.radiomics import radiomics_extractor
+
+    return radiomics_extractor(**options)
 
 
 register_extractor(
@@ -68,4 +89,16 @@ register_extractor(
 register_extractor(
     "classifier", _classifier_factory,
     "in-domain: penultimate features (512-d) of a ResNet-18 trained on the real training split "
-    "(the utility protocol's TRTR classifier, seed 0); offline, cached")
+    "(the utility protocol's TRTR classifier, seed 0); offline, cached", fitted=True)
+register_extractor(
+    "ssl", _ssl_factory,
+    "in-domain, label-free: 512-d features of a SimCLR ResNet-18 trained on the real training "
+    "split (medical-safe augmentations); offline, cached", fitted=True)
+register_extractor(
+    "radiomics", _radiomics_factory,
+    "70 hand-crafted features (first order, GLCM, run lengths, LBP; scikit-image), z-scored "
+    "on the real training split; no weights", fitted=True)
+register_extractor(
+    "wavelet", lambda device=None, **_: WaveletExtractor(device=device),
+    "log energies of every Haar wavelet-packet band, levels 1..4 (PyWavelets); no weights "
+    "(Frechet Wavelet Distance-style)")

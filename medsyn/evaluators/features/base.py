@@ -34,6 +34,10 @@ class FeatureExtractor:
         """``{"features": float32 [N, feature_dim]}`` (+ ``"logits"`` if available), on CPU."""
         raise NotImplementedError
 
+    def prepare(self, images: torch.Tensor) -> None:
+        """Called with (a sample of) the images before features are extracted or the cache key
+        is computed: a space whose layout depends on the image size sets itself up here."""
+
     def describe(self) -> dict:
         return {"name": self.name, "feature_dim": self.feature_dim,
                 "weights_sha256": self.weights_sha256, "conventions": self.conventions,

@@ -76,6 +76,7 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
                      desc: str = "features") -> Features:
     """Features of ``images`` (uint8 ``[N, C, H, W]``) in batches, with a progress bar."""
     check_images(images, desc)
+    extractor.prepare(images[:1])
     feats, logits = [], []
     pin = extractor.device.type == "cuda"
     with threadpool_limits(limits=_EXTRACTION_THREADS), \
@@ -138,6 +139,8 @@ def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
 
     A damaged cache entry is discarded with a warning and recomputed (never an error).
     """
+    check_images(dataset.images, f"{dataset.name}/{dataset.split}")
+    extractor.prepare(dataset.images[:1])
     key = feature_cache_key(dataset, extractor)
     data_path, meta_path = _cache_paths(key)
     if use_cache:
