@@ -162,7 +162,7 @@ def test_inception_loads_verified_weights_identically_and_records_sha256(incepti
     from medsyn.evaluators import InceptionExtractor
     from medsyn.utils import file_digest
 
-    ours = InceptionExtractor(inception_weights, device="cpu")
+    ours = InceptionExtractor(inception_weights, device="cpu", fast=False)   # eager: bitwise
     theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                          feature_extractor_weights_path=str(inception_weights))
     x = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
