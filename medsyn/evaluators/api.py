@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from medsyn.errors import DataError
+from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import FeatureExtractor, check_images, get_extractor, resolve_device
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
@@ -73,7 +73,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              tsne_max_points: int = 750, use_cache: bool = True, run: dict | None = None,
              provenance: dict | None = None, sampler: Callable | None = None,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
-             utility_ratio: float = 1.0) -> dict:
+             utility_ratio: float = 1.0, metric_options: dict | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -89,6 +89,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     (a conditional generator), used by the utility protocol when the evaluated set is short.
     ``utility_recipe`` / ``utility_seeds`` / ``utility_ratio``: the utility protocol's
     classifier recipe (name, Recipe or dict), seeds and TRTR+S synthetic:real ratio.
+    ``metric_options``: further :class:`EvalOptions` fields by name (e.g. ``{"mmd_sigma": 10,
+    "fd_inf_points": 15}``; docs/evaluation.md lists them).
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there.
     """
     started = time.perf_counter()
@@ -101,6 +103,11 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
                           tsne_max_points=tsne_max_points, utility_recipe=utility_recipe,
                           utility_seeds=tuple(int(s) for s in utility_seeds),
                           utility_ratio=utility_ratio)
+    for key, value in (metric_options or {}).items():
+        if key not in EvalOptions.__dataclass_fields__:
+            raise ConfigError(f"unknown metric option {key!r}; choose from "
+                              f"{', '.join(EvalOptions.__dataclass_fields__)}.")
+        setattr(options, key, value)
     options.validate()
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
