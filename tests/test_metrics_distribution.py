@@ -284,3 +284,46 @@ def test_unknown_or_bad_metric_options_are_explained():
         with pytest.raises(ConfigError, match=msg):
             ev.evaluate(_images(10, 1), None, reference=ref, metrics=["mmd"],
                         extractor=PixelExtractor(8, device="cpu"), metric_options=opts)
+
+
+@pytest.mark.real_data
+def test_real_pneumoniamnist_new_families_rank_real_above_blurred(data_root, tmp_path):
+    """End to end on real images (pixels space, small n): every new family is in results.json
+    with an interval, and real validation images score better than a blurred copy of them."""
+    import json
+
+    from torchvision.transforms.functional import gaussian_blur
+
+    import medsyn.evaluators as ev
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.features import PixelExtractor
+    from medsyn.evaluators.inputs import stratified_subset
+
+    train = stratified_subset(load_dataset("pneumoniamnist", "train", root=data_root), 300, 0)
+    test = stratified_subset(load_dataset("pneumoniamnist", "test", root=data_root), 150, 0)
+    val = stratified_subset(load_dataset("pneumoniamnist", "val", root=data_root), 150, 0)
+    blurred = gaussian_blur(val.images, kernel_size=7, sigma=2.0)
+    out = {}
+    for name, images in (("real", val.images), ("blurred", blurred)):
+        ev.evaluate(images, val.labels, reference=test, train=train, heldout=test,
+                    extractor=PixelExtractor(16, device="cpu"), n_bootstrap=10,
+                    metrics=["fd_infinity", "mmd", "alpha_precision", "vendi"],
+                    metric_options={"fd_inf_points": 6}, out_dir=tmp_path / name)
+        out[name] = json.loads((tmp_path / name / "results.json").read_text())["metrics"]
+    for key in NEW_KEYS:
+        for name in out:
+            block = out[name][key]
+            assert block["value"] is not None and len(block["ci95"]) == 2, (name, key)
+            assert block["ci95"][0] <= block["value"] <= block["ci95"][1], (name, key)
+            assert block["extractor"] == "pixels16"
+    real, blur = out["real"], out["blurred"]
+    for key in NEW_KEYS:         # `pytest -s` prints the figures quoted in docs/evaluation.md
+        print(f"{key}: real val {real[key]['value']:.4g} {real[key]['ci95']}, "
+              f"blurred {blur[key]['value']:.4g} {blur[key]['ci95']}")
+    print("authenticity of held-out real test images:",
+          real["authenticity"]["heldout_real"]["value"])
+    assert real["fd_infinity"]["value"] < blur["fd_infinity"]["value"]
+    assert real["mmd"]["value"] < blur["mmd"]["value"]
+    assert real["alpha_precision"]["value"] > blur["alpha_precision"]["value"]
+    assert real["beta_recall"]["value"] > blur["beta_recall"]["value"]
+    assert real["authenticity"]["against"] == "pneumoniamnist/train"

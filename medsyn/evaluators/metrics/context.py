@@ -43,6 +43,14 @@ class EvalOptions:
     fd_inf_draws: int = 1
     mmd_sigma: float | None = None           # None: median heuristic on the real reference
     alpha_steps: int = 30
+    # FD-infinity and Vendi resamples each cost eigen-decompositions of the whole set (FD-inf:
+    # one per subset size): at most this many resamples for them (None: n_bootstrap)
+    costly_bootstrap: int | None = 20
+
+    def bootstrap_for_costly(self) -> int:
+        if self.costly_bootstrap is None:
+            return self.n_bootstrap
+        return min(self.n_bootstrap, self.costly_bootstrap)
 
     def validate(self):
         def need(cond, msg):
@@ -79,6 +87,10 @@ class EvalOptions:
                                         and np.isfinite(self.mmd_sigma) and self.mmd_sigma > 0),
              f"mmd_sigma (RBF bandwidth) must be a positive number or unset, got "
              f"{self.mmd_sigma!r}.")
+        need(self.costly_bootstrap is None or (isinstance(self.costly_bootstrap, int)
+                                               and self.costly_bootstrap >= 0),
+             f"costly_bootstrap must be an integer >= 0 or unset, got "
+             f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
         from medsyn.evaluators.classifier import get_recipe

@@ -109,11 +109,12 @@ def metric_fd_infinity(ctx: EvalContext) -> dict:
             f"needs at least 2 images per set in the smallest subset ({o.fd_inf_min_fraction:g} "
             f"of {min(n_f, n_r)}) and at least 2 sizes", n_real=n_r, n_fake=n_f,
             extractor=name, **settings)}
+    n_boot = o.bootstrap_for_costly()
     fit, res = fd_infinity(fake, real, points=o.fd_inf_points, min_fraction=o.fd_inf_min_fraction,
-                           draws=o.fd_inf_draws, n_bootstrap=o.n_bootstrap,
+                           draws=o.fd_inf_draws, n_bootstrap=n_boot,
                            rng=ctx.rng("fd_infinity"), device=ctx.device)
     value = fit.pop("value")
-    out = entry(value, res, n_r, n_f, name, n_bootstrap=o.n_bootstrap, **settings, **fit,
+    out = entry(value, res, n_r, n_f, name, n_bootstrap=n_boot, **settings, **fit,
                 method="Chong & Forsyth 2020: FD of random subsets of both sets at each size "
                        "(same fraction of each), least-squares line in 1/n_fake, value at 1/n = 0")
     d = ctx.extractor.feature_dim

@@ -108,16 +108,19 @@ def _fid_gram(kxx, kyy, kxy, ca, cb) -> float:
     tr1 = (ca @ torch.diagonal(kxx) - n1 * mu_aa) / (n1 - 1)
     tr2 = (cb @ torch.diagonal(kyy) - n2 * mu_bb) / (n2 - 1)
     scale = torch.sqrt((n1 - 1) * (n2 - 1))
+    # only items drawn at least once enter M: a resample or subset leaves the others out
     if (ca > 0).sum() <= (cb > 0).sum():
         rows = torch.nonzero(ca, as_tuple=True)[0]
-        g = kxy[rows]
-        m = g - (g @ cb / n2)[:, None] - (ca @ kxy / n1)[None, :] + mu_ab
-        m = m * ca[rows].sqrt()[:, None] * cb.sqrt()[None, :]
+        cols = torch.nonzero(cb, as_tuple=True)[0]
+        g = kxy[rows][:, cols]
+        m = g - (g @ cb[cols] / n2)[:, None] - (ca @ kxy[:, cols] / n1)[None, :] + mu_ab
+        m = m * ca[rows].sqrt()[:, None] * cb[cols].sqrt()[None, :]
     else:
         rows = torch.nonzero(cb, as_tuple=True)[0]
-        g = kxy[:, rows].T
-        m = g - (g @ ca / n1)[:, None] - (kxy @ cb / n2)[None, :] + mu_ab
-        m = m * cb[rows].sqrt()[:, None] * ca.sqrt()[None, :]
+        cols = torch.nonzero(ca, as_tuple=True)[0]
+        g = kxy[cols][:, rows].T
+        m = g - (g @ ca[cols] / n1)[:, None] - (kxy[cols] @ cb / n2)[None, :] + mu_ab
+        m = m * cb[rows].sqrt()[:, None] * ca[cols].sqrt()[None, :]
     eig = torch.linalg.eigvalsh(m @ m.T).clamp_min(0)
     fid = mu_aa + mu_bb - 2 * mu_ab + tr1 + tr2 - 2 * eig.sqrt().sum() / scale
     return float(fid)

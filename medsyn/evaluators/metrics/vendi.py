@@ -67,12 +67,12 @@ def _set_entry(ctx: EvalContext, features, which: str) -> dict:
         value = vendi_score(features, device=ctx.device)
     except ValueError as err:
         return unavailable(f"{err} ({which} set)", extractor=name, set=which, **sizes)
-    res = vendi_resamples(features, ctx.options.n_bootstrap, ctx.rng(f"vendi/{which}"),
-                          ctx.device)
+    n_boot = ctx.options.bootstrap_for_costly()
+    res = vendi_resamples(features, n_boot, ctx.rng(f"vendi/{which}"), ctx.device)
     out = entry(value, res, n if which == "real" else None, n if which == "fake" else None,
                 name, lower=1.0, upper=float(n), set=which,
                 kernel="cosine similarity of the feature vectors (not centred)",
-                n_bootstrap=ctx.options.n_bootstrap)
+                n_bootstrap=n_boot)
     out.pop("n_fake" if which == "real" else "n_real")
     return out
 
