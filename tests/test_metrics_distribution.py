@@ -327,3 +327,10 @@ def test_real_pneumoniamnist_new_families_rank_real_above_blurred(data_root, tmp
     assert real["alpha_precision"]["value"] > blur["alpha_precision"]["value"]
     assert real["beta_recall"]["value"] > blur["beta_recall"]["value"]
     assert real["authenticity"]["against"] == "pneumoniamnist/train"
+
+
+def test_authenticity_refuses_too_few_samples_with_a_medsyn_error():
+    from medsyn.errors import MedsynError
+
+    with pytest.raises(MedsynError, match="at least 2 real training"):
+        ap.authenticity(np.zeros((1, 3)), np.zeros((4, 3)))

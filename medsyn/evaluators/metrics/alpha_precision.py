@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from medsyn.errors import DataError
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, entry, unavailable
 
@@ -81,16 +82,21 @@ def _scaled(real, fake, scaling: str | None):
     raise ValueError(f"unknown scaling {scaling!r}: use 'minmax' or 'none'")
 
 
-def nearest_other(d_self: torch.Tensor, ids: np.ndarray | None = None) -> torch.Tensor:
-    """Distance of each row to its nearest *other* item of the same set (copies of the same
-    item, when ``ids`` marks resampled duplicates, are not its neighbours)."""
+def _without_self(d_self: torch.Tensor, ids: np.ndarray | None) -> torch.Tensor:
+    """A copy of a set's distance matrix with each item's distance to itself, and to its own
+    copies in a resample (``ids``: the original index of each row), set to infinity."""
     d = d_self.clone()
     if ids is None:
         d.fill_diagonal_(float("inf"))
     else:
         t = torch.as_tensor(ids, device=d.device)
         d[t[:, None] == t[None, :]] = float("inf")
-    return d.min(1).values
+    return d
+
+
+def nearest_other(d_self: torch.Tensor, ids: np.ndarray | None = None) -> torch.Tensor:
+    """Distance of each row to its nearest *other* item of the same set."""
+    return _without_self(d_self, ids).min(1).values
 
 
 def authenticity(real_train, fake, *, scaling: str | None = None, device=None) -> Authenticity:
@@ -99,8 +105,8 @@ def authenticity(real_train, fake, *, scaling: str | None = None, device=None) -
     ``real_train``, or None for the features as given)."""
     real, fake_x = _scaled(real_train, fake, scaling)
     if len(real) < 2 or len(fake_x) < 1:
-        raise ValueError(f"authenticity needs at least 2 real and 1 synthetic sample (got "
-                         f"{len(real)} and {len(fake_x)})")
+        raise DataError(f"authenticity needs at least 2 real training and 1 synthetic sample "
+                        f"(got {len(real)} and {len(fake_x)}); pass larger feature sets.")
     r_r = nearest_other(stats.pairwise_distances(real, real, device)).cpu().numpy()
     f_r, nearest = stats.nearest_distances(fake_x, real, device)
     flags = f_r > r_r[nearest]
@@ -112,16 +118,10 @@ def _curve_score(levels: np.ndarray, curve: np.ndarray) -> float:
 
 
 def _knn_radii(d_self: torch.Tensor, k: int, ids: np.ndarray | None = None) -> torch.Tensor:
-    """k-th nearest *other* item's distance for each row (copies excluded, as in
-    :func:`nearest_other`); infinite when fewer than k other items exist."""
-    d = d_self.clone()
-    if ids is None:
-        d.fill_diagonal_(float("inf"))
-    else:
-        t = torch.as_tensor(ids, device=d.device)
-        d[t[:, None] == t[None, :]] = float("inf")
-    k = min(k, d.shape[1])
-    return torch.topk(d, k, dim=1, largest=False).values[:, -1]
+    """Distance of each row to its k-th nearest *other* item (infinite when there are fewer
+    than k others)."""
+    d = _without_self(d_self, ids)
+    return torch.topk(d, min(k, d.shape[1]), dim=1, largest=False).values[:, -1]
 
 
 def _from_distances(levels, d, rule: str, k: int, real_ids=None, fake_ids=None):
