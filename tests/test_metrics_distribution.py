@@ -334,3 +334,11 @@ def test_authenticity_refuses_too_few_samples_with_a_medsyn_error():
 
     with pytest.raises(MedsynError, match="at least 2 real training"):
         ap.authenticity(np.zeros((1, 3)), np.zeros((4, 3)))
+
+
+def test_median_bandwidth_of_a_large_reference_uses_a_fixed_subset(monkeypatch):
+    x = np.random.default_rng(10).normal(size=(60, 3))
+    monkeypatch.setattr(mmd, "BANDWIDTH_MAX_ITEMS", 25)
+    pick = np.sort(np.random.default_rng(0).choice(60, 25, replace=False))
+    d = np.linalg.norm(x[pick][:, None] - x[pick][None], axis=-1)
+    assert mmd.median_bandwidth(x) == pytest.approx(np.median(d[np.triu_indices(25, 1)]))

@@ -12,7 +12,8 @@ slightly negative when the distributions match). Reported x 1000, as CMMD does.
 Bandwidth: CMMD fixes sigma = 10 for its unit-norm CLIP embeddings. medsyn's feature spaces have
 arbitrary scales, so sigma defaults to the median heuristic on the real reference: the median
 Euclidean distance between distinct real images (Gretton et al. 2012). It is computed once, on
-the full reference, and kept fixed in the bootstrap. A fixed sigma can be given instead.
+the full reference (a fixed random subset of 4,000 when it is larger), and kept fixed in the
+bootstrap. A fixed sigma can be given instead.
 Differences from CMMD's reference code, stated: that code averages the kernel matrices
 *including* their diagonals (the biased V-statistic); medsyn excludes them (the U-statistic).
 """
@@ -32,12 +33,19 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min_(0)
 
 
+BANDWIDTH_MAX_ITEMS = 4000
+
+
 def median_bandwidth(features_real, device=None) -> float:
-    """The median Euclidean distance between distinct items of the reference set."""
+    """The median Euclidean distance between distinct items of the reference set (above
+    ``BANDWIDTH_MAX_ITEMS`` items: of a fixed random subset of that many, seed 0)."""
     x = stats._as_tensor(features_real, device)
+    if len(x) > BANDWIDTH_MAX_ITEMS:
+        pick = np.random.default_rng(0).choice(len(x), BANDWIDTH_MAX_ITEMS, replace=False)
+        x = x[torch.as_tensor(np.sort(pick), device=x.device)]
     d2 = squared_distances(x, x)
-    iu = torch.triu_indices(len(x), len(x), offset=1, device=d2.device)
-    return float(d2[iu[0], iu[1]].median().sqrt())
+    upper = torch.ones_like(d2, dtype=torch.bool).triu_(diagonal=1)
+    return float(d2[upper].median().sqrt())
 
 
 def rbf_kernels(features_1, features_2, sigma: float, device=None):
