@@ -45,7 +45,7 @@ def median_bandwidth(features_real, device=None) -> float:
         x = x[torch.as_tensor(np.sort(pick), device=x.device)]
     d2 = squared_distances(x, x)
     upper = torch.ones_like(d2, dtype=torch.bool).triu_(diagonal=1)
-    return float(d2[upper].median().sqrt())
+    return float(np.median(d2[upper].sqrt().cpu().numpy()))
 
 
 def rbf_kernels(features_1, features_2, sigma: float, device=None):
