@@ -39,7 +39,7 @@ def _metrics(i: int, spaces: bool = True) -> dict:
 
 def test_tau_table_equals_scipy_on_the_raw_values():
     ag = ranking_agreement([(f"e{i}", _metrics(i)) for i in range(5)])
-    inc, ssl = "inception-v3-compat", "ssl-resnet18"
+    inc, ssl = "inception", "ssl"           # the names under metrics.spaces
     fid, kid, prec = Source("fid", inc), Source("kid", inc), Source("precision", inc)
     ssl_fid, ssl_prec = Source("fid", ssl), Source("precision", ssl)
     assert set(ag.sources) >= {fid, kid, prec, ssl_fid, ssl_prec}
@@ -55,6 +55,9 @@ def test_tau_table_equals_scipy_on_the_raw_values():
     assert ag.cell(fid, kid).p_value == pytest.approx(kendalltau(FID, KID).pvalue)
     assert ag.cell(fid, kid).n == 5
     density = Source("density", inc)
+    # without metrics.spaces, a space is named by its entries' extractor
+    alone = ranking_agreement([(f"e{i}", _metrics(i, spaces=False)) for i in range(5)])
+    assert Source("fid", "inception-v3-compat") in alone.sources
     assert ag.cell(fid, density).tau is None and "same value" in ag.cell(fid, density).reason
     assert any(label.startswith("RBF-MMD") for label in ag.left_out)
     assert all(s.metric not in ("vendi_fake", "vendi_real") for s in ag.sources)  # unranked

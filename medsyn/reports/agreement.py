@@ -8,9 +8,10 @@ orders the evaluations from best to worst. The table holds Kendall's tau-b
 better" keys first (:meth:`MetricSpec.rank_key`), so a positive tau always means agreement,
 whichever direction each metric prefers.
 
-Spaces: the top-level metrics of a results.json are named by their entries' ``extractor``; an
-evaluation over several spaces may also hold ``metrics.spaces.<space>.<metric>`` blocks with
-the same layout as the top level, read by :func:`metric_blocks`.
+Spaces: an evaluation over several spaces holds ``metrics.spaces.<space>.<metric>`` blocks
+laid out like the top level (whose blocks are the first space's); each is named by its key, and
+the top-level copy is recognised by its entries' ``extractor``. Without ``metrics.spaces`` the
+top-level metrics are named by their extractor. :func:`metric_blocks` lists the blocks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsyn.reports.metrics import METRICS, Cell, MetricSpec
+from medsyn.reports.metrics import METRICS, MetricSpec
 
 MIN_EVALUATIONS = 3          # fewer than 3 shared evaluations: tau is +-1 or undefined
 AGREEMENT_TABLES = ("fidelity", "distribution", "utility")
@@ -68,37 +69,40 @@ class Agreement:
         return out
 
 
-def metric_blocks(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The top-level metrics mapping, then one mapping per ``metrics.spaces.<space>``."""
-    blocks = [metrics]
+def metric_blocks(metrics: Mapping[str, Any]) -> list[tuple[str | None, Mapping[str, Any]]]:
+    """``(space name or None, block)``: the top-level metrics mapping (None: named by its
+    entries' extractor), then each ``metrics.spaces.<space>`` mapping under its name."""
+    blocks: list[tuple[str | None, Mapping[str, Any]]] = [(None, metrics)]
     spaces = metrics.get("spaces")
     if isinstance(spaces, Mapping):
-        blocks += [b for b in spaces.values() if isinstance(b, Mapping)]
+        blocks += [(str(k), b) for k, b in spaces.items() if isinstance(b, Mapping)]
     return blocks
 
 
-def _space_of(cell: Cell, block: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
-    if cell.extractor:
-        return str(cell.extractor)
-    spaces = metrics.get("spaces")
-    if isinstance(spaces, Mapping):
-        for name, b in spaces.items():
-            if b is block:
-                return str(name)
-    return "-"
+def _space_names(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """extractor name -> space name, from the ``metrics.spaces`` blocks (so that the top-level
+    copy of a space is recognised as that space)."""
+    names: dict[str, str] = {}
+    for space, block in metric_blocks(metrics)[1:]:
+        for value in block.values():
+            if isinstance(value, Mapping) and value.get("extractor"):
+                names.setdefault(str(value["extractor"]), space)
+    return names
 
 
 def ranked_values(metrics: Mapping[str, Any],
                   specs: Sequence[MetricSpec]) -> dict[Source, float]:
-    """Every (metric, space) value of one evaluation as a "smaller is better" key."""
+    """Every (metric, space) value of one evaluation as a "smaller is better" key. A space is
+    named by its key under ``metrics.spaces``, else by the entries' extractor."""
+    names = _space_names(metrics)
     out: dict[Source, float] = {}
-    for block in metric_blocks(metrics):
+    for space, block in metric_blocks(metrics):
         for spec in specs:
             cell = spec.extract(block)
             if cell is None or not cell.available:
                 continue
-            source = Source(spec.key, _space_of(cell, block, metrics))
-            out.setdefault(source, spec.rank_key(cell.value))
+            name = space or names.get(str(cell.extractor), cell.extractor) or "-"
+            out.setdefault(Source(spec.key, str(name)), spec.rank_key(cell.value))
     return out
 
 
