@@ -31,7 +31,7 @@ from medsyn.evaluators.results import (
 )
 
 # families that read features of the training and held-out splits (ctx.features_of)
-SPLIT_FAMILIES = ("real_floor", "memorization")
+SPLIT_FAMILIES = ("real_floor", "memorization", "alpha_precision")
 # families that read features but not as a distance between sets: computed in one space only
 # (the Inception Score needs Inception's classifier logits, whatever the other spaces are)
 ONE_SPACE_FAMILIES = ("is",)
@@ -91,7 +91,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              utility_recipe=None, utility_seeds: Sequence[int] = (0, 1, 2),
              utility_ratio: float = 1.0, n_split: int | None = None, overwrite: bool = False,
              figures_dir: str | os.PathLike | None = None,
-             warnings: Sequence[str] = ()) -> dict:
+             warnings: Sequence[str] = (), metric_options: dict | None = None) -> dict:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -120,6 +120,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ``warnings``: more warnings to record (e.g. files of the fake folder that were skipped);
     the warnings of the datasets' ``source`` (skipped files, automatic splits, intensity) are
     recorded too.
+    ``metric_options``: further :class:`EvalOptions` fields by name (e.g. ``{"mmd_sigma": 10,
+    "fd_inf_points": 15}``; docs/evaluation.md lists them).
     When ``out_dir`` is given, results.json, metrics.csv and the figures are written there, as
     one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
     replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
@@ -135,6 +137,11 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
                           tsne_max_points=tsne_max_points, utility_recipe=utility_recipe,
                           utility_seeds=tuple(int(s) for s in utility_seeds),
                           utility_ratio=utility_ratio)
+    for key, value in (metric_options or {}).items():
+        if key not in EvalOptions.__dataclass_fields__:
+            raise ConfigError(f"unknown metric option {key!r}; choose from "
+                              f"{', '.join(EvalOptions.__dataclass_fields__)}.")
+        setattr(options, key, value)
     options.validate()
     if n_split is not None and (isinstance(n_split, bool) or not isinstance(n_split, int)
                                 or n_split < 2):

@@ -23,6 +23,7 @@ from typing import Any
 from medsyn import __version__
 from medsyn.errors import ConfigError
 from medsyn.reports import plots
+from medsyn.reports.agreement import Agreement, markdown_lines, ranking_agreement
 from medsyn.reports.baselines import Baseline, Comparability, compare, load_baselines
 from medsyn.reports.inputs import (
     Evaluation,
@@ -112,6 +113,7 @@ class Section:
     image_size: int | None
     notes: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    agreement: Agreement | None = None      # Kendall tau between metric/space rankings
 
 
 @dataclass
@@ -312,6 +314,8 @@ def build_sections(runs: list[Run], baselines: list[Baseline], best_only: bool =
             table = _table(table_key, kind, evals, baselines, refs, conditions)
             if table is not None:
                 section.tables.append(table)
+        if kind != "super-resolution":
+            section.agreement = ranking_agreement([(e.label, e.metrics) for _, e in evals])
         sections.append(section)
     return sections
 
@@ -782,6 +786,13 @@ def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline
             notes += [f"[{r.ref}] {r.comparability.note}" for r in table.rows
                       if r.comparability is not None]
             lines += [f"- {md_text(n)}" for n in dict.fromkeys(notes)] + ([""] if notes else [])
+        if section.agreement is not None:
+            lines += ["### Ranking agreement (Kendall tau-b)", "",
+                      f"Between the orders in which each metric [feature space] ranks the "
+                      f"{section.agreement.n_evaluations} evaluations above (+1 same order, "
+                      "-1 reversed; directions aligned so that + means agreement; - = fewer "
+                      "than 3 shared evaluations or no spread).", ""]
+            lines += markdown_lines(section.agreement) + [""]
     selected = [r for r in runs if r.selected is not None]
     if selected:
         lines += ["★ = selected epoch of the run: " + "; ".join(

@@ -22,6 +22,8 @@ UNRANKED = "unranked"
 
 TABLES = {
     "fidelity": "Fidelity and diversity",
+    "distribution": "Further distances, fidelity/diversity curves, authenticity and diversity "
+                    "(any feature space)",
     "utility": "Downstream utility (classifier trained on synthetic images, tested on real)",
     "sr": "Super-resolution",
 }
@@ -279,6 +281,19 @@ def _memorization(metrics: Mapping[str, Any]) -> Cell | None:
     return cell
 
 
+def _authenticity(metrics: Mapping[str, Any]) -> Cell | None:
+    cell = entry_cell(metrics.get("authenticity"))
+    raw = metrics.get("authenticity")
+    if cell is not None and cell.available and isinstance(raw, Mapping):
+        held = raw.get("heldout_real")
+        if isinstance(held, Mapping) and _number(held.get("value")) is not None:
+            cell.notes.append(f"held-out real images ({held.get('set', 'test')}) score "
+                              f"{held['value']:.3f} against the same training set")
+        if raw.get("against"):
+            cell.notes.append(f"against {raw['against']}")
+    return cell
+
+
 # ---------------------------------------------------------------- the registry
 
 METRICS: dict[str, MetricSpec] = {m.key: m for m in [
@@ -306,6 +321,29 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in [
     MetricSpec("memorization", "Memorized", "fidelity", UNRANKED, 1, _memorization,
                "Fraction of fake images closer to a training image than the 1st percentile of "
                "held-out real images' distances to the training set.", percent=True),
+    MetricSpec("fd_infinity", "FD∞", "distribution", LOWER, 2, _path_entry("fd_infinity"),
+               "Fréchet distance extrapolated to infinitely many images (Chong & Forsyth 2020): "
+               "FD on subsets of 15 sizes, a line in 1/n, its value at 1/n = 0."),
+    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", LOWER, 3, _path_entry("mmd"),
+               "Unbiased squared MMD with a Gaussian kernel (CMMD-style), bandwidth by the "
+               "median heuristic on the real reference, x 1000."),
+    MetricSpec("alpha_precision", "α-precision", "distribution", HIGHER, 3,
+               _path_entry("alpha_precision"),
+               "Alaa et al. 2022: 1 - 2 x area between the alpha-precision curve (fakes inside "
+               "the real alpha-support) and the diagonal; 1 for a perfect generator."),
+    MetricSpec("beta_recall", "β-recall", "distribution", HIGHER, 3, _path_entry("beta_recall"),
+               "Alaa et al. 2022: the same score for the beta-recall curve (reals covered by "
+               "the fakes' beta-support, k-NN rule)."),
+    MetricSpec("authenticity", "Authenticity", "distribution", HIGHER, 3, _authenticity,
+               "Fraction of fakes not closer to their nearest training image than that image's "
+               "nearest other training image (Alaa et al. 2022); read it against held-out real "
+               "images' value (hover)."),
+    MetricSpec("vendi_fake", "Vendi (fake)", "distribution", UNRANKED, 2,
+               _path_entry("vendi_fake"),
+               "Vendi score of the synthetic set (cosine kernel): its effective number of "
+               "distinct images. Read against the real set's, at equal n."),
+    MetricSpec("vendi_real", "Vendi (real)", "distribution", UNRANKED, 2,
+               _path_entry("vendi_real"), "Vendi score of the real reference set."),
     MetricSpec("tstr_acc", "TSTR acc", "utility", HIGHER, 3,
                _utility_stat("arms", "tstr", "accuracy"),
                "Accuracy on real test images of a classifier trained on synthetic images only."),
@@ -349,7 +387,7 @@ def metrics_for_table(table: str) -> list[MetricSpec]:
 
 
 def tables_for_kind(kind: str) -> list[str]:
-    return ["sr"] if kind == "super-resolution" else ["fidelity", "utility"]
+    return ["sr"] if kind == "super-resolution" else ["fidelity", "distribution", "utility"]
 
 
 def get_metric(key: str) -> MetricSpec:

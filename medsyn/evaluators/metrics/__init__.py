@@ -16,8 +16,10 @@ PSNR/SSIM of super-resolution) are merged into a results folder with
 
 from __future__ import annotations
 
+from medsyn.evaluators.metrics.alpha_precision import authenticity, metric_alpha_precision
 from medsyn.evaluators.metrics.context import EvalContext, EvalOptions, entry, unavailable
 from medsyn.evaluators.metrics.diagnostics import metric_discriminator, metric_tsne
+from medsyn.evaluators.metrics.fd_infinity import metric_fd_infinity
 from medsyn.evaluators.metrics.fidelity import (
     fid_entry,
     kid_entry,
@@ -28,6 +30,7 @@ from medsyn.evaluators.metrics.fidelity import (
     metric_real_floor,
 )
 from medsyn.evaluators.metrics.memorization import metric_memorization
+from medsyn.evaluators.metrics.mmd import metric_mmd
 from medsyn.evaluators.metrics.prdc import metric_prdc
 from medsyn.evaluators.metrics.registry import (
     MetricSpec,
@@ -36,9 +39,10 @@ from medsyn.evaluators.metrics.registry import (
     resolve_metrics,
 )
 from medsyn.evaluators.metrics.utility import metric_utility
+from medsyn.evaluators.metrics.vendi import metric_vendi
 
 __all__ = [
-    "EvalContext", "EvalOptions", "MetricSpec", "entry", "fid_entry", "kid_entry",
+    "EvalContext", "EvalOptions", "MetricSpec", "authenticity", "entry", "fid_entry", "kid_entry",
     "list_metrics", "register_metric", "resolve_metrics", "unavailable",
 ]
 
@@ -48,8 +52,17 @@ register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier l
                 provides=("inception_score",))
 register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean",
                 provides=("intra_kid",))
+register_metric("fd_infinity", metric_fd_infinity,
+                "FD extrapolated to infinite n (Chong & Forsyth 2020), 15 subset sizes")
+register_metric("mmd", metric_mmd,
+                "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth")
 register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)",
                 provides=("precision", "recall", "density", "coverage"))
+register_metric("alpha_precision", metric_alpha_precision,
+                "alpha-precision, beta-recall, authenticity (Alaa et al. 2022, synthcity's way)",
+                provides=("beta_recall", "authenticity"))
+register_metric("vendi", metric_vendi,
+                "Vendi score (cosine kernel) of the real and of the fake set: diversity")
 register_metric("real_floor", metric_real_floor,
                 "FID/KID between real halves and between real train and test",
                 provides=("fid_halves", "kid_halves", "fid_train_vs_test", "kid_train_vs_test",

@@ -37,6 +37,20 @@ class EvalOptions:
     utility_recipe: object = None
     utility_seeds: tuple = (0, 1, 2)
     utility_ratio: float = 1.0
+    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
+    fd_inf_points: int = 15
+    fd_inf_min_fraction: float = 0.2
+    fd_inf_draws: int = 1
+    mmd_sigma: float | None = None           # None: median heuristic on the real reference
+    alpha_steps: int = 30
+    # FD-infinity and Vendi resamples each cost eigen-decompositions of the whole set (FD-inf:
+    # one per subset size): at most this many resamples for them (None: n_bootstrap)
+    costly_bootstrap: int | None = 20
+
+    def bootstrap_for_costly(self) -> int:
+        if self.costly_bootstrap is None:
+            return self.n_bootstrap
+        return min(self.n_bootstrap, self.costly_bootstrap)
 
     def validate(self):
         def need(cond, msg):
@@ -61,6 +75,24 @@ class EvalOptions:
         need(isinstance(self.utility_ratio, (int, float)) and self.utility_ratio > 0,
              f"utility ratio (synthetic per real image in TRTR+S) must be > 0, got "
              f"{self.utility_ratio!r}.")
+        need(isinstance(self.fd_inf_points, int) and self.fd_inf_points >= 2,
+             f"fd_inf_points (subset sizes of FD-infinity) must be an integer >= 2, got "
+             f"{self.fd_inf_points!r}.")
+        need(isinstance(self.fd_inf_min_fraction, (int, float))
+             and 0 < self.fd_inf_min_fraction < 1,
+             f"fd_inf_min_fraction must be in (0, 1), got {self.fd_inf_min_fraction!r}.")
+        need(isinstance(self.fd_inf_draws, int) and self.fd_inf_draws >= 1,
+             f"fd_inf_draws must be an integer >= 1, got {self.fd_inf_draws!r}.")
+        need(self.mmd_sigma is None or (isinstance(self.mmd_sigma, (int, float))
+                                        and np.isfinite(self.mmd_sigma) and self.mmd_sigma > 0),
+             f"mmd_sigma (RBF bandwidth) must be a positive number or unset, got "
+             f"{self.mmd_sigma!r}.")
+        need(self.costly_bootstrap is None or (isinstance(self.costly_bootstrap, int)
+                                               and self.costly_bootstrap >= 0),
+             f"costly_bootstrap must be an integer >= 0 or unset, got "
+             f"{self.costly_bootstrap!r}.")
+        need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
+             f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
         from medsyn.evaluators.classifier import get_recipe
 
         get_recipe(self.utility_recipe)

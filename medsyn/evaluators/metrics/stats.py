@@ -108,16 +108,19 @@ def _fid_gram(kxx, kyy, kxy, ca, cb) -> float:
     tr1 = (ca @ torch.diagonal(kxx) - n1 * mu_aa) / (n1 - 1)
     tr2 = (cb @ torch.diagonal(kyy) - n2 * mu_bb) / (n2 - 1)
     scale = torch.sqrt((n1 - 1) * (n2 - 1))
+    # only items drawn at least once enter M: a resample or subset leaves the others out
     if (ca > 0).sum() <= (cb > 0).sum():
         rows = torch.nonzero(ca, as_tuple=True)[0]
-        g = kxy[rows]
-        m = g - (g @ cb / n2)[:, None] - (ca @ kxy / n1)[None, :] + mu_ab
-        m = m * ca[rows].sqrt()[:, None] * cb.sqrt()[None, :]
+        cols = torch.nonzero(cb, as_tuple=True)[0]
+        g = kxy[rows][:, cols]
+        m = g - (g @ cb[cols] / n2)[:, None] - (ca @ kxy[:, cols] / n1)[None, :] + mu_ab
+        m = m * ca[rows].sqrt()[:, None] * cb[cols].sqrt()[None, :]
     else:
         rows = torch.nonzero(cb, as_tuple=True)[0]
-        g = kxy[:, rows].T
-        m = g - (g @ ca / n1)[:, None] - (kxy @ cb / n2)[None, :] + mu_ab
-        m = m * cb[rows].sqrt()[:, None] * ca.sqrt()[None, :]
+        cols = torch.nonzero(ca, as_tuple=True)[0]
+        g = kxy[cols][:, rows].T
+        m = g - (g @ ca[cols] / n1)[:, None] - (kxy[cols] @ cb / n2)[None, :] + mu_ab
+        m = m * cb[rows].sqrt()[:, None] * ca[cols].sqrt()[None, :]
     eig = torch.linalg.eigvalsh(m @ m.T).clamp_min(0)
     fid = mu_aa + mu_bb - 2 * mu_ab + tr1 + tr2 - 2 * eig.sqrt().sum() / scale
     return float(fid)
@@ -141,30 +144,48 @@ def _fid_cov(x, y, ca, cb) -> float:
     return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * eig.sqrt().sum())
 
 
+class CountFid:
+    """FID of count-weighted multisets of two fixed feature sets (bootstrap resamples, subsets).
+
+    ``fid(ca, cb)``: ``ca[i]`` copies of row i of ``features_1`` against ``cb[j]`` copies of
+    row j of ``features_2`` (0 leaves a row out). The Gram path (one eigenproblem over the
+    distinct rows of the smaller multiset) is used unless the Gram matrices would be huge or the
+    sets are much larger than the feature dimension; then the d x d covariance path.
+    """
+
+    def __init__(self, features_1, features_2, device=None, method: str = "auto"):
+        x = _as_tensor(features_1, device)
+        y = _as_tensor(features_2, device)
+        n1, n2, d = x.shape[0], y.shape[0], x.shape[1]
+        centre = y.mean(0)
+        self.x, self.y = x - centre, y - centre
+        self.n1, self.n2 = n1, n2
+        if method == "auto":
+            use_gram = n1 * n2 <= _GRAM_MAX_CELLS and 0.64 * min(n1, n2) <= d
+            method = "gram" if use_gram else "cov"
+        self.method = method
+        if method == "gram":
+            self.kxx, self.kyy = self.x @ self.x.T, self.y @ self.y.T
+            self.kxy = self.x @ self.y.T
+
+    def counts(self, c) -> torch.Tensor:
+        return _as_tensor(np.asarray(c), self.x.device)
+
+    def __call__(self, ca, cb) -> float:
+        ca, cb = self.counts(ca), self.counts(cb)
+        if self.method == "gram":
+            return _fid_gram(self.kxx, self.kyy, self.kxy, ca, cb)
+        return _fid_cov(self.x, self.y, ca, cb)
+
+
 def fid_resamples(features_1, features_2, n_bootstrap: int, rng: np.random.Generator,
                   device=None, method: str = "auto") -> list[float]:
     """FID of ``n_bootstrap`` resamples (with replacement) of both sets."""
     if n_bootstrap <= 0:
         return []
-    x = _as_tensor(features_1, device)
-    y = _as_tensor(features_2, device)
-    n1, n2, d = x.shape[0], y.shape[0], x.shape[1]
-    centre = y.mean(0)
-    x, y = x - centre, y - centre
-    if method == "auto":
-        use_gram = n1 * n2 <= _GRAM_MAX_CELLS and 0.64 * min(n1, n2) <= d
-        method = "gram" if use_gram else "cov"
-    out = []
-    if method == "gram":
-        kxx, kyy, kxy = x @ x.T, y @ y.T, x @ y.T
-    for _ in range(n_bootstrap):
-        ca = _as_tensor(bootstrap_counts(rng, n1), x.device)
-        cb = _as_tensor(bootstrap_counts(rng, n2), x.device)
-        if method == "gram":
-            out.append(_fid_gram(kxx, kyy, kxy, ca, cb))
-        else:
-            out.append(_fid_cov(x, y, ca, cb))
-    return out
+    fid = CountFid(features_1, features_2, device, method)
+    return [fid(bootstrap_counts(rng, fid.n1), bootstrap_counts(rng, fid.n2))
+            for _ in range(n_bootstrap)]
 
 
 def fid_from_grams(features_1, features_2, device=None, method="gram") -> float:
