@@ -15,6 +15,7 @@ import torch
 from medsyn.data.cache import array_cache_key, load_cached_arrays, store_cached_arrays
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
 from medsyn.data.imageio import IMAGE_EXTENSIONS, decode_many, is_ignored, stack_images
+from medsyn.data.manifest import apply_manifest
 from medsyn.data.resize import RESIZE_FILTER
 from medsyn.errors import DataError
 from medsyn.utils import file_digest
@@ -127,6 +128,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
                       use_cache: bool = True) -> ImageDataset:
     root = Path(root)
     files, labels, class_names = list_folder_split(root, split)
+    files, labels, patients = apply_manifest(root, split, files, labels, class_names,
+                                             has_split_layout(root), list_folder_split)
     digests = [file_digest(p) for p in files]
     relpaths = [str(p.relative_to(root)) for p in files]
     files_digest = hashlib.sha256(
@@ -141,6 +144,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         "files_sha256": files_digest,
         "checksum_rule": "sha256 over sorted lines '<relative path>\\t<sha256 of file>'",
     }
+    if patients is not None:
+        source["manifest"] = patients.info
     if image_size is not None:
         source["resized_to"] = image_size
         source["resize_filter"] = RESIZE_FILTER
@@ -166,4 +171,5 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         class_names=class_names,
         source=source,
         _fingerprint=fingerprint,
+        patient_ids=None if patients is None else patients.ids,
     )

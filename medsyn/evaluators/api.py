@@ -19,7 +19,7 @@ from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics,
 from medsyn.evaluators.results import SCHEMA_VERSION, write_results
 
 # families that read features of the training and held-out splits (ctx.features_of)
-SPLIT_FAMILIES = ("real_floor", "memorization")
+SPLIT_FAMILIES = ("real_floor", "memorization", "privacy")
 EMPTY_RUN = {"name": None, "checkpoint": None, "model_kind": None, "epoch": None, "step": None,
              "run_dir": None}
 

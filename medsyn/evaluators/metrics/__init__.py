@@ -29,6 +29,7 @@ from medsyn.evaluators.metrics.fidelity import (
 )
 from medsyn.evaluators.metrics.memorization import metric_memorization
 from medsyn.evaluators.metrics.prdc import metric_prdc
+from medsyn.evaluators.metrics.privacy import metric_privacy, register_privacy_test
 from medsyn.evaluators.metrics.registry import (
     MetricSpec,
     list_metrics,
@@ -39,7 +40,7 @@ from medsyn.evaluators.metrics.utility import metric_utility
 
 __all__ = [
     "EvalContext", "EvalOptions", "MetricSpec", "entry", "fid_entry", "kid_entry",
-    "list_metrics", "register_metric", "resolve_metrics", "unavailable",
+    "list_metrics", "register_metric", "register_privacy_test", "resolve_metrics", "unavailable",
 ]
 
 register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
@@ -51,6 +52,9 @@ register_metric("real_floor", metric_real_floor,
                 "FID/KID between real halves and between real train and test")
 register_metric("memorization", metric_memorization,
                 "fakes closer to a training image than held-out reals are")
+register_metric("privacy", metric_privacy,
+                "privacy audit: DCR test, C_T data-copying, membership-inference AUC, in the "
+                "feature space and raw pixels (opt-in)", default=False)
 register_metric("discriminator", metric_discriminator,
                 "GAN discriminator accuracy on real test images and on fakes", default=False,
                 needs_features=False)
