@@ -220,9 +220,9 @@ def verdict(spaces: dict[str, dict]) -> dict:
     rules = sorted({f"{TEST_NAMES.get(k, k)}: {t['rule']}" for b in spaces.values()
                     for k, t in b.items() if isinstance(t, dict) and "rule" in t})
     if flagged:
-        text = ("Possible leak of training images: " + "; ".join(flagged) + " flag(s). The "
-                "synthetic images sit closer to the training images than new real images do; "
-                "inspect the closest pairs before releasing them.")
+        text = ("Possible leak of training images, flagged by: " + "; ".join(flagged) + ". "
+                "The synthetic images sit closer to the training images than new real images "
+                "do; inspect the closest pairs before releasing them.")
     else:
         text = ("No test flags: the synthetic images are no closer to the training images "
                 "than held-out real images are, in any space tested. This is evidence against "
