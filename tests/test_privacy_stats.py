@@ -224,3 +224,15 @@ def test_verdict_names_flagging_tests():
     assert bad["leak_suspected"] and bad["flagged"] == ["DCR test (pix)"]
     assert "C_T data-copying test (pix)" in bad["undecided"]
     assert "Possible leak" in bad["text"]
+
+
+def test_tpr_at_low_fpr_by_counting():
+    rng = np.random.default_rng(6)
+    d_non = rng.gamma(3.0, 1.0, 500)
+    d_mem = np.r_[np.full(20, 0.01), rng.gamma(3.0, 1.0, 480)]      # 20 of 500 copied
+    out = membership_attack(d_mem, d_non, 5, rng)
+    srt = np.sort(d_non)
+    cut = srt[4] + 0.99 * (srt[5] - srt[4])   # 1 % quantile: position 0.01 * 499 = 4.99
+    assert out["tpr_at_low_fpr"] == pytest.approx(np.mean(d_mem < cut))
+    assert out["tpr_at_low_fpr"] >= 20 / 500
+    assert out["auc"] < 0.6                  # the AUC barely moves with 4 % copied

@@ -44,7 +44,10 @@ def _row(space: str, key: str, label: str, test: Mapping[str, Any]) -> dict:
         n = f"{sum(c.get('n_fake', 0) for c in test.get('cells', []) if c.get('included'))} " \
             "synthetic in used cells"
     elif key == "membership_inference":
-        value = f"AUC {_num(test.get('auc'))} {_interval(test.get('ci95'))} (0.5 = no leak)"
+        value = (f"AUC {_num(test.get('auc'))} {_interval(test.get('ci95'))} (0.5 = no leak); "
+                 f"TPR at {_num(100 * test.get('low_fpr', 0.01), 0)} % FPR "
+                 f"{_num(test.get('tpr_at_low_fpr'))} {_interval(test.get('tpr_at_low_fpr_ci95'))}"
+                 f" (about {_num(test.get('low_fpr', 0.01), 2)} = no leak)")
         n = f"{test.get('n_members')} training, {test.get('n_nonmembers')} held-out"
     else:                                   # a registered extra test (e.g. authenticity)
         value = _num(test.get("value"))

@@ -105,6 +105,15 @@ def _spaces(ctx: EvalContext) -> list[tuple[PrivacySpace, object]]:
     return out
 
 
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _note(what: str, test: dict) -> str:
+    verdict = {True: "FLAGS", False: "does not flag", None: "undecided"}[test["flags"]]
+    return f"{what}; one-sided p {_fmt(test['p_value'])}: {verdict}"
+
+
 def _flag(p) -> bool | None:
     return None if p is None else bool(p < ALPHA)
 
@@ -173,7 +182,10 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
         GroupResampler(len(d_non), None if space.heldout_patients is None
                        else space.heldout_patients[fresh]))
     res = mia.pop("resamples")
+    res_tpr = mia.pop("tpr_resamples")
     mia.update({"ci95": stats.recentred_interval(mia["auc"], res, 0.0, 1.0),
+                "tpr_at_low_fpr_ci95": stats.recentred_interval(mia["tpr_at_low_fpr"], res_tpr,
+                                                                0.0, 1.0),
                 "n_members": len(d_member), "n_nonmembers": len(d_non),
                 "nonmembers_dropped_same_patient": int((~fresh).sum()),
                 "flags": _flag(mia["p_value"]),
@@ -181,6 +193,14 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
                         "to the synthetic set than held-out ones (AUC > 0.5)",
                 "score": "minus the distance to the nearest synthetic image"})
 
+    # headline value / ci95 / note of each test, for metrics.csv and the printed table
+    dcr.update({"value": dcr["median_ratio"], "ci95": dcr["median_ratio_ci95"],
+                "n_real": dcr["n_heldout"], "extractor": space.name,
+                "note": _note("median DCR ratio synthetic / held-out", dcr)})
+    ct.update({"n_real": int(has_other.sum()), "n_fake": len(d_fake), "extractor": space.name,
+               "note": _note(f"C_T; z {_fmt(ct['z'])}", ct)})
+    mia.update({"value": mia["auc"], "n_real": mia["n_nonmembers"], "n_fake": len(d_fake),
+                "extractor": space.name, "note": _note("membership-inference AUC", mia)})
     block = {"space": space.description, "dcr": dcr, "data_copying": ct,
              "membership_inference": mia}
     for name, fn in _EXTRA_TESTS.items():

@@ -29,6 +29,7 @@ from medsyn.evaluators.metrics.groups import GroupResampler
 
 ALPHA = 0.01                 # one-sided level at which each test flags
 CT_MIN_FAKES = 20            # tau = CT_MIN_FAKES / m (Meehan et al.'s experiments)
+LOW_FPR = 0.01               # the attack's operating point reported besides its AUC
 
 
 def fraction_below(d_fake: np.ndarray, d_held: np.ndarray, percentile: float,
@@ -68,13 +69,24 @@ def membership_attack(d_members: np.ndarray, d_nonmembers: np.ndarray, n_bootstr
     """AUC of telling members from non-members by distance to the synthetic set, its one-sided
     Mann-Whitney p-value (H1: members are closer) and bootstrap resamples of the AUC."""
     auc = auc_smaller_is_positive(d_members, d_nonmembers)
+    tpr = tpr_at_fpr(d_members, d_nonmembers, LOW_FPR)
     p = float(sps.mannwhitneyu(d_members, d_nonmembers, alternative="less").pvalue)
     members = members or GroupResampler(len(d_members))
     nonmembers = nonmembers or GroupResampler(len(d_nonmembers))
-    res = [auc_smaller_is_positive(d_members[members.draw(rng)],
-                                   d_nonmembers[nonmembers.draw(rng)])
-           for _ in range(n_bootstrap)]
-    return {"auc": auc, "p_value": p, "resamples": res}
+    res, res_tpr = [], []
+    for _ in range(n_bootstrap):
+        dm, dn = d_members[members.draw(rng)], d_nonmembers[nonmembers.draw(rng)]
+        res.append(auc_smaller_is_positive(dm, dn))
+        res_tpr.append(tpr_at_fpr(dm, dn, LOW_FPR))
+    return {"auc": auc, "p_value": p, "resamples": res, "tpr_at_low_fpr": tpr,
+            "low_fpr": LOW_FPR, "tpr_resamples": res_tpr}
+
+
+def tpr_at_fpr(d_pos: np.ndarray, d_neg: np.ndarray, fpr: float) -> float:
+    """Share of members nearer than the ``fpr`` quantile of non-member distances: the attack's
+    true-positive rate when it may wrongly accuse that share of non-members (about ``fpr``
+    without a leak). A few copied patients show here long before they move the AUC."""
+    return float(np.mean(d_pos < np.quantile(d_neg, fpr)))
 
 
 def mann_whitney_z(l_fake: np.ndarray, l_held: np.ndarray) -> float:
