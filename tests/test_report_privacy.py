@@ -42,7 +42,8 @@ def test_report_shows_verdict_numbers_and_figures(evaluations, tmp_path):
     assert not result.problems
     html = result.index_html.read_text()
     section = html.split("<h4>Privacy</h4>")[1].split("<h4>")[0]
-    assert "Possible leak." in section and "C_T data-copying test" in section
+    assert "Verdict:</b> Possible leak of training images" in section
+    assert "C_T data-copying test" in section and "TPR at 1 % FPR" in section
     assert "membership-inference attack" in section and "AUC" in section
     assert "pixels16" in section and "pixels20" in section      # feature space + raw pixels
     assert section.count("<b>flags</b>") == 6
@@ -59,7 +60,7 @@ def test_report_of_a_clean_set_says_no_test_flags(evaluations, tmp_path):
     result = build_report([evaluations["fresh"]], tmp_path / "out")
     html = result.index_html.read_text()
     section = html.split("<h4>Privacy</h4>")[1].split("<h4>")[0]
-    assert "No test flags." in section and "<b>flags</b>" not in section
+    assert "Verdict:</b> No test flags" in section and "<b>flags</b>" not in section
     assert "not proof that no patient can be re-identified" in section
 
 
