@@ -236,3 +236,12 @@ def test_tpr_at_low_fpr_by_counting():
     assert out["tpr_at_low_fpr"] == pytest.approx(np.mean(d_mem < cut))
     assert out["tpr_at_low_fpr"] >= 20 / 500
     assert out["auc"] < 0.6                  # the AUC barely moves with 4 % copied
+
+
+def test_all_tied_distances_do_not_flag():
+    zeros = np.zeros(10)
+    assert dcr_test(zeros, zeros)["p_value"] == pytest.approx(1.0)
+    out = membership_attack(zeros, zeros, 3, np.random.default_rng(0))
+    assert out["p_value"] == pytest.approx(1.0) and out["auc"] == 0.5
+    v = verdict({"pix": {"dcr": {"flags": None, "rule": "r"}}})
+    assert not v["leak_suspected"] and v["undecided"] == ["DCR test (pix)"]

@@ -262,9 +262,9 @@ def metric_privacy(ctx: EvalContext) -> dict:
     if ctx.train.fingerprint == ctx.heldout.fingerprint:
         return {"privacy": unavailable("the training and held-out sets are the same images",
                                        extractor=name)}
-    if len(ctx.fake_images) < 2 or len(ctx.heldout) < 2:
-        return {"privacy": unavailable("needs at least 2 synthetic and 2 held-out images",
-                                       extractor=name)}
+    if min(len(ctx.fake_images), len(ctx.heldout), len(ctx.train)) < 2:
+        return {"privacy": unavailable("needs at least 2 synthetic, 2 training and 2 held-out "
+                                       "images", extractor=name)}
     spaces = {space.name: audit_space(space, ctx) for space, _ in _spaces(ctx)}
     train_ids = getattr(ctx.train, "patient_ids", None)
     held_ids = getattr(ctx.heldout, "patient_ids", None)

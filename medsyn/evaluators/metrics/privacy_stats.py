@@ -32,6 +32,11 @@ CT_MIN_FAKES = 20            # tau = CT_MIN_FAKES / m (Meehan et al.'s experimen
 LOW_FPR = 0.01               # the attack's operating point reported besides its AUC
 
 
+def _finite(x) -> float | None:
+    """None for NaN / inf (e.g. a rank test on all-tied distances has no p-value)."""
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
 def fraction_below(d_fake: np.ndarray, d_held: np.ndarray, percentile: float,
                    n_bootstrap: int, rng: np.random.Generator,
                    held: GroupResampler | None = None) -> tuple[float, float, list[float]]:
@@ -51,7 +56,7 @@ def dcr_test(d_fake: np.ndarray, d_held: np.ndarray) -> dict:
     """One-sided Mann-Whitney U test that synthetic DCRs are smaller than held-out ones."""
     res = sps.mannwhitneyu(d_fake, d_held, alternative="less")
     med_held = float(np.median(d_held))
-    return {"u": float(res.statistic), "p_value": float(res.pvalue),
+    return {"u": float(res.statistic), "p_value": _finite(res.pvalue),
             "median_fake": float(np.median(d_fake)), "median_heldout": med_held,
             "median_ratio": float(np.median(d_fake) / med_held) if med_held > 0 else None}
 
@@ -70,7 +75,7 @@ def membership_attack(d_members: np.ndarray, d_nonmembers: np.ndarray, n_bootstr
     Mann-Whitney p-value (H1: members are closer) and bootstrap resamples of the AUC."""
     auc = auc_smaller_is_positive(d_members, d_nonmembers)
     tpr = tpr_at_fpr(d_members, d_nonmembers, LOW_FPR)
-    p = float(sps.mannwhitneyu(d_members, d_nonmembers, alternative="less").pvalue)
+    p = _finite(sps.mannwhitneyu(d_members, d_nonmembers, alternative="less").pvalue)
     members = members or GroupResampler(len(d_members))
     nonmembers = nonmembers or GroupResampler(len(d_nonmembers))
     res, res_tpr = [], []
