@@ -147,6 +147,11 @@ class EvalContext:
         reproducible whichever other metrics run."""
         return np.random.default_rng([self.options.seed, zlib.crc32(purpose.encode())])
 
+    def split_dataset(self, which: str):
+        """The ``"train"`` or ``"heldout"`` dataset as the split families use it (its rows
+        match :meth:`features_of`'s, so images and patient ids are read from here)."""
+        return getattr(self, which)
+
     def features_of(self, which: str) -> Features | None:
         """Features of the ``"train"`` or ``"heldout"`` dataset (cached on disk), or None."""
         ds = getattr(self, which)

@@ -21,8 +21,8 @@ def metric_memorization(ctx: EvalContext) -> dict:
     if ctx.train.fingerprint == ctx.heldout.fingerprint:
         return {"memorization": unavailable("the training and held-out sets are the same images",
                                             extractor=name, percentile=p)}
-    held_ids = getattr(ctx.heldout, "patient_ids", None)
-    train_ids = getattr(ctx.train, "patient_ids", None)
+    held_ids = getattr(ctx.split_dataset("heldout"), "patient_ids", None)
+    train_ids = getattr(ctx.split_dataset("train"), "patient_ids", None)
     d_fake, nn_fake = stats.nearest_distances(ctx.fake.features, train.features, ctx.device)
     # a held-out image's distance to a *different* patient's training image is the baseline
     d_held, _ = stats.nearest_distances(held.features, train.features, ctx.device,

@@ -87,8 +87,9 @@ def _spaces(ctx: EvalContext) -> list[tuple[PrivacySpace, object]]:
     """The evaluation's feature space and raw pixels (unless they are the same)."""
     from medsyn.evaluators.features import dataset_features, extract_features
 
-    train_ids = getattr(ctx.train, "patient_ids", None)
-    held_ids = getattr(ctx.heldout, "patient_ids", None)
+    train_ds, held_ds = ctx.split_dataset("train"), ctx.split_dataset("heldout")
+    train_ids = getattr(train_ds, "patient_ids", None)
+    held_ids = getattr(held_ds, "patient_ids", None)
     out = [(PrivacySpace(ctx.extractor.name, "the evaluation's feature space",
                          ctx.fake.features, ctx.features_of("train").features,
                          ctx.features_of("heldout").features, train_ids, held_ids),
@@ -96,9 +97,8 @@ def _spaces(ctx: EvalContext) -> list[tuple[PrivacySpace, object]]:
     pix = _pixel_space(ctx)
     if pix.name != ctx.extractor.name:
         opts = ctx.options
-        feats = {which: dataset_features(getattr(ctx, which), pix, opts.batch_size,
-                                         opts.use_cache).features
-                 for which in ("train", "heldout")}
+        feats = {which: dataset_features(ds, pix, opts.batch_size, opts.use_cache).features
+                 for which, ds in (("train", train_ds), ("heldout", held_ds))}
         fake = extract_features(pix, ctx.fake_images, opts.batch_size, "fake pixels").features
         out.append((PrivacySpace(pix.name, f"raw pixels: {pix.conventions}", fake,
                                  feats["train"], feats["heldout"], train_ids, held_ids), pix))
@@ -213,7 +213,8 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
         order = np.argsort(d_fake)[: opts.gallery_pairs]
         tag = space.name.replace("/", "-")
         ctx.figures[f"privacy_pairs_{tag}"] = figures.memorization_gallery(
-            ctx.out_dir / f"privacy_pairs_{tag}.png", ctx.fake_images, ctx.train.images, order,
+            ctx.out_dir / f"privacy_pairs_{tag}.png", ctx.fake_images,
+            ctx.split_dataset("train").images, order,
             nn_fake, d_fake, threshold, PERCENTILE, space=space.name)
         ctx.figures[f"privacy_hist_{tag}"] = figures.distance_histogram(
             ctx.out_dir / f"privacy_hist_{tag}.png", d_fake, d_held, threshold, PERCENTILE,
@@ -262,12 +263,13 @@ def metric_privacy(ctx: EvalContext) -> dict:
     if ctx.train.fingerprint == ctx.heldout.fingerprint:
         return {"privacy": unavailable("the training and held-out sets are the same images",
                                        extractor=name)}
-    if min(len(ctx.fake_images), len(ctx.heldout), len(ctx.train)) < 2:
+    train, held = ctx.split_dataset("train"), ctx.split_dataset("heldout")
+    if min(len(ctx.fake_images), len(held), len(train)) < 2:
         return {"privacy": unavailable("needs at least 2 synthetic, 2 training and 2 held-out "
                                        "images", extractor=name)}
     spaces = {space.name: audit_space(space, ctx) for space, _ in _spaces(ctx)}
-    train_ids = getattr(ctx.train, "patient_ids", None)
-    held_ids = getattr(ctx.heldout, "patient_ids", None)
+    train_ids = getattr(train, "patient_ids", None)
+    held_ids = getattr(held, "patient_ids", None)
     patients = {
         "known": train_ids is not None and held_ids is not None,
         "n_train_patients": None if train_ids is None else len(set(train_ids)),
@@ -279,4 +281,4 @@ def metric_privacy(ctx: EvalContext) -> dict:
     }
     return {"privacy": {"verdict": verdict(spaces), "spaces": spaces, "patients": patients,
                         "extractor": name, "n_fake": len(ctx.fake_images),
-                        "n_train": len(ctx.train), "n_heldout": len(ctx.heldout)}}
+                        "n_train": len(train), "n_heldout": len(held)}}
