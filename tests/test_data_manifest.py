@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +119,37 @@ def test_cli_manifest_error_is_one_line(tmp_path):
     result = runner.invoke(app, ["data", "info", f"folder:{root}", "--split", "train"])
     assert result.exit_code == 1
     assert "patient-disjoint" in result.output and "Traceback" not in result.output
+
+
+def test_cli_privacy_audit_on_a_manifest_folder(tmp_path):
+    """`medsyn evaluate --metrics privacy` on a folder with patients: the verdict is printed,
+    results.json records the patients, and copies of training scans are flagged."""
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    rows = ["path,label,patient_id"]
+    for p in range(60):
+        cls = "ab"[p % 2]
+        base = rng.normal(120, 40) + rng.normal(0, 35, (24, 24))
+        for j in range(2):                       # two scans per patient
+            rel = f"{cls}/p{p:02d}_{j}.png"
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            scan = np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(scan).save(root / rel)
+            rows.append(f"{rel},{cls},P{p:02d}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    train = load_dataset(f"folder:{root}", split="train")
+    fakes = tmp_path / "fakes"
+    for i, img in enumerate(train.images[:40]):
+        cls = train.class_names[int(train.labels[i])]
+        (fakes / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(fakes / cls / f"{i}.png")
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "--fake", str(fakes), "--real", f"folder:{root}",
+                                 "--metrics", "privacy", "--extractor", "pixels",
+                                 "--bootstrap", "5", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "privacy:" in result.output and "Possible leak" in result.output
+    block = json.loads((out / "results.json").read_text())["metrics"]["privacy"]
+    assert block["patients"]["known"] and block["patients"]["bootstrap"] == "patients"
+    assert block["spaces"]["pixels24"]["dcr"]["flags"] is True
+    assert (out / "metrics.csv").read_text().count("privacy.spaces.") == 6

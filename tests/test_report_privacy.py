@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_report_shows_verdict_numbers_and_figures(evaluations, tmp_path):
     assert "one-sided level 0.01" in section and "no patient ids" in section
     assert "closest synthetic / training pairs" in section
     assert "synthetic vs held-out baseline" in section
-    for src in __import__("re").findall(r'src="([^"]+)"', section):
+    for src in re.findall(r'src="([^"]+)"', section):
         assert (result.index_html.parent / src).is_file()
     md = result.summary_md.read_text()
     assert "## Privacy" in md and "Possible leak of training images" in md
