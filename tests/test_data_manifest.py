@@ -153,3 +153,26 @@ def test_cli_privacy_audit_on_a_manifest_folder(tmp_path):
     assert block["patients"]["known"] and block["patients"]["bootstrap"] == "patients"
     assert block["spaces"]["pixels24"]["dcr"]["flags"] is True
     assert (out / "metrics.csv").read_text().count("privacy.spaces.") == 6
+
+
+def test_hook_attaches_ids_to_other_selections(tmp_path):
+    """A selection that is no train/val/test split (e.g. a folder's every image) keeps its
+    files and gets their ids; files outside class folders are not checked against a label."""
+    from medsyn.data.manifest import apply_manifest
+
+    root = tmp_path / "flat"
+    rows = ["path,label,patient_id"]
+    for i in range(4):
+        _png(root / f"img{i}.png", i)
+        rows.append(f"img{i}.png,whatever,P{i // 2}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    files = sorted(root.glob("*.png"))
+
+    def no_listing(*_):
+        raise AssertionError("a non-split selection must not be re-split")
+
+    out_files, labels, patients = apply_manifest(root, "all", files, [0] * 4, ["unlabelled"],
+                                                 False, no_listing)
+    assert out_files == files and labels == [0] * 4
+    assert list(patients.ids) == ["P0", "P0", "P1", "P1"]
+    assert patients.info["n_patients"] == 2

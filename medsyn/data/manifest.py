@@ -154,14 +154,19 @@ def apply_manifest(root: Path, split: str, files: list[Path], labels: list[int],
         out = []
         for f, lab in zip(fs, ls, strict=True):
             m_label, pid = manifest.lookup(root, f)
-            if m_label != class_names[lab]:
+            # only an image inside a class folder has a folder label to contradict
+            in_class_folder = Path(f).parent.name == class_names[lab]
+            if in_class_folder and m_label != class_names[lab]:
                 rel = Path(f).relative_to(root).as_posix()
                 raise DataError(f"{path}: {rel} has label {m_label!r} but lies in the class "
                                 f"folder {class_names[lab]!r}; correct the row or move the file.")
             out.append(pid)
         return np.asarray(out, dtype=str)
 
-    if split_layout:
+    if split not in SPLITS:         # e.g. every image of the folder: nothing to split
+        ids = ids_of(files, labels)
+        rule = f"split {split!r}: every listed image, not split"
+    elif split_layout:
         ids = ids_of(files, labels)
         mine = set(ids)
         for other in SPLITS:
