@@ -50,6 +50,9 @@ class ImageDataset:
     # (parent fingerprint, row indices) for a subset: lets stages reuse what they computed
     # for the parent (e.g. cached features) instead of recomputing it for the subset
     parent: tuple[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # one patient (subject) id per image when the dataset knows them (a folder dataset with a
+    # manifest, see medsyn.data.manifest), else None; not part of the fingerprint
+    patient_ids: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -62,6 +65,11 @@ class ImageDataset:
                 f"labels must be an int64 tensor [N] with N = {self.images.shape[0]}, got "
                 f"{self.labels.dtype} {tuple(self.labels.shape)}"
             )
+        if self.patient_ids is not None:
+            self.patient_ids = np.asarray(self.patient_ids, dtype=str)
+            if self.patient_ids.shape != (self.images.shape[0],):
+                raise ValueError(f"patient_ids must have one id per image ({self.images.shape[0]}),"
+                                 f" got shape {self.patient_ids.shape}")
 
     @property
     def fingerprint(self) -> str:
@@ -100,6 +108,7 @@ class ImageDataset:
             class_names=list(self.class_names),
             source={**self.source, "subset_of": self.fingerprint, "subset_size": len(idx)},
             parent=(self.fingerprint, idx.numpy().copy()),
+            patient_ids=None if self.patient_ids is None else self.patient_ids[idx.numpy()],
         )
 
     def describe(self) -> dict:
@@ -114,6 +123,7 @@ class ImageDataset:
             "class_names": list(self.class_names),
             "class_counts": self.class_counts(),
             "fingerprint": self.fingerprint,
+            "n_patients": None if self.patient_ids is None else int(len(set(self.patient_ids))),
             "source": self.source,
         }
 

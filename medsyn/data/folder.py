@@ -49,6 +49,7 @@ from medsyn.data.intensity import (
     parse_bit_depth,
     probe,
 )
+from medsyn.data.manifest import apply_manifest
 from medsyn.data.resize import RESIZE_FILTER
 from medsyn.errors import DataError
 from medsyn.utils import file_digest
@@ -290,6 +291,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     files, labels, how = listing.select(split)
     class_names = listing.class_names
     rule = choose_rule(_dataset_depth_stats(listing, option), option)
+    files, labels, patients = apply_manifest(root, split, files, labels, class_names,
+                                             listing.layout == "splits", list_folder_split)
     digests = [file_digest(p) for p in files]
     # the files were listed as root / ...; slicing is much faster than Path.relative_to, and
     # root / "x" - "x" is the prefix even for root "." (where it is empty)
@@ -344,6 +347,11 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     }
     if skipped:
         source["skipped"] = [{"path": str(p), "reason": why} for p, why in skipped]
+    patient_ids = None
+    if patients is not None:
+        source["manifest"] = patients.info
+        unread = {str(p) for p, _ in unreadable}
+        patient_ids = patients.ids[[i for i, f in enumerate(files) if str(f) not in unread]]
     if warnings:
         source["warnings"] = warnings
     if image_size is not None:
@@ -357,6 +365,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         class_names=class_names,
         source=source,
         _fingerprint=fingerprint,
+        patient_ids=patient_ids,
     )
 
 

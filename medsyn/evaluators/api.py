@@ -31,7 +31,7 @@ from medsyn.evaluators.results import (
 )
 
 # families that read features of the training and held-out splits (ctx.features_of)
-SPLIT_FAMILIES = ("real_floor", "memorization", "alpha_precision")
+SPLIT_FAMILIES = ("real_floor", "memorization", "alpha_precision", "privacy")
 # families that read features but not as a distance between sets: computed in one space only
 # (the Inception Score needs Inception's classifier logits, whatever the other spaces are)
 ONE_SPACE_FAMILIES = ("is",)

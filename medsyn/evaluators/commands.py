@@ -41,6 +41,10 @@ def _print_summary(results: dict, out_dir: Path | None):
     Console(width=max(console.width, 140)).print(table)
     for w in results.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    verdict = ((results.get("metrics") or {}).get("privacy") or {}).get("verdict")
+    if isinstance(verdict, dict) and verdict.get("text"):
+        colour = "red" if verdict.get("leak_suspected") else "green"
+        console.print(f"[{colour}]privacy:[/] {verdict['text']}", highlight=False)
     if out_dir is not None:
         console.print(f"results: {out_dir / 'results.json'}", highlight=False)
 

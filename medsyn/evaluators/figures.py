@@ -92,7 +92,7 @@ def _show(img: torch.Tensor):
 
 def memorization_gallery(path: Path, fake_images: torch.Tensor, train_images: torch.Tensor,
                          order: np.ndarray, nearest: np.ndarray, distances: np.ndarray,
-                         threshold: float, percentile: float) -> str:
+                         threshold: float, percentile: float, space: str | None = None) -> str:
     """The synthetic images closest to a training image (top row) and that image (bottom)."""
     plt = _pyplot()
     n = max(len(order), 1)
@@ -110,13 +110,17 @@ def memorization_gallery(path: Path, fake_images: torch.Tensor, train_images: to
         img, cmap = _show(train_images[int(nearest[i])])
         axes[1, col].imshow(img, cmap=cmap, vmin=0, vmax=255)
         axes[1, col].set_title(f"train {int(nearest[i])}", fontsize=7)
-    fig.suptitle(f"Closest synthetic / training pairs (* = below the {ordinal(percentile)} "
-                 f"percentile of held-out distances, {threshold:.3g})", fontsize=9)
+    where = f" in {space}" if space else ""
+    fig.suptitle(f"Closest synthetic / training pairs{where} (* = below the "
+                 f"{ordinal(percentile)} percentile of held-out distances, {threshold:.3g})",
+                 fontsize=9)
     return _save(fig, path)
 
 
 def distance_histogram(path: Path, d_fake: np.ndarray, d_held: np.ndarray, threshold: float,
-                       percentile: float) -> str:
+                       percentile: float, space: str | None = None) -> str:
+    """Distances to the nearest training image: synthetic against the held-out baseline (its
+    distribution, its median and its ``percentile``-th percentile)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     bins = np.linspace(0, max(d_fake.max(), d_held.max()) * 1.02, 50)
@@ -124,7 +128,11 @@ def distance_histogram(path: Path, d_fake: np.ndarray, d_held: np.ndarray, thres
     ax.hist(d_fake, bins=bins, density=True, alpha=0.55, label=f"synthetic (n={len(d_fake)})")
     ax.axvline(threshold, color="k", linestyle="--", linewidth=1,
                label=f"{ordinal(percentile)} percentile of held-out")
-    ax.set_xlabel("distance to the nearest training image (feature space)")
+    if space is not None:
+        ax.axvline(float(np.median(d_held)), color="C0", linewidth=1.2,
+                   label="held-out median (baseline)")
+        ax.axvline(float(np.median(d_fake)), color="C1", linewidth=1.2, label="synthetic median")
+    ax.set_xlabel(f"distance to the nearest training image ({space or 'feature space'})")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return _save(fig, path)

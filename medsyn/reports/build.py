@@ -47,6 +47,8 @@ from medsyn.reports.metrics import (
     metrics_for_table,
     tables_for_kind,
 )
+from medsyn.reports.privacy import markdown_line as privacy_markdown_line
+from medsyn.reports.privacy import privacy_view
 from medsyn.reports.verdict import Verdict, evaluation_verdict, memorization_details, plain_number
 from medsyn.utils import atomic_write, progress
 
@@ -700,6 +702,19 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
                 view["figures"].append(fig)
                 consumed.add(key)
         figs = e.data.get("figures")
+        privacy = privacy_view(e.metrics)
+        if isinstance(figs, Mapping) and privacy is not None and "unavailable" not in privacy:
+            for key in figs:
+                if key.startswith("privacy_"):
+                    kind, _, space = key[len("privacy_"):].partition("_")
+                    title = (f"Privacy, {space}: closest synthetic / training pairs"
+                             if kind == "pairs" else
+                             f"Privacy, {space}: distance to the nearest training image, "
+                             "synthetic vs held-out baseline")
+                    fig = assets.figure(e, key, title, sub)
+                    if fig is not None:
+                        privacy["figures"].append(fig)
+                        consumed.add(key)
         if isinstance(figs, Mapping):
             for key in figs:
                 if key in consumed:
@@ -709,6 +724,7 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
                     view["figures"].append(fig)
         view["floor"] = _floor_rows(e)
         view["memorization"] = _memorization_view(e)
+        view["privacy"] = privacy
         view["utility"] = _utility_view(e)
         view["discriminator"] = _discriminator_items(e)
         view["provenance"] = _provenance_items(e)
@@ -798,6 +814,10 @@ def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline
         lines += ["★ = selected epoch of the run: " + "; ".join(
             f"{md_text(r.name)}: epoch {r.selected.epoch} ({md_text(r.selection_rule)})"
             for r in selected), ""]
+    privacy = [f"- {md_text(r.name)} / {md_text(e.path.parent.name)}: {line}" for r in runs
+               for e in r.evaluations if (line := privacy_markdown_line(e.metrics))]
+    if privacy:
+        lines += ["## Privacy", ""] + privacy + [""]
     if used:
         lines += ["## References", ""]
         by_citation: dict[str, list[int]] = {}

@@ -16,7 +16,11 @@ PSNR/SSIM of super-resolution) are merged into a results folder with
 
 from __future__ import annotations
 
-from medsyn.evaluators.metrics.alpha_precision import authenticity, metric_alpha_precision
+from medsyn.evaluators.metrics.alpha_precision import (
+    authenticity,
+    authenticity_privacy_test,
+    metric_alpha_precision,
+)
 from medsyn.evaluators.metrics.context import EvalContext, EvalOptions, entry, unavailable
 from medsyn.evaluators.metrics.diagnostics import metric_discriminator, metric_tsne
 from medsyn.evaluators.metrics.fd_infinity import metric_fd_infinity
@@ -32,6 +36,7 @@ from medsyn.evaluators.metrics.fidelity import (
 from medsyn.evaluators.metrics.memorization import metric_memorization
 from medsyn.evaluators.metrics.mmd import metric_mmd
 from medsyn.evaluators.metrics.prdc import metric_prdc
+from medsyn.evaluators.metrics.privacy import metric_privacy, register_privacy_test
 from medsyn.evaluators.metrics.registry import (
     MetricSpec,
     list_metrics,
@@ -43,7 +48,7 @@ from medsyn.evaluators.metrics.vendi import metric_vendi
 
 __all__ = [
     "EvalContext", "EvalOptions", "MetricSpec", "authenticity", "entry", "fid_entry", "kid_entry",
-    "list_metrics", "register_metric", "resolve_metrics", "unavailable",
+    "list_metrics", "register_metric", "register_privacy_test", "resolve_metrics", "unavailable",
 ]
 
 register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
@@ -69,6 +74,9 @@ register_metric("real_floor", metric_real_floor,
                           "floor"))
 register_metric("memorization", metric_memorization,
                 "fakes closer to a training image than held-out reals are")
+register_metric("privacy", metric_privacy,
+                "privacy audit: DCR test, C_T data-copying, membership-inference AUC, in the "
+                "feature space and raw pixels (opt-in)", default=False)
 register_metric("discriminator", metric_discriminator,
                 "GAN discriminator accuracy on real test images and on fakes", default=False,
                 needs_features=False)
@@ -76,3 +84,7 @@ register_metric("tsne", metric_tsne, "t-SNE figure of real and fake features")
 register_metric("utility", metric_utility,
                 "train-on-synthetic / test-on-real classifier arms over seeds (slow; opt-in)",
                 default=False, needs_features=False)
+
+# authenticity (Alaa et al. 2022) also runs as a test of the privacy audit, against the
+# held-out baseline, in every space the audit uses
+register_privacy_test("authenticity", authenticity_privacy_test)

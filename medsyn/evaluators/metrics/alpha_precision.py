@@ -262,3 +262,26 @@ def metric_alpha_precision(ctx: EvalContext) -> dict:
                                   device=ctx.device).fraction,
             "n": len(held), "set": f"{ctx.heldout.name}/{ctx.heldout.split}"}
     return blocks
+
+
+def authenticity_privacy_test(space, ctx) -> dict | None:
+    """Authenticity as a test of the privacy audit (metrics/privacy.py): the fraction of
+    synthetic samples judged authentic against the training set, compared with the same
+    fraction for held-out real samples (what a generator that copies nothing scores).
+    Flags when the synthetic fraction is lower by a one-sided two-proportion z-test at
+    p < 0.01."""
+    from scipy.stats import norm
+
+    if len(space.train) < 2 or len(space.fake) < 1 or len(space.heldout) < 1:
+        return None
+    fake = authenticity(space.train, space.fake, device=ctx.device)
+    held = authenticity(space.train, space.heldout, device=ctx.device)
+    n_f, n_h = len(fake.flags), len(held.flags)
+    pooled = (fake.flags.sum() + held.flags.sum()) / (n_f + n_h)
+    se = float(np.sqrt(pooled * (1 - pooled) * (1 / n_f + 1 / n_h)))
+    z = (fake.fraction - held.fraction) / se if se > 0 else 0.0
+    p = float(norm.cdf(z))
+    return {"value": fake.fraction, "heldout_value": held.fraction, "z": float(z),
+            "p_value": p, "n_fake": n_f, "n_heldout": n_h, "flags": bool(p < 0.01),
+            "rule": "authentic fraction of the synthetic samples below that of held-out real "
+                    "samples (one-sided two-proportion z-test, p < 0.01)"}

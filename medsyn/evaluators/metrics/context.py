@@ -193,7 +193,8 @@ class EvalContext:
             from medsyn.evaluators.inputs import stratified_subset
 
             self._extra[key] = stratified_subset(ds, self.split_limit, self.options.seed)
-            self.warn(f"the real-vs-real floor and the memorization check used a stratified "
+            self.warn(f"the real-vs-real floor, memorization, privacy and authenticity checks "
+                      f"used a stratified "
                       f"subset of {self.split_limit} of the {len(ds)} images of "
                       f"{ds.name}/{ds.split} (seed {self.options.seed}); the full protocol "
                       "(no --n-real / --n-memorization) uses every image")

@@ -7,6 +7,7 @@ import torch
 
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, entry, unavailable
+from medsyn.evaluators.metrics.groups import disjoint_halves
 
 
 def fid_entry(ctx: EvalContext, a: np.ndarray, b: np.ndarray, purpose: str, **extra):
@@ -118,11 +119,15 @@ def metric_real_floor(ctx: EvalContext) -> dict:
     name = ctx.extractor.name
     out = {}
     n = len(ctx.real)
-    perm = ctx.rng("real_floor/halves").permutation(n)
-    half_a, half_b = perm[: n // 2], perm[n // 2: 2 * (n // 2)]
+    patients = getattr(ctx.reference, "patient_ids", None)
+    if patients is not None and len(set(patients)) < 2:
+        patients = None
+    half_a, half_b = disjoint_halves(ctx.rng("real_floor/halves"), n, patients)
     fa, fb = ctx.real.features[half_a], ctx.real.features[half_b]
     sets = {"sets": f"two disjoint random halves of the reference "
-                    f"({ctx.reference.name}/{ctx.reference.split}), {n // 2} images each"}
+                    f"({ctx.reference.name}/{ctx.reference.split}), {len(half_a)} and "
+                    f"{len(half_b)} images"
+                    + (", patient-disjoint" if patients is not None else "")}
     out["fid_halves"] = fid_entry(ctx, fb, fa, "real_floor/fid_halves", **sets)[0]
     out["kid_halves"] = kid_entry(ctx, fb, fa, "real_floor/kid_halves", **sets)[0]
     train, test = ctx.features_of("train"), ctx.features_of("heldout")

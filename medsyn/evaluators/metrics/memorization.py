@@ -6,6 +6,8 @@ import numpy as np
 
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
+from medsyn.evaluators.metrics.groups import GroupResampler
+from medsyn.evaluators.metrics.privacy_stats import fraction_below
 
 
 def metric_memorization(ctx: EvalContext) -> dict:
@@ -19,15 +21,17 @@ def metric_memorization(ctx: EvalContext) -> dict:
     if ctx.train.fingerprint == ctx.heldout.fingerprint:
         return {"memorization": unavailable("the training and held-out sets are the same images",
                                             extractor=name, percentile=p)}
+    held_ids = getattr(ctx.split_dataset("heldout"), "patient_ids", None)
+    train_ids = getattr(ctx.split_dataset("train"), "patient_ids", None)
     d_fake, nn_fake = stats.nearest_distances(ctx.fake.features, train.features, ctx.device)
-    d_held, _ = stats.nearest_distances(held.features, train.features, ctx.device)
-    threshold = float(np.percentile(d_held, p))
-    fraction = float(np.mean(d_fake < threshold))
-    rng = ctx.rng("memorization")
-    res = []
-    for _ in range(ctx.options.n_bootstrap):
-        t = np.percentile(d_held[rng.integers(0, len(d_held), len(d_held))], p)
-        res.append(float(np.mean(d_fake[rng.integers(0, len(d_fake), len(d_fake))] < t)))
+    # a held-out image's distance to a *different* patient's training image is the baseline
+    d_held, _ = stats.nearest_distances(held.features, train.features, ctx.device,
+                                        held_ids, train_ids)
+    finite = np.isfinite(d_held)
+    d_held = d_held[finite]
+    resampler = None if held_ids is None else GroupResampler(len(d_held), held_ids[finite])
+    fraction, threshold, res = fraction_below(d_fake, d_held, p, ctx.options.n_bootstrap,
+                                              ctx.rng("memorization"), resampler)
     order = np.argsort(d_fake)[: ctx.options.gallery_pairs]
     block = {
         "fraction": fraction,

@@ -370,8 +370,27 @@ def prdc(real_features, fake_features, k: int = 5, n_bootstrap: int = 0,
     return values, resamples
 
 
-def nearest_distances(queries, gallery, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each query to its nearest gallery item, and that item's index."""
-    d = pairwise_distances(queries, gallery, device)
+def exclude_same_group(d: torch.Tensor, query_groups, gallery_groups) -> torch.Tensor:
+    """``d`` with +inf where query and gallery item belong to the same group (patient)."""
+    if query_groups is None or gallery_groups is None:
+        return d
+    _, codes = np.unique(np.concatenate([np.asarray(query_groups, dtype=str),
+                                         np.asarray(gallery_groups, dtype=str)]),
+                         return_inverse=True)
+    q = torch.from_numpy(codes[: d.shape[0]]).to(d.device)
+    g = torch.from_numpy(codes[d.shape[0]:]).to(d.device)
+    return d.masked_fill(q[:, None] == g[None, :], float("inf"))
+
+
+def nearest_distances(queries, gallery, device=None, query_groups=None,
+                      gallery_groups=None) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each query to its nearest gallery item, and that item's index.
+
+    With ``query_groups`` and ``gallery_groups`` (patient ids), gallery items of the query's
+    own patient are skipped (a query with no other-patient item gets +inf and index -1)."""
+    d = exclude_same_group(pairwise_distances(queries, gallery, device), query_groups,
+                           gallery_groups)
     best = d.min(1)
-    return best.values.cpu().numpy(), best.indices.cpu().numpy()
+    dist, idx = best.values.cpu().numpy(), best.indices.cpu().numpy()
+    idx[~np.isfinite(dist)] = -1
+    return dist, idx
