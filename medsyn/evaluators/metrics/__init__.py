@@ -30,8 +30,12 @@ from medsyn.evaluators.metrics.fidelity import (
 from medsyn.evaluators.metrics.memorization import metric_memorization
 from medsyn.evaluators.metrics.prdc import metric_prdc
 from medsyn.evaluators.metrics.registry import (
+    WORSE_EITHER,
+    WORSE_HIGHER,
+    WORSE_LOWER,
     MetricSpec,
     list_metrics,
+    metric_directions,
     register_metric,
     resolve_metrics,
 )
@@ -39,18 +43,28 @@ from medsyn.evaluators.metrics.utility import metric_utility
 
 __all__ = [
     "EvalContext", "EvalOptions", "MetricSpec", "entry", "fid_entry", "kid_entry",
-    "list_metrics", "register_metric", "resolve_metrics", "unavailable",
+    "WORSE_EITHER", "WORSE_HIGHER", "WORSE_LOWER", "list_metrics", "metric_directions",
+    "register_metric", "resolve_metrics", "unavailable",
 ]
 
-register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
-register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets")
-register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)")
-register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean")
-register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)")
+# `worse`: the direction each result key moves when the synthetic set gets worse (what
+# `medsyn audit` checks); a new family declares its own keys the same way.
+register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)",
+                worse={"fid": WORSE_HIGHER})
+register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets",
+                worse={"kid": WORSE_HIGHER})
+register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)",
+                worse={"is": WORSE_LOWER})
+register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean",
+                worse={"intra_fid": WORSE_HIGHER})
+register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)",
+                worse={"precision": WORSE_LOWER, "recall": WORSE_LOWER, "density": WORSE_LOWER,
+                       "coverage": WORSE_LOWER})
 register_metric("real_floor", metric_real_floor,
                 "FID/KID between real halves and between real train and test")
 register_metric("memorization", metric_memorization,
-                "fakes closer to a training image than held-out reals are")
+                "fakes closer to a training image than held-out reals are",
+                worse={"memorization": WORSE_HIGHER})
 register_metric("discriminator", metric_discriminator,
                 "GAN discriminator accuracy on real test images and on fakes", default=False,
                 needs_features=False)
