@@ -35,6 +35,7 @@ table.trust-card td.unavailable { background: #eceff3; color: #6b7280; }
   border: 1px solid #d9dee7; font-size: .8rem; }
 .trust-legend .detected { background: #d4f0dc; } .trust-legend .late { background: #fff1c2; }
 .trust-legend .missed { background: #f9d3d3; } .trust-legend .wrong { background: #e3d4f5; }
+.badge.card-link { text-decoration: none; }
 """
 
 
