@@ -82,14 +82,22 @@ def _stratified_rows(labels: np.ndarray, n: int, rng: np.random.Generator) -> np
     return np.sort(np.concatenate(rows)).astype(np.int64)
 
 
-def _build_extractor(name, device, train, inception_weights, use_cache, batch_size):
+def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
+                     image_size):
+    from medsyn.data import load_dataset
     from medsyn.evaluators.features import get_extractor
 
     options: dict = {"device": device}
     if name == "inception" and inception_weights is not None:
         options["weights"] = inception_weights
     if name == "classifier":            # the in-domain network trains on the real train split
-        options.update(train=train, val=None, use_cache=use_cache)
+        val = None
+        if held_split != "val":         # selected on val, never on the images it is audited on
+            try:
+                val = load_dataset(train.name, "val", image_size=image_size, root=root)
+            except DataError:
+                val = None
+        options.update(train=train, val=val, use_cache=use_cache)
     return get_extractor(name, **options)
 
 
@@ -208,7 +216,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     def space(name):
         if name not in built:
             built[name] = _build_extractor(name, dev, train, inception_weights, use_cache,
-                                           batch_size)
+                                           split, data_root, image_size)
         return built[name]
 
     def real_features(ext):
