@@ -285,6 +285,8 @@ def test_cli_audit_writes_card_and_report_shows_it(folder_dataset, tmp_path):
     assert swap["intra_fid"]["levels"][4]["value"] > swap["intra_fid"]["levels"][0]["value"]
     assert audit["failures"]["class_drop"]["new_images"] == [0, 0, 0, 0, 0]
     assert (out / "card.md").read_text().count("|") > 10
+    card = (out / "card.html").read_text()
+    assert "Not scored in this space: is" in card and "&lt;" not in card     # IS: no logits
 
     # a run on the same dataset and size: its row links to the card shown in its section
     results_dir = tmp_path / "eval"

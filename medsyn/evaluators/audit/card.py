@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from markupsafe import escape
+from markupsafe import escape as _markup_escape
 
 from medsyn.evaluators.audit.verdict import DETECTED, LATE, MISSED, UNAVAILABLE, WRONG
 
@@ -37,6 +37,11 @@ table.trust-card td.unavailable { background: #eceff3; color: #6b7280; }
 .trust-legend .missed { background: #f9d3d3; } .trust-legend .wrong { background: #e3d4f5; }
 .badge.card-link { text-decoration: none; }
 """
+
+
+def escape(value) -> str:
+    """HTML-escaped text as a plain str (a Markup would escape what it is concatenated with)."""
+    return str(_markup_escape(value))
 
 
 def load_audit(path: str | Path) -> dict:
