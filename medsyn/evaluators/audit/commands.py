@@ -77,7 +77,7 @@ def audit_command(
         return
     from medsyn.evaluators.audit.card import card_markdown
 
-    console.print(card_markdown(result), highlight=False, markup=False)
+    typer.echo(card_markdown(result))         # Markdown tables: never wrapped to the terminal
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     console.print(f"audit: {out / 'audit.json'}  card: {out / 'card.html'}  "
