@@ -31,7 +31,7 @@ def audit_command(
     quick: bool = typer.Option(False, "--quick", help="CPU-sized: n 48, pool 160, reference "
                                "320, 20 bootstrap resamples (docs/audit.md)."),
     n: int | None = typer.Option(None, "-n", "--n", help="Images per synthetic set (default "
-                                 "500; --quick 48)."),
+                                 "300, at most half the held-out images; --quick 48)."),
     n_pool: int | None = typer.Option(None, "--n-pool", help="Held-out images to build from "
                                       "(default: the whole split; --quick 160)."),
     n_reference: int | None = typer.Option(None, "--n-reference", help="Reference (train) "

@@ -39,7 +39,8 @@ class Sizes:
 
 # quick: sized for the 2-core CPU at 28 px (docs/audit.md has the measured wall time)
 QUICK = Sizes(n=48, n_pool=160, n_reference=320, n_bootstrap=20)
-FULL = Sizes(n=500, n_pool=None, n_reference=None, n_bootstrap=50)
+# n at most half the pool when not given: the other half replaces dropped classes / clusters
+FULL = Sizes(n=300, n_pool=None, n_reference=None, n_bootstrap=50)
 
 
 def _parse_list(value, what: str) -> list[str] | None:
@@ -160,6 +161,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     started = time.perf_counter()
     preset = QUICK if quick else FULL
+    n_given = n is not None
     n = preset.n if n is None else n
     n_pool = preset.n_pool if n_pool is None else n_pool
     n_reference = preset.n_reference if n_reference is None else n_reference
@@ -198,7 +200,8 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                         "images; an audit needs held-out images.")
     reference = stratified_subset(train, n_reference, seed)
     pool_ds = stratified_subset(held, n_pool, seed)
-    n = len(pool_ds) if n is None else n
+    if not n_given:
+        n = max(k + 2, min(n, len(pool_ds) // 2))
     if n > len(pool_ds):
         raise ConfigError(f"-n {n}: the held-out pool ({dataset}/{split}"
                           f"{f', --n-pool {n_pool}' if n_pool else ''}) has only {len(pool_ds)} "
