@@ -171,6 +171,7 @@ def data_fetch(
 # Each stage registers its own commands here (one line per stage).
 importlib.import_module("medsyn.generators.commands").register(app)
 importlib.import_module("medsyn.evaluators.commands").register(app)
+importlib.import_module("medsyn.evaluators.audit.commands").register(app)
 importlib.import_module("medsyn.reports.commands").register(app)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "evaluate": "api", "versions": "api",
+    "evaluate": "api", "versions": "api", "audit": "audit",
     "FeatureExtractor": "features", "InceptionExtractor": "features",
     "PixelExtractor": "features", "TorchModuleExtractor": "features",
     "get_extractor": "features", "list_extractors": "features",

@@ -22,6 +22,7 @@ from typing import Any
 
 from medsyn import __version__
 from medsyn.errors import ConfigError
+from medsyn.reports import audits as audit_cards
 from medsyn.reports import plots
 from medsyn.reports.agreement import Agreement, markdown_lines, ranking_agreement
 from medsyn.reports.baselines import Baseline, Comparability, compare, load_baselines
@@ -74,6 +75,7 @@ class Row:
     baseline: Baseline | None = None
     ref: int | None = None
     comparability: Comparability | None = None
+    audit_anchor: str | None = None            # the trust card of this row's dataset (audit)
 
     @property
     def anchor(self) -> str | None:
@@ -116,6 +118,7 @@ class Section:
     notes: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     agreement: Agreement | None = None      # Kendall tau between metric/space rankings
+    audit_cards: list = field(default_factory=list)     # reports.audits.AuditCard
 
 
 @dataclass
@@ -894,6 +897,7 @@ def _render_html(context: dict) -> str:
     env.filters["code_spans"] = _code_spans
     css = resources.files("medsyn.reports").joinpath("static").joinpath("report.css").read_text(
         "utf-8")
+    css += audit_cards.CARD_CSS      # trust cards: the same rules as a standalone card.html
     return env.get_template("index.html.j2").render(css=css, **context)
 
 
@@ -934,7 +938,12 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
     check_report_folder(out_dir, overwrite)
     baselines = load_baselines(baselines_path)
     input_list = [Path(p) for p in inputs] if inputs else []
-    results, run_dirs, problems = collect_inputs(input_list, runs_root)
+    result_inputs, audit_inputs = audit_cards.split_inputs(input_list)
+    if input_list and not result_inputs:      # only audits named: no runs to look for
+        results, run_dirs, problems = [], [], []
+    else:
+        results, run_dirs, problems = collect_inputs(result_inputs, runs_root)
+    cards = audit_cards.find_audits(audit_inputs, Path(runs_root), problems)
     runs = gather_runs(results, run_dirs, problems)
     select_epochs(runs, select_by)
     n_evaluations = sum(len(r.evaluations) for r in runs)
@@ -946,6 +955,7 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
         sections = baseline_only_sections(baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
     assets = Assets(out_dir, problems)
+    unplaced_cards = audit_cards.attach(sections, cards, assets)
     run_views = [build_run_view(run, assets) for run in progress(runs, desc="report runs")]
     index = out_dir / "index.html"
     csv_path = out_dir / "summary.csv"
@@ -959,7 +969,8 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
         "inputs": [str(p) for p in input_list] or [f"{runs_root} (default)"],
         "problems": problems, "sections": sections, "runs": run_views,
         "baselines": baselines, "tables": TABLES, "n_evaluations": n_evaluations,
-        "no_results": n_evaluations == 0,
+        "no_results": n_evaluations == 0 and not cards,
+        "unplaced_cards": unplaced_cards,
         "metric_help": [m for m in METRICS.values()],
         "metric_labels": {k: m.label for k, m in METRICS.items()},
     }

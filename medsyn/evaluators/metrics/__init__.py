@@ -38,8 +38,12 @@ from medsyn.evaluators.metrics.mmd import metric_mmd
 from medsyn.evaluators.metrics.prdc import metric_prdc
 from medsyn.evaluators.metrics.privacy import metric_privacy, register_privacy_test
 from medsyn.evaluators.metrics.registry import (
+    WORSE_EITHER,
+    WORSE_HIGHER,
+    WORSE_LOWER,
     MetricSpec,
     list_metrics,
+    metric_directions,
     register_metric,
     resolve_metrics,
 )
@@ -47,33 +51,47 @@ from medsyn.evaluators.metrics.utility import metric_utility
 from medsyn.evaluators.metrics.vendi import metric_vendi
 
 __all__ = [
-    "EvalContext", "EvalOptions", "MetricSpec", "authenticity", "entry", "fid_entry", "kid_entry",
-    "list_metrics", "register_metric", "register_privacy_test", "resolve_metrics", "unavailable",
+    "EvalContext", "EvalOptions", "MetricSpec", "WORSE_EITHER", "WORSE_HIGHER", "WORSE_LOWER",
+    "authenticity", "entry", "fid_entry", "kid_entry", "list_metrics", "metric_directions",
+    "register_metric", "register_privacy_test", "resolve_metrics", "unavailable",
 ]
 
-register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)")
-register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets")
+# `worse`: the direction each result key moves when the synthetic set gets worse (what
+# `medsyn audit` checks); a new family declares its own keys the same way. `provides`: result
+# keys accepted as names of the family in --metrics.
+register_metric("fid", metric_fid, "Frechet Inception Distance (torch-fidelity convention)",
+                worse={"fid": WORSE_HIGHER})
+register_metric("kid", metric_kid, "Kernel Inception Distance, polynomial kernel, subsets",
+                worse={"kid": WORSE_HIGHER})
 register_metric("is", metric_is, "Inception Score, 10 splits (needs classifier logits)",
-                provides=("inception_score",))
+                provides=("inception_score",), worse={"is": WORSE_LOWER})
 register_metric("intra_fid", metric_intra_fid, "FID and KID per class, and their mean",
-                provides=("intra_kid",))
+                provides=("intra_kid",), worse={"intra_fid": WORSE_HIGHER})
 register_metric("fd_infinity", metric_fd_infinity,
-                "FD extrapolated to infinite n (Chong & Forsyth 2020), 15 subset sizes")
+                "FD extrapolated to infinite n (Chong & Forsyth 2020), 15 subset sizes",
+                worse={"fd_infinity": WORSE_HIGHER})
 register_metric("mmd", metric_mmd,
-                "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth")
+                "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth",
+                worse={"mmd": WORSE_HIGHER})
 register_metric("prdc", metric_prdc, "precision, recall, density, coverage (Naeem 2020, k=5)",
-                provides=("precision", "recall", "density", "coverage"))
+                provides=("precision", "recall", "density", "coverage"),
+                worse={"precision": WORSE_LOWER, "recall": WORSE_LOWER, "density": WORSE_LOWER,
+                       "coverage": WORSE_LOWER})
 register_metric("alpha_precision", metric_alpha_precision,
                 "alpha-precision, beta-recall, authenticity (Alaa et al. 2022, synthcity's way)",
-                provides=("beta_recall", "authenticity"))
+                provides=("beta_recall", "authenticity"),
+                worse={"alpha_precision": WORSE_LOWER, "beta_recall": WORSE_LOWER,
+                       "authenticity": WORSE_LOWER})
 register_metric("vendi", metric_vendi,
-                "Vendi score (cosine kernel) of the real and of the fake set: diversity")
+                "Vendi score (cosine kernel) of the real and of the fake set: diversity",
+                worse={"vendi_fake": WORSE_LOWER})
 register_metric("real_floor", metric_real_floor,
                 "FID/KID between real halves and between real train and test",
                 provides=("fid_halves", "kid_halves", "fid_train_vs_test", "kid_train_vs_test",
                           "floor"))
 register_metric("memorization", metric_memorization,
-                "fakes closer to a training image than held-out reals are")
+                "fakes closer to a training image than held-out reals are",
+                worse={"memorization": WORSE_HIGHER})
 register_metric("privacy", metric_privacy,
                 "privacy audit: DCR test, C_T data-copying, membership-inference AUC, in the "
                 "feature space and raw pixels (opt-in)", default=False)

@@ -16,7 +16,11 @@ def fid_entry(ctx: EvalContext, a: np.ndarray, b: np.ndarray, purpose: str, **ex
     if len(a) < 2 or len(b) < 2:
         return unavailable(f"needs at least 2 images per set (got {len(b)} real, {len(a)} fake)",
                            n_real=len(b), n_fake=len(a), extractor=name, **extra), []
-    value = stats.fid_value(a, b)
+    if ctx.options.fid_method == "torch-fidelity":
+        value = stats.fid_value(a, b)
+    else:
+        value = stats.fid_from_grams(a, b, ctx.device, method="gram" if len(a) * len(b) <=
+                                     stats._GRAM_MAX_CELLS else "cov")
     if value < 0:
         # FID is a squared distance: a negative value is float rounding of the matrix square
         # root on (near-)identical sets, so it is reported as 0 with the raw value beside it

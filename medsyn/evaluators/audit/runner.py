@@ -1,0 +1,375 @@
+"""``audit``: score controlled failures of held-out real images with every registered metric
+in every chosen feature space, and judge each metric's response (docs/audit.md).
+
+Cost: the real sets (reference and held-out pool) go through each network once and are
+cached on disk (the evaluators' real-feature cache); a synthetic set made of unchanged pool
+images (class / cluster drop, label swaps, level 0) reuses the pool's features; any other set
+is extracted once per space. Metrics are the registry's own families, fed those features.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from medsyn.errors import ConfigError, DataError
+from medsyn.evaluators.audit import perturbations as P
+from medsyn.evaluators.audit.verdict import classify, default_early_level
+from medsyn.utils import progress
+
+AUDIT_SCHEMA_VERSION = 1
+REFERENCE_SPLIT = "train"
+DEFAULT_EXTRACTORS = ("inception", "pixels")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    n: int | None                  # images per synthetic set (None: all of the pool)
+    n_pool: int | None             # held-out images to build from (None: the whole split)
+    n_reference: int | None        # reference (training) images (None: the whole split)
+    n_bootstrap: int
+
+
+# quick: sized for the 2-core CPU at 28 px (docs/audit.md has the measured wall time)
+QUICK = Sizes(n=48, n_pool=160, n_reference=320, n_bootstrap=20)
+# n at most half the pool when not given: the other half replaces dropped classes / clusters
+FULL = Sizes(n=300, n_pool=None, n_reference=None, n_bootstrap=50)
+
+
+def _parse_list(value, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v for v in (value.replace(" ", "").split(",") if isinstance(value, str) else value)
+             if v]
+    if not items:
+        raise ConfigError(f"{what}: empty list.")
+    return list(items)
+
+
+def audited_metrics(metrics=None):
+    """The metric families the audit runs: those that read features and declare, for at
+    least one result key, the direction in which it gets worse; and the declared keys."""
+    from medsyn.evaluators.metrics import metric_directions, resolve_metrics
+
+    specs = resolve_metrics(metrics, have_discriminator=False)
+    chosen = [s for s in specs if s.needs_features and s.worse]
+    skipped = [s.name for s in specs if s not in chosen]
+    if metrics is not None and skipped:
+        raise ConfigError(f"--metrics: {', '.join(skipped)} cannot be audited (no feature-space "
+                          "result with a declared worse direction); audited families: "
+                          + ", ".join(s.name for s in resolve_metrics(None, False)
+                                      if s.needs_features and s.worse) + ".")
+    if not chosen:
+        raise ConfigError("no metric to audit: no chosen family declares a worse direction.")
+    directions = metric_directions()
+    keys = [k for s in chosen for k in s.worse]
+    return chosen, {k: directions[k] for k in keys}
+
+
+def _stratified_rows(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    from medsyn.evaluators.inputs import split_counts
+
+    counts = np.bincount(labels)
+    quotas = split_counts(n, counts)
+    rows = [rng.choice(np.flatnonzero(labels == c), q, replace=False)
+            for c, q in enumerate(quotas) if q]
+    return np.sort(np.concatenate(rows)).astype(np.int64)
+
+
+def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
+                     image_size):
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.features import get_extractor
+
+    options: dict = {"device": device}
+    if name == "inception" and inception_weights is not None:
+        options["weights"] = inception_weights
+    if name == "classifier":            # the in-domain network trains on the real train split
+        val = None
+        if held_split != "val":         # selected on val, never on the images it is audited on
+            try:
+                val = load_dataset(train.name, "val", image_size=image_size, root=root)
+            except DataError:
+                val = None
+        options.update(train=train, val=val, use_cache=use_cache)
+    return get_extractor(name, **options)
+
+
+def _set_features(s: P.SyntheticSet, pool_features, extractor, batch_size):
+    from medsyn.evaluators.features import Features, extract_features
+
+    feats = np.empty((len(s.labels), pool_features.features.shape[1]), dtype=np.float32)
+    logits = None
+    if pool_features.logits is not None:
+        logits = np.empty((len(s.labels), pool_features.logits.shape[1]), dtype=np.float32)
+    reuse = s.pool_rows >= 0
+    feats[reuse] = pool_features.features[s.pool_rows[reuse]]
+    if logits is not None:
+        logits[reuse] = pool_features.logits[s.pool_rows[reuse]]
+    if (~reuse).any():
+        new = extract_features(extractor, s.images[torch.from_numpy(~reuse)], batch_size,
+                               desc=f"{s.failure} level {s.level}")
+        feats[~reuse] = new.features
+        if logits is not None:
+            if new.logits is None:
+                logits = None
+            else:
+                logits[~reuse] = new.logits
+    return Features(feats, logits)
+
+
+def _scalar(block) -> tuple[float | None, list | None, str | None]:
+    """A result block's number (``value``, or ``fraction`` for rates), interval and, when it
+    has none, the producer's reason."""
+    if not isinstance(block, dict):
+        return None, None, "not computed"
+    value = block.get("value", block.get("fraction"))
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+        return None, None, block.get("unavailable") or "no value"
+    ci = block.get("ci95")
+    return float(value), (list(ci) if isinstance(ci, (list, tuple)) else None), None
+
+
+def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str | None = None,
+          metrics: Sequence[str] | str | None = None, failures: Sequence[str] | str | None = None,
+          quick: bool = False, n: int | None = None, n_pool: int | None = None,
+          n_reference: int | None = None, n_bootstrap: int | None = None, seed: int = 0,
+          k: int = 5, device: str | None = None, batch_size: int = 64,
+          image_size: int | None = None, data_root=None, out_dir=None, use_cache: bool = True,
+          inception_weights=None) -> dict:
+    """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
+    the reference is the training split), each failure at every severity level, scored in
+    every space of ``extractors``. Returns the audit dict (the schema of audit.json,
+    docs/architecture.md); with ``out_dir``, also writes audit.json, the trust card
+    (card.md, card.html) and the figures there.
+
+    ``quick``: the CPU-sized defaults (:data:`QUICK`); explicit ``n`` / ``n_pool`` /
+    ``n_reference`` / ``n_bootstrap`` win over either preset.
+    """
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.api import versions
+    from medsyn.evaluators.features import dataset_features, list_extractors, resolve_device
+    from medsyn.evaluators.inputs import stratified_subset
+    from medsyn.evaluators.metrics import EvalOptions
+
+    started = time.perf_counter()
+    preset = QUICK if quick else FULL
+    n_given = n is not None
+    n = preset.n if n is None else n
+    n_pool = preset.n_pool if n_pool is None else n_pool
+    n_reference = preset.n_reference if n_reference is None else n_reference
+    n_bootstrap = preset.n_bootstrap if n_bootstrap is None else n_bootstrap
+    space_names = _parse_list(extractors, "--extractor") or list(DEFAULT_EXTRACTORS)
+    unknown = [s for s in space_names if s not in list_extractors()]
+    if unknown:
+        raise ConfigError(f"--extractor: unknown feature space(s) {', '.join(unknown)}; "
+                          f"registered: {', '.join(sorted(list_extractors()))}.")
+    if len(set(space_names)) != len(space_names):
+        raise ConfigError(f"--extractor: a space is named twice ({', '.join(space_names)}).")
+    chosen_failures = P.resolve_failures(failures)
+    specs, directions = audited_metrics(metrics)
+    if not isinstance(n_bootstrap, int) or n_bootstrap < 2:
+        raise ConfigError(f"--bootstrap must be an integer >= 2 (the real-vs-real interval is a "
+                          f"bootstrap interval), got {n_bootstrap!r}.")
+    if n is not None and (not isinstance(n, int) or n <= k + 1):
+        raise ConfigError(f"-n (images per synthetic set) must be an integer > k + 1 = {k + 1}, "
+                          f"got {n!r}.")
+    for flag, v in (("--n-pool", n_pool), ("--n-reference", n_reference)):
+        if v is not None and (not isinstance(v, int) or v <= k + 1):
+            raise ConfigError(f"{flag} must be an integer > k + 1 = {k + 1}, got {v!r}.")
+    if split == REFERENCE_SPLIT:
+        raise ConfigError(f"--dataset {dataset}:{split}: the synthetic sets must be built from "
+                          f"images held out from the reference ({REFERENCE_SPLIT}); choose the "
+                          "test or val split.")
+    options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, k=k, batch_size=batch_size,
+                          use_cache=use_cache, fid_method="gram")
+    options.validate()
+    dev = resolve_device(device)
+
+    train = load_dataset(dataset, REFERENCE_SPLIT, image_size=image_size, root=data_root)
+    held = load_dataset(dataset, split, image_size=image_size, root=data_root)
+    if train.fingerprint == held.fingerprint:
+        raise DataError(f"{dataset}: the {split} and {REFERENCE_SPLIT} splits are the same "
+                        "images; an audit needs held-out images.")
+    reference = stratified_subset(train, n_reference, seed)
+    pool_ds = stratified_subset(held, n_pool, seed)
+    if not n_given:
+        n = max(k + 2, min(n, len(pool_ds) // 2))
+    if n > len(pool_ds):
+        raise ConfigError(f"-n {n}: the held-out pool ({dataset}/{split}"
+                          f"{f', --n-pool {n_pool}' if n_pool else ''}) has only {len(pool_ds)} "
+                          "images; lower -n or raise --n-pool.")
+    rng = np.random.default_rng([seed, 1])
+    base_rows = _stratified_rows(pool_ds.labels.numpy(), n, rng)
+    pool = P.Pool(images=pool_ds.images, labels=pool_ds.labels.numpy(), base_rows=base_rows,
+                  class_names=list(train.class_names), copy_source=reference.images,
+                  copy_labels=reference.labels.numpy())
+
+    timings: dict = {"extraction_s": 0.0, "metrics_s": 0.0}
+    warnings: list[str] = []
+    built: dict[str, object] = {}
+
+    def space(name):
+        if name not in built:
+            built[name] = _build_extractor(name, dev, train, inception_weights, use_cache,
+                                           split, data_root, image_size)
+        return built[name]
+
+    def real_features(ext):
+        t0 = time.perf_counter()
+        ref = dataset_features(reference, ext, batch_size, use_cache)
+        pool_f = dataset_features(pool_ds, ext, batch_size, use_cache)
+        timings[f"real_features_{ext.name}_s"] = round(time.perf_counter() - t0, 3)
+        timings[f"real_features_{ext.name}_cached"] = ref.from_cache and pool_f.from_cache
+        return ref, pool_f
+
+    first_real = real_features(space(space_names[0])) if space_names else None
+    if any(f.needs_clusters for f in chosen_failures):
+        from sklearn.cluster import KMeans
+
+        km = KMeans(n_clusters=min(P.N_CLUSTERS, len(pool_ds)), random_state=seed, n_init=10)
+        pool.clusters = km.fit_predict(first_real[1].features.astype(np.float64))
+        pool.cluster_space = space(space_names[0]).name
+
+    sets = [P.real_set(pool)]
+    for failure in chosen_failures:
+        for level in range(1, len(failure.levels) + 1):
+            sets.append(P.build_set(failure, level, pool, seed))
+    for s in sets:
+        for note in s.notes:
+            warnings.append(f"{s.failure} level {s.level}: {note}")
+
+    spaces_out: dict = {}
+    for name in space_names:
+        ext = space(name)
+        ref_f, pool_f = first_real if name == space_names[0] else real_features(ext)
+        ctx_args = {"reference": reference, "extractor": ext, "options": options, "device": dev,
+                    "train": reference, "heldout": pool_ds, "split_features_needed": False}
+        scores: dict = {}
+        for s in progress(sets, desc=f"audit [{ext.name}]", unit="set"):
+            t0 = time.perf_counter()
+            feats = _set_features(s, pool_f, ext, batch_size)
+            t1 = time.perf_counter()
+            scored, warns = _score(s, feats, ctx_args, specs, directions, ref_f, pool_f)
+            t2 = time.perf_counter()
+            timings["extraction_s"] += t1 - t0
+            timings["metrics_s"] += t2 - t1
+            scores[(s.failure, s.level)] = scored
+            for w in warns:
+                if s.level == 0:
+                    warnings.append(f"[{ext.name}] {w}")
+        spaces_out[ext.name] = _space_summary(name, ext, chosen_failures, scores, directions)
+    timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+
+    def ds_info(ds):
+        return {"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint, "n": len(ds),
+                "image_size": list(ds.image_size), "channels": ds.channels,
+                "class_counts": ds.class_counts()}
+
+    result = {
+        "schema_version": AUDIT_SCHEMA_VERSION, "kind": "audit",
+        "dataset": {"name": train.name, "image_size": list(train.image_size),
+                    "channels": train.channels, "class_names": list(train.class_names),
+                    "reference": ds_info(reference), "pool": ds_info(pool_ds),
+                    "base_sample": {"n": n, "class_counts": dict(zip(
+                        train.class_names, np.bincount(pool.labels[base_rows],
+                                                       minlength=len(train.class_names)).tolist(),
+                        strict=True))}},
+        "settings": {"quick": bool(quick), "n": n, "n_pool": len(pool_ds),
+                     "n_reference": len(reference), "n_bootstrap": n_bootstrap, "seed": seed,
+                     "k": k, "fid_method": options.fid_method,
+                     "metric_families": [s.name for s in specs],
+                     "extractors": space_names,
+                     "early_level": default_early_level(max(len(f.levels)
+                                                            for f in chosen_failures)),
+                     "cluster_space": pool.cluster_space,
+                     "rarest_class": train.class_names[P.rarest_class(pool)]},
+        "directions": directions,
+        "failures": {f.name: {**P.describe_failure(f), **_set_info(f, sets)}
+                     for f in chosen_failures},
+        "spaces": spaces_out,
+        "figures": {}, "files": {},
+        "warnings": warnings,
+        "provenance": {"versions": versions(), "device": str(dev),
+                       "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                       "timings": timings},
+    }
+    if out_dir is not None:
+        from medsyn.evaluators.audit.card import write_audit
+
+        write_audit(result, Path(out_dir))
+    return result
+
+
+def _score(s, feats, ctx_args, specs, directions, ref_f, pool_f):
+    from medsyn.evaluators.metrics import EvalContext
+
+    ctx = EvalContext(fake_labels=s.labels, fake_images=s.images, **ctx_args)
+    ctx.provide_features("fake", feats)
+    ctx.provide_features("reference", ref_f)
+    ctx.provide_features("heldout", pool_f)
+    blocks: dict = {}
+    with threadpool_limits(limits=1):     # see api.evaluate: one thread for the metric phase
+        for spec in specs:
+            blocks.update(spec.fn(ctx))
+    out = {}
+    for key in directions:
+        value, ci, reason = _scalar(blocks.get(key))
+        out[key] = {"value": value, "ci95": ci}
+        if reason:
+            out[key]["unavailable"] = reason
+    return out, ctx.warnings
+
+
+def _set_info(failure, sets) -> dict:
+    mine = sorted((s for s in sets if s.failure == failure.name), key=lambda s: s.level)
+    out = {"new_images": [0, *[s.n_new for s in mine]]}
+    notes = {str(s.level): s.notes for s in mine if s.notes}
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def _space_summary(registry_name, ext, failures, scores, directions) -> dict:
+    real = scores[("none", 0)]
+    cells: dict = {}
+    for f in failures:
+        cells[f.name] = {}
+        n_levels = len(f.levels)
+        for key, worse in directions.items():
+            per_level = [real[key]] + [scores[(f.name, lv)][key]
+                                       for lv in range(1, n_levels + 1)]
+            judged = classify([p["value"] for p in per_level], [p["ci95"] for p in per_level],
+                              worse)
+            thr = judged["threshold_level"]
+            cell = {"verdict": judged["verdict"], "threshold_level": thr,
+                    "threshold_parameter": None if thr is None else
+                    _jsonable(f.levels[thr - 1]),
+                    "first_departure": judged["first_departure"],
+                    "early_level": judged["early_level"],
+                    "spearman": judged["spearman"], "moves_right_way": judged["moves_right_way"],
+                    "worse": worse,
+                    "levels": [{"level": lv, "parameter": None if lv == 0 else
+                                _jsonable(f.levels[lv - 1]), **per_level[lv],
+                                "departure": judged["departures"][lv]}
+                               for lv in range(n_levels + 1)]}
+            if "reason" in judged:
+                cell["reason"] = judged["reason"]
+            unavailable = {p.get("unavailable") for p in per_level if p.get("unavailable")}
+            if unavailable and judged["verdict"] == "unavailable":
+                cell["reason"] = "; ".join(sorted(unavailable))
+            cells[f.name][key] = cell
+    return {"extractor": registry_name, "describe": ext.describe(),
+            "real_vs_real": real, "cells": cells}
+
+
+def _jsonable(p):
+    return list(p) if isinstance(p, tuple) else p
