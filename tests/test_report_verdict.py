@@ -108,3 +108,21 @@ def test_selection_compares_only_evaluations_of_the_same_sample_size(tmp_path):
     assert "2, 3, 4, 5 (2 evaluations: " in html
     assert "Verdicts" in html and "real-vs-real floor" in html
     assert "Fidelity and diversity (features: inception-v3-compat)" in html
+
+
+def test_multi_space_evaluation_shows_every_metric_in_every_space(tmp_path):
+    runs = tmp_path / "runs"
+    res = generation_results("multi", 3, 80.0, run_dir=None)
+    first = json.loads(json.dumps(res["metrics"]))
+    wavelet = json.loads(json.dumps(res["metrics"]))
+    wavelet["fid"] = {"value": 169.1, "ci95": [160.0, 175.5], "n_real": 100, "n_fake": 100,
+                      "extractor": "wavelet-packet"}
+    wavelet["real_floor"]["fid_halves"]["value"] = 12.25
+    res["metrics"]["spaces"] = {"inception": first, "wavelet": wavelet}
+    _write(runs, "multi-eval", res)
+    html = build_report([runs / "multi-eval"], tmp_path / "reports").index_html.read_text()
+    section = html.split("<h4>Every feature space</h4>")[1].split("</table>")[0]
+    assert "<th>inception</th><th>wavelet</th>" in section
+    assert "169.10" in section and "[160.00, 175.50]" in section
+    assert "FD floor: two real halves" in section and "12.25" in section
+    assert "Precision" in section

@@ -499,6 +499,31 @@ def _per_class_rows(e: Evaluation) -> list[dict]:
     return rows
 
 
+def _space_rows(e: Evaluation) -> dict | None:
+    """Every metric in every feature space of a multi-space evaluation (results.json
+    ``metrics.spaces.<space>.<key>``): one row per metric, one column per space, with the
+    real-vs-real floor as rows of their own. None for a one-space evaluation."""
+    spaces = e.metrics.get("spaces")
+    if not isinstance(spaces, Mapping) or not spaces:
+        return None
+    names = [n for n, m in spaces.items() if isinstance(m, Mapping)]
+    specs = [s for s in (*metrics_for_table("fidelity"), *metrics_for_table("distribution"))
+             if s.key != "fid_floor"]
+    rows = []
+    for spec in specs:
+        cells = [spec.extract(spaces[n]) for n in names]
+        if any(c is not None for c in cells):
+            rows.append({"label": spec.label, "spec": spec, "cells": cells})
+    for key, label in (("fid_halves", "FD floor: two real halves"),
+                       ("fid_train_vs_test", "FD floor: real train vs test")):
+        spec = METRICS["fid"]
+        cells = [spec.extract({"fid": (spaces[n].get("real_floor") or {}).get(key)})
+                 if isinstance(spaces[n].get("real_floor"), Mapping) else None for n in names]
+        if any(c is not None for c in cells):
+            rows.append({"label": label, "spec": spec, "cells": cells})
+    return {"spaces": names, "rows": rows}
+
+
 def _floor_rows(e: Evaluation) -> list[dict]:
     floor = e.metrics.get("real_floor")
     if not isinstance(floor, Mapping):
@@ -726,6 +751,7 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
                 if fig is not None:
                     view["figures"].append(fig)
         view["floor"] = _floor_rows(e)
+        view["spaces"] = _space_rows(e)
         view["memorization"] = _memorization_view(e)
         view["privacy"] = privacy
         view["utility"] = _utility_view(e)
