@@ -10,6 +10,13 @@ verdict.py judges each response, card.py / figures.py write the trust card. docs
 
 from __future__ import annotations
 
-from medsyn.evaluators.audit.runner import QUICK, audit, audited_metrics
+import importlib
 
 __all__ = ["QUICK", "audit", "audited_metrics"]
+
+
+def __getattr__(name):
+    # lazily: the report reads audit cards (card.py) without loading torch
+    if name in __all__:
+        return getattr(importlib.import_module("medsyn.evaluators.audit.runner"), name)
+    raise AttributeError(f"module 'medsyn.evaluators.audit' has no attribute {name!r}")
