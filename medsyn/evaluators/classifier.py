@@ -150,32 +150,10 @@ DEFAULT_RECIPE = "quick"
 def get_recipe(recipe: str | Recipe | dict | None = None, **overrides) -> Recipe:
     """A named recipe (``quick``, ``medmnist``), a Recipe, or a dict of fields, with overrides
     (``None`` values are ignored). A changed recipe keeps its base name plus ``+custom``."""
-    if recipe is None:
-        recipe = DEFAULT_RECIPE
-    if isinstance(recipe, str):
-        if recipe not in RECIPES:
-            raise ConfigError(f"unknown classifier recipe {recipe!r}; choose from "
-                              f"{', '.join(RECIPES)}.")
-        base = RECIPES[recipe]
-    elif isinstance(recipe, Recipe):
-        base = recipe
-    elif isinstance(recipe, dict):
-        known = {f.name for f in dataclasses.fields(Recipe)}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise ConfigError(f"unknown classifier recipe field(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}.")
-        base = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
-    else:
-        raise ConfigError(f"a classifier recipe is a name, a Recipe or a dict, got "
-                          f"{type(recipe).__name__}.")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if changes:
-        changed = {k: v for k, v in changes.items() if getattr(base, k) != v}
-        if changed and not base.name.endswith("+custom"):
-            changes["name"] = f"{base.name}+custom"
-        base = dataclasses.replace(base, **changes)
-    return base.validate()
+    from medsyn.evaluators.netcache import resolve_recipe
+
+    return resolve_recipe(recipe, overrides, recipe_type=Recipe, named=RECIPES,
+                          default=DEFAULT_RECIPE, what="classifier")
 
 
 # ---------------------------------------------------------------- the network

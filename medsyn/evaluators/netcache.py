@@ -78,3 +78,41 @@ def store_network(kind: str, key: str, model: torch.nn.Module, meta: dict) -> No
         write_json(meta_path, {"key": key, "weights_sha256": state_digest(model), **meta})
     except OSError as exc:  # a read-only or full disk only costs time
         log.warning("could not write %s cache %s: %s", kind, weights_path, exc)
+
+
+def resolve_recipe(recipe, overrides: dict, *, recipe_type: type, named: dict, default: str,
+                   what: str):
+    """A training recipe from a name (a key of ``named``), a ``recipe_type`` instance or a dict
+    of its fields, with ``overrides`` (``None`` values ignored); a changed named recipe keeps
+    its base name plus ``+custom``. Shared by the classifier and SSL recipes."""
+    import dataclasses
+
+    from medsyn.errors import ConfigError
+
+    if recipe is None:
+        recipe = default
+    if isinstance(recipe, str):
+        if recipe not in named:
+            raise ConfigError(f"unknown {what} recipe {recipe!r}; choose from "
+                              f"{', '.join(named)}.")
+        base = named[recipe]
+    elif isinstance(recipe, recipe_type):
+        base = recipe
+    elif isinstance(recipe, dict):
+        known = {f.name for f in dataclasses.fields(recipe_type)}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ConfigError(f"unknown {what} recipe field(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}.")
+        base = recipe_type(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in recipe.items()})
+    else:
+        raise ConfigError(f"a {what} recipe is a name, a {recipe_type.__name__} or a dict, got "
+                          f"{type(recipe).__name__}.")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        changed = {k: v for k, v in changes.items() if getattr(base, k) != v}
+        if changed and not base.name.endswith("+custom"):
+            changes["name"] = f"{base.name}+custom"
+        base = dataclasses.replace(base, **changes)
+    return base.validate()

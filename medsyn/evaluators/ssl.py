@@ -106,32 +106,10 @@ SSL_RECIPES: dict[str, SSLRecipe] = {
 def get_ssl_recipe(recipe: str | SSLRecipe | dict | None = None, **overrides) -> SSLRecipe:
     """A named recipe (``quick``, ``standard``), an SSLRecipe or a dict of fields, with
     overrides (``None`` values ignored); a changed recipe is named ``<base>+custom``."""
-    if recipe is None:
-        recipe = "quick"
-    if isinstance(recipe, str):
-        if recipe not in SSL_RECIPES:
-            raise ConfigError(f"unknown SSL recipe {recipe!r}; choose from "
-                              f"{', '.join(SSL_RECIPES)}.")
-        base = SSL_RECIPES[recipe]
-    elif isinstance(recipe, SSLRecipe):
-        base = recipe
-    elif isinstance(recipe, dict):
-        known = {f.name for f in dataclasses.fields(SSLRecipe)}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise ConfigError(f"unknown SSL recipe field(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}.")
-        base = SSLRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()})
-    else:
-        raise ConfigError(f"an SSL recipe is a name, an SSLRecipe or a dict, got "
-                          f"{type(recipe).__name__}.")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if changes:
-        if any(getattr(base, k) != v for k, v in changes.items()) \
-                and not base.name.endswith("+custom"):
-            changes["name"] = f"{base.name}+custom"
-        base = dataclasses.replace(base, **changes)
-    return base.validate()
+    from medsyn.evaluators.netcache import resolve_recipe
+
+    return resolve_recipe(recipe, overrides, recipe_type=SSLRecipe, named=SSL_RECIPES,
+                          default="quick", what="SSL")
 
 
 class SimCLRNet(torch.nn.Module):
