@@ -280,6 +280,10 @@ def test_select_by_another_metric(tmp_path):
     assert gathered[0].selection_rule == "lowest KID among 2 evaluations"
     with pytest.raises(ConfigError, match="unknown metric 'fidd'"):
         select_epochs(gathered, "fidd")
+    # a comma list is an order of fallbacks: TSTR accuracy is in no evaluation, so KID decides
+    select_epochs(gathered, "tstr_acc,kid")
+    assert gathered[0].selected.epoch == 1
+    assert gathered[0].selection_rule == "lowest KID among 2 evaluations"
     with pytest.raises(ConfigError, match="cannot select"):
         select_epochs(gathered, "fid_floor")
 

@@ -208,7 +208,8 @@ def select_epochs(runs: list[Run], select_by: str | None) -> None:
         run.selected, run.selection_rule = None, ""
         if not run.evaluations:
             continue
-        keys = (select_by,) if select_by else DEFAULT_SELECTION.get(run.kind, ("fid",))
+        keys = (tuple(k.strip() for k in select_by.split(",") if k.strip()) if select_by
+                else DEFAULT_SELECTION.get(run.kind, ("fid",)))
         for key in keys:
             spec = get_metric(key)
             if not spec.ranked:
@@ -959,7 +960,8 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
     the same name) in ``out_dir`` is replaced only with ``overwrite``.
     """
     if select_by is not None:
-        get_metric(select_by)
+        for key in select_by.split(","):
+            get_metric(key.strip())
     out_dir = Path(out_dir)
     check_report_folder(out_dir, overwrite)
     baselines = load_baselines(baselines_path)

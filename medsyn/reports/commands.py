@@ -23,7 +23,9 @@ def register(app) -> None:
                                        help="Where to look when no inputs are given."),
         select_by: str | None = typer.Option(
             None, "--select-by", help="Metric that picks each run's best epoch (default: FID "
-            "for generators, PSNR-Y for super-resolution), e.g. fid, kid, intra_fid, tstr_acc."),
+            "for generators, PSNR-Y for super-resolution), e.g. fid, kid, intra_fid, "
+            "tstr_acc; a comma list is an order of fallbacks (tstr_acc,fid: TSTR accuracy where "
+            "the run has it, else FID)."),
         best_only: bool = typer.Option(False, "--best-only",
                                        help="Summary tables show only each run's selected "
                                        "epoch."),

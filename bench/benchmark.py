@@ -1,0 +1,376 @@
+"""medsyn's own benchmark: train the runs of a declared protocol, evaluate the chosen epochs, pick
+an epoch per run by a stated rule, and build one report. Resumable: run it again (in the same or
+a later session, on the same or another machine with the same data) and it continues where it
+stopped.
+
+    python bench/benchmark.py bench/protocols/cpu_tier.toml            # run / continue
+    python bench/benchmark.py bench/protocols/cpu_tier.toml --plan     # print what is left
+    python bench/benchmark.py bench/protocols/cpu_tier.toml --jobs 2   # runs side by side
+    python bench/benchmark.py bench/protocols/cpu_tier.toml --only acgan-pneumoniamnist-28
+
+Every step is a ``medsyn`` command run in its own process, exactly what a user would type; the
+commands, their wall times and exit codes are appended to ``OUT/steps.jsonl`` and every step's
+output goes to ``OUT/logs/``. A step is done when its product exists: a training run when its
+last epoch's checkpoint exists (a killed run resumes from ``last.pt``), an evaluation when its
+``results.json`` exists (evaluations are written as one unit, so a killed one leaves nothing),
+the report is always rebuilt. ``OUT/protocol.toml`` keeps the protocol the results belong to; a
+changed protocol is refused unless ``--allow-changes`` says the finished steps still apply.
+
+Protocol file (TOML)::
+
+    [protocol]
+    name = "cpu-tier"
+    out = "runs/benchmark-cpu"         # relative to the current folder
+    select = "fid"                     # fid | tstr_acc | fid-then-tstr
+    shortlist = 3                      # fid-then-tstr: utility on the N lowest-FID epochs
+
+    [evaluate]                         # options of `medsyn evaluate` for every epoch
+    metrics = "fid,kid,intra_fid,prdc,real_floor,memorization,discriminator"
+    n_real = 1000
+    bootstrap = 20
+
+    [utility]                          # extra options when utility runs (tstr rules)
+    utility_seeds = "0"
+
+    [[run]]
+    name = "acgan-pneumoniamnist-28"   # run folder OUT/runs/NAME
+    kind = "acgan"
+    evaluate_epochs = [5, 10, 20]      # the last one is the number of epochs trained
+    [run.train]                        # options of `medsyn train KIND`
+    dataset = "pneumoniamnist"
+    image_size = 28
+
+Selection rules: ``fid`` picks the evaluated epoch with the lowest FID; ``tstr_acc`` runs the
+utility protocol on every evaluated epoch and picks the highest train-on-synthetic accuracy;
+``fid-then-tstr`` (the CXR-ACGAN study's way of combining both: image quality first, then
+usefulness) runs the utility protocol only on the ``shortlist`` lowest-FID epochs and picks the
+highest TSTR accuracy among them. An unconditional run (dcgan) has no labels to train a
+classifier on: it gets no utility step and is selected by FID under every rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+RULES = ("fid", "tstr_acc", "fid-then-tstr")
+KINDS = ("acgan", "cgan", "dcgan")
+_print_lock = threading.Lock()
+
+
+class ProtocolError(Exception):
+    """A protocol file that cannot be run; the message says which entry and what to do."""
+
+
+@dataclass
+class RunSpec:
+    name: str
+    kind: str
+    evaluate_epochs: list[int]
+    train: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return self.evaluate_epochs[-1]
+
+
+@dataclass
+class Protocol:
+    name: str
+    out: Path
+    select: str
+    shortlist: int
+    evaluate: dict
+    utility: dict
+    runs: list[RunSpec]
+    text: str
+
+
+def load_protocol(path: Path, out: Path | None = None) -> Protocol:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ProtocolError(f"cannot read protocol {path}: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProtocolError(f"{path}: not valid TOML ({e})") from None
+    head = raw.get("protocol", {})
+    select = head.get("select", "fid")
+    if select not in RULES:
+        raise ProtocolError(f"{path}: [protocol] select = {select!r}; use one of "
+                            f"{', '.join(RULES)}")
+    shortlist = int(head.get("shortlist", 3))
+    if shortlist < 1:
+        raise ProtocolError(f"{path}: [protocol] shortlist must be >= 1, got {shortlist}")
+    runs = []
+    for i, r in enumerate(raw.get("run", [])):
+        where = f"{path}: [[run]] #{i + 1}"
+        name = r.get("name")
+        if not name or "/" in name or name.startswith("."):
+            raise ProtocolError(f"{where}: needs a folder-safe name (got {name!r})")
+        if r.get("kind") not in KINDS:
+            raise ProtocolError(f"{where} ({name}): kind {r.get('kind')!r} is not one of "
+                                f"{', '.join(KINDS)}")
+        epochs = r.get("evaluate_epochs")
+        if (not isinstance(epochs, list) or not epochs
+                or not all(isinstance(e, int) and e >= 1 for e in epochs)
+                or sorted(set(epochs)) != epochs):
+            raise ProtocolError(f"{where} ({name}): evaluate_epochs must be a rising list of "
+                                f"positive epoch numbers, got {epochs!r}")
+        train = dict(r.get("train", {}))
+        for reserved in ("epochs", "out", "resume", "checkpoint_every", "keep_last"):
+            if reserved in train:
+                raise ProtocolError(f"{where} ({name}): [run.train] {reserved} is set by the "
+                                    "benchmark (from evaluate_epochs and the run name); remove it")
+        runs.append(RunSpec(name, r["kind"], epochs, train))
+    if not runs:
+        raise ProtocolError(f"{path}: no [[run]] entries")
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ProtocolError(f"{path}: run names must be unique, got {names}")
+    for key in ("out", "n_samples", "overwrite", "checkpoint", "fake", "real"):
+        if key in raw.get("evaluate", {}):
+            raise ProtocolError(f"{path}: [evaluate] {key} is set by the benchmark; remove it")
+    base = out or Path(head.get("out", f"runs/benchmark-{head.get('name', path.stem)}"))
+    return Protocol(head.get("name", path.stem), base, select, shortlist,
+                    dict(raw.get("evaluate", {})), dict(raw.get("utility", {})), runs, text)
+
+
+def cli_flags(options: dict) -> list[str]:
+    """``{"n_real": 1000, "compile": True}`` -> ``["--n-real", "1000", "--compile"]``."""
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False or value is None:
+            continue
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _say(text: str) -> None:
+    with _print_lock:
+        print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
+
+
+class Benchmark:
+    def __init__(self, protocol: Protocol, *, python: str = sys.executable,
+                 dry: bool = False):
+        self.p, self.python, self.dry = protocol, python, dry
+        self.root = protocol.out
+        self.steps_log = self.root / "steps.jsonl"
+        self._log_lock = threading.Lock()
+
+    # ------------------------------------------------------------ paths
+    def run_dir(self, run: RunSpec) -> Path:
+        return self.root / "runs" / run.name
+
+    def checkpoint(self, run: RunSpec, epoch: int) -> Path:
+        return self.run_dir(run) / f"epoch{epoch:03d}.pt"
+
+    def eval_dir(self, run: RunSpec, epoch: int) -> Path:
+        return self.run_dir(run) / "eval" / f"epoch{epoch:03d}"
+
+    # ------------------------------------------------------------ steps
+    def train_command(self, run: RunSpec) -> list[str]:
+        every = math.gcd(*run.evaluate_epochs)
+        cmd = [self.python, "-m", "medsyn", "train", run.kind, *cli_flags(run.train),
+               "--epochs", str(run.epochs), "--checkpoint-every", str(every),
+               "--keep-last", "0", "--out", str(self.run_dir(run))]
+        last = self.run_dir(run) / "last.pt"
+        if last.exists():
+            cmd += ["--resume", str(last)]
+        return cmd
+
+    def evaluate_command(self, run: RunSpec, epoch: int, *, utility: bool) -> list[str]:
+        options = dict(self.p.evaluate)
+        if utility:
+            metrics = options.get("metrics")
+            if metrics and "utility" not in metrics.split(","):
+                options["metrics"] = metrics + ",utility"
+            options.update(self.p.utility)
+        cmd = [self.python, "-m", "medsyn", "evaluate", "--checkpoint",
+               str(self.checkpoint(run, epoch)), "--out", str(self.eval_dir(run, epoch)),
+               *cli_flags(options)]
+        if utility and (self.eval_dir(run, epoch) / "results.json").exists():
+            cmd.append("--overwrite")
+        return cmd
+
+    def execute(self, step: str, run: RunSpec | None, cmd: list[str]) -> None:
+        label = f"{run.name}: {step}" if run else step
+        if self.dry:
+            _say(f"would run {label}: {shlex.join(cmd)}")
+            return
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{(run.name + '-') if run else ''}{step.replace(' ', '-')}.log"
+        _say(f"start {label} (log {log_path})")
+        start = time.perf_counter()
+        with open(log_path, "a") as log:
+            log.write(f"$ {shlex.join(cmd)}\n")
+            log.flush()
+            env = dict(os.environ, MEDSYN_PROGRESS=os.environ.get("MEDSYN_PROGRESS", "plain"))
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wall = time.perf_counter() - start
+        record = {"date": dt.datetime.now().isoformat(timespec="seconds"),
+                  "run": run.name if run else None, "step": step, "command": shlex.join(cmd),
+                  "wall_s": round(wall, 1), "returncode": rc}
+        with self._log_lock, open(self.steps_log, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if rc != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"{label} failed (exit {rc}) after {wall:.0f} s; last lines of "
+                               f"{log_path}:\n  " + "\n  ".join(tail))
+        _say(f"done  {label} in {wall:.0f} s")
+
+    def fid_of(self, run: RunSpec, epoch: int) -> float | None:
+        path = self.eval_dir(run, epoch) / "results.json"
+        if not path.exists():
+            return None
+        fid = json.loads(path.read_text()).get("metrics", {}).get("fid", {})
+        value = fid.get("value") if isinstance(fid, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def has_utility(self, run: RunSpec, epoch: int) -> bool:
+        path = self.eval_dir(run, epoch) / "results.json"
+        return path.exists() and "utility" in json.loads(path.read_text()).get("metrics", {})
+
+    def utility_epochs(self, run: RunSpec) -> list[int]:
+        if self.p.select == "fid" or run.kind == "dcgan":   # dcgan: no labels, no TSTR
+            return []
+        if self.p.select == "tstr_acc":
+            return list(run.evaluate_epochs)
+        scored = [(f, e) for e in run.evaluate_epochs if (f := self.fid_of(run, e)) is not None]
+        return sorted(e for _, e in sorted(scored)[:self.p.shortlist])
+
+    def pending(self, run: RunSpec) -> list[str]:
+        left = []
+        if not self.checkpoint(run, run.epochs).exists():
+            left.append(f"train to epoch {run.epochs}")
+        left += [f"evaluate epoch {e}" for e in run.evaluate_epochs
+                 if not (self.eval_dir(run, e) / "results.json").exists()]
+        if self.p.select != "fid" and run.kind != "dcgan":
+            done = [e for e in run.evaluate_epochs if self.has_utility(run, e)]
+            left.append(f"utility ({self.p.select}; done for epochs {done or 'none'})")
+        return left
+
+    def run_one(self, run: RunSpec) -> None:
+        if not self.checkpoint(run, run.epochs).exists():
+            self.execute("train", run, self.train_command(run))
+        utility_now = self.p.select == "tstr_acc" and run.kind != "dcgan"
+        for epoch in run.evaluate_epochs:
+            if not (self.eval_dir(run, epoch) / "results.json").exists():
+                self.execute(f"evaluate epoch{epoch:03d}", run,
+                             self.evaluate_command(run, epoch, utility=utility_now))
+        for epoch in self.utility_epochs(run):
+            if not self.has_utility(run, epoch):
+                self.execute(f"utility epoch{epoch:03d}", run,
+                             self.evaluate_command(run, epoch, utility=True))
+
+    def report_command(self) -> list[str]:
+        # runs without utility (unconditional DCGAN: no labels to train a classifier on) fall
+        # back to FID
+        select_by = "fid" if self.p.select == "fid" else "tstr_acc,fid"
+        return [self.python, "-m", "medsyn", "report",
+                *[str(self.run_dir(r)) for r in self.p.runs
+                  if self.dry or (self.run_dir(r) / "eval").is_dir()],
+                "--out", str(self.root / "report"), "--select-by", select_by, "--overwrite",
+                "--title", f"medsyn benchmark: {self.p.name}"]
+
+    # ------------------------------------------------------------ protocol bookkeeping
+    def check_protocol(self, allow_changes: bool) -> None:
+        stored = self.root / "protocol.toml"
+        if stored.exists() and stored.read_text() != self.p.text and not allow_changes:
+            raise ProtocolError(
+                f"{stored} holds a different protocol than the one given: the finished steps "
+                f"in {self.root} belong to it. Use another out folder (--out), or pass "
+                "--allow-changes if the finished steps still apply (e.g. you only added runs "
+                "or epochs).")
+        if not self.dry:
+            self.root.mkdir(parents=True, exist_ok=True)
+            stored.write_text(self.p.text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("protocol", type=Path, help="protocol TOML file")
+    ap.add_argument("--out", type=Path, help="output folder (default: [protocol] out)")
+    ap.add_argument("--only", help="comma-separated run names to work on (default: all)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs worked on side by side (each its own processes); on a small CPU "
+                    "give training runs threads = 1 in the protocol")
+    ap.add_argument("--plan", action="store_true", help="print what is left and exit")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the commands that would run, run nothing")
+    ap.add_argument("--no-report", action="store_true", help="skip building the report")
+    ap.add_argument("--allow-changes", action="store_true",
+                    help="continue although the protocol differs from OUT/protocol.toml")
+    args = ap.parse_args(argv)
+    try:
+        protocol = load_protocol(args.protocol, args.out)
+        bench = Benchmark(protocol, dry=args.dry_run)
+        runs = protocol.runs
+        if args.only:
+            wanted = args.only.split(",")
+            unknown = sorted(set(wanted) - {r.name for r in runs})
+            if unknown:
+                raise ProtocolError(f"--only: no run named {', '.join(unknown)} in "
+                                    f"{args.protocol} (runs: {', '.join(r.name for r in runs)})")
+            runs = [r for r in runs if r.name in wanted]
+        if args.plan:
+            for run in runs:
+                left = bench.pending(run)
+                print(f"{run.name}: {'; '.join(left) if left else 'done'}")
+            return 0
+        bench.check_protocol(args.allow_changes)
+    except ProtocolError as e:
+        print(f"benchmark: error: {e}", file=sys.stderr)
+        return 2
+    failures = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(bench.run_one, run): run for run in runs}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                future.result()
+            except RuntimeError as e:
+                failures.append(str(e))
+                _say(f"FAILED {e}")
+    if not args.no_report:
+        try:
+            bench.execute("report", None, bench.report_command())
+        except RuntimeError as e:
+            failures.append(str(e))
+            _say(f"FAILED {e}")
+    if failures:
+        print(f"benchmark: {len(failures)} step(s) failed; fix the cause and run the same "
+              "command again to continue", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        _say("dry run: nothing was run")
+    else:
+        _say(f"benchmark {protocol.name} complete: {bench.root / 'report' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
