@@ -17,6 +17,7 @@ this is exact).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 
@@ -63,8 +64,16 @@ class FastInceptionTrunk:
     def _compiled(self, example: torch.Tensor):
         if self._frozen is None:
             trunk = self.trunk.to(memory_format=torch.channels_last)
-            with torch.no_grad():
-                self._frozen = torch.jit.freeze(torch.jit.trace(trunk, example[:2]))
+            # torch >= 2.10 marks TorchScript deprecated (a FutureWarning on every run) but
+            # it is still the fastest exact CPU path measured; eager channels_last (about 1.5x
+            # instead of 1.8x) is the fallback for a torch without it.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    self._frozen = torch.jit.freeze(torch.jit.trace(trunk, example[:2]))
+                except (AttributeError, RuntimeError, NotImplementedError):
+                    self._frozen = trunk
         return self._frozen
 
     @torch.no_grad()
