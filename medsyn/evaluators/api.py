@@ -29,6 +29,7 @@ from medsyn.evaluators.results import (
     staged_folder,
     write_results,
 )
+from medsyn.utils import progress
 
 # families that read features of the training and held-out splits (ctx.features_of)
 SPLIT_FAMILIES = ("real_floor", "memorization", "alpha_precision", "privacy")
@@ -202,16 +203,24 @@ def _evaluate(fake_images, labels, reference, train, heldout, val, specs, spaces
     # torch's spinning OpenMP workers and OpenBLAS's fight over the cores: measured on the
     # 2-core machine, torch-fidelity's FID on 2808 x 2048 features took 38 s that way and 3.9 s
     # with one thread each. Feature extraction (above) keeps all threads.
-    with threadpool_limits(limits=1):
+    n_families = len(per_space) * len(names) + len(once)
+    with threadpool_limits(limits=1), progress(total=n_families, desc="metrics",
+                                               unit="family") as bar:
         for i, name in enumerate(names):
             for spec in per_space:
+                bar.set_description(f"metrics: {spec.name}"
+                                    + (f" [{name}]" if len(names) > 1 else ""))
                 out = _run_family(spec, contexts[name])
+                bar.update(1)
                 space_metrics[name].update(out)
                 if i == 0:
                     blocks[spec.name] = out
         for spec in once:
+            bar.set_description(f"metrics: {spec.name}")
             ctx = contexts[logits_space] if spec.needs_features else main
             blocks[spec.name] = _run_family(spec, ctx)
+            bar.update(1)
+        bar.set_description("metrics")
     results_metrics = {k: v for spec in specs for k, v in blocks.get(spec.name, {}).items()}
     if len(names) > 1:
         results_metrics["spaces"] = space_metrics
