@@ -5,6 +5,7 @@ stopped.
 
     python bench/benchmark.py bench/protocols/cpu_tier.toml            # run / continue
     python bench/benchmark.py bench/protocols/cpu_tier.toml --plan     # print what is left
+    python bench/benchmark.py bench/protocols/cpu_tier.toml --tables   # Markdown results
     python bench/benchmark.py bench/protocols/cpu_tier.toml --jobs 2   # runs side by side
     python bench/benchmark.py bench/protocols/cpu_tier.toml --only acgan-pneumoniamnist-28
 
@@ -310,6 +311,63 @@ class Benchmark:
             stored.write_text(self.p.text)
 
 
+TABLE_COLUMNS = ("fid", "fid_floor", "intra_fid", "kid", "precision", "recall", "density",
+                 "coverage", "memorization", "tstr_acc", "trtr_acc", "class_fidelity")
+
+
+def _cell_text(spec, cell, with_interval: bool) -> str:
+    if cell is None or not cell.available:
+        return "-"
+    text = spec.format_number(cell.value)
+    if with_interval and cell.lo is not None and cell.hi is not None:
+        text += f" [{spec.format_number(cell.lo)}, {spec.format_number(cell.hi)}]"
+    return text
+
+
+def markdown_tables(bench: Benchmark, runs: list[RunSpec]) -> str:
+    """Every evaluated epoch of every run (the selection curve), and the wall time of each
+    kind of step, as Markdown; the selected epoch is the report's (OUT/report/summary.csv)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from medsyn.reports.metrics import get_metric
+
+    specs = [get_metric(k) for k in TABLE_COLUMNS]
+    lines = []
+    for run in runs:
+        header = ["epoch", *(f"{s.label}" for s in specs)]
+        lines += [f"**{run.name}** ({run.kind}, {run.train.get('dataset', '?')} at "
+                  f"{run.train.get('image_size', '?')} px)", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for epoch in run.evaluate_epochs:
+            path = bench.eval_dir(run, epoch) / "results.json"
+            if not path.exists():
+                lines.append(f"| {epoch} | " + " | ".join("not evaluated" if i == 0 else ""
+                                                         for i in range(len(specs))) + " |")
+                continue
+            metrics = json.loads(path.read_text()).get("metrics", {})
+            cells = [_cell_text(s, s.extract(metrics), s.key in ("fid", "intra_fid", "recall",
+                                                                 "coverage", "tstr_acc"))
+                     for s in specs]
+            lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+        lines.append("")
+    walls: dict[str, dict[str, float]] = {}
+    if bench.steps_log.exists():
+        for line in bench.steps_log.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("returncode") != 0 or rec.get("run") is None:
+                continue
+            kind = rec["step"].split()[0]
+            walls.setdefault(rec["run"], {}).setdefault(kind, 0.0)
+            walls[rec["run"]][kind] += rec["wall_s"]
+    lines += ["| run | train | evaluations | utility re-evaluations | total |",
+              "|---|---|---|---|---|"]
+    for run in runs:
+        w = walls.get(run.name, {})
+        cols = [w.get("train", 0.0), w.get("evaluate", 0.0), w.get("utility", 0.0)]
+        lines.append(f"| {run.name} | " + " | ".join(f"{c / 60:.1f} min" for c in cols)
+                     + f" | {sum(cols) / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="runs worked on side by side (each its own processes); on a small CPU "
                     "give training runs threads = 1 in the protocol")
     ap.add_argument("--plan", action="store_true", help="print what is left and exit")
+    ap.add_argument("--tables", action="store_true",
+                    help="print Markdown tables of every evaluated epoch and the wall times of "
+                    "the steps, and exit")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the commands that would run, run nothing")
     ap.add_argument("--no-report", action="store_true", help="skip building the report")
@@ -337,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ProtocolError(f"--only: no run named {', '.join(unknown)} in "
                                     f"{args.protocol} (runs: {', '.join(r.name for r in runs)})")
             runs = [r for r in runs if r.name in wanted]
+        if args.tables:
+            print(markdown_tables(bench, runs), end="")
+            return 0
         if args.plan:
             for run in runs:
                 left = bench.pending(run)

@@ -166,3 +166,9 @@ def test_tiny_protocol_end_to_end_and_resumed(tmp_path, data_root, capsys):
     assert [s["step"] for s in steps[4:]] == ["report"]
     assert benchmark.main([str(path), "--out", str(out), "--plan"]) == 0
     assert "cgan-tiny: done" in capsys.readouterr().out
+    assert benchmark.main([str(path), "--out", str(out), "--tables"]) == 0
+    tables = capsys.readouterr().out
+    assert "| epoch | FID |" in tables and "not evaluated" not in tables
+    fid = json.loads((run_dir / "eval/epoch002/results.json").read_text())["metrics"]["fid"]
+    assert f"| 2 | {fid['value']:.2f} |" in tables
+    assert "| cgan-tiny | " in tables
