@@ -20,6 +20,12 @@ makes both see the same machine load, which matters on a shared machine. The fir
 steps of each are not counted; the timed steps lie inside one epoch (no checkpoint or sample
 grid among them). Figures are medians over repeats; the ratio is the median of per-repeat
 ratios of medsyn / plain images/s.
+
+``--mode sequential`` (for GPUs) runs medsyn's loop first and then the plain loop, each timed
+over its window of steps with one synchronisation at each end, so that neither pays a per-step
+synchronisation the other imposes; the plain loop runs with PyTorch's default backend flags
+(medsyn's cuDNN autotuning / TF32 settings are undone first). ``--compile`` passes
+``compile=True`` to medsyn's loop. ``bench/gpu_suite.py`` imports :func:`sequential`.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ class PlainLoop:
 
         self.torch, self.device = torch, device
         self.spec = spec = GAN_KINDS[kind]
-        ds = load_dataset(config["dataset"], "train", image_size=config["image_size"])
+        ds = load_dataset(config["dataset"], "train", image_size=config["image_size"],
+                          root=config.get("data_root"))
         options = {k: config.get(k) for k in spec.arch_defaults}
         arch = spec.arch(options, ds.num_classes, ds.channels, config["image_size"])
         torch.manual_seed(0)
@@ -107,8 +114,11 @@ class PlainLoop:
         _ = ((err_real + err_fake).item(), err_g.item())
 
 
-def interleaved(kind: str, config: dict, warmup: int, steps: int, device: str):
-    """images/s of (medsyn, plain), their steps alternating in one process."""
+def interleaved(kind: str, config: dict, warmup: int, steps: int, device: str,
+                **medsyn_options):
+    """images/s of (medsyn, plain), their steps alternating in one process.
+
+    ``medsyn_options``: more options of medsyn's run only (``compile=True``, ...)."""
     from medsyn.generators import train
 
     plain = PlainLoop(kind, config, device)
@@ -135,9 +145,99 @@ def interleaved(kind: str, config: dict, warmup: int, steps: int, device: str):
     with tempfile.TemporaryDirectory() as out:
         train(kind, out=str(Path(out) / "run"), epochs=1000, max_steps=warmup + steps,
               device=device, quiet=True, step_callback=after_medsyn_step, keep_last=1,
-              **config)
+              **config, **medsyn_options)
     batch = config["batch_size"]
     return steps * batch / sum(ours_t), steps * batch / sum(plain_t)
+
+
+def _backend_flags() -> dict:
+    import torch
+
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+
+
+def _restore_backend_flags(flags: dict) -> None:
+    import torch
+
+    torch.backends.cudnn.benchmark = flags["cudnn_benchmark"]
+    torch.backends.cudnn.deterministic = flags["cudnn_deterministic"]
+    torch.backends.cudnn.allow_tf32 = flags["cudnn_allow_tf32"]
+    torch.backends.cuda.matmul.allow_tf32 = flags["matmul_allow_tf32"]
+
+
+def sequential(kind: str, config: dict, warmup: int, steps: int, device: str,
+               **medsyn_options) -> dict:
+    """images/s of medsyn's loop, then of the plain loop, each over ``steps`` timed steps.
+
+    Each is timed from the end of its ``warmup``-th step to the end of its last step, with a
+    device synchronisation only at those two points (a GPU keeps its queue between steps, as in
+    real training). The timed steps must lie inside medsyn's first epoch (no sample grid or
+    checkpoint among them). The plain loop runs with the backend flags as they were before
+    medsyn's run (PyTorch's defaults in a fresh process). Returns a dict with ``medsyn_img_s``,
+    ``plain_img_s``, the seconds and steps of each, and what medsyn's run resolved (precision,
+    channels_last, data on device, steps per epoch).
+    """
+    import json as _json
+
+    import torch
+
+    from medsyn.generators import train
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    if warmup < 1 or steps < 1:
+        raise ValueError(f"sequential timing needs warmup >= 1 and steps >= 1, got {warmup}, "
+                         f"{steps}.")
+    flags = _backend_flags()
+    marks: dict[str, float] = {}
+
+    def after_medsyn_step(state):
+        if state.step == warmup:
+            sync()
+            marks["start"] = time.perf_counter()
+        elif state.step == warmup + steps:
+            sync()
+            marks["end"] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as out:
+        run_dir = Path(out) / "run"
+        train(kind, out=str(run_dir), epochs=1000, max_steps=warmup + steps, device=device,
+              quiet=True, step_callback=after_medsyn_step, keep_last=1,
+              **config, **medsyn_options)
+        resolved = _json.loads((run_dir / "config.json").read_text())["resolved"]
+    spe = resolved["steps_per_epoch"]
+    if warmup + steps > spe:
+        raise ValueError(
+            f"warm-up + timed steps ({warmup} + {steps}) exceed one epoch ({spe} steps of "
+            f"{config['dataset']} at batch {config['batch_size']}): the timed window would "
+            "include a sample grid and a checkpoint. Use fewer steps or a smaller batch.")
+    run_info = {k: resolved[k] for k in ("device", "precision", "channels_last",
+                                         "data_on_device", "steps_per_epoch")}
+    medsyn_s = marks["end"] - marks["start"]
+    if device != "cpu":
+        torch.cuda.empty_cache()
+    _restore_backend_flags(flags)
+    plain = PlainLoop(kind, config, device)
+    for _ in range(warmup):
+        plain.step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        plain.step()
+    sync()
+    plain_s = time.perf_counter() - t0
+    del plain
+    batch = config["batch_size"]
+    return {"medsyn_img_s": steps * batch / medsyn_s, "plain_img_s": steps * batch / plain_s,
+            "medsyn_s": medsyn_s, "plain_s": plain_s, "steps": steps, "warmup": warmup,
+            "medsyn_resolved": run_info,
+            "plain_settings": {"precision": "fp32", "loader": "DataLoader(shuffle=True)",
+                               "backend_flags": flags}}
 
 
 def main():
@@ -152,6 +252,11 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", type=Path, default=None, help="append results as JSON lines")
+    parser.add_argument("--mode", choices=["interleaved", "sequential"], default="interleaved",
+                        help="interleaved steps (default; CPU) or one loop after the other "
+                             "(GPU; see the module docstring)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile medsyn's networks (compile=True)")
     args = parser.parse_args()
 
     import torch
@@ -166,7 +271,12 @@ def main():
         for kind in args.kinds:
             ours, plain, ratios = [], [], []
             for r in range(args.repeats):
-                m, p = interleaved(kind, config, args.warmup, steps, args.device)
+                extra = {"compile": True} if args.compile else {}
+                if args.mode == "sequential":
+                    got = sequential(kind, config, args.warmup, steps, args.device, **extra)
+                    m, p = got["medsyn_img_s"], got["plain_img_s"]
+                else:
+                    m, p = interleaved(kind, config, args.warmup, steps, args.device, **extra)
                 got = {"medsyn": m, "plain": p}
                 ours.append(got["medsyn"])
                 plain.append(got["plain"])
@@ -178,6 +288,8 @@ def main():
                    "repeats": args.repeats, "medsyn_img_s": statistics.median(ours),
                    "plain_img_s": statistics.median(plain), "ratio": statistics.median(ratios),
                    "ratios": ratios}
+            if args.mode != "interleaved" or args.compile:
+                row.update(mode=args.mode, compile=args.compile)
             print(f"{config_name:10s} {kind:5s}  medsyn {row['medsyn_img_s']:8.1f} img/s  "
                   f"plain {row['plain_img_s']:8.1f} img/s  ratio {row['ratio']:.3f} "
                   f"(per repeat {', '.join(f'{x:.2f}' for x in ratios)})")
