@@ -367,3 +367,17 @@ def test_evaluate_api_with_the_in_domain_extractor(tmp_path, monkeypatch):
     assert res["provenance"]["extractor"]["feature_dim"] == 512
     # the extractor's network is the TRTR seed-0 classifier: trained once, for both
     assert res["metrics"]["utility"]["classifiers"][0]["from_cache"] is True
+
+
+def test_one_seed_has_no_spread_and_the_report_does_not_invent_one():
+    from medsyn.evaluators.utility import _summary
+    from medsyn.reports.build import _mean_std
+
+    one = _summary([0.8125])
+    assert one["mean"] == 0.8125 and one["std"] is None and "ci95" not in one
+    assert _mean_std(one) == "0.812 (1 seed)"
+    # results.json files written before the fix carry std 0.0 for one seed
+    assert _mean_std({"mean": 0.8125, "std": 0.0, "values": [0.8125]}) == "0.812 (1 seed)"
+    three = _summary([0.7, 0.8, 0.9])
+    assert _mean_std(three) == "0.800 ± 0.100"
+    assert _mean_std(_summary([0.01, 0.03]), sign="+") == "+0.020 ± 0.014"

@@ -52,14 +52,16 @@ PROTOCOL = ("Each arm trains the recipe's classifier from scratch (seeded), sele
 
 
 def _summary(values: Sequence[float | None]) -> dict:
-    """mean, std (ddof 1) and a 95 % t-interval over seeds; None entries are left out."""
+    """mean, std (ddof 1) and a 95 % t-interval over seeds; None entries are left out.
+
+    With one seed the spread is unknown, not zero: std is None then."""
     aligned = [None if v is None or not math.isfinite(v) else float(v) for v in values]
     vals = [v for v in aligned if v is not None]
     if not vals:
         return {"mean": None, "std": None, "values": aligned,
                 "unavailable": "not defined for any seed"}
     mean = float(np.mean(vals))
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
     # values stay aligned with the seeds (None where undefined for that seed)
     out = {"mean": mean, "std": std, "values": aligned, "n_seeds": len(vals)}
     if len(vals) > 1:

@@ -483,6 +483,16 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if value is not None else "n/a"
 
 
+def _mean_std(stat: Mapping[str, Any], digits: int = 3, sign: str = "") -> str:
+    """'mean ± std' over seeds; the mean alone (with '1 seed') when one seed gives no spread."""
+    mean = finite(stat.get("mean"))
+    text = f"{mean:{sign}.{digits}f}" if mean is not None else "n/a"
+    values = [v for v in stat.get("values") or [] if finite(v) is not None]
+    if len(values) < 2:
+        return f"{text} (1 seed)" if len(values) == 1 else text
+    return f"{text} ± {_fmt(stat.get('std'), digits)}"
+
+
 def _per_class_rows(e: Evaluation) -> list[dict]:
     intra = e.metrics.get("intra_fid")
     per_class = intra.get("per_class") if isinstance(intra, Mapping) else None
@@ -565,7 +575,7 @@ def _utility_view(e: Evaluation) -> dict | None:
         for stat, _ in stats:
             s = arm.get(stat)
             if isinstance(s, Mapping) and finite(s.get("mean")) is not None:
-                cells.append(f"{_fmt(s.get('mean'))} ± {_fmt(s.get('std'))}")
+                cells.append(_mean_std(s))
             elif isinstance(s, Mapping) and (s.get("note") or s.get("unavailable")):
                 cells.append(f"n/a ({s.get('note') or s['unavailable']})")
             else:
@@ -578,8 +588,8 @@ def _utility_view(e: Evaluation) -> dict | None:
         rows.append({"label": label, "cells": cells, "recall": recall})
     for row in rows:
         row["recall_cells"] = [
-            f"{_fmt(row['recall'][c].get('mean'))} ± {_fmt(row['recall'][c].get('std'))}"
-            if isinstance(row["recall"].get(c), Mapping) else "-" for c in classes]
+            _mean_std(row["recall"][c]) if isinstance(row["recall"].get(c), Mapping) else "-"
+            for c in classes]
     gain = utility.get("gain") if isinstance(utility.get("gain"), Mapping) else {}
     gains = []
     for stat, label in stats:
@@ -588,10 +598,10 @@ def _utility_view(e: Evaluation) -> dict | None:
             ci = g.get("ci95")
             ci_text = (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if isinstance(ci, list) and len(ci) == 2
                        else "")
-            gains.append((label, f"{finite(g['mean']):+.3f} ± {_fmt(g.get('std'))}{ci_text}"))
+            gains.append((label, f"{_mean_std(g, sign='+')}{ci_text}"))
     ratio = utility.get("tstr_over_trtr") if isinstance(utility.get("tstr_over_trtr"),
                                                         Mapping) else {}
-    ratios = [(label, f"{_fmt(r.get('mean'), 2)} ± {_fmt(r.get('std'), 2)}")
+    ratios = [(label, _mean_std(r, 2))
               for stat, label in stats if isinstance(r := ratio.get(stat), Mapping)
               and finite(r.get("mean")) is not None]
     return {"headers": [label for _, label in stats], "rows": rows, "classes": classes,

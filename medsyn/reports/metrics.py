@@ -237,7 +237,9 @@ def _stat_cell(utility: Mapping[str, Any], stat: Any,
         return Cell(unavailable=_unavailable_reason(stat))
     values = [v for v in (_number(x) for x in stat.get("values") or []) if v is not None]
     n, n_title = _utility_n(utility, len(values), path)
-    cell = Cell(value=mean, std=_number(stat.get("std")), n=n, n_title=n_title)
+    # one seed has no spread; results.json files before 2026-12-04 wrote std 0.0 for it
+    std = _number(stat.get("std")) if len(values) > 1 else None
+    cell = Cell(value=mean, std=std, n=n, n_title=n_title)
     lo, hi = _interval(stat.get("ci95"))
     if lo is not None:
         cell.lo, cell.hi = lo, hi
