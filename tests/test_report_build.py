@@ -259,6 +259,12 @@ def test_best_marking_knows_each_direction():
     lone = cells(5.0) + [Cell(unavailable="no weights")]
     mark_best(lone, METRICS["fid"])
     assert not any(c.best for c in lone)
+    all_tied = cells(0.0, 0.0, 0.0)
+    mark_best(all_tied, METRICS["recall"])
+    assert not any(c.best for c in all_tied)
+    some_tied = cells(0.5, 0.1, 0.5)
+    mark_best(some_tied, METRICS["recall"])
+    assert [c.best for c in some_tied] == [True, False, True]
     unranked = cells(4.0, 3.0)
     mark_best(unranked, METRICS["fid_floor"])
     assert not any(c.best for c in unranked)

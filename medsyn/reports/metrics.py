@@ -406,7 +406,8 @@ def get_metric(key: str) -> MetricSpec:
 def mark_best(cells: list[Cell | None], spec: MetricSpec) -> None:
     """Set ``best`` on the cells with the best available value (ties all marked).
 
-    Nothing is marked when fewer than two cells have a value: a lone number is not a winner.
+    Nothing is marked when fewer than two cells have a value, or when every value is the same
+    (four runs all at recall 0.000): a lone number or a tie of all is not a winner.
     """
     if not spec.ranked:
         return
@@ -414,5 +415,7 @@ def mark_best(cells: list[Cell | None], spec: MetricSpec) -> None:
     if len(ranked) < 2:
         return
     best = min(k for k, _ in ranked)
+    if all(math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12) for k, _ in ranked):
+        return
     for k, cell in ranked:
         cell.best = math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12)

@@ -168,10 +168,16 @@ def plot_metric_curves(run: Run, path: Path, rule: str = "") -> Path | None:
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(4.0 * columns, 3.0 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     selected = run.selected.epoch if run.selected is not None else None
+    # every panel spans all evaluated epochs, so a metric computed on a shortlist (utility)
+    # lines up with the others instead of stretching two epochs over the whole width
+    all_epochs = [e for _, series in panels for _, pts in series for e, *_ in pts]
+    margin = 0.05 * max(1, max(all_epochs) - min(all_epochs))
+    xlim = (min(all_epochs) - margin, max(all_epochs) + margin)
     for ax, (title, series) in zip(axes, panels, strict=False):
         for color, (spec, pts) in zip(PALETTE, series, strict=False):
             epochs, values, los, his = zip(*pts, strict=True)
@@ -187,6 +193,8 @@ def plot_metric_curves(run: Run, path: Path, rule: str = "") -> Path | None:
             ax.axvline(selected, color="black", linestyle="--", linewidth=1,
                        label=f"selected: epoch {selected}")
         _style(ax, title, "epoch")
+        ax.set_xlim(*xlim)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
         ax.legend(fontsize=7, loc="best")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
