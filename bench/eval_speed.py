@@ -19,6 +19,11 @@ coverage) on random 2048-d features of N fakes and N reals (the cost depends on 
 only), e.g. N = 2808, the size of cxr3's training split:
 
     python bench/eval_speed.py --bootstrap-n 2808 --repeats 3
+
+With ``--chunks 8,16,32,64`` it only times the CPU Inception forward (preprocessing included)
+on 192 cxr3 val images at each number of images per forward pass (``inception_fast.CHUNK``):
+
+    python bench/eval_speed.py --chunks 8,16,32,64 --repeats 3
 """
 
 from __future__ import annotations
@@ -60,9 +65,12 @@ def main():
     ap.add_argument("--image-size", type=int, default=112)
     ap.add_argument("--json", type=Path, help="append one JSON line per repeat here")
     ap.add_argument("--bootstrap-n", type=int, help="only time the bootstrap at this n")
+    ap.add_argument("--chunks", help="only time the CPU Inception forward at these chunk sizes")
     args = ap.parse_args()
     if args.bootstrap_n:
         return bootstrap_only(args)
+    if args.chunks:
+        return chunks_only(args)
 
     import torch_fidelity
 
@@ -135,6 +143,28 @@ def main():
     med["kid_bootstrap_s"] = statistics.median(boot["kid"])
     print(json.dumps({"median": med, "n": n, "repeats": len(rows),
                       "bootstrap_resamples": args.bootstrap}))
+
+
+def chunks_only(args):
+    import medsyn.evaluators as ev
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.features import inception_fast
+
+    sizes = [int(c) for c in args.chunks.split(",")]
+    images = load_dataset("cxr3", "val", image_size=args.image_size).images[:192]
+    extractor = ev.get_extractor("inception", device="cpu")
+    extractor.extract(images[:2])                      # trace and freeze outside the timing
+    rates = {c: [] for c in sizes}
+    for _ in range(args.repeats):
+        for c in sizes:                                # interleaved: drift hits every size
+            inception_fast.CHUNK = c
+            t0 = time.perf_counter()
+            extractor.extract(images)
+            rates[c].append(len(images) / (time.perf_counter() - t0))
+        print(json.dumps({c: round(r[-1], 2) for c, r in rates.items()}), flush=True)
+    print(json.dumps({"images": len(images), "threads": torch.get_num_threads(),
+                      "repeats": args.repeats,
+                      "median_img_per_s": {c: statistics.median(r) for c, r in rates.items()}}))
 
 
 def bootstrap_only(args):

@@ -162,15 +162,23 @@ def test_bad_weights_files_are_explained(tmp_path):
 
 def test_fast_cpu_execution_equals_torch_fidelity_eager_to_float32_rounding(
         inception, inception_weights, cxr3_small):
-    """'inception' runs the network channels_last and frozen on CPU; 'inception-exact' runs
-    torch-fidelity's own forward. Features agree to float32 rounding, for grayscale and RGB."""
-    assert inception._fast is not None and "frozen" in inception.conventions["execution"]
+    """'inception' runs the network with batch norm folded, channels_last, in chunks on CPU;
+    'inception-exact' runs torch-fidelity's own forward. Features agree to float32 rounding, for
+    grayscale and RGB, and for a batch that is not a whole number of chunks."""
+    from medsyn.evaluators.features.inception_fast import CHUNK
+
+    assert inception._fast is not None and "batch norm folded" in inception.conventions["execution"]
+    # folding works on a copy: torch-fidelity's network keeps its 94 batch norm layers
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in inception.model.modules()) == 94
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inception._fast.trunk.modules())
     exact = ev.get_extractor("inception-exact", weights=inception_weights, device="cpu")
     assert exact._fast is None
     assert exact.cache_identity() != inception.cache_identity()     # separate cache entries
     val, _ = cxr3_small
     gray = val.images[:6]
-    for batch in (gray, gray.expand(-1, 3, -1, -1).contiguous()):
+    assert len(val) > CHUNK + 2
+    uneven = val.images[:CHUNK + 3]                  # one whole chunk and a remainder of 3
+    for batch in (gray, gray.expand(-1, 3, -1, -1).contiguous(), uneven):
         fast = inception.extract(batch)["features"]
         eager = exact.extract(batch)["features"]
         scale = float(eager.abs().max())

@@ -128,9 +128,9 @@ class InceptionExtractor(FeatureExtractor):
             "the rest are unaffected); use torch-fidelity's full weights for IS")
         self.model.features_list = ["2048", "logits_unbiased"] if fc_finite else ["2048"]
         self.model.to(self.device)
-        # CPU: the same network in channels_last, frozen (inception_fast.py): about twice the
-        # throughput, features equal to float32 rounding. fast=False runs torch-fidelity's
-        # own eager forward.
+        # CPU: the same network with batch norm folded, in channels_last (inception_fast.py):
+        # twice the throughput, features equal to float32 rounding. fast=False runs
+        # torch-fidelity's own eager forward.
         use_fast = self.device.type == "cpu" if fast is None else bool(fast)
         self._fast = FastInceptionTrunk(self.model) if use_fast else None
         self.conventions = {

@@ -63,16 +63,22 @@ def recentred_interval(value: float, resamples, lower: float | None = None,
 
 def fid_value(features_1, features_2) -> float:
     """FID exactly as torch-fidelity computes it (float64 covariances, eigenvalues of S1 S2)."""
+    from threadpoolctl import threadpool_limits
     from torch_fidelity.metric_fid import (
         KEY_METRIC_FID,
         fid_features_to_statistics,
         fid_statistics_to_metric,
     )
 
+    from medsyn.evaluators.features import extraction_threads
+
     f1 = torch.as_tensor(features_1, dtype=torch.float32).cpu()
     f2 = torch.as_tensor(features_2, dtype=torch.float32).cpu()
     s1, s2 = fid_features_to_statistics(f1), fid_features_to_statistics(f2)
-    return float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])
+    # the metric phase runs on one thread (small ops), but this 2048 x 2048 non-symmetric
+    # eigenproblem is seconds long and gains from every core: 3.7 s -> 2.9 s on 2 cores
+    with threadpool_limits(limits=extraction_threads()):
+        return float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])
 
 
 @dataclass
