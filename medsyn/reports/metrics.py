@@ -415,7 +415,8 @@ def mark_best(cells: list[Cell | None], spec: MetricSpec) -> None:
     if len(ranked) < 2:
         return
     best = min(k for k, _ in ranked)
-    if all(math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12) for k, _ in ranked):
+    is_best = [math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12) for k, _ in ranked]
+    if all(is_best):
         return
-    for k, cell in ranked:
-        cell.best = math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12)
+    for flag, (_, cell) in zip(is_best, ranked, strict=True):
+        cell.best = flag
