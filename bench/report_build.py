@@ -39,7 +39,8 @@ def main() -> None:
         times = []
         for repeat in range(args.repeats):
             start = time.perf_counter()
-            result = build_report(None, Path(tmp) / "reports", runs_root=root)
+            # each repeat rebuilds the same folder, as `medsyn report --overwrite` does
+            result = build_report(None, Path(tmp) / "reports", runs_root=root, overwrite=True)
             times.append(time.perf_counter() - start)
             if repeat == 0:
                 print(f"{result.n_runs} runs, {result.n_evaluations} evaluations, "

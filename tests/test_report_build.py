@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -440,3 +443,13 @@ def test_package_data_ships_templates_css_and_baselines():
     for path in files:
         rel = path.relative_to(package)
         assert any(rel.match(pattern) for pattern in patterns), f"{rel} is not package data"
+
+
+def test_report_build_benchmark_runs_its_repeats():
+    """bench/report_build.py rebuilds one folder per repeat: it must overwrite, not stop."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "report_build.py"
+    done = subprocess.run([sys.executable, str(script), "--runs", "1", "--epochs", "1",
+                           "--repeats", "2"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "over 2 builds" in done.stdout
