@@ -490,7 +490,7 @@ def random_init_inception(device):
     (He) initialisation so activations neither vanish (denormals would slow a CPU) nor explode."""
     import torch
 
-    from medsyn.evaluators.features.base import resolve_device
+    from medsyn.device import resolve_device
     from medsyn.evaluators.features.inception import (
         FAST_EXECUTION,
         FastInceptionTrunk,
@@ -605,12 +605,12 @@ def run_stage_child(argv: list[str]) -> int:
     try:
         import torch
 
-        from medsyn.generators import engine
+        from medsyn.device import resolve_device
 
         if cfg["dry_run"]:
             torch.set_num_threads(1)
             torch.set_flush_denormal(True)
-        device = engine.resolve_device(cfg["device"])
+        device = resolve_device(cfg["device"])
         report.write(environment=device_info(device))
         STAGE_FUNCTIONS[name](cfg[name] | {k: cfg[k] for k in ("data_root", "dry_run")},
                               device, report)

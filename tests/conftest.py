@@ -56,3 +56,16 @@ def isolated_data_root(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv(ENV_DATA_ROOT, str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny networks: on a busy 2-core machine OpenMP's
+    spin-waiting costs more than a second thread gives. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

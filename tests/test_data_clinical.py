@@ -345,7 +345,7 @@ def test_cache_key_holds_the_intensity_rule(tmp_path):
 
 
 def test_single_file_decode_applies_the_rule_to_that_file(tmp_path):
-    from medsyn.data.imageio import decode_image
+    from medsyn.data.intensity import decode_image
 
     originals = _twelve_bit_copies(tmp_path / "p", n=1)
     np.testing.assert_array_equal(decode_image(tmp_path / "p" / "0.png"), originals[0])

@@ -17,12 +17,7 @@ TINY = dict(scale=4, n_blocks=1, features=8, batch_size=32, device="cpu", quiet=
             max_steps=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

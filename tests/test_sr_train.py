@@ -28,12 +28,7 @@ MSE_KEYS = {"step", "epoch", "phase", "lr", "loss_content", "loss_g", "images_pe
 ADV_KEYS = MSE_KEYS | {"loss_adv", "loss_d", "d_x", "d_g_z1", "d_g_z2"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.generators import engine
 from medsyn.generators.engine import (
@@ -22,16 +23,16 @@ from medsyn.generators.engine import (
 
 
 def test_resolve_device():
-    assert engine.resolve_device("cpu") == torch.device("cpu")
-    assert engine.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ConfigError, match="--device must be one of"):
-        engine.resolve_device("tpu")
+        resolve_device("tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(ConfigError, match="no CUDA GPU.*--device cpu"):
-        engine.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 def test_precision():
@@ -193,7 +194,8 @@ def test_loop_max_steps_and_checkpoint_every(tmp_path):
 
 
 def test_cpu_threads_follow_the_network_size_unless_given():
-    from medsyn.generators.engine import SMALL_NET_MAX_SIZE, cpu_threads
+    from medsyn.device import SMALL_NET_MAX_SIZE
+    from medsyn.device import training_threads as cpu_threads
 
     assert cpu_threads(0, 28) == 1
     assert cpu_threads(0, SMALL_NET_MAX_SIZE) == 1

@@ -15,14 +15,7 @@ from medsyn.generators.nets import (
     size_plan,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convolutions: one thread avoids OpenMP spin-waiting on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("size, plan", [(28, (7, 2)), (32, (4, 3)), (64, (4, 4)),

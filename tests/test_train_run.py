@@ -31,13 +31,7 @@ ACGAN_KEYS = {"aux_acc_real", "aux_acc_fake", "d_acc", "d_acc_real", "d_acc_fake
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convolutions: one thread avoids OpenMP spin-waiting on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -139,15 +139,6 @@ def _gray_if_equal(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def decode_image(path: str | os.PathLike, bit_depth=None) -> np.ndarray:
-    """One file as uint8 (``[H, W]`` or ``[H, W, 3]``), with the intensity rule of
-    :mod:`medsyn.data.intensity` applied to this file alone."""
-    from medsyn.data.intensity import choose_rule, stats_of
-
-    raw = decode_raw(path)
-    return choose_rule([stats_of(raw, path)], bit_depth).to_uint8(raw)
-
-
 def decode_many(paths: list[Path], desc: str = "decoding images"
                 ) -> tuple[list[RawImage | None], list[tuple[Path, str]]]:
     """Decode files in parallel threads (PIL releases the GIL while decoding).

@@ -19,6 +19,7 @@ their own window (:mod:`medsyn.data.dicom`). A warning says when the data use le
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,3 +174,10 @@ def describe_intensity(raws: list[RawImage], relpaths: list[str], rule: Intensit
         info["windows"] = dict(sorted(windows.items()))
         info["dicom_window_per_file"] = per_file
     return info
+
+
+def decode_image(path: str | os.PathLike, bit_depth=None) -> np.ndarray:
+    """One file as uint8 (``[H, W]`` or ``[H, W, 3]``), with the intensity rule of
+    this module applied to this file alone."""
+    raw = decode_raw(path)
+    return choose_rule([stats_of(raw, path)], bit_depth).to_uint8(raw)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import (
     FeatureExtractor,
@@ -20,7 +21,6 @@ from medsyn.evaluators.features import (
     get_extractor,
     is_fitted,
     parse_extractor_names,
-    resolve_device,
 )
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import (

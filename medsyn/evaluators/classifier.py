@@ -406,7 +406,7 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
 
     Same seed, data, recipe and device -> the same weights (on CPU; cuDNN may differ on GPU).
     """
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)
@@ -510,7 +510,7 @@ def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 
                     ) -> TrainedClassifier:
     """The recipe's classifier trained on the real ``train`` dataset (selected on ``val``),
     from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before (medsyn.evaluators.netcache)."""
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)

@@ -365,9 +365,10 @@ def evaluate_command(
     except DataError:
         raise ConfigError(f"--bit-depth must be {BIT_DEPTH_HELP}, got {bit_depth!r}.") from None
 
+    from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.classifier import get_recipe
-    from medsyn.evaluators.features import parse_extractor_names, resolve_device
+    from medsyn.evaluators.features import parse_extractor_names
     from medsyn.evaluators.metrics import resolve_metrics
     from medsyn.evaluators.ssl import get_ssl_recipe
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from medsyn.data.resize import RESIZE_FILTER, resize_uint8
+from medsyn.data.subsets import split_counts, stratified_subset  # noqa: F401 (public names here)
 from medsyn.errors import CheckpointError, DataError
 
 NPZ_IMAGE_KEYS = ("images", "x", "samples", "fake", "fakes", "arr_0")
@@ -225,33 +226,6 @@ def subsample(fake: FakeSet, n: int | None, seed: int) -> FakeSet:
     return FakeSet(fake.images[torch.from_numpy(idx)],
                    None if fake.labels is None else fake.labels[idx],
                    {**fake.source, "subsampled": {"n": n, "of": len(fake.images), "seed": seed}})
-
-
-def stratified_subset(dataset, n: int | None, seed: int):
-    """At most ``n`` images of a dataset, keeping its class proportions (largest remainder)."""
-    if n is None or n >= len(dataset):
-        return dataset
-    if n < 1:
-        raise DataError(f"--n-real must be >= 1, got {n}.")
-    rng = np.random.default_rng(seed)
-    labels = dataset.labels.numpy()
-    quotas = split_counts(n, np.bincount(labels, minlength=len(dataset.class_names)))
-    idx = []
-    for c, q in enumerate(quotas):
-        members = np.flatnonzero(labels == c)
-        idx += rng.choice(members, q, replace=False).tolist()
-    return dataset.subset(sorted(idx))
-
-
-def split_counts(n: int, weights) -> list[int]:
-    """``n`` divided in proportion to ``weights`` (largest remainder, ties to the first)."""
-    w = np.asarray(weights, dtype=float)
-    exact = n * w / w.sum()
-    base = np.floor(exact).astype(int)
-    rest = n - base.sum()
-    order = np.argsort(-(exact - base), kind="stable")
-    base[order[:rest]] += 1
-    return base.tolist()
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -81,7 +81,7 @@ def example_strip(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor,
 
 def evaluate_sr_checkpoint(checkpoint: str | os.PathLike, *, device=None, **options) -> dict:
     """Load an ``srresnet`` / ``srgan`` checkpoint and :func:`evaluate_sr_model` it."""
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
     from medsyn.generators.checkpoint import read_checkpoint
     from medsyn.generators.sr_checkpoint import load_sr_checkpoint
 
@@ -113,7 +113,7 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
     ``RUN/eval/<checkpoint stem>/``, written as one unit; an existing evaluation there is
     replaced only with ``overwrite``. Other keywords go to :func:`medsyn.evaluators.evaluate`.
     """
-    from medsyn.evaluators.inputs import stratified_subset
+    from medsyn.data.subsets import stratified_subset
     from medsyn.evaluators.results import check_output_folder, staged_folder, write_results
 
     started = time.perf_counter()

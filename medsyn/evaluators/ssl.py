@@ -198,7 +198,7 @@ def train_ssl_encoder(images: torch.Tensor, recipe: SSLRecipe | str | None = Non
     """Train the recipe's SimCLR network on uint8 images ``[N, C, H, W]`` (no labels).
 
     Same seed, data, recipe and device -> the same weights (on CPU)."""
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
 
     recipe = get_ssl_recipe(recipe)
     dev = resolve_device(device)
@@ -273,7 +273,7 @@ def real_ssl_encoder(train, recipe: SSLRecipe | str | None = None, seed: int = 0
                      use_cache: bool = True, desc: str | None = None) -> TrainedEncoder:
     """The recipe's SimCLR encoder of the real dataset ``train``, from the cache when trained
     before with the same data, recipe, seed, versions and device type."""
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
 
     recipe = get_ssl_recipe(recipe)
     dev = resolve_device(device)

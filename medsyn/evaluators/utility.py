@@ -30,6 +30,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from medsyn.data.subsets import (  # noqa: F401 (split_validation: public name here)
+    VAL_FRACTION_WHEN_MISSING,
+    split_validation,
+    take_per_class,
+)
 from medsyn.errors import DataError
 from medsyn.evaluators.classifier import (
     classification_scores,
@@ -44,7 +49,6 @@ log = logging.getLogger(__name__)
 ARMS = ("trtr", "tstr", "trtr_s", "class_fidelity")
 ARM_NAMES = {"trtr": "TRTR", "tstr": "TSTR", "trtr_s": "TRTR+S", "class_fidelity": "fidelity"}
 STATS = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro")
-VAL_FRACTION_WHEN_MISSING = 0.1
 PROTOCOL = ("Each arm trains the recipe's classifier from scratch (seeded), selects its epoch on "
             "the real validation split and is scored on the real test split; class fidelity "
             "scores the real-trained (TRTR) classifier on the synthetic images against their "
@@ -109,15 +113,6 @@ def _check_same_domain(images: torch.Tensor, ref, what: str):
                         f"{(ref.channels, *ref.image_size)}; resize or convert them first.")
 
 
-def _take_per_class(labels: np.ndarray, wanted: np.ndarray, rng: np.random.Generator):
-    """Indices of up to ``wanted[c]`` items of each class c, in a seeded order."""
-    chosen = []
-    for c, n in enumerate(wanted):
-        idx = np.flatnonzero(labels == c)
-        chosen.append(rng.permutation(idx)[: int(n)])
-    return chosen
-
-
 def synthetic_sets(images: torch.Tensor | None, labels: np.ndarray | None,
                    train_counts: np.ndarray, ratio: float, seed: int,
                    sampler: Callable[[np.ndarray, int], torch.Tensor] | None = None,
@@ -137,7 +132,7 @@ def synthetic_sets(images: torch.Tensor | None, labels: np.ndarray | None,
     rng = np.random.default_rng([seed, 7331])
     pool_imgs, pool_labels = [], []
     if images is not None and labels is not None and len(images):
-        for c, idx in enumerate(_take_per_class(labels, need, rng)):
+        for c, idx in enumerate(take_per_class(labels, need, rng)):
             pool_imgs.append(images[torch.as_tensor(idx, dtype=torch.long)])
             pool_labels.append(np.full(len(idx), c, dtype=np.int64))
     else:
@@ -178,23 +173,6 @@ def synthetic_sets(images: torch.Tensor | None, labels: np.ndarray | None,
                        "extra": [int(min(need_extra[c], have[c])) for c in range(k)]}}
 
 
-def split_validation(train, fraction: float = VAL_FRACTION_WHEN_MISSING, seed: int = 0):
-    """A stratified, seeded (train, val) split of a dataset that has no validation split."""
-    rng = np.random.default_rng([seed, 4242])
-    labels = train.labels.numpy()
-    val_idx = []
-    for c in range(train.num_classes):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        val_idx.extend(idx[: max(1, int(round(fraction * len(idx))))] if len(idx) > 1 else [])
-    val_mask = np.zeros(len(labels), bool)
-    val_mask[val_idx] = True
-    sub_train = train.subset(np.flatnonzero(~val_mask))
-    sub_val = train.subset(np.flatnonzero(val_mask))
-    sub_val.split = f"{train.split}[val {fraction:.0%}]"
-    sub_train.split = f"{train.split}[rest]"
-    return sub_train, sub_val
-
-
 # ---------------------------------------------------------------- the protocol
 
 
@@ -209,7 +187,7 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
     returns uint8 images of the given classes (a conditional generator) to top up classes
     with too few synthetic images. ``val`` None: a stratified 10 % of ``train`` is held out.
     """
-    from medsyn.evaluators.features import resolve_device
+    from medsyn.device import resolve_device
 
     recipe = get_recipe(recipe)
     dev = resolve_device(device)

@@ -25,6 +25,9 @@ _EXPORTS = {
     "GAN_KINDS": "medsyn.generators.gan",
     "GanCheckpoint": "medsyn.generators.gan",
     "size_plan": "medsyn.generators.nets",
+    "Task": "medsyn.generators.interface",
+    "GeneratorCheckpoint": "medsyn.generators.interface",
+    "task_of_kind": "medsyn.generators.interface",
     "write_samples": "medsyn.generators.sampling",
 }
 

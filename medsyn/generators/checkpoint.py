@@ -16,7 +16,7 @@ the digest existed load with a warning.
 ``"module:function"`` string imported on first use (so SR models plug in without
 ``medsyn.generators`` importing them):
 
-    register_kind("mykind", "mypackage.module:load_my_checkpoint")
+    register_kind("mykind", "mypackage.module:load_my_checkpoint", task=Task.CONDITIONAL)
 
 The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan`) and
 ``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr_checkpoint`).
@@ -38,6 +38,7 @@ import torch
 
 from medsyn import __version__
 from medsyn.errors import CheckpointError
+from medsyn.generators.interface import Task, register_task, task_of_kind
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,15 @@ _LOADERS: dict[str, Loader | str] = {
 }
 
 
-def register_kind(kind: str, loader: Loader | str, *, replace: bool = False) -> None:
+def register_kind(kind: str, loader: Loader | str, *, task: Task | str | None = None,
+                  replace: bool = False) -> None:
     """Make :func:`load_checkpoint` load checkpoints whose ``kind`` is ``kind`` with ``loader``.
 
-    ``loader(payload: dict, device: torch.device, path: Path)`` returns the loaded object;
-    ``loader`` may be a ``"package.module:function"`` string, imported when first needed.
+    ``loader(payload: dict, device: torch.device, path: Path)`` returns the loaded object (a
+    :class:`~medsyn.generators.interface.GeneratorCheckpoint`); ``loader`` may be a
+    ``"package.module:function"`` string, imported when first needed. ``task`` declares what
+    the family does (:class:`~medsyn.generators.interface.Task`); evaluation and the report
+    read it instead of testing kind strings.
     """
     if not isinstance(kind, str) or not kind:
         raise ValueError("kind must be a non-empty string")
@@ -70,6 +75,10 @@ def register_kind(kind: str, loader: Loader | str, *, replace: bool = False) -> 
         raise ValueError("loader must be a callable or a 'module:function' string")
     if kind in _LOADERS and not replace and _LOADERS[kind] != loader:
         raise ValueError(f"checkpoint kind {kind!r} is already registered (pass replace=True)")
+    if task is not None:
+        register_task(kind, task, replace=replace)
+    elif task_of_kind(kind) is None:
+        raise ValueError(f"checkpoint kind {kind!r}: declare its task (task=Task.CONDITIONAL, ...)")
     _LOADERS[kind] = loader
 
 
@@ -204,7 +213,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     ``kind``, ``scale``, ``channels``, ``metadata`` and ``upscale(lr_uint8) -> uint8``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
     """
-    from medsyn.generators.engine import resolve_device
+    from medsyn.device import resolve_device
 
     dev = resolve_device(device)
     payload = read_checkpoint(path)

@@ -3,7 +3,7 @@
 Every trainer of medsyn (the image GANs here, SRGAN later) is built from these pieces so that
 all of them share the same guarantees (see docs/training.md):
 
-- :func:`resolve_device`, :func:`resolve_precision`, :func:`configure_backends`,
+- :func:`resolve_precision`, :func:`configure_backends`,
   :func:`maybe_compile`, :func:`unwrap` -- where and how the networks run;
 - :func:`init_distributed`, :class:`DistInfo`, :func:`wrap_ddp`, :func:`shutdown_distributed` --
   ``torchrun`` / DistributedDataParallel, rank 0 writes;
@@ -39,7 +39,9 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
+from medsyn.device import DEVICE_CHOICES, resolve_device  # noqa: F401 (re-exported)
 from medsyn.errors import ConfigError, DataError, MedsynError
+from medsyn.model_range import to_model_range, to_uint8  # noqa: F401 (re-exported)
 from medsyn.utils import atomic_write, progress
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch(\d+)\.pt$")
@@ -47,7 +49,6 @@ LAST_CHECKPOINT = "last.pt"
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.json"
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -61,36 +62,6 @@ class TrainingDiverged(MedsynError):
 
 
 # ------------------------------------------------------------------ device and precision
-
-
-def resolve_device(spec: str | torch.device = "auto",
-                   local_rank: int | None = None) -> torch.device:
-    """``auto`` -> the GPU when PyTorch sees one, else the CPU; ``cuda`` fails clearly without one.
-
-    Under ``torchrun`` (``local_rank`` given) a CUDA device is ``cuda:<local_rank>``.
-    """
-    if isinstance(spec, torch.device):
-        return spec
-    text = str(spec).strip().lower()
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {spec} was asked for but PyTorch sees no CUDA GPU (torch "
-                f"{torch.__version__}, built for CUDA {torch.version.cuda}). Use --device cpu, or "
-                "--device auto to pick the GPU only when there is one.")
-        if text == "cuda":
-            return torch.device("cuda", local_rank if local_rank is not None else
-                                torch.cuda.current_device())
-        index = int(text.split(":", 1)[1])
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible.")
-        return torch.device("cuda", index)
-    raise ConfigError(f"--device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), "
-                      f"got {spec!r}.")
 
 
 @dataclass(frozen=True)
@@ -147,23 +118,6 @@ def configure_backends(device: torch.device, deterministic: bool = False) -> Non
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.allow_tf32 = not deterministic
     torch.backends.cuda.matmul.allow_tf32 = not deterministic
-
-
-# Up to this image size the GANs are small enough that intra-op threads cost more than they
-# give on CPU: bench/train_throughput.py measured the 28 px AC-GAN at 677 img/s with one thread,
-# and at 36-52 img/s with the default two on a loaded 2-core machine (OpenMP oversubscription).
-SMALL_NET_MAX_SIZE = 32
-
-
-def cpu_threads(requested: int, image_size: int) -> int:
-    """Intra-op threads for CPU training: ``requested`` when > 0, else 1 for networks of images
-    up to :data:`SMALL_NET_MAX_SIZE` px and every core above."""
-    if requested and requested > 0:
-        return int(requested)
-    if image_size <= SMALL_NET_MAX_SIZE:
-        return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
 
 
 def use_channels_last(spec: bool | None, device: torch.device) -> bool:
@@ -279,19 +233,6 @@ def all_reduce_mean_(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         torch_dist.barrier()
-
-
-# ------------------------------------------------------------------ image value range
-
-
-def to_model_range(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 0..255 -> float in [-1, 1] (``x / 127.5 - 1``), the networks' input convention."""
-    return images.to(dtype).div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 (``round((y + 1) * 127.5)`` clamped to 0..255)."""
-    return ((x.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 # ------------------------------------------------------------------ batches

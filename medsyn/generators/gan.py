@@ -26,6 +26,7 @@ from torch import nn
 from medsyn.errors import CheckpointError
 from medsyn.generators.checkpoint import checkpoint_metadata
 from medsyn.generators.engine import Precision, to_model_range, to_uint8, unwrap
+from medsyn.generators.interface import Task
 from medsyn.generators.nets import (
     AcganDiscriminator,
     AcganGenerator,
@@ -320,6 +321,7 @@ class GanCheckpoint:
         self.metadata = checkpoint_metadata(payload)
         self.kind = payload["kind"]
         self._spec = gan_kind(self.kind)
+        self.task = Task.CONDITIONAL if self._spec.conditional else Task.UNCONDITIONAL
         arch = payload["arch"]
         self.arch = dict(arch)
         self.conditional = self._spec.conditional

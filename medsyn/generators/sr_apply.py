@@ -5,7 +5,7 @@
 
 Each input (PNG, JPEG, BMP, TIFF, WebP, DICOM; a folder stands for the image files directly
 inside it, other files there are named in a warning) is decoded as the data layer decodes images
-(:func:`medsyn.data.imageio.decode_image`: RGB files whose channels are identical count as
+(:func:`medsyn.data.intensity.decode_image`: RGB files whose channels are identical count as
 grayscale, 12/16-bit grayscale goes through the bit-depth rule of :mod:`medsyn.data.intensity`
 for that file, DICOM through its window, alpha is dropped), upscaled by the checkpoint's
 generator and written as ``OUT/<name>.png`` (lossless). A grayscale image given to an RGB model
@@ -72,7 +72,7 @@ def _output_names(files: Sequence[Path]) -> list[str]:
 
 def read_lr_image(path: Path, channels: int) -> np.ndarray:
     """One image as uint8 ``[C, H, W]`` with the model's ``channels``."""
-    from medsyn.data.imageio import decode_image
+    from medsyn.data.intensity import decode_image
 
     arr = decode_image(path)          # [H, W] grayscale or [H, W, 3] colour
     if arr.ndim == 2:
@@ -96,8 +96,8 @@ def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     import torch
     from PIL import Image
 
+    from medsyn.device import resolve_device
     from medsyn.generators.checkpoint import read_checkpoint
-    from medsyn.generators.engine import resolve_device
     from medsyn.generators.sr_checkpoint import load_sr_checkpoint
     from medsyn.generators.sr_config import SR_KINDS
     from medsyn.utils import atomic_write, file_digest, progress, write_json

@@ -14,6 +14,7 @@ import torch
 
 from medsyn.errors import CheckpointError, MedsynError
 from medsyn.generators.checkpoint import checkpoint_metadata
+from medsyn.generators.interface import Task
 
 
 class SRInputError(MedsynError, ValueError):
@@ -37,6 +38,7 @@ class SRCheckpoint:
         self.device = device
         self.metadata = checkpoint_metadata(payload)
         self.kind = payload["kind"]
+        self.task = Task.SUPER_RESOLUTION
         arch = payload["arch"]
         self.arch = dict(arch)
         self.scale = int(arch["scale"])

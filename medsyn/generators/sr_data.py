@@ -2,7 +2,7 @@
 
 HR images are whole images (cut to a multiple of the scale), centre or random crops of
 ``hr_size``, or whole images resized to ``hr_size``; LR images are made from them with
-MATLAB-compatible bicubic :func:`medsyn.evaluators.sr.imresize` (1/scale), as in the SR
+MATLAB-compatible bicubic :func:`medsyn.data.matlab_resize.imresize` (1/scale), as in the SR
 literature. Everything stays uint8 ``[N, C, H, W]``.
 
     pairs = load_sr_pairs("cxr3", split="train", scale=4)        # HR 256 px, LR 64 px
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from medsyn.data.matlab_resize import imresize_batch
 from medsyn.errors import ConfigError
-from medsyn.evaluators.sr import imresize_batch
 
 HR_MODES = ("center", "random", "resize")
 

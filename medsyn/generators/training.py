@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from medsyn import __version__
+from medsyn.device import training_threads
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
@@ -150,7 +151,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
 
     engine.configure_backends(device, config.deterministic)
     if device.type == "cpu":
-        torch.set_num_threads(engine.cpu_threads(config.threads, config.image_size))
+        torch.set_num_threads(training_threads(config.threads, config.image_size))
     engine.seed_everything(config.seed + dist.rank)
     gen_net, disc_net = spec.build(arch)
     channels_last = engine.use_channels_last(config.channels_last, device)

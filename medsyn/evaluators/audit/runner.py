@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from medsyn.data.subsets import stratified_rows
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.audit import perturbations as P
 from medsyn.evaluators.audit.verdict import classify, default_early_level
@@ -71,16 +72,6 @@ def audited_metrics(metrics=None):
     directions = metric_directions()
     keys = [k for s in chosen for k in s.worse]
     return chosen, {k: directions[k] for k in keys}
-
-
-def _stratified_rows(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    from medsyn.evaluators.inputs import split_counts
-
-    counts = np.bincount(labels)
-    quotas = split_counts(n, counts)
-    rows = [rng.choice(np.flatnonzero(labels == c), q, replace=False)
-            for c, q in enumerate(quotas) if q]
-    return np.sort(np.concatenate(rows)).astype(np.int64)
 
 
 def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
@@ -154,9 +145,10 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     ``n_reference`` / ``n_bootstrap`` win over either preset.
     """
     from medsyn.data import load_dataset
+    from medsyn.data.subsets import stratified_subset
+    from medsyn.device import resolve_device
     from medsyn.evaluators.api import versions
-    from medsyn.evaluators.features import dataset_features, list_extractors, resolve_device
-    from medsyn.evaluators.inputs import stratified_subset
+    from medsyn.evaluators.features import dataset_features, list_extractors
     from medsyn.evaluators.metrics import EvalOptions
 
     started = time.perf_counter()
@@ -207,7 +199,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                           f"{f', --n-pool {n_pool}' if n_pool else ''}) has only {len(pool_ds)} "
                           "images; lower -n or raise --n-pool.")
     rng = np.random.default_rng([seed, 1])
-    base_rows = _stratified_rows(pool_ds.labels.numpy(), n, rng)
+    base_rows = stratified_rows(pool_ds.labels.numpy(), n, rng)
     pool = P.Pool(images=pool_ds.images, labels=pool_ds.labels.numpy(), base_rows=base_rows,
                   class_names=list(train.class_names), copy_source=reference.images,
                   copy_labels=reference.labels.numpy())

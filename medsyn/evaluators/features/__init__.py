@@ -20,17 +20,13 @@ written into results.json. A new space is a factory registered under a name:
 
 from __future__ import annotations
 
-from medsyn.evaluators.features.base import (
-    FeatureExtractor,
-    TorchModuleExtractor,
-    resolve_device,
-)
+from medsyn.device import extraction_threads, resolve_device
+from medsyn.evaluators.features.base import FeatureExtractor, TorchModuleExtractor
 from medsyn.evaluators.features.extraction import (
     Features,
     check_images,
     dataset_features,
     extract_features,
-    extraction_threads,
     feature_cache_key,
 )
 from medsyn.evaluators.features.inception import (

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from medsyn.errors import ConfigError, MedsynError
+from medsyn.device import resolve_device
+from medsyn.errors import MedsynError
 
 
 class FeatureExtractor:
@@ -55,20 +56,6 @@ def _three_channels(images: torch.Tensor) -> torch.Tensor:
     if images.shape[1] != 3:
         raise MedsynError(f"images must have 1 or 3 channels, got {images.shape[1]}.")
     return images
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise validate the name."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available here; "
-                          "use --device cpu.")
-    return dev
 
 
 class TorchModuleExtractor(FeatureExtractor):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
 from medsyn.evaluators.classifier import get_recipe, penultimate, real_classifier
-from medsyn.evaluators.features.base import TorchModuleExtractor, resolve_device
+from medsyn.evaluators.features.base import TorchModuleExtractor
 
 
 class _Penultimate(torch.nn.Module):
@@ -35,7 +36,7 @@ def classifier_extractor(device=None, train=None, val=None, recipe=None, seed: i
     dev = resolve_device(device)
     note = None
     if val is None:
-        from medsyn.evaluators.utility import split_validation
+        from medsyn.data.subsets import split_validation
 
         train, val = split_validation(train)
         note = "no validation split: a stratified 10 % of the training split selected the epoch"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from medsyn.device import extraction_threads
 from medsyn.errors import DataError
 from medsyn.evaluators.features.base import FeatureExtractor
 from medsyn.settings import cache_dir
@@ -30,16 +31,6 @@ from medsyn.utils import atomic_write, progress, remove_stale_temp_files, write_
 log = logging.getLogger(__name__)
 
 FEATURE_CACHE_VERSION = 1
-# torch's thread count as the process started; the metric phase runs with one thread (see
-# api.evaluate) and a reference extracted lazily inside it gets the full count back.
-_EXTRACTION_THREADS = torch.get_num_threads()
-
-
-def extraction_threads() -> int:
-    """Threads for network work (extraction, classifier training) inside the metric phase."""
-    return _EXTRACTION_THREADS
-
-
 @dataclass
 class Features:
     """Features (and classifier logits, when the extractor has them) of one image set."""
@@ -79,7 +70,7 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
     extractor.prepare(images[:1])
     feats, logits = [], []
     pin = extractor.device.type == "cuda"
-    with threadpool_limits(limits=_EXTRACTION_THREADS), \
+    with threadpool_limits(limits=extraction_threads()), \
             progress(total=len(images), desc=desc, unit="img") as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]

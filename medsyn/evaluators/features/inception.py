@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.features.base import FeatureExtractor, _three_channels, resolve_device
+from medsyn.evaluators.features.base import FeatureExtractor, _three_channels
 from medsyn.evaluators.features.inception_fast import EXECUTION as FAST_EXECUTION
 from medsyn.evaluators.features.inception_fast import FastInceptionTrunk
 from medsyn.settings import ENV_INCEPTION_WEIGHTS, env_path

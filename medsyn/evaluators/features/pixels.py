@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.features.base import FeatureExtractor, resolve_device
+from medsyn.evaluators.features.base import FeatureExtractor
 
 
 class PixelExtractor(FeatureExtractor):

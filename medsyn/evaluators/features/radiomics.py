@@ -33,8 +33,9 @@ import hashlib
 import numpy as np
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.features.base import FeatureExtractor, resolve_device
+from medsyn.evaluators.features.base import FeatureExtractor
 
 LEVELS = 32
 GLCM_DISTANCES = (1, 2, 4)

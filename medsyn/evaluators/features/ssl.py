@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.features.base import TorchModuleExtractor, resolve_device
+from medsyn.evaluators.features.base import TorchModuleExtractor
 
 
 def ssl_extractor(device=None, train=None, ssl_recipe=None, seed: int = 0,

@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.features.base import FeatureExtractor, resolve_device
+from medsyn.evaluators.features.base import FeatureExtractor
 
 WAVELET = "haar"
 MAX_LEVEL = 4

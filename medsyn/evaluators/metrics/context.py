@@ -196,7 +196,7 @@ class EvalContext:
             return ds
         key = f"subset/{which}"
         if key not in self._extra:
-            from medsyn.evaluators.inputs import stratified_subset
+            from medsyn.data.subsets import stratified_subset
 
             self._extra[key] = stratified_subset(ds, self.split_limit, self.options.seed)
             self.warn(f"the real-vs-real floor, memorization, privacy and authenticity checks "

@@ -70,7 +70,7 @@ def fid_value(features_1, features_2) -> float:
         fid_statistics_to_metric,
     )
 
-    from medsyn.evaluators.features import extraction_threads
+    from medsyn.device import extraction_threads
 
     f1 = torch.as_tensor(features_1, dtype=torch.float32).cpu()
     f2 = torch.as_tensor(features_2, dtype=torch.float32).cpu()

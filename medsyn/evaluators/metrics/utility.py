@@ -8,7 +8,7 @@ from medsyn.evaluators.metrics.context import EvalContext, unavailable
 
 
 def metric_utility(ctx: EvalContext) -> dict:
-    from medsyn.evaluators.features import extraction_threads
+    from medsyn.device import extraction_threads
     from medsyn.evaluators.utility import evaluate_utility
 
     train = ctx.train if ctx.train is not None else (
