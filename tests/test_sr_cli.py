@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medsyn.cli import app
 from medsyn.generators import load_checkpoint
-from medsyn.generators.sr_training import train_sr
+from medsyn.generators.sr.training import train_sr
 
 TINY = dict(scale=4, n_blocks=1, features=8, batch_size=32, device="cpu", quiet=True,
             max_steps=2)

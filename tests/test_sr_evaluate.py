@@ -16,7 +16,7 @@ from medsyn.evaluators import evaluate
 from medsyn.evaluators.sr import imresize, imresize_batch, psnr, ssim
 from medsyn.evaluators.sr_eval import evaluate_sr_checkpoint
 from medsyn.generators import load_checkpoint
-from medsyn.generators.sr_training import train_sr
+from medsyn.generators.sr.training import train_sr
 
 pytestmark = pytest.mark.real_data
 

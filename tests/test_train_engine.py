@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsyn import model_range
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.generators import engine
@@ -49,10 +50,10 @@ def test_precision():
 
 def test_value_range_round_trip_is_exact():
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
-    y = engine.to_model_range(x)
+    y = model_range.to_model_range(x)
     assert y.min() == -1 and y.max() == 1
-    assert torch.equal(engine.to_uint8(y), x)
-    assert torch.equal(engine.to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255],
+    assert torch.equal(model_range.to_uint8(y), x)
+    assert torch.equal(model_range.to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255],
                                                                               dtype=torch.uint8))
 
 
@@ -205,7 +206,7 @@ def test_cpu_threads_follow_the_network_size_unless_given():
 
 
 def test_threads_option_is_validated_and_not_inherited_on_resume():
-    from medsyn.generators.config import NOT_INHERITED, resolve_config
+    from medsyn.generators.gan.config import NOT_INHERITED, resolve_config
 
     config, _ = resolve_config("dcgan", {"dataset": "pneumoniamnist", "image_size": 28,
                                          "threads": 2, "out": "runs/x"})

@@ -88,7 +88,7 @@ def _evaluate_checkpoints(paths, opts, extractor):
     from medsyn.data import load_dataset
     from medsyn.evaluators import inputs
     from medsyn.evaluators.api import evaluate
-    from medsyn.generators.sr_config import SR_KINDS
+    from medsyn.generators.sr.config import SR_KINDS
     from medsyn.utils import file_digest
 
     all_results = []

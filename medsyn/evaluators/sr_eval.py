@@ -33,7 +33,7 @@ DEFAULT_SR_METRICS = ("fid",)
 
 
 def is_sr_checkpoint(payload: dict) -> bool:
-    from medsyn.generators.sr_config import SR_KINDS
+    from medsyn.generators.sr.config import SR_KINDS
 
     return payload.get("kind") in SR_KINDS
 
@@ -45,7 +45,7 @@ def load_hr_reference(model, split: str = "test", data_root: str | os.PathLike |
     """
     from medsyn.data import load_dataset
     from medsyn.data.dataset import ImageDataset
-    from medsyn.generators.sr_data import crop_hr
+    from medsyn.generators.sr.data import crop_hr
 
     meta = model.metadata
     dmeta = meta.get("dataset") or {}
@@ -83,7 +83,7 @@ def evaluate_sr_checkpoint(checkpoint: str | os.PathLike, *, device=None, **opti
     """Load an ``srresnet`` / ``srgan`` checkpoint and :func:`evaluate_sr_model` it."""
     from medsyn.device import resolve_device
     from medsyn.generators.checkpoint import read_checkpoint
-    from medsyn.generators.sr_checkpoint import load_sr_checkpoint
+    from medsyn.generators.sr.checkpoint import load_sr_checkpoint
 
     path = Path(checkpoint)
     payload = read_checkpoint(path)
@@ -102,7 +102,7 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
                       data_root: str | os.PathLike | None = None, use_cache: bool = True,
                       n_examples: int = 4, bicubic_fid: bool = True, overwrite: bool = False,
                       **evaluate_options) -> dict:
-    """Score a loaded SR checkpoint (:class:`medsyn.generators.sr_checkpoint.SRCheckpoint`) on
+    """Score a loaded SR checkpoint (:class:`medsyn.generators.sr.checkpoint.SRCheckpoint`) on
     its dataset's ``split``; see the module docstring.
 
     ``metrics``: feature metric families for the SR outputs (default ``fid``; any of
