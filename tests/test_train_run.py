@@ -228,14 +228,14 @@ def test_resume_after_finished_epoch_equals_uninterrupted(tmp_path, data_root, k
 def test_label_smoothing_is_one_sided(tmp_path, data_root, monkeypatch, kind, smoothing,
                                       real_target):
     assert GAN_KINDS["acgan"].train_defaults["label_smoothing"] == 0.1
-    real_bce = gan_step._bce
+    real_bce = gan_step.bce_with_logits
     targets = []
 
     def recording_bce(logits, target):
         targets.append(target)
         return real_bce(logits, target)
 
-    monkeypatch.setattr(gan_step, "_bce", recording_bce)
+    monkeypatch.setattr(gan_step, "bce_with_logits", recording_bce)
     opts = {} if smoothing is None else {"label_smoothing": smoothing}
     run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, **TINY, **opts)
     expected = 1.0 - real_target
@@ -329,7 +329,7 @@ def test_resume_refuses_changed_data(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, monkeypatch):
-    real_bce = gan_step._bce
+    real_bce = gan_step.bce_with_logits
     calls = {"n": 0}
 
     def bce_turning_nan(logits, target):
@@ -337,7 +337,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, 
         out = real_bce(logits, target)
         return out * float("nan") if calls["n"] > 3 * 10 else out
 
-    monkeypatch.setattr(gan_step, "_bce", bce_turning_nan)
+    monkeypatch.setattr(gan_step, "bce_with_logits", bce_turning_nan)
     with pytest.raises(TrainingDiverged, match="loss_d = nan at step 11 \\(epoch 2\\)") as err:
         train("dcgan", out=str(tmp_path / "run"), epochs=3, **TINY)
     run = tmp_path / "run"

@@ -3,7 +3,8 @@
 Losses (all kinds): the discriminator minimises BCE(D(x), 1 - label_smoothing) + BCE(D(G(z)), 0)
 (one-sided label smoothing), the generator BCE(D(G(z)), 1) (label flipping: fakes labelled
 real). AC-GAN adds the cross-entropy of the class head, on real and fake images for D and on
-fake images for G: L = Ls + Lc.
+fake images for G: L = Ls + Lc. The update itself (two D passes, G through the frozen D, grad
+scaler, autocast) is :class:`medsyn.generators.adversarial.AdversarialUpdate`.
 """
 
 from __future__ import annotations
@@ -14,25 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsyn.generators.engine import Precision, unwrap
+from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
+from medsyn.generators.engine import Precision
 from medsyn.generators.gan.kinds import GanKind
 from medsyn.model_range import to_model_range
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 class GanStep:
     """One optimisation step (D then G) on a batch of real images; returns the diagnostics.
 
-    D sees the real batch and the detached fake batch in two forward/backward passes (the
-    DCGAN recipe; also what keeps DistributedDataParallel's one-forward-one-backward rule).
-    G's step reuses the same fakes through the updated D, whose weights are frozen meanwhile
-    (no gradient is computed for them) and which is called past its DDP wrapper (nothing to
-    synchronise). ``d_g_z1`` / ``d_g_z2`` are D's mean probability on the fakes before / after
-    D's update.
+    ``d_g_z1`` / ``d_g_z2`` are D's mean probability on the fakes before / after D's update.
     """
 
     def __init__(self, kind: GanKind, generator: nn.Module, discriminator: nn.Module,
@@ -44,24 +36,26 @@ class GanStep:
         on its own), used in G's step; default: ``discriminator`` itself when it is not DDP."""
         self.kind = kind
         self.g, self.d = generator, discriminator
-        if discriminator_for_g is None:
-            discriminator_for_g = (
-                discriminator.module
-                if isinstance(discriminator, nn.parallel.DistributedDataParallel)
-                else discriminator)
-        self.d_plain = discriminator_for_g
-        self.d_params = list(unwrap(discriminator).parameters())
-        self.opt_g, self.opt_d = opt_g, opt_d
-        self.scaler = scaler
+        self.update = AdversarialUpdate(discriminator, opt_g, opt_d, scaler, precision,
+                                        discriminator_for_g)
         self.precision = precision
         self.noise_dim = noise_dim
         self.num_classes = num_classes
         self.real_target = 1.0 - label_smoothing
         self.channels_last = channels_last
 
+    def _loss(self, out, target: float, labels: torch.Tensor | None) -> torch.Tensor:
+        """BCE of D's real/fake logit against ``target``, plus the class head's cross-entropy
+        (AC-GAN)."""
+        source, classes = out
+        loss = bce_with_logits(source, target)
+        if self.kind.aux_classifier:
+            loss = loss + F.cross_entropy(classes.float(), labels)
+        return loss
+
     def __call__(self, batch, state=None) -> dict[str, torch.Tensor]:
         real_u8, labels = batch
-        kind, scaler = self.kind, self.scaler
+        kind = self.kind
         x = to_model_range(real_u8)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -72,44 +66,23 @@ class GanStep:
         d_real_labels = labels if kind.label_input_to_d else None
         d_fake_labels = fake_labels if kind.label_input_to_d else None
 
-        # -- discriminator
-        self.opt_d.zero_grad(set_to_none=True)
         with self.precision.autocast():
             fake = self.g(z, fake_labels)
-            src_real, cls_real = self.d(x, d_real_labels)
-        loss_real = _bce(src_real, self.real_target)
-        if kind.aux_classifier:
-            loss_real = loss_real + F.cross_entropy(cls_real.float(), labels)
-        scaler.scale(loss_real).backward()
-        with self.precision.autocast():
-            src_fake, cls_fake = self.d(fake.detach(), d_fake_labels)
-        loss_fake = _bce(src_fake, 0.0)
-        if kind.aux_classifier:
-            loss_fake = loss_fake + F.cross_entropy(cls_fake.float(), fake_labels)
-        scaler.scale(loss_fake).backward()
-        scaler.step(self.opt_d)
-
-        # -- generator
-        self.opt_g.zero_grad(set_to_none=True)
-        for p in self.d_params:
-            p.requires_grad_(False)
-        try:
-            with self.precision.autocast():
-                src_gen, cls_gen = self.d_plain(fake, d_fake_labels)
-            loss_g = _bce(src_gen, 1.0)
-            if kind.aux_classifier:
-                loss_g = loss_g + F.cross_entropy(cls_gen.float(), fake_labels)
-            scaler.scale(loss_g).backward()
-        finally:
-            for p in self.d_params:
-                p.requires_grad_(True)
-        scaler.step(self.opt_g)
-        scaler.update()
+        d = self.update.discriminator_step(
+            real=lambda net: net(x, d_real_labels),
+            fake=lambda net: net(fake.detach(), d_fake_labels),
+            loss_real=lambda out: self._loss(out, self.real_target, labels),
+            loss_fake=lambda out: self._loss(out, 0.0, fake_labels))
+        g = self.update.generator_step(
+            forward=lambda net: net(fake, d_fake_labels),
+            loss_terms=lambda out: {"loss_g": self._loss(out, 1.0, fake_labels)})
+        (src_real, cls_real), (src_fake, cls_fake) = d.real, d.fake
+        src_gen, _ = g.out
 
         with torch.no_grad():
             stats = {
-                "loss_d": (loss_real + loss_fake).detach(),
-                "loss_g": loss_g.detach(),
+                "loss_d": (d.loss_real + d.loss_fake).detach(),
+                "loss_g": g.loss.detach(),
                 "d_x": torch.sigmoid(src_real.float()).mean(),
                 "d_g_z1": torch.sigmoid(src_fake.float()).mean(),
                 "d_g_z2": torch.sigmoid(src_gen.float()).mean(),

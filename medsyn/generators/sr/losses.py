@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medsyn.errors import CheckpointError, ConfigError
+from medsyn.generators.adversarial import bce_with_logits
 from medsyn.settings import ENV_VGG19_WEIGHTS
 from medsyn.weights import read_state_dict
 
@@ -31,15 +32,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def generator_adversarial_loss(fake_logits: torch.Tensor,
                                weight: float = ADVERSARIAL_WEIGHT) -> torch.Tensor:
-    """``weight * BCE(D(G(lr)), real)`` with logits: the generator's adversarial term."""
-    return weight * F.binary_cross_entropy_with_logits(fake_logits,
-                                                       torch.ones_like(fake_logits))
+    """``weight * BCE(D(G(lr)), real)`` with logits, in float32: the generator's adversarial
+    term (what the adversarial phase of :class:`~medsyn.generators.sr.step.SRStep` adds)."""
+    return weight * bce_with_logits(fake_logits, 1.0)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """``BCE(D(hr), real) + BCE(D(sr), fake)`` with logits."""
-    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    """``BCE(D(hr), real) + BCE(D(sr), fake)`` with logits, in float32 (training takes the two
+    terms in two backward passes, :class:`~medsyn.generators.adversarial.AdversarialUpdate`)."""
+    return bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
 
 
 # ------------------------------------------------------------------------------ content loss

@@ -6,24 +6,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medsyn.generators.engine import LoopState, Precision, unwrap
+from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
+from medsyn.generators.engine import LoopState, Precision
 from medsyn.generators.sr.config import PHASE_MSE, SRTrainConfig, lr_of, phase_of
+from medsyn.generators.sr.losses import generator_adversarial_loss
 from medsyn.model_range import to_model_range
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 class SRStep:
     """One optimisation step on a batch of LR/HR pairs; returns the diagnostics.
 
-    Phase ``mse``: the generator alone, pixel MSE. Phase ``adversarial``: D on HR and on the
-    detached SR batch (two forward/backward passes, as the GAN step), D's Adam step; then G's
-    step on content loss + adv_weight x BCE(D(SR), real) through the updated D, whose weights are
-    frozen meanwhile and which is called past its DDP wrapper. Random crops come from a
-    generator seeded by (seed, step, rank), so a resumed run crops the same patches.
+    Phase ``mse``: the generator alone, pixel MSE. Phase ``adversarial``: the adversarial update
+    of :class:`~medsyn.generators.adversarial.AdversarialUpdate` (D on HR and on the detached SR
+    batch, then G through the updated, frozen D) with G's loss content loss + adv_weight x
+    BCE(D(SR), real). Random crops come from a generator seeded by (seed, step, rank), so a
+    resumed run crops the same patches.
     """
 
     def __init__(self, config: SRTrainConfig, generator, discriminator, opt_g, opt_d, scaler,
@@ -31,9 +28,9 @@ class SRStep:
                  rank: int = 0, discriminator_for_g=None):
         self.config = config
         self.g, self.d = generator, discriminator
-        self.d_plain = discriminator_for_g if discriminator_for_g is not None else discriminator
-        self.d_params = (list(unwrap(discriminator).parameters())
-                         if discriminator is not None else [])
+        self.update = (AdversarialUpdate(discriminator, opt_g, opt_d, scaler, precision,
+                                         discriminator_for_g)
+                       if discriminator is not None else None)
         self.opt_g, self.opt_d = opt_g, opt_d
         self.scaler, self.precision = scaler, precision
         self.content_loss = content_loss
@@ -79,43 +76,23 @@ class SRStep:
         return {"loss_content": loss, "loss_g": loss}
 
     def _adversarial_step(self, x, y) -> dict[str, torch.Tensor]:
-        scaler = self.scaler
-        # -- discriminator
-        self.opt_d.zero_grad(set_to_none=True)
         with self.precision.autocast():
             sr = self.g(x)
-            real_logits = self.d(y)
-        loss_real = _bce(real_logits, 1.0)
-        scaler.scale(loss_real).backward()
-        with self.precision.autocast():
-            fake_logits = self.d(sr.detach())
-        loss_fake = _bce(fake_logits, 0.0)
-        scaler.scale(loss_fake).backward()
-        scaler.step(self.opt_d)
-
-        # -- generator
-        self.opt_g.zero_grad(set_to_none=True)
-        for p in self.d_params:
-            p.requires_grad_(False)
-        try:
-            with self.precision.autocast():
-                gen_logits = self.d_plain(sr)
-                content = self.content_loss(sr, y).float()
-            adversarial = self.config.adv_weight * _bce(gen_logits, 1.0)
-            loss_g = content + adversarial
-            scaler.scale(loss_g).backward()
-        finally:
-            for p in self.d_params:
-                p.requires_grad_(True)
-        scaler.step(self.opt_g)
-        scaler.update()
+        d = self.update.discriminator_step(
+            real=lambda net: net(y), fake=lambda net: net(sr.detach()),
+            loss_real=lambda logits: bce_with_logits(logits, 1.0),
+            loss_fake=lambda logits: bce_with_logits(logits, 0.0))
+        g = self.update.generator_step(
+            forward=lambda net: (net(sr), self.content_loss(sr, y).float()),
+            loss_terms=lambda out: {
+                "loss_content": out[1],
+                "loss_adv": generator_adversarial_loss(out[0], self.config.adv_weight)})
+        gen_logits = g.out[0]
         with torch.no_grad():
             return {
-                "loss_content": content.detach(), "loss_adv": adversarial.detach(),
-                "loss_g": loss_g.detach(), "loss_d": (loss_real + loss_fake).detach(),
-                "d_x": torch.sigmoid(real_logits.float()).mean(),
-                "d_g_z1": torch.sigmoid(fake_logits.float()).mean(),
+                **{k: v.detach() for k, v in g.terms.items()},
+                "loss_g": g.loss.detach(), "loss_d": (d.loss_real + d.loss_fake).detach(),
+                "d_x": torch.sigmoid(d.real.float()).mean(),
+                "d_g_z1": torch.sigmoid(d.fake.float()).mean(),
                 "d_g_z2": torch.sigmoid(gen_logits.float()).mean(),
             }
-
-
