@@ -23,7 +23,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from medsyn.errors import CheckpointError, ConfigError
 
@@ -63,7 +62,7 @@ class BaseTrainConfig:
     """The options every trainer has. A family subclasses it with its own fields (and may give
     a shared field another default), and sets :attr:`OPTIONS` to its option list."""
 
-    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = ()
+    OPTIONS = ()    # the family's option specs in --help order (a class attribute, not a field)
 
     kind: str
     dataset: str = "cxr3"

@@ -7,7 +7,6 @@ Kept free of torch so that the CLI can build its commands without importing it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from medsyn.generators.config import (
     FIXED,
@@ -67,7 +66,7 @@ NOT_INHERITED = names_on_resume(OPTIONS, RESET)
 class TrainConfig(BaseTrainConfig):
     """Every option of a GAN training run (``config.json`` of the run folder holds these)."""
 
-    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = OPTIONS
+    OPTIONS = OPTIONS     # not annotated: a class attribute, not a field
 
     bit_depth: str = "auto"
     image_size: int = 112

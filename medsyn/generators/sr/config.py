@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from medsyn.errors import ConfigError
 from medsyn.generators.config import (
@@ -95,7 +94,7 @@ SR_FIXED_ON_RESUME = names_on_resume(SR_OPTIONS, FIXED)
 class SRTrainConfig(BaseTrainConfig):
     """Every option of an SR training run (``config.json`` of the run folder holds these)."""
 
-    OPTIONS: ClassVar[tuple[OptionSpec, ...]] = SR_OPTIONS
+    OPTIONS = SR_OPTIONS     # not annotated: a class attribute, not a field
 
     batch_size: int = 16
     lr: float = 1e-4
