@@ -76,8 +76,7 @@ def select_epochs(runs: list[Run], select_by: str | None) -> None:
                     len(kv[1]), kv[0][0] if isinstance(kv[0][0], int) else -1))
                 best = min(scored, key=lambda t: (t[0], t[1]))
                 run.selected = best[2]
-                word = {"lower": "lowest", "higher": "highest"}.get(spec.better,
-                                                                    "closest to 1")
+                word = spec.best_word
                 n = len(scored)
                 run.selection_rule = (f"{word} {spec.label} among {n} evaluations"
                                       if n > 1 else f"only one evaluation; rule: {word} "
