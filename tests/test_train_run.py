@@ -85,7 +85,8 @@ def test_run_folder_is_self_describing(runs, kind):
 
     log = read_jsonl(run / "log.jsonl")
     assert [r["step"] for r in log] == list(range(1, 9)) and {r["epoch"] for r in log} == {1}
-    assert set(log[0]) == LOG_KEYS | (ACGAN_KEYS if kind == "acgan" else set())
+    assert set(log[0]) == (LOG_KEYS | (ACGAN_KEYS if kind == "acgan" else set())
+                           | ({"g_std_class"} if kind != "dcgan" else set()))
     for r in log:
         assert 0 <= r["d_x"] <= 1 and 0 <= r["d_g_z1"] <= 1 and r["images_per_s"] > 0
 
@@ -237,7 +238,8 @@ def test_label_smoothing_is_one_sided(tmp_path, data_root, monkeypatch, kind, sm
 
     monkeypatch.setattr(gan_step, "bce_with_logits", recording_bce)
     opts = {} if smoothing is None else {"label_smoothing": smoothing}
-    run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, **TINY, **opts)
+    run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, recipe="cxr-acgan",
+                **TINY, **opts)
     expected = 1.0 - real_target
     assert json.loads((run / "config.json").read_text())["label_smoothing"] == \
         pytest.approx(expected)
@@ -339,7 +341,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, 
 
     monkeypatch.setattr(gan_step, "bce_with_logits", bce_turning_nan)
     with pytest.raises(TrainingDiverged, match="loss_d = nan at step 11 \\(epoch 2\\)") as err:
-        train("dcgan", out=str(tmp_path / "run"), epochs=3, **TINY)
+        train("dcgan", out=str(tmp_path / "run"), epochs=3, recipe="cxr-acgan", **TINY)
     run = tmp_path / "run"
     assert "epoch001.pt, is untouched" in str(err.value)
     assert not (run / "epoch002.pt").exists()
