@@ -10,7 +10,9 @@ stopped.
     python bench/benchmark.py bench/protocols/cpu_tier.toml --only acgan-pneumoniamnist-28
 
 Every step is a ``medsyn`` command run in its own process, exactly what a user would type; the
-commands, their wall times and exit codes are appended to ``OUT/steps.jsonl`` and every step's
+commands, their wall times, their own CPU times (``cpu_s``: user + system of the step's process,
+which on a shared machine says what the step would take alone on one core), the load average
+before and after, and the exit codes are appended to ``OUT/steps.jsonl`` and every step's
 output goes to ``OUT/logs/``. A step is done when its product exists: a training run when its
 last epoch's checkpoint exists (a killed run resumes from ``last.pt``), an evaluation when its
 ``results.json`` exists (evaluations are written as one unit, so a killed one leaves nothing),
@@ -154,13 +156,18 @@ def load_protocol(path: Path, out: Path | None = None) -> Protocol:
                     dict(raw.get("evaluate", {})), dict(raw.get("utility", {})), runs, text)
 
 
-def cli_flags(options: dict) -> list[str]:
-    """``{"n_real": 1000, "compile": True}`` -> ``["--n-real", "1000", "--compile"]``."""
+def cli_flags(options: dict, negate_false: bool = False) -> list[str]:
+    """``{"n_real": 1000, "compile": True}`` -> ``["--n-real", "1000", "--compile"]``.
+
+    ``negate_false``: ``False`` gives ``--no-KEY`` (training options are ``--x/--no-x`` pairs,
+    and a recipe may have switched ``x`` on); otherwise ``False`` leaves the flag out."""
     flags = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             flags.append(flag)
+        elif value is False and negate_false:
+            flags.append("--no-" + flag[2:])
         elif value is False or value is None:
             continue
         else:
@@ -194,7 +201,8 @@ class Benchmark:
     # ------------------------------------------------------------ steps
     def train_command(self, run: RunSpec) -> list[str]:
         every = math.gcd(*run.evaluate_epochs)
-        cmd = [self.python, "-m", "medsyn", "train", run.kind, *cli_flags(run.train),
+        cmd = [self.python, "-m", "medsyn", "train", run.kind,
+               *cli_flags(run.train, negate_false=True),
                "--epochs", str(run.epochs), "--checkpoint-every", str(every),
                "--keep-last", "0", "--out", str(self.run_dir(run))]
         last = self.run_dir(run) / "last.pt"
@@ -226,15 +234,26 @@ class Benchmark:
         log_path = logs / f"{(run.name + '-') if run else ''}{step.replace(' ', '-')}.log"
         _say(f"start {label} (log {log_path})")
         start = time.perf_counter()
+        load_before = os.getloadavg()[0]
         with open(log_path, "a") as log:
             log.write(f"$ {shlex.join(cmd)}\n")
             log.flush()
             env = dict(os.environ, MEDSYN_PROGRESS=os.environ.get("MEDSYN_PROGRESS", "plain"))
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                # wait4: this step's own CPU time, also when other steps run side by side
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:           # as subprocess.call: never leave the step running
+                proc.kill()
+                proc.wait()
+                raise
+            proc.returncode = rc = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         record = {"date": dt.datetime.now().isoformat(timespec="seconds"),
                   "run": run.name if run else None, "step": step, "command": shlex.join(cmd),
-                  "wall_s": round(wall, 1), "returncode": rc}
+                  "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                  "load_before": round(load_before, 2),
+                  "load_after": round(os.getloadavg()[0], 2), "returncode": rc}
         with self._log_lock, open(self.steps_log, "a") as f:
             f.write(json.dumps(record) + "\n")
         if rc != 0:
@@ -358,12 +377,17 @@ def markdown_tables(bench: Benchmark, runs: list[RunSpec]) -> str:
             kind = rec["step"].split()[0]
             walls.setdefault(rec["run"], {}).setdefault(kind, 0.0)
             walls[rec["run"]][kind] += rec["wall_s"]
-    lines += ["| run | train | evaluations | utility re-evaluations | total |",
-              "|---|---|---|---|---|"]
+            if kind == "train" and rec.get("cpu_s") is not None:
+                walls[rec["run"]]["train_cpu"] = walls[rec["run"]].get("train_cpu", 0.0) \
+                    + rec["cpu_s"]
+    lines += ["| run | train | train CPU time | evaluations | utility re-evaluations | total |",
+              "|---|---|---|---|---|---|"]
     for run in runs:
         w = walls.get(run.name, {})
         cols = [w.get("train", 0.0), w.get("evaluate", 0.0), w.get("utility", 0.0)]
-        lines.append(f"| {run.name} | " + " | ".join(f"{c / 60:.1f} min" for c in cols)
+        cpu = f"{w['train_cpu'] / 60:.1f} min" if "train_cpu" in w else "-"
+        lines.append(f"| {run.name} | {cols[0] / 60:.1f} min | {cpu} | "
+                     + " | ".join(f"{c / 60:.1f} min" for c in cols[1:])
                      + f" | {sum(cols) / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 

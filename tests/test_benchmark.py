@@ -100,6 +100,9 @@ def test_commands_follow_the_protocol(tmp_path):
     assert "--overwrite" not in ev
     assert benchmark.cli_flags({"compile": True, "quiet": False, "n_real": 5}) == [
         "--compile", "--n-real", "5"]
+    # training options are --x/--no-x pairs: false switches off what a recipe switched on
+    assert benchmark.cli_flags({"spectral_norm": False, "ema_decay": 0.0},
+                               negate_false=True) == ["--no-spectral-norm", "--ema-decay", "0.0"]
 
 
 def _fake_result(bench, run, epoch, fid, utility=False):
@@ -160,6 +163,9 @@ def test_tiny_protocol_end_to_end_and_resumed(tmp_path, data_root, capsys):
     assert [s["step"] for s in steps] == ["train", "evaluate epoch001", "evaluate epoch002",
                                           "report"]
     assert all(s["returncode"] == 0 and s["wall_s"] >= 0 for s in steps)
+    # each step's own CPU time (wait4), and the machine's load around it
+    assert all(0 < s["cpu_s"] and s["load_before"] >= 0 and s["load_after"] >= 0
+               for s in steps)
 
     assert benchmark.main([str(path), "--out", str(out)]) == 0
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
