@@ -122,16 +122,21 @@ class GanStep:
         d_fake_labels = fake_labels if kind.label_input_to_d else None
         augment = self.augment or (lambda t: t)
 
+        seen = {}                         # what D sees of the fakes, in D's and in G's step
+
+        def d_on_fakes(net):
+            seen["fake"] = augment(fake)   # drawn after the real batch's augmentation
+            return net(seen["fake"].detach(), d_fake_labels)
+
         with self.precision.autocast():
             fake = self.g(z, fake_labels)
-        fake_seen = augment(fake)         # what D sees of the fakes, in D's and in G's step
         d = self.update.discriminator_step(
             real=lambda net: net(augment(x), d_real_labels),
-            fake=lambda net: net(fake_seen.detach(), d_fake_labels),
+            fake=d_on_fakes,
             loss_real=lambda out: self._loss(out, "real", labels),
             loss_fake=lambda out: self._loss(out, "fake", fake_labels))
         g = self.update.generator_step(
-            forward=lambda net: net(fake_seen, d_fake_labels),
+            forward=lambda net: net(seen["fake"], d_fake_labels),
             loss_terms=lambda out: {"loss_g": self._loss(out, "generator", fake_labels)})
         if self.ema is not None:
             self.ema.update(unwrap(self.g), state.step if state is not None else self.g_updates)
