@@ -47,7 +47,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from medsyn.evaluators.classifier import get_recipe
+    from medsyn.evaluators.networks.classifier import get_recipe
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, precision=args.precision)
     t0 = time.perf_counter()

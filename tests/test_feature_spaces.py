@@ -165,7 +165,7 @@ TINY_SSL = {"name": "tiny", "epochs": 1, "batch_size": 8, "max_images": 32, "ste
 
 
 def test_nt_xent_matches_its_definition():
-    from medsyn.evaluators.ssl import nt_xent
+    from medsyn.evaluators.networks.ssl import nt_xent
 
     z = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
     loss, _ = nt_xent(z, 0.5)
@@ -181,7 +181,7 @@ def test_nt_xent_matches_its_definition():
 
 
 def test_augmentations_are_small_seeded_and_in_range():
-    from medsyn.evaluators.ssl import augment, get_ssl_recipe
+    from medsyn.evaluators.networks.ssl import augment, get_ssl_recipe
 
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     r = get_ssl_recipe("quick")
@@ -196,7 +196,7 @@ def test_augmentations_are_small_seeded_and_in_range():
 
 
 def test_ssl_recipes_are_validated():
-    from medsyn.evaluators.ssl import get_ssl_recipe
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
     assert get_ssl_recipe("quick", epochs=2).name == "quick+custom"
     for bad in ({"epochs": 0}, {"crop_area": (0.9, 0.5)}, {"bogus": 1}):
@@ -207,7 +207,7 @@ def test_ssl_recipes_are_validated():
 
 
 def test_ssl_encoders_are_cached_and_verified(tmp_path, monkeypatch, caplog):
-    from medsyn.evaluators import netcache, ssl
+    from medsyn.evaluators.networks import netcache, ssl
 
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     train = _dataset(40, 0)

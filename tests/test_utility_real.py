@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from medsyn.cli import app
 from medsyn.data import load_dataset
-from medsyn.evaluators.classifier import get_recipe
+from medsyn.evaluators.networks.classifier import get_recipe
 from medsyn.evaluators.utility import evaluate_utility
 from medsyn.settings import ENV_INCEPTION_WEIGHTS
 

@@ -9,8 +9,8 @@ import torch
 
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators import classifier as clf_mod
-from medsyn.evaluators.classifier import (
+from medsyn.evaluators.networks import classifier as clf_mod
+from medsyn.evaluators.networks.classifier import (
     Recipe,
     build_classifier,
     classification_scores,

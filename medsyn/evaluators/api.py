@@ -114,7 +114,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     space; the first space's entries stay at ``metrics.<name>`` and each space's are also under
     ``metrics.spaces.<space>.<name>`` (docs/architecture.md section 3). Families that need no
     features (utility, discriminator) and the Inception Score run once.
-    ``ssl_recipe``: the ``ssl`` space's training recipe (medsyn.evaluators.ssl; default quick).
+    ``ssl_recipe``: the ``ssl`` space's training recipe (evaluators/networks/ssl.py; default
+    quick).
     ``n_split``: the real-vs-real floor and memorization use at most this many images of the
     train and held-out splits (a stratified subset, noted in the results' warnings); ``None``
     uses every image (the utility protocol always trains on the whole training split).

@@ -367,10 +367,10 @@ def evaluate_command(
 
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
-    from medsyn.evaluators.classifier import get_recipe
     from medsyn.evaluators.features import parse_extractor_names
     from medsyn.evaluators.metrics import resolve_metrics
-    from medsyn.evaluators.ssl import get_ssl_recipe
+    from medsyn.evaluators.networks.classifier import get_recipe
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
     # everything a user can get wrong is checked before the (slow) network is loaded
     specs = resolve_metrics(metrics, have_discriminator=True)

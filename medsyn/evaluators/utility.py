@@ -8,7 +8,7 @@
 Arms, every one scored on the REAL test split, each repeated over ``seeds``:
 
 - ``trtr``: trained on the real training split (cached across evaluations, see
-  :func:`medsyn.evaluators.classifier.real_classifier`);
+  :func:`medsyn.evaluators.networks.classifier.real_classifier`);
 - ``tstr``: trained on synthetic images only, as many per class as the real training split;
 - ``trtr_s``: real training split plus ``ratio`` x as many synthetic images per class;
 - ``class_fidelity``: the TRTR classifier of each seed on the labelled synthetic TSTR set
@@ -36,7 +36,7 @@ from medsyn.data.subsets import (  # noqa: F401 (split_validation: public name h
     take_per_class,
 )
 from medsyn.errors import DataError
-from medsyn.evaluators.classifier import (
+from medsyn.evaluators.networks.classifier import (
     classification_scores,
     get_recipe,
     predict_proba,

@@ -99,7 +99,7 @@ class EvalOptions:
              f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
-        from medsyn.evaluators.classifier import get_recipe
+        from medsyn.evaluators.networks.recipes import get_recipe
 
         get_recipe(self.utility_recipe)
 
