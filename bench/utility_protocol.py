@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medsyn.data import load_dataset  # noqa: E402
-from medsyn.evaluators.utility import ARMS, evaluate_utility  # noqa: E402
+from medsyn.evaluators.metrics.utility.protocol import ARMS, evaluate_utility  # noqa: E402
 
 
 def main(argv=None):

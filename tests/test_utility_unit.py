@@ -9,6 +9,11 @@ import torch
 
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
+from medsyn.evaluators.metrics.utility.protocol import (
+    evaluate_utility,
+    split_validation,
+    synthetic_sets,
+)
 from medsyn.evaluators.networks import classifier as clf_mod
 from medsyn.evaluators.networks.classifier import (
     Recipe,
@@ -19,7 +24,6 @@ from medsyn.evaluators.networks.classifier import (
     real_classifier,
     train_classifier,
 )
-from medsyn.evaluators.utility import evaluate_utility, split_validation, synthetic_sets
 from medsyn.settings import ENV_CACHE_DIR
 
 TINY = get_recipe("quick", epochs=2, batch_size=32)
@@ -331,7 +335,7 @@ def test_protocol_without_labels_or_val(tmp_path, monkeypatch):
 
 
 def test_no_arm_trains_or_selects_on_test_images(tmp_path, monkeypatch):
-    from medsyn.evaluators import utility as utility_mod
+    from medsyn.evaluators.metrics.utility import protocol as utility_mod
 
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     train, val, test = _ds(60, 0, "train"), _ds(30, 1, "val"), _ds(30, 2, "test")
@@ -370,7 +374,7 @@ def test_evaluate_api_with_the_in_domain_extractor(tmp_path, monkeypatch):
 
 
 def test_one_seed_has_no_spread_and_the_report_does_not_invent_one():
-    from medsyn.evaluators.utility import _summary
+    from medsyn.evaluators.metrics.utility.protocol import _summary
     from medsyn.reports.build import _mean_std
 
     one = _summary([0.8125])

@@ -15,6 +15,7 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "api", "versions": "api", "audit": "audit",
+    "evaluate_utility": "metrics.utility.protocol",
     "FeatureExtractor": "features", "InceptionExtractor": "features",
     "PixelExtractor": "features", "TorchModuleExtractor": "features",
     "get_extractor": "features", "list_extractors": "features",

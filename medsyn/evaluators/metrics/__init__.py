@@ -33,10 +33,10 @@ from medsyn.evaluators.metrics.fidelity import (
     metric_kid,
     metric_real_floor,
 )
-from medsyn.evaluators.metrics.memorization import metric_memorization
 from medsyn.evaluators.metrics.mmd import metric_mmd
 from medsyn.evaluators.metrics.prdc import metric_prdc
-from medsyn.evaluators.metrics.privacy import metric_privacy, register_privacy_test
+from medsyn.evaluators.metrics.privacy.family import metric_privacy, register_privacy_test
+from medsyn.evaluators.metrics.privacy.memorization import metric_memorization
 from medsyn.evaluators.metrics.registry import (
     WORSE_EITHER,
     WORSE_HIGHER,
@@ -47,7 +47,7 @@ from medsyn.evaluators.metrics.registry import (
     register_metric,
     resolve_metrics,
 )
-from medsyn.evaluators.metrics.utility import metric_utility
+from medsyn.evaluators.metrics.utility.family import metric_utility
 from medsyn.evaluators.metrics.vendi import metric_vendi
 
 __all__ = [

@@ -33,7 +33,7 @@ class EvalOptions:
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
     use_cache: bool = True
-    # train-on-synthetic utility (medsyn.evaluators.utility); recipe: a name, Recipe or dict
+    # train-on-synthetic utility (metrics/utility/protocol.py); recipe: a name, Recipe or dict
     utility_recipe: object = None
     utility_seeds: tuple = (0, 1, 2)
     utility_ratio: float = 1.0

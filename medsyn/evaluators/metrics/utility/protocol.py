@@ -1,6 +1,6 @@
 """Downstream utility: does synthetic data help a diagnostic classifier?
 
-    from medsyn.evaluators.utility import evaluate_utility
+    from medsyn.evaluators import evaluate_utility
     block = evaluate_utility(fake_images, fake_labels, train=ds_train, val=ds_val, test=ds_test,
                              recipe="quick", seeds=(0, 1, 2), ratio=1.0)
     # -> results.json's metrics.utility (docs/architecture.md section 3)
