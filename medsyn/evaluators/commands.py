@@ -172,8 +172,8 @@ def _fake_out_dir(fake, out) -> Path:
 
 def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
     """A super-resolution checkpoint: PSNR/SSIM-Y vs bicubic and FID of its outputs on the test
-    split (medsyn.evaluators.sr_eval)."""
-    from medsyn.evaluators.sr_eval import evaluate_sr_model
+    split (medsyn.evaluators.sr.checkpoint)."""
+    from medsyn.evaluators.sr import evaluate_sr_model
 
     for flag, value in (("--n-samples", opts["n_samples"]), ("--image-size", opts["image_size"])):
         if value is not None:
