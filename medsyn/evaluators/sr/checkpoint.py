@@ -8,7 +8,7 @@ multiple of the scale): LR = MATLAB bicubic ``imresize(HR, 1/scale)``; PSNR and 
 SR output and of the bicubic baseline (:func:`medsyn.evaluators.sr.evaluate_sr`: mean of
 per-image values, percentile bootstrap over images, ``crop_border = scale``); FID (and any other
 feature metric asked for) of the SR outputs against the HR images, through
-:func:`medsyn.evaluators.api.evaluate`. Writes ``results.json`` (``"kind": "super-resolution"``),
+:func:`medsyn.evaluators.evaluate`. Writes ``results.json`` (``"kind": "super-resolution"``),
 ``metrics.csv``, ``per_image_sr.csv`` and ``sr_examples.png`` (LR | bicubic | SR | HR).
 """
 
@@ -131,7 +131,7 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
 def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, extractor,
                       extractor_options, n_bootstrap, seed, use_cache, n_examples, bicubic_fid,
                       started, evaluate_options) -> dict:
-    from medsyn.evaluators.api import evaluate, versions
+    from medsyn.evaluators.pipeline.evaluate import evaluate, versions
     from medsyn.evaluators.results import SCHEMA_VERSION
     from medsyn.evaluators.sr.metrics import evaluate_sr, imresize_batch, write_per_image_csv
     from medsyn.generators.grid import save_grid

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from medsyn.data.dataset import class_indices
 from medsyn.data.subsets import (  # noqa: F401 (split_validation: public name here)
     VAL_FRACTION_WHEN_MISSING,
     split_validation,
@@ -228,13 +229,10 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
         _check_same_domain(fake_images, train, "synthetic images")
     labels = None
     if fake_labels is not None:
-        labels = np.asarray(torch.as_tensor(fake_labels).cpu(), dtype=np.int64).reshape(-1)
+        labels = class_indices(fake_labels, class_names, "synthetic labels")
         if fake_images is None or len(labels) != len(fake_images):
             raise DataError(f"{0 if fake_images is None else len(fake_images)} synthetic "
                             f"images but {len(labels)} labels; give one label per image.")
-        if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise DataError(f"synthetic labels must be class indices 0..{k - 1} "
-                            f"({', '.join(class_names)}), got {labels.min()}..{labels.max()}.")
     if labels is None and sampler is None:
         return {"value": None, "unavailable":
                 "the synthetic images carry no class labels (use one sub-folder per class, "
