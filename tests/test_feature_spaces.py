@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import pywt
 import torch
+from conftest import blob_dataset as _dataset  # 16 px blobs (tests/conftest.py)
 from scipy import stats
 
 import medsyn.evaluators as ev
-from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import radiomics as rad
 from medsyn.evaluators.features import wavelet as wav
@@ -131,16 +131,6 @@ def test_lbp_histograms_are_skimage_code_frequencies():
     codes = local_binary_pattern(img, 8, 1, method="uniform")
     np.testing.assert_allclose(hist[:10], [np.mean(codes == c) for c in range(10)])
     assert hist[:10].sum() == pytest.approx(1) and hist[10:].sum() == pytest.approx(1)
-
-
-def _dataset(n, seed, split="train", size=16, classes=2):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear") * 160
-    img = img + labels.view(-1, 1, 1, 1) * 60
-    return ImageDataset(name="blobs", split=split, images=img.round().clamp(0, 255).to(
-        torch.uint8), labels=labels, class_names=[f"c{i}" for i in range(classes)])
 
 
 def test_radiomics_is_z_scored_on_the_training_split(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import blob_dataset, blob_images
 
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
@@ -29,20 +30,18 @@ from medsyn.settings import ENV_CACHE_DIR
 TINY = get_recipe("quick", epochs=2, batch_size=32)
 
 
-def _blobs(n, seed, classes=2, size=28):
-    """Images whose mean brightness encodes the class (easy to learn), plus texture noise."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear")
-    img = img * 100 + labels.view(-1, 1, 1, 1) * (150 / max(classes - 1, 1))
-    return img.round().clamp(0, 255).to(torch.uint8), labels
+def _style(classes=2):
+    """This module's blobs (tests/conftest.py): 28 px, the mean brightness encodes the class
+    (easy to learn), the classes 150 apart in all, plus texture noise."""
+    return dict(size=28, classes=classes, contrast=100, class_step=150 / max(classes - 1, 1))
+
+
+def _blobs(n, seed, classes=2):
+    return blob_images(n, seed, **_style(classes))
 
 
 def _ds(n, seed, split, classes=2):
-    images, labels = _blobs(n, seed, classes)
-    return ImageDataset(name="blobs", split=split, images=images, labels=labels,
-                        class_names=[f"c{i}" for i in range(classes)])
+    return blob_dataset(n, seed, split, **_style(classes))
 
 
 # ---------------------------------------------------------------- scores
