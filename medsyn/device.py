@@ -16,7 +16,7 @@ from medsyn.errors import ConfigError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 # torch's thread count as the process started. The metric phase of an evaluation runs with one
-# thread (see evaluators/pipeline/evaluate.py); networks run inside it (a reference extracted
+# thread (see evaluators/scoring/evaluate.py); networks run inside it (a reference extracted
 # lazily, a classifier trained on demand) get this count back.
 _STARTUP_THREADS = torch.get_num_threads()
 

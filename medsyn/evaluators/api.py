@@ -8,16 +8,17 @@
 
 Each returns the results dict of results.json (docs/architecture.md section 3) and writes the
 results folder. The settings of an evaluation are the fields of :class:`EvalOptions`, given
-as ``options=`` and/or by name. How they run: :mod:`medsyn.evaluators.pipeline`.
+as ``options=`` and/or by name. How they run: :mod:`medsyn.evaluators.scoring` (images ->
+results) and :mod:`medsyn.evaluators.pipeline` (checkpoints and folders -> images).
 """
 
 from __future__ import annotations
 
 from medsyn.evaluators.metrics import EvalOptions
 from medsyn.evaluators.pipeline.checkpoint import checkpoint_out_dir, evaluate_checkpoint
-from medsyn.evaluators.pipeline.evaluate import evaluate, versions
 from medsyn.evaluators.pipeline.folder import evaluate_folder, folder_out_dir
-from medsyn.evaluators.pipeline.spaces import FeatureSpaces
+from medsyn.evaluators.scoring.evaluate import evaluate, versions
+from medsyn.evaluators.scoring.spaces import FeatureSpaces
 
 __all__ = ["EvalOptions", "FeatureSpaces", "checkpoint_out_dir", "evaluate",
            "evaluate_checkpoint", "evaluate_folder", "folder_out_dir", "versions"]

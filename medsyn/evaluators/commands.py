@@ -177,8 +177,8 @@ def evaluate_command(
     from medsyn.evaluators.metrics import EvalOptions, resolve_metrics
     from medsyn.evaluators.networks.recipes import get_recipe
     from medsyn.evaluators.networks.ssl import get_ssl_recipe
-    from medsyn.evaluators.pipeline.spaces import FeatureSpaces, space_settings
     from medsyn.evaluators.results import check_output_folder
+    from medsyn.evaluators.scoring.spaces import FeatureSpaces, space_settings
 
     # everything a user can get wrong is checked before the (slow) network is loaded
     specs = resolve_metrics(metrics, have_discriminator=True)

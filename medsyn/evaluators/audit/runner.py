@@ -149,7 +149,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     from medsyn.device import resolve_device
     from medsyn.evaluators.features import dataset_features, list_extractors
     from medsyn.evaluators.metrics import EvalOptions
-    from medsyn.evaluators.pipeline.evaluate import versions
+    from medsyn.evaluators.scoring.evaluate import versions
 
     started = time.perf_counter()
     preset = QUICK if quick else FULL

@@ -9,5 +9,5 @@ use them (``features/classifier.py``, ``features/ssl.py``) and the utility proto
 - ``netcache.py``: the digest-verified on-disk cache of these networks
   (``$MEDSYN_CACHE_DIR/classifiers`` and ``$MEDSYN_CACHE_DIR/ssl``).
 
-Nothing here imports the feature spaces, the metrics or the pipeline.
+Nothing here imports the feature spaces, the metrics or the scoring.
 """

@@ -1,13 +1,12 @@
-"""How an evaluation runs, behind the public functions of :mod:`medsyn.evaluators.api`.
+"""From a checkpoint or a folder of images to results, behind
+:func:`medsyn.evaluators.evaluate_checkpoint` and :func:`medsyn.evaluators.evaluate_folder`.
 
-- ``evaluate.py``: images + real splits -> every chosen metric family in every feature space ->
-  the results dict (and the results folder);
-- ``spaces.py``: feature spaces built by name with the options each space declares in the
-  feature registry (``features/registry.py``), shared across the checkpoints of one command;
-- ``checkpoint.py``: a generator checkpoint -> its dataset's splits -> samples -> provenance ->
-  ``evaluate`` (or the super-resolution evaluation of ``evaluators/sr/``);
-- ``folder.py``: a folder or npz of fake images + a ``--real`` spec -> ``evaluate``.
+- ``checkpoint.py``: a generator checkpoint -> the real splits of its dataset -> its samples
+  -> provenance -> :func:`medsyn.evaluators.scoring.evaluate.evaluate`; a super-resolution
+  checkpoint goes to :mod:`medsyn.evaluators.sr` (decided by the checkpoint's Task);
+- ``folder.py``: a folder or npz of fake images + a ``DATASET[:SPLIT]`` or folder reference
+  -> the same.
 
-``checkpoint.py`` and ``folder.py`` import torch only inside functions: the CLI imports them, and
-``medsyn --help`` must stay light.
+Both import torch only inside functions: the CLI imports them, and ``medsyn --help`` must stay
+light.
 """

@@ -1,5 +1,5 @@
 """``evaluate_checkpoint``: a generator checkpoint -> the real splits of the dataset it was
-trained on -> its samples -> :func:`~medsyn.evaluators.pipeline.evaluate.evaluate`, with the
+trained on -> its samples -> :func:`~medsyn.evaluators.scoring.evaluate.evaluate`, with the
 run and its provenance recorded. What a checkpoint can do is read from its task
 (:class:`medsyn.generators.interface.Task`), never from its kind's name.
 
@@ -62,9 +62,9 @@ def data_root_for(data_root, recorded_root):
 
 
 def feature_spaces(extractor, device, options, inception_weights, specs):
-    """``extractor`` as :class:`~medsyn.evaluators.pipeline.spaces.FeatureSpaces` (names are
+    """``extractor`` as :class:`~medsyn.evaluators.scoring.spaces.FeatureSpaces` (names are
     built into one; an existing one, shared by several calls, is used as it is)."""
-    from medsyn.evaluators.pipeline.spaces import FeatureSpaces, space_settings
+    from medsyn.evaluators.scoring.spaces import FeatureSpaces, space_settings
 
     if isinstance(extractor, FeatureSpaces):
         return extractor
@@ -94,7 +94,7 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
 
     Generators (noise -> image): as many samples per class as the reference split
     (``reference``: ``"train"``, the default, or ``"test"``), or ``n_samples`` in its class
-    proportions, scored by :func:`~medsyn.evaluators.pipeline.evaluate.evaluate` against the
+    proportions, scored by :func:`~medsyn.evaluators.scoring.evaluate.evaluate` against the
     training split (the reference), its test split (held out) and, when a space or family
     reads it, its validation split; the discriminator diagnostics and the utility protocol's
     extra samples come from the checkpoint. Super-resolution checkpoints: PSNR/SSIM-Y and FID
@@ -102,7 +102,7 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
 
     ``n_real``: at most this many reference images (stratified); ``n_split``: at most this
     many train and test images for the floor and memorization (default ``n_real``).
-    ``extractor``: space names, or a :class:`~medsyn.evaluators.pipeline.spaces.FeatureSpaces`
+    ``extractor``: space names, or a :class:`~medsyn.evaluators.scoring.spaces.FeatureSpaces`
     shared by several calls. ``image_size``, ``data_root``, ``bit_depth``: how the dataset is
     loaded (default: as the checkpoint recorded it). ``options`` / ``settings``: the
     evaluation's settings, an :class:`~medsyn.evaluators.metrics.EvalOptions` and/or its fields
@@ -111,8 +111,8 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.metrics import resolve_metrics
-    from medsyn.evaluators.pipeline.evaluate import resolve_options
     from medsyn.evaluators.results import check_output_folder
+    from medsyn.evaluators.scoring.evaluate import resolve_options
 
     if reference is not None and reference not in REFERENCES:
         raise ConfigError(f"--reference must be one of {REFERENCES}, got {reference!r}.")
@@ -144,7 +144,7 @@ def _evaluate_generator(gen, path: Path, spaces, specs, opts, device, *, out_dir
 
     from medsyn.data import load_dataset
     from medsyn.evaluators import inputs
-    from medsyn.evaluators.pipeline.evaluate import evaluate
+    from medsyn.evaluators.scoring.evaluate import evaluate
     from medsyn.utils import file_digest
 
     meta = gen.metadata if isinstance(gen.metadata, dict) else {}

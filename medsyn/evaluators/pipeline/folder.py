@@ -47,8 +47,8 @@ def evaluate_folder(fake, real: str, *, out_dir=None, metrics=None, extractor="i
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.metrics import resolve_metrics
-    from medsyn.evaluators.pipeline.evaluate import evaluate, resolve_options
     from medsyn.evaluators.results import check_output_folder
+    from medsyn.evaluators.scoring.evaluate import evaluate, resolve_options
 
     if not Path(fake).expanduser().exists():
         raise DataError(f"--fake {fake}: no such file or folder.")

@@ -131,8 +131,8 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
 def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, extractor,
                       extractor_options, n_bootstrap, seed, use_cache, n_examples, bicubic_fid,
                       started, evaluate_options) -> dict:
-    from medsyn.evaluators.pipeline.evaluate import evaluate, versions
     from medsyn.evaluators.results import SCHEMA_VERSION
+    from medsyn.evaluators.scoring.evaluate import evaluate, versions
     from medsyn.evaluators.sr.metrics import evaluate_sr, imresize_batch, write_per_image_csv
     from medsyn.generators.grid import save_grid
     from medsyn.utils import file_digest

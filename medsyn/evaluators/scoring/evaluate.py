@@ -20,13 +20,13 @@ from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import FeatureExtractor, check_images
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
-from medsyn.evaluators.pipeline.spaces import build_spaces, space_settings
 from medsyn.evaluators.results import (
     SCHEMA_VERSION,
     check_output_folder,
     staged_folder,
     write_results,
 )
+from medsyn.evaluators.scoring.spaces import build_spaces, space_settings
 from medsyn.utils import progress
 
 # families that read features of the training and held-out splits (ctx.features_of)
