@@ -42,9 +42,9 @@ class EvalOptions:
     utility_recipe: object = None
     utility_seeds: tuple = (0, 1, 2)
     utility_ratio: float = 1.0
-    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
     # the 'ssl' feature space's SimCLR recipe (networks/ssl.py): a name, SSLRecipe or dict
     ssl_recipe: object = None
+    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
     fd_inf_points: int = 15
     fd_inf_min_fraction: float = 0.2
     fd_inf_draws: int = 1
