@@ -15,7 +15,7 @@ from medsyn.errors import CheckpointError
 from medsyn.evaluators import evaluate
 from medsyn.evaluators.sr import evaluate_sr_checkpoint, imresize, imresize_batch, psnr, ssim
 from medsyn.generators import load_checkpoint
-from medsyn.generators.sr_training import train_sr
+from medsyn.generators.sr.training import train_sr
 
 pytestmark = pytest.mark.real_data
 

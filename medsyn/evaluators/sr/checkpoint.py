@@ -45,7 +45,7 @@ def load_hr_reference(model, split: str = "test", data_root: str | os.PathLike |
     """
     from medsyn.data import load_dataset
     from medsyn.data.dataset import ImageDataset
-    from medsyn.generators.sr_data import crop_hr
+    from medsyn.generators.sr.data import crop_hr
 
     meta = model.metadata
     dmeta = meta.get("dataset") or {}
@@ -100,7 +100,7 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
                       data_root: str | os.PathLike | None = None, use_cache: bool = True,
                       n_examples: int = 4, bicubic_fid: bool = True, overwrite: bool = False,
                       **evaluate_options) -> dict:
-    """Score a loaded SR checkpoint (:class:`medsyn.generators.sr_checkpoint.SRCheckpoint`) on
+    """Score a loaded SR checkpoint (:class:`medsyn.generators.sr.checkpoint.SRCheckpoint`) on
     its dataset's ``split``; see the module docstring.
 
     ``metrics``: feature metric families for the SR outputs (default ``fid``; any of

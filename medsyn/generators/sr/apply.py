@@ -1,6 +1,6 @@
 """``medsyn sr``: upscale image files with a trained SR checkpoint.
 
-    from medsyn.generators.sr_apply import upscale_files
+    from medsyn.generators.sr.apply import upscale_files
     written = upscale_files("runs/srgan-cxr3-x4/last.pt", ["a.png", "scans/"], "out/")
 
 Each input (PNG, JPEG, BMP, TIFF, WebP, DICOM; a folder stands for the image files directly
@@ -98,8 +98,8 @@ def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
 
     from medsyn.device import resolve_device
     from medsyn.generators.checkpoint import read_checkpoint
-    from medsyn.generators.sr_checkpoint import load_sr_checkpoint
-    from medsyn.generators.sr_config import SR_KINDS
+    from medsyn.generators.interface import Task, kinds_of_task, task_of_kind
+    from medsyn.generators.sr.checkpoint import load_sr_checkpoint
     from medsyn.utils import atomic_write, file_digest, progress, write_json
 
     out = Path(out).expanduser()
@@ -114,9 +114,10 @@ def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
                           f"{', ...' if len(existing) > 3 else ''}); nothing was written. Use "
                           "another --out, or --overwrite.")
     payload = read_checkpoint(checkpoint)
-    if payload["kind"] not in SR_KINDS:
+    if task_of_kind(payload["kind"]) is not Task.SUPER_RESOLUTION:
+        sr_kinds = kinds_of_task(Task.SUPER_RESOLUTION)
         raise ConfigError(f"{checkpoint} is a {payload['kind']} checkpoint, not a "
-                          f"super-resolution model ({', '.join(SR_KINDS)}); 'medsyn sr' needs one "
+                          f"super-resolution model ({', '.join(sr_kinds)}); 'medsyn sr' needs one "
                           "made by 'medsyn train srresnet' or 'medsyn train srgan'.")
     model = load_sr_checkpoint(payload, resolve_device(device), Path(checkpoint))
     del payload

@@ -1,6 +1,6 @@
 """``medsyn train srresnet`` / ``medsyn train srgan``: super-resolution training.
 
-    run_dir = medsyn.generators.sr_training.train_sr("srresnet", dataset="cxr3", epochs=100)
+    run_dir = medsyn.generators.sr.training.train_sr("srresnet", dataset="cxr3", epochs=100)
     run_dir = train_sr("srgan", dataset="cxr3")                 # MSE pre-training, then GAN
     run_dir = train_sr("srgan", init_from="runs/srresnet-cxr3-x4/last.pt")   # GAN phase only
 
@@ -14,11 +14,12 @@ Two kinds, one trainer (Ledig et al., CVPR 2017):
   ``--init-from`` starts from the generator of an SRResNet checkpoint instead (no pre-training,
   unless ``--pretrain-epochs`` asks for it).
 
-Training data are LR/HR pairs of any dataset (:func:`medsyn.generators.sr_data.load_sr_pairs`):
+Training data are LR/HR pairs of any dataset (:func:`medsyn.generators.sr.data.load_sr_pairs`):
 HR images at ``--hr-size`` (default: the dataset's size), LR made with MATLAB bicubic
 ``imresize``; each step takes one aligned random ``--patch-size`` HR crop per image (96 px by
 default, as in the paper) or whole images. Everything else -- device, AMP, DDP, resumable atomic
-checkpoints, log.jsonl, NaN guard -- is :mod:`medsyn.generators.engine`, as for the GANs.
+checkpoints, log.jsonl, NaN guard -- is :mod:`medsyn.generators.engine`, and the run folder,
+resume and seeding :mod:`medsyn.generators.run`, as for the GANs.
 """
 
 from __future__ import annotations
@@ -28,138 +29,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from medsyn import __version__
 from medsyn.errors import CheckpointError, ConfigError
-from medsyn.generators import engine
+from medsyn.generators import engine, run
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
-from medsyn.generators.sr_config import (
-    PHASE_MSE,
-    SR_KINDS,
+from medsyn.generators.interface import Task, task_of_kind
+from medsyn.generators.sr.config import (
     SRTrainConfig,
     lr_of,
     phase_of,
     phase_plan,
     resolve_sr_config,
 )
+from medsyn.generators.sr.networks import build_sr_networks
+from medsyn.generators.sr.step import SRStep
+from medsyn.model_range import NORMALISATION
 from medsyn.settings import ENV_DATA_ROOT, ENV_VGG19_WEIGHTS
-from medsyn.utils import write_json
 
 PAPER_PATCH = 96            # HR crop size of Ledig et al.
-NORMALISATION = "x / 127.5 - 1 (uint8 0..255 -> [-1, 1]); back: round((y + 1) * 127.5)"
 PRETRAIN_LOSS = "pixel MSE"
-
-
-# ------------------------------------------------------------------ one training step
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
-class SRStep:
-    """One optimisation step on a batch of LR/HR pairs; returns the diagnostics.
-
-    Phase ``mse``: the generator alone, pixel MSE. Phase ``adversarial``: D on HR and on the
-    detached SR batch (two forward/backward passes, as the GAN step), D's Adam step; then G's
-    step on content loss + adv_weight x BCE(D(SR), real) through the updated D, whose weights are
-    frozen meanwhile and which is called past its DDP wrapper. Random crops come from a
-    generator seeded by (seed, step, rank), so a resumed run crops the same patches.
-    """
-
-    def __init__(self, config: SRTrainConfig, generator, discriminator, opt_g, opt_d, scaler,
-                 precision: engine.Precision, content_loss, channels_last: bool,
-                 rank: int = 0, discriminator_for_g=None):
-        self.config = config
-        self.g, self.d = generator, discriminator
-        self.d_plain = discriminator_for_g if discriminator_for_g is not None else discriminator
-        self.d_params = (list(engine.unwrap(discriminator).parameters())
-                         if discriminator is not None else [])
-        self.opt_g, self.opt_d = opt_g, opt_d
-        self.scaler, self.precision = scaler, precision
-        self.content_loss = content_loss
-        self.channels_last = channels_last
-        self.rank = rank
-        self.patch = config.patch_size or 0
-
-    def _inputs(self, batch, step: int):
-        lr_u8, hr_u8 = batch
-        if self.patch:
-            from medsyn.generators.sr_data import paired_random_crop
-
-            gen = torch.Generator().manual_seed(
-                (self.config.seed * 1_000_003 + step) * 1024 + self.rank)
-            lr_u8, hr_u8 = paired_random_crop(lr_u8, hr_u8, self.patch, self.config.scale, gen)
-        x, y = engine.to_model_range(lr_u8), engine.to_model_range(hr_u8)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y.contiguous(memory_format=torch.channels_last)
-        return x, y
-
-    def __call__(self, batch, state: engine.LoopState) -> dict[str, torch.Tensor]:
-        epoch_no = state.epoch + 1
-        lr = lr_of(self.config, epoch_no)
-        for opt in (self.opt_g, self.opt_d):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-        x, y = self._inputs(batch, state.step)
-        if phase_of(self.config, epoch_no) == PHASE_MSE:
-            return self._mse_step(x, y)
-        return self._adversarial_step(x, y)
-
-    def _mse_step(self, x, y) -> dict[str, torch.Tensor]:
-        self.opt_g.zero_grad(set_to_none=True)
-        with self.precision.autocast():
-            sr = self.g(x)
-        loss = F.mse_loss(sr.float(), y)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
-        loss = loss.detach()
-        return {"loss_content": loss, "loss_g": loss}
-
-    def _adversarial_step(self, x, y) -> dict[str, torch.Tensor]:
-        scaler = self.scaler
-        # -- discriminator
-        self.opt_d.zero_grad(set_to_none=True)
-        with self.precision.autocast():
-            sr = self.g(x)
-            real_logits = self.d(y)
-        loss_real = _bce(real_logits, 1.0)
-        scaler.scale(loss_real).backward()
-        with self.precision.autocast():
-            fake_logits = self.d(sr.detach())
-        loss_fake = _bce(fake_logits, 0.0)
-        scaler.scale(loss_fake).backward()
-        scaler.step(self.opt_d)
-
-        # -- generator
-        self.opt_g.zero_grad(set_to_none=True)
-        for p in self.d_params:
-            p.requires_grad_(False)
-        try:
-            with self.precision.autocast():
-                gen_logits = self.d_plain(sr)
-                content = self.content_loss(sr, y).float()
-            adversarial = self.config.adv_weight * _bce(gen_logits, 1.0)
-            loss_g = content + adversarial
-            scaler.scale(loss_g).backward()
-        finally:
-            for p in self.d_params:
-                p.requires_grad_(True)
-        scaler.step(self.opt_g)
-        scaler.update()
-        with torch.no_grad():
-            return {
-                "loss_content": content.detach(), "loss_adv": adversarial.detach(),
-                "loss_g": loss_g.detach(), "loss_d": (loss_real + loss_fake).detach(),
-                "d_x": torch.sigmoid(real_logits.float()).mean(),
-                "d_g_z1": torch.sigmoid(fake_logits.float()).mean(),
-                "d_g_z2": torch.sigmoid(gen_logits.float()).mean(),
-            }
 
 
 # ------------------------------------------------------------------ networks
@@ -177,25 +66,12 @@ def sr_arch(config: SRTrainConfig, channels: int) -> dict:
     return arch
 
 
-def build_sr_networks(arch: dict):
-    """Fresh SRResNet (and SRGAN discriminator for ``srgan``) from an ``arch`` dict."""
-    from medsyn.generators.srgan import SRDiscriminator, SRResNet
-
-    g = arch["generator"]
-    gen = SRResNet(channels=g["channels"], scale=g["scale"], n_blocks=g["n_blocks"],
-                   features=g["features"])
-    d = arch.get("discriminator")
-    disc = None if d is None else SRDiscriminator(channels=d["channels"], features=d["features"],
-                                                  dense=d["dense"], pool_size=d["pool_size"])
-    return gen, disc
-
-
 def _init_generator_from(path: str, arch: dict, generator) -> dict:
     """Load the generator weights of an SR checkpoint; returns what the run records of it."""
     from medsyn.utils import file_digest
 
     payload = read_checkpoint(path)
-    if payload["kind"] not in SR_KINDS:
+    if task_of_kind(payload["kind"]) is not Task.SUPER_RESOLUTION:
         raise CheckpointError(f"--init-from {path} is a {payload['kind']} checkpoint; it must "
                               "be an srresnet (or srgan) checkpoint.")
     theirs, ours = payload["arch"]["generator"], arch["generator"]
@@ -225,7 +101,7 @@ def sample_strip(generator, lr: torch.Tensor, hr: torch.Tensor, scale: int,
                  device: torch.device) -> torch.Tensor:
     """uint8 ``[4 N, C, H, W]``: for each image LR (nearest x scale) | bicubic | SR | HR."""
     from medsyn.data.matlab_resize import imresize_batch
-    from medsyn.generators.srgan import upscale_uint8
+    from medsyn.generators.sr.networks import upscale_uint8
 
     sr = upscale_uint8(engine.unwrap(generator), lr, device=device)
     bicubic = imresize_batch(lr, scale)
@@ -284,22 +160,10 @@ def _resolve_patch(config: SRTrainConfig, hr_hw: tuple[int, int]) -> int:
 
 def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
            device: torch.device, step_callback) -> Path:
-    from medsyn.generators.sr_data import load_sr_pairs
-    from medsyn.generators.srgan import ContentLoss
-    from medsyn.generators.training import (
-        _check_resume_data,
-        _check_run_dir,
-        _say,
-        divergence_advice,
-        prepare_run_dir,
-    )
+    from medsyn.generators.sr.data import load_sr_pairs
+    from medsyn.generators.sr.losses import ContentLoss
 
-    run_dir = Path(config.out)
-    if dist.is_main:
-        note = _check_run_dir(run_dir, config.resume)
-        if note:
-            _say(config, dist, note)
-        prepare_run_dir(run_dir)
+    run_dir = run.open_run_dir(config, dist)
     pairs = load_sr_pairs(config.dataset, config.split, config.scale, config.hr_size,
                           crop="resize" if config.hr_size else "center", root=config.data_root)
     patch = _resolve_patch(config, pairs.hr_size)
@@ -314,13 +178,13 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
                    name: int((pairs.labels == i).sum()) for i, name in
                    enumerate(pairs.class_names)}}
     if payload is not None:
-        _check_resume_data(payload, dataset, config.resume)
+        run.check_resume_data(payload, dataset, config.resume)
         arch = dict(payload["arch"])
     else:
         arch = sr_arch(config, pairs.channels)
 
     engine.configure_backends(device, config.deterministic)
-    engine.seed_everything(config.seed + dist.rank)
+    run.seed_run(config, dist)
     gen_net, disc_net = build_sr_networks(arch)
     initialised_from = payload.get("initialised_from") if payload is not None else None
     if payload is None and config.init_from:
@@ -355,23 +219,10 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
     precision = engine.resolve_precision(config.precision, device)
     scaler = precision.grad_scaler()
 
+    networks = {"generator": gen_net, "discriminator": disc_net}
+    optimizers = {"generator": opt_g, "discriminator": opt_d}
     if payload is not None:
-        gen_net.load_state_dict(payload["models"]["generator"])
-        opt_g.load_state_dict(payload["optimizers"]["generator"])
-        if disc_net is not None:
-            disc_net.load_state_dict(payload["models"]["discriminator"])
-            opt_d.load_state_dict(payload["optimizers"]["discriminator"])
-        if scaler.is_enabled() and payload.get("grad_scaler"):
-            scaler.load_state_dict(payload["grad_scaler"])
-        state = engine.LoopState.from_checkpoint(payload)
-        rng = payload.get("rng") or []
-        if len(rng) == dist.world_size:
-            engine.restore_rng_state(rng[dist.rank])
-        else:
-            engine.seed_everything(config.seed + dist.rank + 1_000_003 * state.step)
-            _say(config, dist, f"note: {config.resume} was written by {len(rng)} process(es), "
-                 f"this job has {dist.world_size}: random streams restart from a new seed, so "
-                 "this continuation is not bit-identical to an uninterrupted run.")
+        state = run.restore_training_state(payload, config, dist, networks, optimizers, scaler)
         strip = list(payload.get("strip_indices") or strip_indices(len(pairs),
                                                                    config.sample_count))
         records = payload.get("log") or []
@@ -407,30 +258,17 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
     }
     if initialised_from is not None:
         resolved["initialised_from"] = initialised_from
-    if config.resume:
-        resolved["resumed_from"] = {"checkpoint": str(config.resume), "epoch": payload["epoch"],
-                                    "step": payload["step"]}
-    if dist.is_main:
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / engine.CONFIG_FILE, {**config.to_dict(), "resolved": resolved})
+    run.write_run_config(run_dir, config, resolved, payload, dist)
     log = engine.JsonlLog(run_dir / engine.LOG_FILE, records, enabled=dist.is_main)
 
     def save(st: engine.LoopState) -> Path | None:
-        rng_states = engine.all_gather_objects(engine.capture_rng_state(), dist)
-        if not dist.is_main:
+        training = run.training_state(dist, networks, optimizers, scaler, precision)
+        if training is None:
             return None
-        models = {"generator": engine.unwrap(gen_net).state_dict()}
-        optimizers = {"generator": opt_g.state_dict()}
-        if disc_net is not None:
-            models["discriminator"] = engine.unwrap(disc_net).state_dict()
-            optimizers["discriminator"] = opt_d.state_dict()
         ckpt = {
             **checkpoint_header(config.kind),
             "arch": arch, "config": config.to_dict(), **st.as_dict(),
-            "phase": phase_of(config, st.current_epoch), "models": models,
-            "optimizers": optimizers,
-            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "precision": precision.name, "world_size": dist.world_size, "rng": rng_states,
+            "phase": phase_of(config, st.current_epoch), **training,
             "dataset": dataset, "sr": sr_info, "content_loss": content_info,
             "initialised_from": initialised_from, "strip_indices": strip,
             "log": list(log.records),
@@ -452,20 +290,20 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback, record_fields=record_fields,
         last_checkpoint=Path(config.resume) if config.resume else None,
-        divergence_advice=divergence_advice(config.kind, run_dir, precision.name))
+        divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
     plan = ", ".join(f"{p['phase']} epochs {p['epochs'][0]}-{p['epochs'][1]}"
                      for p in phase_plan(config))
-    _say(config, dist,
-         f"{config.kind} x{config.scale}: {pairs.dataset['name']}/{pairs.dataset['split']} "
-         f"({len(pairs)} images, HR {hr_h}x{hr_w}, LR {pairs.lr_size[0]}x{pairs.lr_size[1]}, "
-         f"{'HR crops ' + str(patch) + ' px' if patch else 'whole images'}) on {device} "
-         f"({precision.name}), {batches.num_batches} steps/epoch, {plan}; content loss: "
-         f"{content_info['description']} -> {run_dir}")
+    run.say(config, dist,
+            f"{config.kind} x{config.scale}: {pairs.dataset['name']}/{pairs.dataset['split']} "
+            f"({len(pairs)} images, HR {hr_h}x{hr_w}, LR {pairs.lr_size[0]}x{pairs.lr_size[1]}, "
+            f"{'HR crops ' + str(patch) + ' px' if patch else 'whole images'}) on {device} "
+            f"({precision.name}), {batches.num_batches} steps/epoch, {plan}; content loss: "
+            f"{content_info['description']} -> {run_dir}")
     gen_net.train()
     if disc_net is not None:
         disc_net.train()
     state = loop.run(state)
-    _say(config, dist, f"done: epoch {state.current_epoch}, step {state.step}; last checkpoint "
-                       f"{loop.last_checkpoint}")
+    run.say(config, dist, f"done: epoch {state.current_epoch}, step {state.step}; last "
+                          f"checkpoint {loop.last_checkpoint}")
     engine.barrier(dist)
     return run_dir

@@ -15,6 +15,7 @@ import torch
 from medsyn.errors import CheckpointError, MedsynError
 from medsyn.generators.checkpoint import checkpoint_metadata
 from medsyn.generators.interface import Task
+from medsyn.generators.sr.networks import build_sr_networks, upscale_uint8
 
 
 class SRInputError(MedsynError, ValueError):
@@ -32,8 +33,6 @@ class SRCheckpoint:
     """
 
     def __init__(self, payload: dict, device: torch.device, path: Path | None = None):
-        from medsyn.generators.sr_training import build_sr_networks
-
         self.path = path
         self.device = device
         self.metadata = checkpoint_metadata(payload)
@@ -95,11 +94,10 @@ class SRCheckpoint:
         """Super-resolve uint8 LR images ``[N, C, h, w]`` (or one ``[C, h, w]``) to uint8
         ``[N, C, h x scale, w x scale]`` on the CPU.
 
-        Images go through the generator in eval mode, ``x / 127.5 - 1`` in and
-        ``round((y + 1) * 127.5)`` clamped out; ``amp``: float16 autocast on CUDA.
+        Images go through the generator in eval mode
+        (:func:`~medsyn.generators.sr.networks.upscale_uint8`); ``amp``: float16 autocast on
+        CUDA.
         """
-        from medsyn.generators.srgan import upscale_uint8
-
         lr, single = self._check_lr(lr)
         if lr.shape[0] == 0:
             return torch.empty(0, self.channels, lr.shape[2] * self.scale,

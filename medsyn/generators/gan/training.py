@@ -8,9 +8,7 @@ writes ``config.json``, ``log.jsonl``, ``samples/epochNNN.png``, ``epochNNN.pt``
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,19 +16,15 @@ import torch
 
 from medsyn import __version__
 from medsyn.device import training_threads
-from medsyn.errors import CheckpointError, ConfigError
-from medsyn.generators import engine
+from medsyn.generators import engine, run
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
-from medsyn.generators.config import TrainConfig, resolve_config
-from medsyn.generators.gan import CollapseDetector, GanStep, gan_kind, generate
+from medsyn.generators.gan.checkpoint import generate
+from medsyn.generators.gan.config import TrainConfig, resolve_config
+from medsyn.generators.gan.kinds import gan_kind
+from medsyn.generators.gan.step import CollapseDetector, GanStep
 from medsyn.generators.grid import save_grid
+from medsyn.model_range import NORMALISATION
 from medsyn.settings import ENV_DATA_ROOT
-from medsyn.utils import remove_stale_temp_files, write_json
-
-log = logging.getLogger(__name__)
-
-NORMALISATION = "x / 127.5 - 1 (uint8 0..255 -> [-1, 1]); back: round((y + 1) * 127.5)"
-RUN_MARKERS = (engine.LAST_CHECKPOINT, engine.CONFIG_FILE, engine.LOG_FILE)
 
 
 def train(kind: str, *, config_file: str | os.PathLike | None = None,
@@ -58,84 +52,12 @@ def run_training(config: TrainConfig, resume_payload: dict | None = None, *,
         engine.shutdown_distributed(dist)
 
 
-def _say(config: TrainConfig, dist: engine.DistInfo, text: str) -> None:
-    if dist.is_main and not config.quiet:
-        from tqdm.auto import tqdm
-
-        tqdm.write(text, file=sys.stderr)
-
-
-def _check_run_dir(run_dir: Path, resume: str | None) -> str | None:
-    """Never start a fresh run over an existing one; returns a note when the folder holds a run
-    that was stopped before its first checkpoint (nothing to resume, so it starts again)."""
-    if resume and Path(resume).expanduser().resolve().parent == run_dir.resolve():
-        return None
-    checkpoints = [p.name for _, p in engine.list_checkpoints(run_dir)]
-    if (run_dir / engine.LAST_CHECKPOINT).exists() or checkpoints:
-        found = [m for m in RUN_MARKERS if (run_dir / m).exists()] + checkpoints
-        advice = (f"continue it with --resume {run_dir / engine.LAST_CHECKPOINT}"
-                  if (run_dir / engine.LAST_CHECKPOINT).exists() else "delete it")
-        raise ConfigError(
-            f"run folder {run_dir} already holds a run ({', '.join(found[:4])}); nothing was "
-            f"overwritten. Choose another --out, or {advice}.")
-    found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
-    if found:
-        return (f"note: {run_dir} holds a run stopped before its first checkpoint "
-                f"({', '.join(found)}); nothing to resume, starting it again from scratch.")
-    return None
-
-
-def prepare_run_dir(run_dir: Path) -> None:
-    """Remove what killed writes left behind (``.epoch002.pt.*.tmp`` and the like): the run
-    folder belongs to this run, so every temporary file in it is stale unless the process
-    named in it still runs (two processes writing one run folder is a mistake that should not
-    also crash the other one)."""
-    for folder in (run_dir, run_dir / "samples"):
-        removed = remove_stale_temp_files(folder, legacy_age_s=0)
-        for path in removed:
-            log.info("removed %s, left by an interrupted write", path)
-
-
-def divergence_advice(kind: str, run_dir: Path, precision: str) -> str:
-    """What to do after a divergence, as commands that work (--lr and --seed are fixed on
-    --resume)."""
-    fp32 = ("" if precision == "fp32" else
-            f" Or resume the last good checkpoint in full precision: medsyn train {kind} "
-            f"--resume {run_dir / engine.LAST_CHECKPOINT} --precision fp32.")
-    return (f"Start a new run with a lower learning rate: medsyn train {kind} ... --lr LOWER "
-            f"--out NEW_FOLDER (--lr and --seed cannot change on --resume, and resuming "
-            f"replays the same steps).{fp32}")
-
-
-def _check_resume_data(payload: dict, dataset: dict, path: str) -> None:
-    saved = payload["dataset"]
-    for key, what in (("class_names", "classes"), ("image_size", "image size"),
-                      ("channels", "channels")):
-        if saved.get(key) != dataset[key]:
-            raise CheckpointError(
-                f"cannot resume {path}: it was trained on {saved.get('name')}/"
-                f"{saved.get('split')} with {what} {saved.get(key)!r}, but the dataset now "
-                f"loaded ({dataset['name']}/{dataset['split']}) has {dataset[key]!r}. Resume "
-                "with the same data, or start a new run.")
-    if saved.get("fingerprint") != dataset["fingerprint"]:
-        raise CheckpointError(
-            f"cannot resume {path}: the pixels or labels of {dataset['name']}/{dataset['split']} "
-            f"differ from those it was trained on (fingerprint {dataset['fingerprint'][:12]}... "
-            f"vs {str(saved.get('fingerprint'))[:12]}...). Resume with the same data, or start a "
-            "new run.")
-
-
 def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
            device: torch.device, step_callback) -> Path:
     from medsyn.data import load_dataset
 
     spec = gan_kind(config.kind)
-    run_dir = Path(config.out)
-    if dist.is_main:
-        note = _check_run_dir(run_dir, config.resume)
-        if note:
-            _say(config, dist, note)
-        prepare_run_dir(run_dir)
+    run_dir = run.open_run_dir(config, dist)
     ds = load_dataset(config.dataset, config.split, image_size=config.image_size,
                       root=config.data_root, bit_depth=config.bit_depth)
     dataset = {"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint,
@@ -144,7 +66,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
                "root": config.data_root or os.environ.get(ENV_DATA_ROOT),
                "n_images": len(ds), "class_counts": ds.class_counts(), "source": ds.source}
     if payload is not None:
-        _check_resume_data(payload, dataset, config.resume)
+        run.check_resume_data(payload, dataset, config.resume)
         arch = dict(payload["arch"])
     else:
         arch = spec.arch(config.to_dict(), ds.num_classes, ds.channels, config.image_size)
@@ -152,7 +74,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     engine.configure_backends(device, config.deterministic)
     if device.type == "cpu":
         torch.set_num_threads(training_threads(config.threads, config.image_size))
-    engine.seed_everything(config.seed + dist.rank)
+    run.seed_run(config, dist)
     gen_net, disc_net = spec.build(arch)
     channels_last = engine.use_channels_last(config.channels_last, device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -165,22 +87,10 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     scaler = precision.grad_scaler()
 
     rows = ds.num_classes if spec.conditional else 4
+    networks = {"generator": gen_net, "discriminator": disc_net}
+    optimizers = {"generator": opt_g, "discriminator": opt_d}
     if payload is not None:
-        gen_net.load_state_dict(payload["models"]["generator"])
-        disc_net.load_state_dict(payload["models"]["discriminator"])
-        opt_g.load_state_dict(payload["optimizers"]["generator"])
-        opt_d.load_state_dict(payload["optimizers"]["discriminator"])
-        if scaler.is_enabled() and payload.get("grad_scaler"):
-            scaler.load_state_dict(payload["grad_scaler"])
-        state = engine.LoopState.from_checkpoint(payload)
-        rng = payload.get("rng") or []
-        if len(rng) == dist.world_size:
-            engine.restore_rng_state(rng[dist.rank])
-        else:
-            engine.seed_everything(config.seed + dist.rank + 1_000_003 * state.step)
-            _say(config, dist, f"note: {config.resume} was written by {len(rng)} process(es), "
-                 f"this job has {dist.world_size}: random streams restart from a new seed, so "
-                 "this continuation is not bit-identical to an uninterrupted run.")
+        state = run.restore_training_state(payload, config, dist, networks, optimizers, scaler)
         fixed_noise, fixed_labels = payload["fixed_noise"], payload.get("fixed_labels")
         records = payload.get("log") or []
     else:
@@ -211,26 +121,16 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         "dataset": {k: dataset[k] for k in ("name", "split", "fingerprint", "n_images",
                                              "class_names", "image_size", "channels")},
     }
-    if config.resume:
-        resolved["resumed_from"] = {"checkpoint": str(config.resume), "epoch": payload["epoch"],
-                                    "step": payload["step"]}
-    if dist.is_main:
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / engine.CONFIG_FILE, {**config.to_dict(), "resolved": resolved})
+    run.write_run_config(run_dir, config, resolved, payload, dist)
     log = engine.JsonlLog(run_dir / engine.LOG_FILE, records, enabled=dist.is_main)
 
     def save(st: engine.LoopState) -> Path | None:
-        rng_states = engine.all_gather_objects(engine.capture_rng_state(), dist)
-        if not dist.is_main:
+        training = run.training_state(dist, networks, optimizers, scaler, precision)
+        if training is None:
             return None
         ckpt = {
             **checkpoint_header(config.kind),
-            "arch": arch, "config": config.to_dict(), **st.as_dict(),
-            "models": {"generator": engine.unwrap(gen_net).state_dict(),
-                       "discriminator": engine.unwrap(disc_net).state_dict()},
-            "optimizers": {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()},
-            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "precision": precision.name, "world_size": dist.world_size, "rng": rng_states,
+            "arch": arch, "config": config.to_dict(), **st.as_dict(), **training,
             "dataset": dataset, "log": list(log.records),
             "fixed_noise": fixed_noise, "fixed_labels": fixed_labels,
             "warnings": list(loop.warnings),
@@ -253,19 +153,19 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         quiet=config.quiet, step_callback=step_callback,
         last_checkpoint=Path(config.resume) if config.resume else None,
         health_check=CollapseDetector(),
-        divergence_advice=divergence_advice(config.kind, run_dir, precision.name))
-    _say(config, dist,
-         f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} px, "
-         f"{ds.channels} ch, {ds.num_classes} classes) on {device} ({precision.name}"
-         f"{', ' + str(torch.get_num_threads()) + ' threads' if device.type == 'cpu' else ''}"
-         f"{', x' + str(dist.world_size) + ' processes' if dist.enabled else ''}), "
-         f"{batches.num_batches} steps/epoch, epoch {state.epoch + 1} of {config.epochs}"
-         f" -> {run_dir}")
+        divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
+    run.say(config, dist,
+            f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} px, "
+            f"{ds.channels} ch, {ds.num_classes} classes) on {device} ({precision.name}"
+            f"{', ' + str(torch.get_num_threads()) + ' threads' if device.type == 'cpu' else ''}"
+            f"{', x' + str(dist.world_size) + ' processes' if dist.enabled else ''}), "
+            f"{batches.num_batches} steps/epoch, epoch {state.epoch + 1} of {config.epochs}"
+            f" -> {run_dir}")
     gen_net.train()
     disc_net.train()
     state = loop.run(state)
-    _say(config, dist, f"done: epoch {state.current_epoch}, step {state.step}; last checkpoint "
-                       f"{loop.last_checkpoint}"
-                       + "".join(f"\nwarning: {w}" for w in loop.warnings))
+    run.say(config, dist, f"done: epoch {state.current_epoch}, step {state.step}; last "
+                          f"checkpoint {loop.last_checkpoint}"
+                          + "".join(f"\nwarning: {w}" for w in loop.warnings))
     engine.barrier(dist)
     return run_dir

@@ -1,24 +1,26 @@
 """Options of the super-resolution trainers (``srresnet``, ``srgan``) and their schedule.
 
-Kept free of torch so that the CLI can build its commands without importing it. Resolution
-(precedence, config files, resume rules) is :func:`medsyn.generators.config.resolve_options`,
-shared with the GAN trainers.
+The fields an SR run adds to :class:`~medsyn.generators.config.BaseTrainConfig`, their specs,
+their resolution and the phase / learning-rate schedule. Kept free of torch so that the CLI can
+build its commands without importing it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from medsyn.errors import ConfigError
 from medsyn.generators.config import (
-    NOT_INHERITED,
-    OPTION_BY_NAME,
+    FIXED,
+    BaseTrainConfig,
     OptionSpec,
     default_run_dir,
+    names_on_resume,
+    options_of_kind,
     resolve_options,
+    shared,
 )
 from medsyn.settings import ENV_VGG19_WEIGHTS
 
@@ -27,38 +29,82 @@ PHASE_MSE = "mse"
 PHASE_ADVERSARIAL = "adversarial"
 LR_DECAY_FACTOR = 0.1
 
+KIND_DEFAULTS = {
+    "srresnet": {"epochs": 100},
+    "srgan": {"epochs": 200, "pretrain_epochs": 100, "d_features": 64, "content_loss": "auto",
+              "adv_weight": 1e-3},
+}
+
+SR_OPTIONS: tuple[OptionSpec, ...] = (
+    shared("dataset"), shared("data_root"), shared("split"),
+    OptionSpec("scale", int, "Upscaling factor: 2, 4 or 8. (default: 4)", minimum=2, maximum=8,
+               on_resume=FIXED),
+    OptionSpec("hr_size", int, "HR image size in px: the dataset's images are resized to it "
+               "(bicubic) and LR images are made from them with MATLAB imresize 1/scale. "
+               "(default: the dataset's size, 256 on cxr3 -> LR 64 at x4)", minimum=16,
+               on_resume=FIXED),
+    OptionSpec("patch_size", int, "HR crop per image and step (aligned LR crop = this / scale); "
+               "0 trains on whole images. (default: 96 as in the paper, or whole images when "
+               "they are smaller)", minimum=0, on_resume=FIXED),
+    shared("epochs", "Epochs to train in total, counting pre-training and those before "
+           "--resume. (default: srresnet 100, srgan 200)"),
+    OptionSpec("pretrain_epochs", int, "srgan: epochs of MSE pre-training before the "
+               "adversarial phase. (default: 100, or 0 with --init-from)", minimum=0,
+               kinds=("srgan",), on_resume=FIXED),
+    OptionSpec("lr_decay_epoch", int, "First epoch (1-based) trained at lr x 0.1; 0: never. "
+               "(default: srgan: the middle of the adversarial phase, as the paper's 1e-4 then "
+               "1e-5; srresnet: never)", minimum=0, on_resume=FIXED),
+    shared("max_steps"),
+    shared("batch_size", "Images per step (the global batch under torchrun). (default: 16, "
+           "the paper's)"),
+    shared("lr", "Adam learning rate of both networks. (default: 1e-4)"),
+    shared("beta1", "Adam beta1. (default: 0.9)"), shared("beta2"),
+    shared("seed", "Random seed (weights, data order, crops). (default: 0)"),
+    shared("out", "Run folder to write. (default: runs/KIND-DATASET-xSCALE; with --resume, the "
+           "checkpoint's folder)"),
+    shared("device"), shared("precision"), shared("compile"), shared("channels_last"),
+    shared("data_on_device"), shared("deterministic"), shared("resume"),
+    OptionSpec("init_from", str, "srgan: start from the generator of this srresnet (or srgan) "
+               "checkpoint, e.g. runs/srresnet-cxr3-x4/last.pt.", kinds=("srgan",),
+               on_resume=FIXED),
+    shared("checkpoint_every"), shared("keep_last"),
+    OptionSpec("n_blocks", int, "Residual blocks of the generator. (default: 16)", minimum=1,
+               on_resume=FIXED),
+    OptionSpec("features", int, "Channels of the generator. (default: 64)", minimum=1,
+               on_resume=FIXED),
+    OptionSpec("d_features", int, "srgan: channels of the discriminator's first block, "
+               "doubling to 8x. (default: 64)", minimum=1, kinds=("srgan",), on_resume=FIXED),
+    OptionSpec("content_loss", str, "srgan: content loss of the adversarial phase: auto (VGG19 "
+               f"feature MSE when --vgg19-weights or ${ENV_VGG19_WEIGHTS} names a file, else "
+               "pixel MSE), vgg19 or pixel. (default: auto)", choices=("auto", "vgg19", "pixel"),
+               kinds=("srgan",), on_resume=FIXED),
+    OptionSpec("vgg19_weights", str, "srgan: torchvision VGG19 state_dict file for the VGG "
+               f"content loss. (default: ${ENV_VGG19_WEIGHTS})", kinds=("srgan",)),
+    OptionSpec("adv_weight", float, "srgan: weight of the adversarial loss. (default: 1e-3)",
+               minimum=0, exclusive_min=True, kinds=("srgan",), on_resume=FIXED),
+    OptionSpec("sample_count", int, "Images in the per-epoch strip (LR | bicubic | SR | HR). "
+               "(default: 4)", minimum=1, maximum=32, on_resume=FIXED),
+    shared("quiet"),
+)
+SR_OPTION_BY_NAME = {o.name: o for o in SR_OPTIONS}
+SR_FIXED_ON_RESUME = names_on_resume(SR_OPTIONS, FIXED)
+
 
 @dataclass
-class SRTrainConfig:
+class SRTrainConfig(BaseTrainConfig):
     """Every option of an SR training run (``config.json`` of the run folder holds these)."""
 
-    kind: str
-    dataset: str = "cxr3"
-    data_root: str | None = None
-    split: str = "train"
-    scale: int = 4
-    hr_size: int | None = None
-    patch_size: int | None = None        # resolved: HR crop px, or 0 for whole images
-    epochs: int | None = None
-    pretrain_epochs: int | None = None
-    lr_decay_epoch: int | None = None     # resolved: 1-based epoch from which lr x 0.1; 0 never
-    max_steps: int | None = None
+    OPTIONS = SR_OPTIONS     # not annotated: a class attribute, not a field
+
     batch_size: int = 16
     lr: float = 1e-4
     beta1: float = 0.9
-    beta2: float = 0.999
-    seed: int = 0
-    out: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    channels_last: bool | None = None
-    data_on_device: bool | None = None
-    deterministic: bool = False
-    resume: str | None = None
+    scale: int = 4
+    hr_size: int | None = None
+    patch_size: int | None = None        # resolved: HR crop px, or 0 for whole images
+    pretrain_epochs: int | None = None
+    lr_decay_epoch: int | None = None     # resolved: 1-based epoch from which lr x 0.1; 0 never
     init_from: str | None = None
-    checkpoint_every: int = 1
-    keep_last: int = 5
     n_blocks: int = 16
     features: int = 64
     d_features: int | None = None
@@ -66,81 +112,11 @@ class SRTrainConfig:
     vgg19_weights: str | None = None
     adv_weight: float | None = None
     sample_count: int = 4
-    quiet: bool = False
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-KIND_DEFAULTS = {
-    "srresnet": {"epochs": 100},
-    "srgan": {"epochs": 200, "pretrain_epochs": 100, "d_features": 64, "content_loss": "auto",
-              "adv_weight": 1e-3},
-}
-
-
-def _shared(name: str, help_text: str | None = None) -> OptionSpec:
-    spec = OPTION_BY_NAME[name]
-    return spec if help_text is None else dataclasses.replace(spec, help=help_text)
-
-
-SR_OPTIONS: tuple[OptionSpec, ...] = (
-    _shared("dataset"), _shared("data_root"), _shared("split"),
-    OptionSpec("scale", int, "Upscaling factor: 2, 4 or 8. (default: 4)", minimum=2, maximum=8),
-    OptionSpec("hr_size", int, "HR image size in px: the dataset's images are resized to it "
-               "(bicubic) and LR images are made from them with MATLAB imresize 1/scale. "
-               "(default: the dataset's size, 256 on cxr3 -> LR 64 at x4)", minimum=16),
-    OptionSpec("patch_size", int, "HR crop per image and step (aligned LR crop = this / scale); "
-               "0 trains on whole images. (default: 96 as in the paper, or whole images when "
-               "they are smaller)", minimum=0),
-    _shared("epochs", "Epochs to train in total, counting pre-training and those before "
-            "--resume. (default: srresnet 100, srgan 200)"),
-    OptionSpec("pretrain_epochs", int, "srgan: epochs of MSE pre-training before the "
-               "adversarial phase. (default: 100, or 0 with --init-from)", minimum=0,
-               kinds=("srgan",)),
-    OptionSpec("lr_decay_epoch", int, "First epoch (1-based) trained at lr x 0.1; 0: never. "
-               "(default: srgan: the middle of the adversarial phase, as the paper's 1e-4 then "
-               "1e-5; srresnet: never)", minimum=0),
-    _shared("max_steps"),
-    _shared("batch_size", "Images per step (the global batch under torchrun). (default: 16, "
-            "the paper's)"),
-    _shared("lr", "Adam learning rate of both networks. (default: 1e-4)"),
-    _shared("beta1", "Adam beta1. (default: 0.9)"), _shared("beta2"),
-    _shared("seed", "Random seed (weights, data order, crops). (default: 0)"),
-    _shared("out", "Run folder to write. (default: runs/KIND-DATASET-xSCALE; with --resume, the "
-            "checkpoint's folder)"),
-    _shared("device"), _shared("precision"), _shared("compile"), _shared("channels_last"),
-    _shared("data_on_device"), _shared("deterministic"), _shared("resume"),
-    OptionSpec("init_from", str, "srgan: start from the generator of this srresnet (or srgan) "
-               "checkpoint, e.g. runs/srresnet-cxr3-x4/last.pt.", kinds=("srgan",)),
-    _shared("checkpoint_every"), _shared("keep_last"),
-    OptionSpec("n_blocks", int, "Residual blocks of the generator. (default: 16)", minimum=1),
-    OptionSpec("features", int, "Channels of the generator. (default: 64)", minimum=1),
-    OptionSpec("d_features", int, "srgan: channels of the discriminator's first block, "
-               "doubling to 8x. (default: 64)", minimum=1, kinds=("srgan",)),
-    OptionSpec("content_loss", str, "srgan: content loss of the adversarial phase: auto (VGG19 "
-               f"feature MSE when --vgg19-weights or ${ENV_VGG19_WEIGHTS} names a file, else "
-               "pixel MSE), vgg19 or pixel. (default: auto)", choices=("auto", "vgg19", "pixel"),
-               kinds=("srgan",)),
-    OptionSpec("vgg19_weights", str, "srgan: torchvision VGG19 state_dict file for the VGG "
-               f"content loss. (default: ${ENV_VGG19_WEIGHTS})", kinds=("srgan",)),
-    OptionSpec("adv_weight", float, "srgan: weight of the adversarial loss. (default: 1e-3)",
-               minimum=0, exclusive_min=True, kinds=("srgan",)),
-    OptionSpec("sample_count", int, "Images in the per-epoch strip (LR | bicubic | SR | HR). "
-               "(default: 4)", minimum=1, maximum=32),
-    _shared("quiet"),
-)
-SR_OPTION_BY_NAME = {o.name: o for o in SR_OPTIONS}
-
-SR_FIXED_ON_RESUME = ("dataset", "split", "scale", "hr_size", "patch_size", "pretrain_epochs",
-                      "lr_decay_epoch", "batch_size", "lr", "beta1", "beta2", "seed",
-                      "init_from", "n_blocks", "features", "d_features", "content_loss",
-                      "adv_weight", "sample_count")
 
 
 def sr_options_for(kind: str) -> list[OptionSpec]:
     _check_kind(kind)
-    return [o for o in SR_OPTIONS if o.kinds is None or kind in o.kinds]
+    return options_of_kind(SR_OPTIONS, kind)
 
 
 def _check_kind(kind: str) -> None:
@@ -162,12 +138,9 @@ def resolve_sr_config(kind: str, options: dict | None = None, config_file=None,
     starts; everything else is checked here.
     """
     _check_kind(kind)
-    specs = sr_options_for(kind)
-    defaults = {f.name: f.default for f in dataclasses.fields(SRTrainConfig) if f.name != "kind"}
+    defaults = SRTrainConfig.defaults()
     defaults.update(KIND_DEFAULTS[kind])
-    values, payload, given = resolve_options(kind, specs, defaults, options, config_file,
-                                             fixed_on_resume=SR_FIXED_ON_RESUME,
-                                             not_inherited=NOT_INHERITED, all_specs=SR_OPTIONS)
+    values, payload, given = resolve_options(kind, SR_OPTIONS, defaults, options, config_file)
     if values["scale"] not in (2, 4, 8):
         raise ConfigError(f"--scale must be 2, 4 or 8, got {values['scale']}.")
     if kind == "srgan" and payload is None:
@@ -182,10 +155,8 @@ def resolve_sr_config(kind: str, options: dict | None = None, config_file=None,
             adversarial = values["epochs"] - values["pretrain_epochs"]
             values["lr_decay_epoch"] = (values["pretrain_epochs"] + adversarial // 2 + 1
                                         if adversarial >= 2 else 0)
-    if kind == "srresnet":
-        values["pretrain_epochs"] = None
-        if values["lr_decay_epoch"] is None:
-            values["lr_decay_epoch"] = 0
+    if kind == "srresnet" and values["lr_decay_epoch"] is None:
+        values["lr_decay_epoch"] = 0
     if values.get("content_loss") == "vgg19" and values.get("vgg19_weights") is None and \
             not os.environ.get(ENV_VGG19_WEIGHTS):
         raise ConfigError(f"--content-loss vgg19 needs VGG19 weights: give --vgg19-weights FILE "
@@ -193,10 +164,6 @@ def resolve_sr_config(kind: str, options: dict | None = None, config_file=None,
     if values.get("out") is None:
         values["out"] = str(default_sr_run_dir(kind, values["dataset"], values["scale"],
                                                values["hr_size"]))
-    for k in list(values):
-        if k in SR_OPTION_BY_NAME and SR_OPTION_BY_NAME[k].kinds and \
-                kind not in SR_OPTION_BY_NAME[k].kinds:
-            values[k] = None
     return SRTrainConfig(kind=kind, **values), payload
 
 

@@ -1,7 +1,7 @@
 """CLI of super-resolution: ``medsyn train srresnet``, ``medsyn train srgan`` and ``medsyn sr``.
 
 The training commands join the ``medsyn train`` group with the shared option machinery
-(:func:`medsyn.generators.commands.add_train_command`); heavy imports stay inside the commands.
+(:func:`medsyn.clitools.add_train_command`); heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import typer
+
+from medsyn.clitools import add_train_command
 
 SR_HELP = {
     "srresnet": "Train SRResNet (the SRGAN generator) with pixel MSE alone (SRResNet-MSE). "
@@ -23,7 +25,7 @@ SR_HELP = {
 
 def _sr_handler(kind: str):
     def handle(options: dict, config_file: Path | None) -> None:
-        from medsyn.generators.sr_training import train_sr
+        from medsyn.generators.sr.training import train_sr
 
         run_dir = train_sr(kind, config_file=config_file, **options)
         if os.environ.get("RANK", "0") == "0":
@@ -42,17 +44,21 @@ def sr(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ):
     """Upscale images with a trained super-resolution model (x its scale)."""
-    from medsyn.generators.sr_apply import upscale_files
+    from medsyn.generators.sr.apply import upscale_files
 
     written = upscale_files(checkpoint, images, out, device=device, overwrite=overwrite)
     typer.echo(f"{len(written)} image(s) written to {out}")
 
 
-def register(app: typer.Typer) -> None:
-    from medsyn.generators.commands import add_train_command, train_group
-    from medsyn.generators.sr_config import SR_KINDS, sr_options_for
+def register_training(train_app: typer.Typer) -> None:
+    """Add ``srresnet`` and ``srgan`` to the ``medsyn train`` group."""
+    from medsyn.generators.sr.config import SR_KINDS, sr_options_for
 
-    group = train_group(app)
     for kind in SR_KINDS:
-        add_train_command(group, kind, sr_options_for(kind), _sr_handler(kind), SR_HELP[kind])
+        add_train_command(train_app, kind, sr_options_for(kind), _sr_handler(kind),
+                          SR_HELP[kind])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``medsyn sr``."""
     app.command("sr")(sr)
