@@ -374,7 +374,7 @@ def test_evaluate_api_with_the_in_domain_extractor(tmp_path, monkeypatch):
 
 def test_one_seed_has_no_spread_and_the_report_does_not_invent_one():
     from medsyn.evaluators.metrics.utility.protocol import _summary
-    from medsyn.reports.build import _mean_std
+    from medsyn.reports.runs import _mean_std
 
     one = _summary([0.8125])
     assert one["mean"] == 0.8125 and one["std"] is None and "ci95" not in one

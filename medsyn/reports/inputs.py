@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medsyn.generators.interface import task_of_kind
+
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 RESULTS_NAME = "results.json"
 KINDS = ("generation", "super-resolution")
@@ -87,8 +89,9 @@ class Run:
     def kind(self) -> str:
         if self.evaluations:
             return self.evaluations[-1].kind
-        model = str((self.config or {}).get("kind", (self.config or {}).get("model", "")))
-        return "super-resolution" if model in ("srgan", "srresnet") else "generation"
+        model = (self.config or {}).get("kind", (self.config or {}).get("model"))
+        task = task_of_kind(model)
+        return task.results_kind if task is not None else "generation"
 
 
 # ---------------------------------------------------------------- reading files

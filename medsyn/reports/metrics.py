@@ -1,11 +1,14 @@
-"""The report's metric registry: where each column's value lives in results.json, which way is
-better, and how it is printed.
+"""The report's columns: where each value lives in results.json and how it is printed.
 
 Every column of the summary tables is a :class:`MetricSpec`. Its ``extract`` function turns the
 ``metrics`` object of a results.json (docs/architecture.md, section 3) into a :class:`Cell`, or
 ``None`` when the evaluation did not compute that metric at all. A metric that was attempted but
 could not be computed becomes a cell with ``unavailable`` set to the producer's reason: the
 report never prints "nan".
+
+Which way a column is better is not decided here: it is the direction declared where the metric
+is registered (``register_metric(..., worse=...)`` in :mod:`medsyn.evaluators.metrics`), read
+through :func:`better_direction`. A column whose key has no declared direction is not ranked.
 """
 
 from __future__ import annotations
@@ -15,10 +18,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medsyn.evaluators.metrics import WORSE_EITHER, WORSE_HIGHER, WORSE_LOWER, declared_directions
+
 LOWER = "lower"
 HIGHER = "higher"
-CLOSER_TO_ONE = "closer to 1"
+CLOSER_TO = "closer to"
 UNRANKED = "unranked"
+
+
+def better_direction(key: str) -> tuple[str, float | None]:
+    """(LOWER, HIGHER, CLOSER_TO or UNRANKED; the ideal value for CLOSER_TO) of a result key,
+    from the direction its metric declares."""
+    direction = declared_directions().get(key)
+    if direction is None or not direction.ranks:
+        return UNRANKED, None
+    if direction.worse == WORSE_EITHER:
+        return CLOSER_TO, direction.ideal
+    return {WORSE_HIGHER: LOWER, WORSE_LOWER: HIGHER}[direction.worse], None
+
 
 TABLES = {
     "fidelity": "Fidelity and diversity",
@@ -55,19 +72,41 @@ class Cell:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """One column: presentation only; its direction comes from the metric registry."""
+
     key: str
     label: str
     table: str
-    better: str
     digits: int
     extract: Callable[[Mapping[str, Any]], Cell | None]
     help: str
     percent: bool = False
     signed: bool = False
+    # the result key whose declared direction the column takes, when it is not ``key`` (the
+    # super-resolution table's FID column reads the results' "fid")
+    direction_key: str | None = None
+
+    @property
+    def _direction(self) -> tuple[str, float | None]:
+        return better_direction(self.direction_key or self.key)
+
+    @property
+    def better(self) -> str:
+        """'lower', 'higher', 'closer to 1' or 'unranked'."""
+        way, ideal = self._direction
+        return f"{CLOSER_TO} {ideal:g}" if way == CLOSER_TO else way
 
     @property
     def arrow(self) -> str:
-        return {LOWER: "↓", HIGHER: "↑", CLOSER_TO_ONE: "→1"}.get(self.better, "")
+        way, ideal = self._direction
+        return f"→{ideal:g}" if way == CLOSER_TO else {LOWER: "↓", HIGHER: "↑"}.get(way, "")
+
+    @property
+    def best_word(self) -> str:
+        """'lowest', 'highest' or 'closest to 1': the value an epoch is selected by."""
+        way, ideal = self._direction
+        return f"closest to {ideal:g}" if way == CLOSER_TO else {LOWER: "lowest",
+                                                                  HIGHER: "highest"}[way]
 
     def format_number(self, x: float | None) -> str:
         if x is None:
@@ -82,17 +121,18 @@ class MetricSpec:
 
     def rank_key(self, value: float) -> float:
         """Smaller is better, whatever the metric's direction."""
-        if self.better == LOWER:
+        way, ideal = self._direction
+        if way == LOWER:
             return value
-        if self.better == HIGHER:
+        if way == HIGHER:
             return -value
-        if self.better == CLOSER_TO_ONE:
-            return abs(value - 1.0)
+        if way == CLOSER_TO:
+            return abs(value - ideal)
         raise ValueError(f"metric {self.key!r} is not ranked")
 
     @property
     def ranked(self) -> bool:
-        return self.better != UNRANKED
+        return self._direction[0] != UNRANKED
 
 
 # ---------------------------------------------------------------- extraction helpers
@@ -299,84 +339,85 @@ def _authenticity(metrics: Mapping[str, Any]) -> Cell | None:
 # ---------------------------------------------------------------- the registry
 
 METRICS: dict[str, MetricSpec] = {m.key: m for m in [
-    MetricSpec("fid", "FID", "fidelity", LOWER, 2, _path_entry("fid"),
+    MetricSpec("fid", "FID", "fidelity", 2, _path_entry("fid"),
                "Fréchet Inception Distance between fake and real features."),
-    MetricSpec("fid_floor", "FID floor (real↔real)", "fidelity", UNRANKED, 2,
+    MetricSpec("fid_floor", "FID floor (real↔real)", "fidelity", 2,
                _path_entry("real_floor", "fid_halves"),
                "FID between two disjoint halves of the real reference: what a perfect generator "
                "would score at this sample size. Read every FID against it."),
-    MetricSpec("intra_fid", "intra-FID", "fidelity", LOWER, 2, _path_entry("intra_fid"),
+    MetricSpec("intra_fid", "intra-FID", "fidelity", 2, _path_entry("intra_fid"),
                "Mean over classes of the FID between fake and real images of the same class."),
-    MetricSpec("kid", "KID", "fidelity", LOWER, 4, _path_entry("kid"),
+    MetricSpec("kid", "KID", "fidelity", 4, _path_entry("kid"),
                "Kernel Inception Distance (unbiased, polynomial kernel)."),
-    MetricSpec("is", "IS", "fidelity", HIGHER, 2, _path_entry("is"),
+    MetricSpec("is", "IS", "fidelity", 2, _path_entry("is"),
                "Inception Score (10 splits)."),
-    MetricSpec("precision", "Precision", "fidelity", HIGHER, 3, _path_entry("precision"),
+    MetricSpec("precision", "Precision", "fidelity", 3, _path_entry("precision"),
                "Fraction of fake images inside the real manifold (k-NN balls, Naeem et al. 2020)."),
-    MetricSpec("recall", "Recall", "fidelity", HIGHER, 3, _path_entry("recall"),
+    MetricSpec("recall", "Recall", "fidelity", 3, _path_entry("recall"),
                "Fraction of real images inside the fake manifold."),
-    MetricSpec("density", "Density", "fidelity", CLOSER_TO_ONE, 3, _path_entry("density"),
+    MetricSpec("density", "Density", "fidelity", 3, _path_entry("density"),
                "Expected number of real k-NN balls containing a fake image, over k; 1 for "
                "identical distributions, so the value closest to 1 is marked best."),
-    MetricSpec("coverage", "Coverage", "fidelity", HIGHER, 3, _path_entry("coverage"),
+    MetricSpec("coverage", "Coverage", "fidelity", 3, _path_entry("coverage"),
                "Fraction of real images whose k-NN ball contains a fake image."),
-    MetricSpec("memorization", "Memorized", "fidelity", UNRANKED, 1, _memorization,
+    MetricSpec("memorization", "Memorized", "fidelity", 1, _memorization,
                "Fraction of fake images closer to a training image than the 1st percentile of "
                "held-out real images' distances to the training set.", percent=True),
-    MetricSpec("fd_infinity", "FD∞", "distribution", LOWER, 2, _path_entry("fd_infinity"),
+    MetricSpec("fd_infinity", "FD∞", "distribution", 2, _path_entry("fd_infinity"),
                "Fréchet distance extrapolated to infinitely many images (Chong & Forsyth 2020): "
                "FD on subsets of 15 sizes, a line in 1/n, its value at 1/n = 0."),
-    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", LOWER, 3, _path_entry("mmd"),
+    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", 3, _path_entry("mmd"),
                "Unbiased squared MMD with a Gaussian kernel (CMMD-style), bandwidth by the "
                "median heuristic on the real reference, x 1000."),
-    MetricSpec("alpha_precision", "α-precision", "distribution", HIGHER, 3,
+    MetricSpec("alpha_precision", "α-precision", "distribution", 3,
                _path_entry("alpha_precision"),
                "Alaa et al. 2022: 1 - 2 x area between the alpha-precision curve (fakes inside "
                "the real alpha-support) and the diagonal; 1 for a perfect generator."),
-    MetricSpec("beta_recall", "β-recall", "distribution", HIGHER, 3, _path_entry("beta_recall"),
+    MetricSpec("beta_recall", "β-recall", "distribution", 3, _path_entry("beta_recall"),
                "Alaa et al. 2022: the same score for the beta-recall curve (reals covered by "
                "the fakes' beta-support, k-NN rule)."),
-    MetricSpec("authenticity", "Authenticity", "distribution", HIGHER, 3, _authenticity,
+    MetricSpec("authenticity", "Authenticity", "distribution", 3, _authenticity,
                "Fraction of fakes not closer to their nearest training image than that image's "
                "nearest other training image (Alaa et al. 2022); read it against held-out real "
                "images' value (hover)."),
-    MetricSpec("vendi_fake", "Vendi (fake)", "distribution", UNRANKED, 2,
+    MetricSpec("vendi_fake", "Vendi (fake)", "distribution", 2,
                _path_entry("vendi_fake"),
                "Vendi score of the synthetic set (cosine kernel): its effective number of "
                "distinct images. Read against the real set's, at equal n."),
-    MetricSpec("vendi_real", "Vendi (real)", "distribution", UNRANKED, 2,
+    MetricSpec("vendi_real", "Vendi (real)", "distribution", 2,
                _path_entry("vendi_real"), "Vendi score of the real reference set."),
-    MetricSpec("tstr_acc", "TSTR acc", "utility", HIGHER, 3,
+    MetricSpec("tstr_acc", "TSTR acc", "utility", 3,
                _utility_stat("arms", "tstr", "accuracy"),
                "Accuracy on real test images of a classifier trained on synthetic images only."),
-    MetricSpec("trtr_acc", "TRTR acc", "utility", UNRANKED, 3,
+    MetricSpec("trtr_acc", "TRTR acc", "utility", 3,
                _utility_stat("arms", "trtr", "accuracy"),
                "Accuracy of the same classifier trained on real training images (reference)."),
-    MetricSpec("trtr_auc", "TRTR AUC", "utility", UNRANKED, 3,
+    MetricSpec("trtr_auc", "TRTR AUC", "utility", 3,
                _utility_stat("arms", "trtr", "auc_macro"),
                "Macro one-vs-rest AUC of the real-trained classifier (reference)."),
-    MetricSpec("trtrs_acc", "TRTR+S acc", "utility", HIGHER, 3,
+    MetricSpec("trtrs_acc", "TRTR+S acc", "utility", 3,
                _utility_stat("arms", "trtr_s", "accuracy"),
                "Accuracy when training on real plus synthetic images."),
-    MetricSpec("gain_acc", "Augmentation gain", "utility", HIGHER, 3,
+    MetricSpec("gain_acc", "Augmentation gain", "utility", 3,
                _utility_stat("gain", "accuracy", bounds=(-1.0, 1.0)),
                "TRTR+S accuracy minus TRTR accuracy.", signed=True),
-    MetricSpec("tstr_ratio", "TSTR / TRTR", "utility", HIGHER, 2,
+    MetricSpec("tstr_ratio", "TSTR / TRTR", "utility", 2,
                _utility_stat("tstr_over_trtr", "accuracy", bounds=(0.0, float("inf"))),
                "TSTR accuracy as a fraction of TRTR accuracy."),
-    MetricSpec("class_fidelity", "Class fidelity", "utility", HIGHER, 3,
+    MetricSpec("class_fidelity", "Class fidelity", "utility", 3,
                _utility_stat("arms", "class_fidelity", "accuracy"),
                "Accuracy of the real-trained classifier on labelled synthetic images."),
-    MetricSpec("psnr_y", "PSNR-Y (dB)", "sr", HIGHER, 2, _path_entry("psnr_y"),
+    MetricSpec("psnr_y", "PSNR-Y (dB)", "sr", 2, _path_entry("psnr_y"),
                "PSNR on the luminance channel of the super-resolved images."),
-    MetricSpec("ssim_y", "SSIM-Y", "sr", HIGHER, 4, _path_entry("ssim_y"),
+    MetricSpec("ssim_y", "SSIM-Y", "sr", 4, _path_entry("ssim_y"),
                "SSIM on the luminance channel of the super-resolved images."),
-    MetricSpec("psnr_y_bicubic", "Bicubic PSNR-Y (dB)", "sr", UNRANKED, 2,
+    MetricSpec("psnr_y_bicubic", "Bicubic PSNR-Y (dB)", "sr", 2,
                _path_entry("psnr_y_bicubic"), "PSNR-Y of bicubic upscaling of the same inputs."),
-    MetricSpec("ssim_y_bicubic", "Bicubic SSIM-Y", "sr", UNRANKED, 4,
+    MetricSpec("ssim_y_bicubic", "Bicubic SSIM-Y", "sr", 4,
                _path_entry("ssim_y_bicubic"), "SSIM-Y of bicubic upscaling of the same inputs."),
-    MetricSpec("sr_fid", "FID (SR vs HR)", "sr", LOWER, 2, _path_entry("fid"),
-               "FID of the super-resolved images against the real high-resolution images."),
+    MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, _path_entry("fid"),
+               "FID of the super-resolved images against the real high-resolution images.",
+               direction_key="fid"),
 ]}
 
 # Which metric picks a run's "best" epoch by default, per results kind.
