@@ -51,9 +51,9 @@ _LAZY = {
     "fid_entry": "fidelity", "kid_entry": "fidelity", "metric_fid": "fidelity",
     "metric_intra_fid": "fidelity", "metric_is": "fidelity", "metric_kid": "fidelity",
     "metric_real_floor": "fidelity",
-    "metric_memorization": "memorization", "metric_mmd": "mmd", "metric_prdc": "prdc",
-    "metric_privacy": "privacy", "register_privacy_test": "privacy",
-    "metric_utility": "utility", "metric_vendi": "vendi",
+    "metric_memorization": "privacy.memorization", "metric_mmd": "mmd", "metric_prdc": "prdc",
+    "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
+    "metric_utility": "utility.family", "metric_vendi": "vendi",
 }
 
 __all__ = [
@@ -65,9 +65,10 @@ __all__ = [
 
 
 def _privacy_module():
-    """metrics.privacy with authenticity (Alaa et al. 2022) registered as one of its tests: it
-    runs against the held-out baseline in every space the privacy audit uses."""
-    from medsyn.evaluators.metrics import alpha_precision, privacy
+    """metrics/privacy/family.py with authenticity (Alaa et al. 2022) registered as one of its
+    tests: it runs against the held-out baseline in every space the privacy audit uses."""
+    from medsyn.evaluators.metrics import alpha_precision
+    from medsyn.evaluators.metrics.privacy import family as privacy
 
     privacy.register_privacy_test("authenticity", alpha_precision.authenticity_privacy_test)
     return privacy
@@ -79,7 +80,7 @@ def _privacy_family(ctx):
 
 def __getattr__(name):
     if name in _LAZY:
-        module = (_privacy_module() if _LAZY[name] == "privacy"
+        module = (_privacy_module() if _LAZY[name] == "privacy.family"
                   else importlib.import_module(f"{__name__}.{_LAZY[name]}"))
         return getattr(module, name)
     try:                       # a submodule: ``medsyn.evaluators.metrics.stats``
@@ -141,7 +142,7 @@ register_metric("real_floor", f"{_M}.fidelity:metric_real_floor",
                 provides=("fid_halves", "kid_halves", "fid_train_vs_test", "kid_train_vs_test",
                           "floor"))
 # read against the fraction expected without copying (the percentile), not ranked
-register_metric("memorization", f"{_M}.memorization:metric_memorization",
+register_metric("memorization", f"{_M}.privacy.memorization:metric_memorization",
                 "fakes closer to a training image than held-out reals are",
                 worse={"memorization": WORSE_HIGHER}, unranked=("memorization",))
 register_metric("privacy", _privacy_family,
@@ -153,7 +154,7 @@ register_metric("discriminator", f"{_M}.diagnostics:metric_discriminator",
 register_metric("tsne", f"{_M}.diagnostics:metric_tsne", "t-SNE figure of real and fake features")
 # the report's names for values of the utility block (utility.arms.tstr.accuracy is tstr_acc);
 # the real-trained arm (trtr_acc, trtr_auc) is a reference, with no direction
-register_metric("utility", f"{_M}.utility:metric_utility",
+register_metric("utility", f"{_M}.utility.family:metric_utility",
                 "train-on-synthetic / test-on-real classifier arms over seeds (slow; opt-in)",
                 default=False, needs_features=False,
                 worse={"tstr_acc": WORSE_LOWER, "trtrs_acc": WORSE_LOWER,

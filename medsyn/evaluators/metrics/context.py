@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalOptions:
+    """The settings of an evaluation, by name (docs/evaluation.md lists them): what
+    :func:`medsyn.evaluators.evaluate` takes as ``options=`` or as keywords, and what every
+    metric family reads as ``ctx.options``."""
+
     n_bootstrap: int = 50
     seed: int = 0
     kid_subset_size: int = 1000
@@ -33,10 +37,13 @@ class EvalOptions:
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
     use_cache: bool = True
-    # train-on-synthetic utility (medsyn.evaluators.utility); recipe: a name, Recipe or dict
+    # train-on-synthetic utility (metrics/utility/protocol.py); recipe: a name, Recipe or dict.
+    # It is also the recipe of the 'classifier' feature space.
     utility_recipe: object = None
     utility_seeds: tuple = (0, 1, 2)
     utility_ratio: float = 1.0
+    # the 'ssl' feature space's SimCLR recipe (networks/ssl.py): a name, SSLRecipe or dict
+    ssl_recipe: object = None
     # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
     fd_inf_points: int = 15
     fd_inf_min_fraction: float = 0.2
@@ -99,9 +106,11 @@ class EvalOptions:
              f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
-        from medsyn.evaluators.classifier import get_recipe
+        from medsyn.evaluators.networks.recipes import get_recipe
+        from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
         get_recipe(self.utility_recipe)
+        get_ssl_recipe(self.ssl_recipe)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Privacy audit (``--metrics privacy``): does the synthetic set leak its training images?
 
-Three tests, each in the evaluation's feature space and in raw pixels (privacy_stats.py has
+Three tests, each in the evaluation's feature space and in raw pixels (stats.py beside it has
 the mathematics, docs/privacy.md what each can and cannot prove):
 
 - DCR: synthetic -> train nearest distances against held-out -> train ones;
@@ -27,7 +27,7 @@ import torch
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
 from medsyn.evaluators.metrics.groups import GroupResampler
-from medsyn.evaluators.metrics.privacy_stats import (
+from medsyn.evaluators.metrics.privacy.stats import (
     ALPHA,
     data_copying_ct,
     dcr_test,
@@ -208,7 +208,7 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
         if extra is not None:
             block[name] = extra
     if ctx.out_dir is not None:
-        from medsyn.evaluators import figures
+        from medsyn.evaluators.metrics import figures
 
         order = np.argsort(d_fake)[: opts.gallery_pairs]
         tag = space.name.replace("/", "-")
