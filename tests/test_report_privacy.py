@@ -12,7 +12,7 @@ import torch
 from medsyn.data import ImageDataset
 from medsyn.evaluators import evaluate
 from medsyn.reports import build_report
-from medsyn.reports.privacy import privacy_view
+from medsyn.reports.content.privacy import privacy_view
 
 
 def _images(n, seed, size=20):

@@ -44,7 +44,7 @@ class EvalOptions:
     utility_ratio: float = 1.0
     # the 'ssl' feature space's SimCLR recipe (networks/ssl.py): a name, SSLRecipe or dict
     ssl_recipe: object = None
-    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
+    # FD-infinity, RBF MMD, alpha-precision (metrics/distribution/)
     fd_inf_points: int = 15
     fd_inf_min_fraction: float = 0.2
     fd_inf_draws: int = 1

@@ -65,7 +65,7 @@ def register_privacy_test(name: str, fn: Callable[[PrivacySpace, EvalContext], d
     ``fn(space, ctx)`` returns a JSON-ready block with ``"flags"`` (True: evidence of copying,
     False: none, None: could not decide) and ``"rule"`` (the threshold, in words), plus its
     numbers; or None to skip the space. Example (authenticity, Alaa et al. 2022, once
-    ``medsyn.evaluators.metrics.alpha_precision.authenticity`` exists)::
+    ``medsyn.evaluators.metrics.distribution.alpha_precision.authenticity`` exists)::
 
         def authenticity_test(space, ctx):
             a = authenticity(space.train, space.fake)            # that module's signature
