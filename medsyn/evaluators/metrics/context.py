@@ -33,6 +33,9 @@ class EvalOptions:
     k: int = 5
     is_splits: int = 10
     memorization_percentile: float = 1.0
+    # held-out real images of the privacy audit: auto | val | test | reserve[:FRACTION]
+    # (metrics/privacy_baseline.py)
+    privacy_baseline: str = "auto"
     gallery_pairs: int = 8
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
@@ -106,11 +109,13 @@ class EvalOptions:
              f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
+        from medsyn.evaluators.metrics.privacy_baseline import parse_baseline
         from medsyn.evaluators.networks.recipes import get_recipe
         from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
         get_recipe(self.utility_recipe)
         get_ssl_recipe(self.ssl_recipe)
+        parse_baseline(self.privacy_baseline)
 
 
 @dataclass
@@ -126,6 +131,7 @@ class EvalContext:
     train: object | None = None              # ImageDataset of the training split
     heldout: object | None = None            # ImageDataset of held-out real images (test)
     val: object | None = None                # ImageDataset of the validation split
+    # (split_dataset / features_of take "train", "heldout" or "val")
     discriminator: Callable | None = None
     # sampler(labels, seed) -> uint8 images of those classes: more synthetic images on demand
     sampler: Callable | None = None
