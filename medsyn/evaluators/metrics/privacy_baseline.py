@@ -136,7 +136,8 @@ def choose_sets(option: str, train, val, heldout, fake_images: torch.Tensor,
 
     def test_set():
         return _unseen("heldout", heldout, np.arange(len(heldout)),
-                       "the held-out (test) split", fake_images, warnings)
+                       "the held-out set (the test split on the command line)", fake_images,
+                       warnings)
 
     if kind == "reserve":
         kept, reserved = reserved_rows(train, fraction, seed)

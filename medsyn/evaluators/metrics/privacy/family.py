@@ -162,8 +162,8 @@ def exchangeability_block(space: PrivacySpace, ctx: EvalContext) -> dict:
             "rule": f"permutation test of a training probe against {space.heldout_label}: "
                     f"distance to the other training images (AUC) and RBF MMD, combined by "
                     f"min-p; shift when p < {check['alpha']}",
-            "note": f"exchangeability of {space.heldout_label} with the training images; "
-                    f"combined p {_fmt(check['p_value'])}: {verdict}"}
+            "note": f"training vs {space.heldout_label} (0.5 = alike); combined p "
+                    f"{_fmt(check['p_value'])}: {verdict}"}
 
 
 def _fmt(x) -> str:
