@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from medsyn.data import load_dataset
 from medsyn.evaluators.features import PixelExtractor, dataset_features, get_extractor
-from medsyn.evaluators.metrics.exchangeability import SHIFT_ALPHA, check_exchangeable
+from medsyn.evaluators.metrics.privacy.exchangeability import SHIFT_ALPHA, check_exchangeable
 
 
 def main():

@@ -20,8 +20,8 @@ from medsyn.data import ImageDataset, load_dataset
 from medsyn.data.subsets import reserved_rows, split_validation
 from medsyn.errors import ConfigError
 from medsyn.evaluators import evaluate
-from medsyn.evaluators.metrics.privacy import verdict
-from medsyn.evaluators.metrics.privacy_baseline import choose_sets, parse_baseline
+from medsyn.evaluators.metrics.privacy.baseline import choose_sets, parse_baseline
+from medsyn.evaluators.metrics.privacy.family import verdict
 
 TESTS = ("dcr", "data_copying", "membership_inference")
 SPACES = {"pixels16", "pixels28"}
@@ -153,7 +153,7 @@ def test_reserved_part_of_the_training_split(splits):
     fake = _noised(train.images[picked], 4.0, seed=1)
     p = evaluate(fake, reference=train, train=train, heldout=splits["test"], metrics="privacy",
                  extractor="pixels", n_bootstrap=0,
-                 metric_options={"privacy_baseline": "reserve:0.2"})["metrics"]["privacy"]
+                 privacy_baseline="reserve:0.2")["metrics"]["privacy"]
     assert p["baseline"]["set"] == "pneumoniamnist/train[reserved 20%]"
     assert p["baseline"]["n"] == len(reserved) and p["n_train"] == len(kept)
     assert "trained without" in p["baseline"]["why"]

@@ -1,6 +1,6 @@
-"""The exchangeability check of the privacy audit (metrics/exchangeability.py): its statistics
-against independent computations, its size on exchangeable data over repeated draws, its power
-on shifted data, and patients as the unit of permutation."""
+"""The exchangeability check of the privacy audit (metrics/privacy/exchangeability.py): its
+statistics against independent computations, its size on exchangeable data over repeated
+draws, its power on shifted data, and patients as the unit of permutation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from medsyn.evaluators.metrics.exchangeability import (
+from medsyn.evaluators.metrics.privacy.exchangeability import (
     auc_greater,
     check_exchangeable,
     describe_shift,

@@ -92,7 +92,7 @@ def test_report_shows_a_shifted_baseline_beside_the_tests(tmp_path):
     train, val, test = ds("train", 160, 0), ds("val", 80, 3), ds("test", 80, 1, shift=40)
     evaluate(_images(80, 2), reference=train, train=train, heldout=test, val=val,
              metrics="privacy", extractor="pixels", n_bootstrap=0, out_dir=tmp_path / "ev",
-             metric_options={"privacy_baseline": "test"})
+             privacy_baseline="test")
     view = privacy_view(json.loads((tmp_path / "ev" / "results.json").read_text())["metrics"])
     assert view["shifted"] and not view["undecided"]
     assert {r["status"] for r in view["rows"] if r.get("check") and "toy/test" in r["test"]} \

@@ -172,10 +172,10 @@ def evaluate_command(
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
-    from medsyn.evaluators.metrics.privacy_baseline import parse_baseline
+    from medsyn.evaluators.metrics.context import parse_privacy_baseline
 
     try:
-        parse_baseline(privacy_baseline)
+        parse_privacy_baseline(privacy_baseline)
     except ConfigError as exc:
         raise ConfigError(f"--privacy-baseline: {exc}") from None
     from medsyn.data.intensity import BIT_DEPTH_HELP, parse_bit_depth

@@ -13,11 +13,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsyn.data.subsets import VAL_FRACTION_WHEN_MISSING
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import FeatureExtractor, Features, dataset_features
 from medsyn.evaluators.metrics import stats
 
 log = logging.getLogger(__name__)
+
+# the privacy audit's held-out images (metrics/privacy/baseline.py, docs/privacy.md)
+PRIVACY_BASELINES = ("auto", "val", "test", "reserve")
+
+
+def parse_privacy_baseline(value: str) -> tuple[str, float | None]:
+    """``"auto"``, ``"val"``, ``"test"``, ``"reserve"`` or ``"reserve:0.2"`` -> (kind, fraction)."""
+    text = str(value).strip().lower()
+    kind, _, frac = text.partition(":")
+    if kind not in PRIVACY_BASELINES or (frac and kind != "reserve"):
+        raise ConfigError(f"privacy baseline must be one of auto, val, test, reserve or "
+                          f"reserve:FRACTION, got {value!r}.")
+    if kind != "reserve":
+        return kind, None
+    try:
+        fraction = float(frac) if frac else VAL_FRACTION_WHEN_MISSING
+    except ValueError:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be a "
+                          "number in (0, 1), e.g. reserve:0.1.") from None
+    if not 0 < fraction < 1:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be in "
+                          "(0, 1).")
+    return kind, fraction
 
 
 @dataclass
@@ -34,7 +58,7 @@ class EvalOptions:
     is_splits: int = 10
     memorization_percentile: float = 1.0
     # held-out real images of the privacy audit: auto | val | test | reserve[:FRACTION]
-    # (metrics/privacy_baseline.py)
+    # (metrics/privacy/baseline.py)
     privacy_baseline: str = "auto"
     gallery_pairs: int = 8
     tsne_max_points: int = 750           # per set (real, fake)
@@ -109,13 +133,12 @@ class EvalOptions:
              f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
-        from medsyn.evaluators.metrics.privacy_baseline import parse_baseline
         from medsyn.evaluators.networks.recipes import get_recipe
         from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
         get_recipe(self.utility_recipe)
         get_ssl_recipe(self.ssl_recipe)
-        parse_baseline(self.privacy_baseline)
+        parse_privacy_baseline(self.privacy_baseline)
 
 
 @dataclass

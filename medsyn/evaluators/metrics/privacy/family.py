@@ -11,7 +11,7 @@ the mathematics, docs/privacy.md what each can and cannot prove):
 Each flags at one-sided level ``ALPHA``; the verdict says which flag, where. Further tests plug
 in with :func:`register_privacy_test` (the hook for authenticity, Alaa et al. 2022).
 
-The held-out baseline is chosen by ``privacy_baseline`` (privacy_baseline.py: the validation
+The held-out baseline is chosen by ``privacy_baseline`` (baseline.py: the validation
 split by default) and, in every space, an exchangeability check (exchangeability.py) tests
 whether it is drawn like the training images. A baseline that is not makes every test
 confounded: the verdict then rests on a control drawn like the training images and unseen by
@@ -33,9 +33,9 @@ import torch
 from medsyn.errors import ConfigError
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
-from medsyn.evaluators.metrics.exchangeability import check_exchangeable, describe_shift
 from medsyn.evaluators.metrics.groups import GroupResampler
-from medsyn.evaluators.metrics.privacy_baseline import PrivacySets, RealSet, choose_sets
+from medsyn.evaluators.metrics.privacy.baseline import PrivacySets, RealSet, choose_sets
+from medsyn.evaluators.metrics.privacy.exchangeability import check_exchangeable, describe_shift
 from medsyn.evaluators.metrics.privacy.stats import (
     ALPHA,
     data_copying_ct,

@@ -27,30 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from medsyn.data.subsets import VAL_FRACTION_WHEN_MISSING, reserved_rows
+from medsyn.data.subsets import reserved_rows
 from medsyn.errors import ConfigError
-
-BASELINES = ("auto", "val", "test", "reserve")
-
-
-def parse_baseline(value: str) -> tuple[str, float | None]:
-    """``"auto"``, ``"val"``, ``"test"``, ``"reserve"`` or ``"reserve:0.2"`` -> (kind, fraction)."""
-    text = str(value).strip().lower()
-    kind, _, frac = text.partition(":")
-    if kind not in BASELINES or (frac and kind != "reserve"):
-        raise ConfigError(f"privacy baseline must be one of auto, val, test, reserve or "
-                          f"reserve:FRACTION, got {value!r}.")
-    if kind != "reserve":
-        return kind, None
-    try:
-        fraction = float(frac) if frac else VAL_FRACTION_WHEN_MISSING
-    except ValueError:
-        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be a "
-                          "number in (0, 1), e.g. reserve:0.1.") from None
-    if not 0 < fraction < 1:
-        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be in "
-                          "(0, 1).")
-    return kind, fraction
+from medsyn.evaluators.metrics.context import parse_privacy_baseline as parse_baseline
 
 
 def image_digests(images: torch.Tensor) -> list[bytes]:
