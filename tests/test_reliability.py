@@ -126,7 +126,7 @@ def test_inception_weights_with_code_are_refused_and_never_run(tmp_path, monkeyp
 
 
 def test_classifier_and_vgg19_weights_with_code_are_refused(tmp_path):
-    from medsyn.evaluators.classifier import build_classifier, get_recipe
+    from medsyn.evaluators.networks.classifier import build_classifier, get_recipe
     from medsyn.generators.sr.losses import ContentLoss
 
     evil, marker = _evil_weights(tmp_path)
@@ -140,7 +140,7 @@ def test_classifier_and_vgg19_weights_with_code_are_refused(tmp_path):
 def test_verified_classifier_weights_load_and_their_sha256_is_recorded(tmp_path):
     import timm
 
-    from medsyn.evaluators.classifier import build_classifier, get_recipe
+    from medsyn.evaluators.networks.classifier import build_classifier, get_recipe
     from medsyn.utils import file_digest
 
     source = timm.create_model("resnet18", pretrained=False, num_classes=5)

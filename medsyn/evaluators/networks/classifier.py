@@ -3,7 +3,8 @@
 A timm network (ResNet-18 by default, no pretrained weights unless a local file is given),
 adapted to the image size and channel count, trained with a fixed, named recipe:
 
-    from medsyn.evaluators.classifier import get_recipe, train_classifier, predict_proba
+    from medsyn.evaluators.networks.classifier import (get_recipe, train_classifier,
+                                                       predict_proba, classification_scores)
     recipe = get_recipe("quick")          # or "medmnist", or get_recipe("quick", epochs=3)
     clf = train_classifier(train.images, train.labels, val.images, val.labels,
                            num_classes=2, recipe=recipe, seed=0)
@@ -14,9 +15,11 @@ Classifiers trained on a real training split are cached on disk (``real_classifi
 by the fingerprints of the training and validation data, the recipe and the seed, so every
 checkpoint evaluated against the same dataset reuses them.
 
-Conventions (all recorded in ``Recipe.describe()``):
+Conventions (all recorded in ``Recipe.describe()``; the recipes are in
+:mod:`medsyn.evaluators.networks.recipes`):
 
-- input ``x / 127.5 - 1`` (uint8 -> [-1, 1]; MedMNIST's Normalize(mean=.5, std=.5));
+- input ``x / 127.5 - 1`` (:func:`medsyn.model_range.to_model_range`; MedMNIST's
+  Normalize(mean=.5, std=.5));
 - stem: the total stride of ResNet's stem is chosen from the image size (``stem_stride``
   ``None``): 1 up to 32 px (3x3 stride-1 convolution, no max-pool: MedMNIST's ResNet-18 (28)),
   2 up to 64 px (the same convolution, then the max-pool), 4 above (timm's own 7x7 stride-2
@@ -47,114 +50,25 @@ import numpy as np
 import torch
 
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators.netcache import cache_key, load_network, state_digest, store_network
-from medsyn.utils import file_digest, progress
+from medsyn.evaluators.networks.netcache import (
+    cache_key,
+    load_network,
+    state_digest,
+    store_network,
+)
+from medsyn.evaluators.networks.recipes import (  # noqa: F401 (public names here too)
+    RECIPES,
+    Recipe,
+    get_recipe,
+    resolved_precision,
+)
+from medsyn.model_range import to_model_range
+from medsyn.utils import progress
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER_CACHE_VERSION = 1
 CACHE_KIND = "classifiers"
-SELECTIONS = ("val_auc", "val_accuracy", "last")
-AUGMENTATIONS = ("none", "shift")
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a diagnostic classifier is trained. Every field ends up in results.json."""
-
-    name: str = "quick"
-    model: str = "resnet18"
-    stem_stride: int | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    selection: str = "val_auc"
-    augment: str = "none"
-    precision: str = "auto"
-    # after every epoch, batch-norm statistics recomputed on up to this many training images
-    # (0: keep the running averages); see recompute_batchnorm
-    precise_bn: int = 2048
-    pretrained: str | None = None       # local timm/torchvision state_dict file
-
-    def validate(self) -> Recipe:
-        def need(cond, msg):
-            if not cond:
-                raise ConfigError(f"classifier recipe {self.name!r}: {msg}")
-        need(isinstance(self.epochs, int) and self.epochs >= 1,
-             f"epochs must be an integer >= 1, got {self.epochs!r}.")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 2,
-             f"batch_size must be an integer >= 2, got {self.batch_size!r}.")
-        need(isinstance(self.lr, (int, float)) and self.lr > 0,
-             f"lr must be > 0, got {self.lr!r}.")
-        need(isinstance(self.milestones, (tuple, list)) and all(
-             isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones),
-             f"milestones are fractions of the epochs in (0, 1), got {self.milestones!r}.")
-        need(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma!r}.")
-        need(self.stem_stride in (None, 1, 2, 4),
-             f"stem_stride must be 1, 2, 4 or None (chosen from the image size), got "
-             f"{self.stem_stride!r}.")
-        need(self.selection in SELECTIONS,
-             f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}.")
-        need(self.augment in AUGMENTATIONS,
-             f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}.")
-        need(isinstance(self.precise_bn, int) and self.precise_bn >= 0,
-             f"precise_bn must be an integer >= 0 (images), got {self.precise_bn!r}.")
-        need(self.precision in PRECISIONS,
-             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
-        if self.pretrained is not None and not Path(self.pretrained).expanduser().is_file():
-            raise ConfigError(f"classifier weights file {self.pretrained} does not exist; give a "
-                              f"local state_dict for timm's {self.model} or leave it unset.")
-        return self
-
-    def milestone_epochs(self) -> list[int]:
-        """Epochs after which the lr is multiplied by ``gamma``: ``floor(m * epochs)`` for each
-        fraction m (at least 1); a repeated epoch decays twice, as in MultiStepLR."""
-        return sorted(max(1, int(math.floor(m * self.epochs + 1e-9))) for m in self.milestones)
-
-    def describe(self) -> dict:
-        """JSON-ready: every field, the milestones in epochs, and what the names mean."""
-        out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
-        out["milestones"] = list(self.milestones)
-        out["milestone_epochs"] = self.milestone_epochs()
-        out["optimizer"] = "Adam"
-        out["loss"] = "cross-entropy"
-        out["input"] = "x / 127.5 - 1"
-        out["stem"] = ("chosen from the image size: stride 1 up to 32 px, 2 up to 64 px, 4 above"
-                       if self.stem_stride is None else f"stride {self.stem_stride}")
-        if self.pretrained:
-            path = Path(self.pretrained).expanduser()
-            out["pretrained_sha256"] = file_digest(path) if path.is_file() else None
-        return out
-
-
-RECIPES: dict[str, Recipe] = {
-    # CPU-sized: ResNet-18 with timm's ImageNet stem at every size (a 28 px image is 7x7 after
-    # the stem), 10 epochs. About 0.5 k img/s of training on 2 CPU cores at 28 px. So few
-    # steps leave batch norm's running averages behind the weights (measured: a 1,200-image
-    # PneumoniaMNIST run predicted one class in eval mode after 3 epochs though its training
-    # loss was 0.13), hence the statistics are recomputed after every epoch.
-    "quick": Recipe(name="quick", stem_stride=4, epochs=10),
-    # MedMNIST v2's ResNet-18 recipe (Yang et al. 2023): 100 epochs, lr x0.1 at 50 and 75,
-    # the stem chosen from the size (stride 1 at 28 px, as their ResNet-18 (28)).
-    "medmnist": Recipe(name="medmnist", stem_stride=None, epochs=100, precise_bn=0),
-}
-DEFAULT_RECIPE = "quick"
-
-
-def get_recipe(recipe: str | Recipe | dict | None = None, **overrides) -> Recipe:
-    """A named recipe (``quick``, ``medmnist``), a Recipe, or a dict of fields, with overrides
-    (``None`` values are ignored). A changed recipe keeps its base name plus ``+custom``."""
-    from medsyn.evaluators.netcache import resolve_recipe
-
-    return resolve_recipe(recipe, overrides, recipe_type=Recipe, named=RECIPES,
-                          default=DEFAULT_RECIPE, what="classifier")
-
 
 # ---------------------------------------------------------------- the network
 
@@ -230,8 +144,8 @@ def penultimate(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
-def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    return images_uint8.float() / 127.5 - 1.0
+# the classifiers' input: medsyn's one uint8 -> [-1, 1] conversion
+to_input = to_model_range
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -483,11 +397,6 @@ def train_classifier(train_images: torch.Tensor, train_labels, val_images: torch
 # ---------------------------------------------------------------- cache of real classifiers
 
 
-def resolved_precision(recipe: Recipe, device: torch.device) -> str:
-    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
-    return "bf16" if bf16 else "fp32"
-
-
 def _cache_key(train, val, recipe: Recipe, seed: int, device: torch.device) -> str:
     import timm
 
@@ -509,7 +418,7 @@ def real_classifier(train, val, recipe: Recipe | str | None = None, seed: int = 
                     device=None, use_cache: bool = True, desc: str | None = None
                     ) -> TrainedClassifier:
     """The recipe's classifier trained on the real ``train`` dataset (selected on ``val``),
-    from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before (medsyn.evaluators.netcache)."""
+    from ``$MEDSYN_CACHE_DIR/classifiers`` when trained before (evaluators/networks/netcache.py)."""
     from medsyn.device import resolve_device
 
     recipe = get_recipe(recipe)

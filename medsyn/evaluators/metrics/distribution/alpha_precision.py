@@ -266,7 +266,7 @@ def metric_alpha_precision(ctx: EvalContext) -> dict:
 
 
 def authenticity_privacy_test(space, ctx) -> dict | None:
-    """Authenticity as a test of the privacy audit (metrics/privacy.py): the fraction of
+    """Authenticity as a test of the privacy audit (metrics/privacy/family.py): the fraction of
     synthetic samples judged authentic against the training set, compared with the same
     fraction for held-out real samples (what a generator that copies nothing scores).
     Flags when the synthetic fraction is lower by a one-sided two-proportion z-test at

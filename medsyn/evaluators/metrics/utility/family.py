@@ -1,4 +1,4 @@
-"""Train-on-synthetic utility as a metric family (the protocol is evaluators/utility.py)."""
+"""Train-on-synthetic utility as a metric family (the protocol itself is protocol.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from medsyn.evaluators.metrics.context import EvalContext, unavailable
 
 def metric_utility(ctx: EvalContext) -> dict:
     from medsyn.device import extraction_threads
-    from medsyn.evaluators.utility import evaluate_utility
+    from medsyn.evaluators.metrics.utility.protocol import evaluate_utility
 
     train = ctx.train if ctx.train is not None else (
         ctx.reference if ctx.reference.split == "train" else None)

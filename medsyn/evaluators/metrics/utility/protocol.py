@@ -1,6 +1,6 @@
 """Downstream utility: does synthetic data help a diagnostic classifier?
 
-    from medsyn.evaluators.utility import evaluate_utility
+    from medsyn.evaluators import evaluate_utility
     block = evaluate_utility(fake_images, fake_labels, train=ds_train, val=ds_val, test=ds_test,
                              recipe="quick", seeds=(0, 1, 2), ratio=1.0)
     # -> results.json's metrics.utility (docs/architecture.md section 3)
@@ -8,7 +8,7 @@
 Arms, every one scored on the REAL test split, each repeated over ``seeds``:
 
 - ``trtr``: trained on the real training split (cached across evaluations, see
-  :func:`medsyn.evaluators.classifier.real_classifier`);
+  :func:`medsyn.evaluators.networks.classifier.real_classifier`);
 - ``tstr``: trained on synthetic images only, as many per class as the real training split;
 - ``trtr_s``: real training split plus ``ratio`` x as many synthetic images per class;
 - ``class_fidelity``: the TRTR classifier of each seed on the labelled synthetic TSTR set
@@ -30,13 +30,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from medsyn.data.dataset import class_indices
 from medsyn.data.subsets import (  # noqa: F401 (split_validation: public name here)
     VAL_FRACTION_WHEN_MISSING,
     split_validation,
     take_per_class,
 )
 from medsyn.errors import DataError
-from medsyn.evaluators.classifier import (
+from medsyn.evaluators.networks.classifier import (
     classification_scores,
     get_recipe,
     predict_proba,
@@ -228,13 +229,10 @@ def evaluate_utility(fake_images: torch.Tensor | None, fake_labels, *, train, te
         _check_same_domain(fake_images, train, "synthetic images")
     labels = None
     if fake_labels is not None:
-        labels = np.asarray(torch.as_tensor(fake_labels).cpu(), dtype=np.int64).reshape(-1)
+        labels = class_indices(fake_labels, class_names, "synthetic labels")
         if fake_images is None or len(labels) != len(fake_images):
             raise DataError(f"{0 if fake_images is None else len(fake_images)} synthetic "
                             f"images but {len(labels)} labels; give one label per image.")
-        if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise DataError(f"synthetic labels must be class indices 0..{k - 1} "
-                            f"({', '.join(class_names)}), got {labels.min()}..{labels.max()}.")
     if labels is None and sampler is None:
         return {"value": None, "unavailable":
                 "the synthetic images carry no class labels (use one sub-folder per class, "

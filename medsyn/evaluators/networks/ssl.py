@@ -2,11 +2,11 @@
 
 SimCLR (Chen et al. 2020): two augmented views of every image pass through a timm ResNet-18
 (the stem adapted to the image size as for the diagnostic classifiers,
-:func:`medsyn.evaluators.classifier.build_classifier`) and a two-layer projection head; the
-NT-Xent loss pulls the two views of an image together and pushes the other images of the
+:func:`medsyn.evaluators.networks.classifier.build_classifier`) and a two-layer projection
+head; the NT-Xent loss pulls the two views of an image together and pushes the other images of the
 batch away. No labels are used. The encoder's pooled 512-d output is the feature space.
 
-    from medsyn.evaluators.ssl import get_ssl_recipe, real_ssl_encoder
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe, real_ssl_encoder
     enc = real_ssl_encoder(train, get_ssl_recipe("quick"), seed=0)   # trained once, cached
     enc.encoder     # nn.Module: x / 127.5 - 1 -> [N, 512]
 
@@ -18,7 +18,7 @@ to 0.03. No flips (chest X-rays have a left and a right) and no colour jitter (g
 encoder is by construction blind to what it was trained to ignore: these strengths are small,
 so that blur, stronger noise and different anatomy still move the features.
 
-Trained encoders are cached under ``$MEDSYN_CACHE_DIR/ssl`` (medsyn.evaluators.netcache),
+Trained encoders are cached under ``$MEDSYN_CACHE_DIR/ssl`` (evaluators/networks/netcache.py),
 keyed by the training data's fingerprint, the recipe, the seed, the medsyn/torch/timm versions
 and the device type; the weights' sha256 is verified on load.
 """
@@ -33,8 +33,20 @@ from dataclasses import dataclass, field
 import torch
 
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators.classifier import PRECISIONS, Recipe, build_classifier, resolved_precision
-from medsyn.evaluators.netcache import cache_key, load_network, state_digest, store_network
+from medsyn.evaluators.networks.classifier import build_classifier
+from medsyn.evaluators.networks.netcache import (
+    cache_key,
+    load_network,
+    state_digest,
+    store_network,
+)
+from medsyn.evaluators.networks.recipes import (
+    PRECISIONS,
+    Recipe,
+    resolve_recipe,
+    resolved_precision,
+)
+from medsyn.model_range import to_model_range
 from medsyn.utils import progress
 
 SSL_CACHE_VERSION = 1
@@ -106,8 +118,6 @@ SSL_RECIPES: dict[str, SSLRecipe] = {
 def get_ssl_recipe(recipe: str | SSLRecipe | dict | None = None, **overrides) -> SSLRecipe:
     """A named recipe (``quick``, ``standard``), an SSLRecipe or a dict of fields, with
     overrides (``None`` values ignored); a changed recipe is named ``<base>+custom``."""
-    from medsyn.evaluators.netcache import resolve_recipe
-
     return resolve_recipe(recipe, overrides, recipe_type=SSLRecipe, named=SSL_RECIPES,
                           default="quick", what="SSL")
 
@@ -227,7 +237,7 @@ def train_ssl_encoder(images: torch.Tensor, recipe: SSLRecipe | str | None = Non
             perm = torch.randperm(n, generator=gen).to(dev)
             losses, accs = [], []
             for s in range(steps_per_epoch):
-                x = x_all[perm[s * batch:(s + 1) * batch]].float() / 127.5 - 1.0
+                x = to_model_range(x_all[perm[s * batch:(s + 1) * batch]])
                 views = torch.cat([augment(x, recipe, gen), augment(x, recipe, gen)])
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     z = net(views)

@@ -7,7 +7,7 @@ import numpy as np
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
 from medsyn.evaluators.metrics.groups import GroupResampler
-from medsyn.evaluators.metrics.privacy_stats import fraction_below
+from medsyn.evaluators.metrics.privacy.stats import fraction_below
 
 
 def metric_memorization(ctx: EvalContext) -> dict:
@@ -47,7 +47,7 @@ def metric_memorization(ctx: EvalContext) -> dict:
                      "distance": float(d_fake[i])} for i in order],
     }
     if ctx.out_dir is not None:
-        from medsyn.evaluators import figures
+        from medsyn.evaluators.metrics import figures
 
         ctx.figures["memorization"] = figures.memorization_gallery(
             ctx.out_dir / "memorization.png", ctx.fake_images,

@@ -8,7 +8,7 @@ multiple of the scale): LR = MATLAB bicubic ``imresize(HR, 1/scale)``; PSNR and 
 SR output and of the bicubic baseline (:func:`medsyn.evaluators.sr.evaluate_sr`: mean of
 per-image values, percentile bootstrap over images, ``crop_border = scale``); FID (and any other
 feature metric asked for) of the SR outputs against the HR images, through
-:func:`medsyn.evaluators.api.evaluate`. Writes ``results.json`` (``"kind": "super-resolution"``),
+:func:`medsyn.evaluators.evaluate`. Writes ``results.json`` (``"kind": "super-resolution"``),
 ``metrics.csv``, ``per_image_sr.csv`` and ``sr_examples.png`` (LR | bicubic | SR | HR).
 """
 
@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from medsyn.errors import CheckpointError, DataError
+from medsyn.generators.interface import Task, task_of_kind
 from medsyn.settings import ENV_DATA_ROOT
 
-SR_RESULTS_KIND = "super-resolution"
+SR_RESULTS_KIND = Task.SUPER_RESOLUTION.results_kind
 PER_IMAGE_CSV = "per_image_sr.csv"
 EXAMPLES_FIGURE = "sr_examples.png"
 SR_BOOTSTRAP = 1000           # resamples of the PSNR/SSIM intervals (cheap: per-image values)
@@ -33,9 +34,8 @@ DEFAULT_SR_METRICS = ("fid",)
 
 
 def is_sr_checkpoint(payload: dict) -> bool:
-    from medsyn.generators.sr.config import SR_KINDS
-
-    return payload.get("kind") in SR_KINDS
+    """Whether a checkpoint payload's kind declares the super-resolution task."""
+    return task_of_kind(payload.get("kind")) is Task.SUPER_RESOLUTION
 
 
 def load_hr_reference(model, split: str = "test", data_root: str | os.PathLike | None = None):
@@ -80,19 +80,17 @@ def example_strip(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor,
 
 
 def evaluate_sr_checkpoint(checkpoint: str | os.PathLike, *, device=None, **options) -> dict:
-    """Load an ``srresnet`` / ``srgan`` checkpoint and :func:`evaluate_sr_model` it."""
-    from medsyn.device import resolve_device
-    from medsyn.generators.checkpoint import read_checkpoint
-    from medsyn.generators.sr.checkpoint import load_sr_checkpoint
+    """Load a super-resolution checkpoint (``srresnet``, ``srgan``) and
+    :func:`evaluate_sr_model` it."""
+    from medsyn.generators import load_checkpoint, read_checkpoint
+    from medsyn.generators.interface import kinds_of_task
 
     path = Path(checkpoint)
-    payload = read_checkpoint(path)
-    if not is_sr_checkpoint(payload):
-        raise CheckpointError(f"{path} is a {payload.get('kind')!r} checkpoint, not a "
-                              "super-resolution model (srresnet, srgan).")
-    model = load_sr_checkpoint(payload, resolve_device(device), path)
-    del payload
-    return evaluate_sr_model(model, **options)
+    kind = read_checkpoint(path).get("kind")
+    if task_of_kind(kind) is not Task.SUPER_RESOLUTION:
+        raise CheckpointError(f"{path} is a {kind!r} checkpoint, not a super-resolution model "
+                              f"({', '.join(kinds_of_task(Task.SUPER_RESOLUTION))}).")
+    return evaluate_sr_model(load_checkpoint(path, device), **options)
 
 
 def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike | None = None,
@@ -133,9 +131,9 @@ def evaluate_sr_model(model, *, split: str = "test", out_dir: str | os.PathLike 
 def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, extractor,
                       extractor_options, n_bootstrap, seed, use_cache, n_examples, bicubic_fid,
                       started, evaluate_options) -> dict:
-    from medsyn.evaluators.api import evaluate, versions
     from medsyn.evaluators.results import SCHEMA_VERSION
-    from medsyn.evaluators.sr import evaluate_sr, imresize_batch, write_per_image_csv
+    from medsyn.evaluators.scoring.evaluate import evaluate, versions
+    from medsyn.evaluators.sr.metrics import evaluate_sr, imresize_batch, write_per_image_csv
     from medsyn.generators.grid import save_grid
     from medsyn.utils import file_digest
 
