@@ -39,6 +39,7 @@ Protocol file (TOML)::
     name = "acgan-pneumoniamnist-28"   # run folder OUT/runs/NAME
     kind = "acgan"
     evaluate_epochs = [5, 10, 20]      # the last one is the number of epochs trained
+    utility = true                     # false: never a utility step for this run (default true)
     [run.train]                        # options of `medsyn train KIND`
     dataset = "pneumoniamnist"
     image_size = 28
@@ -87,6 +88,7 @@ class RunSpec:
     kind: str
     evaluate_epochs: list[int]
     train: dict = field(default_factory=dict)
+    utility: bool = True               # false: no utility step for this run (budget)
 
     @property
     def epochs(self) -> int:
@@ -142,7 +144,11 @@ def load_protocol(path: Path, out: Path | None = None) -> Protocol:
             if reserved in train:
                 raise ProtocolError(f"{where} ({name}): [run.train] {reserved} is set by the "
                                     "benchmark (from evaluate_epochs and the run name); remove it")
-        runs.append(RunSpec(name, r["kind"], epochs, train))
+        utility = r.get("utility", True)
+        if not isinstance(utility, bool):
+            raise ProtocolError(f"{where} ({name}): utility must be true or false, got "
+                                f"{utility!r}")
+        runs.append(RunSpec(name, r["kind"], epochs, train, utility))
     if not runs:
         raise ProtocolError(f"{path}: no [[run]] entries")
     names = [r.name for r in runs]
@@ -275,12 +281,15 @@ class Benchmark:
         return path.exists() and "utility" in json.loads(path.read_text()).get("metrics", {})
 
     def utility_epochs(self, run: RunSpec) -> list[int]:
-        if self.p.select == "fid" or run.kind == "dcgan":   # dcgan: no labels, no TSTR
+        if self.p.select == "fid" or not self._has_utility_step(run):
             return []
         if self.p.select == "tstr_acc":
             return list(run.evaluate_epochs)
         scored = [(f, e) for e in run.evaluate_epochs if (f := self.fid_of(run, e)) is not None]
         return sorted(e for _, e in sorted(scored)[:self.p.shortlist])
+
+    def _has_utility_step(self, run: RunSpec) -> bool:
+        return run.kind != "dcgan" and run.utility         # dcgan: no labels, no TSTR
 
     def pending(self, run: RunSpec) -> list[str]:
         left = []
@@ -288,7 +297,7 @@ class Benchmark:
             left.append(f"train to epoch {run.epochs}")
         left += [f"evaluate epoch {e}" for e in run.evaluate_epochs
                  if not (self.eval_dir(run, e) / "results.json").exists()]
-        if self.p.select != "fid" and run.kind != "dcgan":
+        if self.p.select != "fid" and self._has_utility_step(run):
             done = [e for e in run.evaluate_epochs if self.has_utility(run, e)]
             left.append(f"utility ({self.p.select}; done for epochs {done or 'none'})")
         return left
@@ -296,7 +305,7 @@ class Benchmark:
     def run_one(self, run: RunSpec) -> None:
         if not self.checkpoint(run, run.epochs).exists():
             self.execute("train", run, self.train_command(run))
-        utility_now = self.p.select == "tstr_acc" and run.kind != "dcgan"
+        utility_now = self.p.select == "tstr_acc" and self._has_utility_step(run)
         for epoch in run.evaluate_epochs:
             if not (self.eval_dir(run, epoch) / "results.json").exists():
                 self.execute(f"evaluate epoch{epoch:03d}", run,
