@@ -13,13 +13,13 @@ import torch
 from medsyn.errors import ConfigError
 from medsyn.generators import load_checkpoint, read_checkpoint, train
 from medsyn.generators.checkpoint import seal
-from medsyn.generators.ema import GeneratorEMA, ema_decay_at
 from medsyn.generators.engine import read_jsonl
 from medsyn.generators.gan import recipes
 from medsyn.generators.gan.checkpoint import generate
 from medsyn.generators.gan.config import resolve_config
 from medsyn.generators.gan.kinds import GAN_KINDS
 from medsyn.generators.gan.step import CollapseDetector, within_class_spread
+from medsyn.generators.stabilisers.ema import GeneratorEMA, ema_decay_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -272,8 +272,8 @@ def test_projection_discriminator_is_psi_plus_the_class_inner_product():
 def test_losses_against_their_formulas():
     from types import SimpleNamespace
 
-    from medsyn.generators import losses
     from medsyn.generators.gan.step import GanStep
+    from medsyn.generators.stabilisers import losses
 
     logits = torch.tensor([-3.0, -0.5, 0.0, 0.7, 2.5])
     x = logits.numpy().astype(np.float64)
@@ -297,7 +297,7 @@ def test_losses_against_their_formulas():
 
 
 def test_translation_and_cutout_against_an_independent_computation():
-    from medsyn.generators import augment
+    from medsyn.generators.stabilisers import augment
 
     x = torch.arange(2 * 1 * 6 * 5, dtype=torch.float32).reshape(2, 1, 6, 5) + 1
     out = augment.translate(x, torch.tensor([2, -1]), torch.tensor([-1, 3]))
@@ -316,7 +316,7 @@ def test_translation_and_cutout_against_an_independent_computation():
 
 
 def test_augmentation_draws_per_image_keeps_shape_and_passes_gradients():
-    from medsyn.generators.augment import DiffAugment, parse_policy
+    from medsyn.generators.stabilisers.augment import DiffAugment, parse_policy
 
     assert parse_policy("none") == () and parse_policy("cutout, translation") == (
         "translation", "cutout")
@@ -329,7 +329,7 @@ def test_augmentation_draws_per_image_keeps_shape_and_passes_gradients():
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     # brightness shifts each image by its own U(-0.5, 0.5): the per-image shift varies
-    from medsyn.generators.augment import brightness, contrast
+    from medsyn.generators.stabilisers.augment import brightness, contrast
 
     flat = torch.zeros(256, 1, 4, 4)
     shifts = brightness(flat).mean(dim=(1, 2, 3))
@@ -413,7 +413,11 @@ def test_ema_does_not_change_training_and_its_batch_norm_statistics_are_its_own(
                       if isinstance(m, torch.nn.BatchNorm2d))
     assert not torch.allclose(bn.running_mean, trained_bn.running_mean)
     # the standing statistics: the mean over 16 batches of the layer's input, EMA weights
-    from medsyn.generators.ema import STANDING_BATCH_SIZE, STANDING_BATCHES, STANDING_SEED
+    from medsyn.generators.stabilisers.ema import (
+        STANDING_BATCH_SIZE,
+        STANDING_BATCHES,
+        STANDING_SEED,
+    )
 
     net = gen.generator.train()
     seen = []

@@ -159,7 +159,7 @@ def _apply_recipe(kind: str, values: dict, payload: dict | None, given: set[str]
     for spec in OPTIONS:
         if spec.kinds is not None and kind not in spec.kinds:
             values[spec.name] = None
-    from medsyn.generators.augment import parse_policy
+    from medsyn.generators.stabilisers.augment import parse_policy
 
     parse_policy(values["augment"])
     if values["loss"] == "hinge" and values.get("label_smoothing"):

@@ -2,8 +2,8 @@
 
 Losses: ``--loss bce`` (the seed's): D minimises BCE(D(x), 1 - label_smoothing) + BCE(D(G(z)), 0)
 (one-sided label smoothing), G minimises BCE(D(G(z)), 1) (label flipping: fakes labelled real);
-``--loss hinge``: :mod:`medsyn.generators.losses`. AC-GAN adds the cross-entropy of the class
-head, on real and fake images for D and on fake images for G: L = Ls + Lc; with the twin
+``--loss hinge``: :mod:`medsyn.generators.stabilisers.losses`. AC-GAN adds the cross-entropy of
+the class head, on real and fake images for D and on fake images for G: L = Ls + Lc; with the twin
 classifier (TAC-GAN) the class head learns on real images only, the twin head on fakes, and G
 adds minus the twin head's cross-entropy. The update itself (two D passes, G through the frozen
 D, grad scaler, autocast) is :class:`medsyn.generators.adversarial.AdversarialUpdate`. The
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsyn.generators import losses
 from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
-from medsyn.generators.ema import GeneratorEMA
 from medsyn.generators.engine import Precision, unwrap
 from medsyn.generators.gan.kinds import GanKind
+from medsyn.generators.stabilisers import losses
+from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import to_model_range
 
 
@@ -61,7 +61,7 @@ class GanStep:
         """``discriminator_for_g``: the same network without its DDP wrapper (possibly compiled
         on its own), used in G's step; default: ``discriminator`` itself when it is not DDP.
         ``loss``: ``bce`` or ``hinge``; ``augment``: applied to every image D sees (DiffAugment,
-        :mod:`medsyn.generators.augment`); ``ema``: updated after every G step;
+        :mod:`medsyn.generators.stabilisers.augment`); ``ema``: updated after every G step;
         ``label_prior``: class probabilities to draw the fake labels from (``None``: uniform).
         """
         self.kind = kind

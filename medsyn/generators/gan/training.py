@@ -17,14 +17,14 @@ import torch
 from medsyn import __version__
 from medsyn.device import training_threads
 from medsyn.generators import engine, run
-from medsyn.generators.augment import DiffAugment
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
-from medsyn.generators.ema import GeneratorEMA
 from medsyn.generators.gan.checkpoint import generate
 from medsyn.generators.gan.config import TrainConfig, resolve_config
 from medsyn.generators.gan.kinds import gan_kind
 from medsyn.generators.gan.step import CollapseDetector, GanStep
 from medsyn.generators.grid import save_grid
+from medsyn.generators.stabilisers.augment import DiffAugment
+from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import NORMALISATION
 from medsyn.settings import ENV_DATA_ROOT
 
