@@ -32,6 +32,22 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
     return h.hexdigest()
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as text that can always be printed and encoded: a name that is not valid UTF-8
+    (Python keeps its bytes as surrogates) shows those bytes as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(path: str | os.PathLike) -> bool:
+    """Whether every byte of ``path`` decodes as UTF-8 (else it cannot appear in JSON, HTML or
+    a hash input as text without escaping)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
