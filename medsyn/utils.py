@@ -32,6 +32,21 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
     return h.hexdigest()
 
 
+# seeds are 32-bit unsigned integers: what every generator medsyn seeds (numpy, torch, and
+# the per-batch seeds derived from them) accepts
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, flag: str = "--seed") -> int:
+    """``seed`` if it is an integer from 0 to :data:`MAX_SEED`, else a ConfigError naming
+    ``flag``."""
+    from medsyn.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{flag} must be an integer from 0 to {MAX_SEED}, got {seed!r}.")
+    return seed
+
+
 def display_path(path: str | os.PathLike) -> str:
     """``path`` as text that can always be printed and encoded: a name that is not valid UTF-8
     (Python keeps its bytes as surrogates) shows those bytes as ``\\xff`` escapes."""
@@ -173,10 +188,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, expected_size: in
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) \
-                and exc.errno in DISK_FULL_ERRNOS:
-            raise DiskFullError(path, expected_size, written) from exc
+        full = disk_full_cause(exc) if isinstance(exc, Exception) else None
+        if full is not None and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, expected_size, written) from full
         raise
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The full-disk error (``ENOSPC`` / ``EDQUOT``) behind ``exc``, if any: ``exc`` itself or
+    an exception it was raised from or while handling. torch's zip writer, for one, turns the
+    ``OSError`` of a full disk into ``RuntimeError: ... unexpected pos``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -268,7 +268,8 @@ def test_evaluate_refuses_an_existing_evaluation_unless_overwrite(trained, tmp_p
     replaced = runner.invoke(app, _evaluate_args(trained, out, "--overwrite", "--metrics",
                                                  "fid"))
     assert replaced.exit_code == 0, replaced.output
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".medsyn-manifest.json", "metrics.csv",
+                                                     "results.json"]
     assert not any(p.name.startswith(".eval.") for p in tmp_path.iterdir())
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -306,6 +307,7 @@ def test_a_kill_while_writing_never_mixes_two_evaluations(tmp_path, monkeypatch)
 
 def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
     from medsyn.evaluators.results import recover_output_folder
+    from medsyn.outputs import write_manifest
 
     dead = _dead_pid()
     old, new = tmp_path / f".eval.{dead}.replaced", tmp_path / f".eval.{dead}.staging"
@@ -313,6 +315,7 @@ def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
         folder.mkdir()
         (folder / "results.json").write_text(text)
         (folder / "metrics.csv").write_text(text)
+    write_manifest(new, "medsyn evaluate")      # written last: the staged folder is complete
     recover_output_folder(tmp_path / "eval")
     assert (tmp_path / "eval" / "results.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]

@@ -127,7 +127,7 @@ def test_audit_refuses_to_overwrite_and_replaces_a_whole_audit_when_asked(tmp_pa
     second = _audit(dataset, out, "blur", "--overwrite")
     assert second.exit_code == 0, second.output
     assert [p.name for p in (out / "figures").iterdir()] == [f for f in figures if "blur" in f]
-    assert json.loads((out / "audit.json").read_text())["failures"] == ["blur"]
+    assert list(json.loads((out / "audit.json").read_text())["failures"]) == ["blur"]
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "audit.json").write_text("{}")

@@ -52,6 +52,7 @@ from medsyn.data.intensity import (
 from medsyn.data.manifest import apply_manifest
 from medsyn.data.resize import RESIZE_FILTER
 from medsyn.errors import DataError
+from medsyn.outputs import incomplete_output, pid_alive
 from medsyn.utils import display_path, file_digest, format_bytes, is_utf8_name
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,16 @@ def scan_folder(root: Path) -> FolderListing:
         raise DataError(f"image folder {display_path(root)}: its path is not valid UTF-8, so "
                         "it cannot be named in results and reports; rename it (or link to it "
                         "under a UTF-8 name) and pass that.")
+    unfinished = incomplete_output(root)
+    if unfinished is not None:
+        writer, pid = unfinished.get("written_by", "medsyn"), unfinished.get("pid")
+        if isinstance(pid, int) and pid_alive(pid):
+            raise DataError(f"image folder {display_path(root)} is being written by `{writer}` "
+                            f"(process {pid}, still running); wait until it has finished.")
+        raise DataError(
+            f"image folder {display_path(root)} is the output of an interrupted `{writer}` "
+            f"(process {pid} stopped before it finished: its images are incomplete and may be "
+            "truncated); it is not read. Run it again into a new folder.")
     split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if split_dirs:
         skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")

@@ -179,8 +179,10 @@ def evaluate_command(
     from medsyn.evaluators.networks.ssl import get_ssl_recipe
     from medsyn.evaluators.results import check_output_folder
     from medsyn.evaluators.scoring.spaces import FeatureSpaces, space_settings
+    from medsyn.utils import check_seed
 
     # everything a user can get wrong is checked before the (slow) network is loaded
+    check_seed(seed)
     specs = resolve_metrics(metrics, have_discriminator=True)
     extractor_names = parse_extractor_names(extractor)
     ssl = get_ssl_recipe(ssl_recipe)
