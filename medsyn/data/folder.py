@@ -240,9 +240,9 @@ def scan_folder(root: Path) -> FolderListing:
             raise DataError(f"image folder {display_path(root)} is being written by `{writer}` "
                             f"(process {pid}, still running); wait until it has finished.")
         raise DataError(
-            f"image folder {display_path(root)} is the output of an interrupted `{writer}` "
-            f"(process {pid} stopped before it finished: its images are incomplete and may be "
-            "truncated); it is not read. Run it again into a new folder.")
+            f"image folder {display_path(root)} is the output of an interrupted `{writer}` (it "
+            "stopped before it finished: its images are incomplete and may be truncated); it is "
+            "not read. Run it again into a new folder.")
     split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if split_dirs:
         skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")
