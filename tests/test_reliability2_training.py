@@ -62,12 +62,12 @@ def test_ac_gan_collapsed_to_one_image_per_class_is_flagged(tmp_path, dataset):
 
 SLOW_STEPS = """
 import time
-from medsyn.generators import gan
-_step = gan.GanStep.__call__
+from medsyn.generators.gan import step as gan_step
+_step = gan_step.GanStep.__call__
 def _slow(self, batch, state=None):
     time.sleep(0.5)
     return _step(self, batch, state)
-gan.GanStep.__call__ = _slow
+gan_step.GanStep.__call__ = _slow
 from medsyn.cli import app
 app()
 """
@@ -128,10 +128,10 @@ def test_a_full_disk_inside_torchs_zip_writer_is_the_one_line_disk_full_error(
 
 def test_divergence_before_the_first_checkpoint_points_at_no_missing_file(
         tmp_path, monkeypatch, dataset):
-    from medsyn.generators import gan as gan_module
     from medsyn.generators.engine import TrainingDiverged
+    from medsyn.generators.gan import step as gan_step
 
-    real_step = gan_module.GanStep.__call__
+    real_step = gan_step.GanStep.__call__
 
     def step(self, batch, state=None):
         stats = real_step(self, batch, state)
@@ -139,14 +139,14 @@ def test_divergence_before_the_first_checkpoint_points_at_no_missing_file(
             stats["loss_d"] = torch.tensor(float("nan"))
         return stats
 
-    monkeypatch.setattr(gan_module.GanStep, "__call__", step)
+    monkeypatch.setattr(gan_step.GanStep, "__call__", step)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged) as info:
         train("cgan", dataset=dataset, out=str(out), epochs=1, precision="bf16", **TINY)
     message = str(info.value)
     assert not (out / "last.pt").exists()
-    assert "last.pt" not in message and "--resume" not in message
-    assert "--precision fp32" in message
+    assert "last.pt" not in message and f"--resume {out}" not in message
+    assert "--precision fp32 --out NEW_FOLDER" in message
 
 
 def test_threads_beyond_the_core_count_are_capped(tmp_path, dataset):
