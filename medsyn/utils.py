@@ -47,6 +47,24 @@ def check_seed(seed, flag: str = "--seed") -> int:
     return seed
 
 
+# what a spreadsheet reads as the start of a formula in a CSV cell (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """``value`` for a CSV cell that a spreadsheet opens: text starting like a formula (``=``,
+    ``+``, ``-``, ``@``, tab, carriage return) gets a leading apostrophe, so that a run or class
+    name such as ``=HYPERLINK(...)`` shows as text instead of running; numbers, and text that
+    reads as a number (``-0.5``), are kept as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def display_path(path: str | os.PathLike) -> str:
     """``path`` as text that can always be printed and encoded: a name that is not valid UTF-8
     (Python keeps its bytes as surrogates) shows those bytes as ``\\xff`` escapes."""

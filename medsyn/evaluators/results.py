@@ -26,7 +26,7 @@ from pathlib import Path
 from medsyn import outputs
 from medsyn.errors import MedsynError
 from medsyn.outputs import OutputKind
-from medsyn.utils import atomic_write, write_json
+from medsyn.utils import atomic_write, spreadsheet_safe, write_json
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -122,7 +122,7 @@ def write_results(results: dict, out_dir: str | os.PathLike) -> Path:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in metric_rows(results.get("metrics", {})):
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else spreadsheet_safe(v)) for k, v in row.items()})
     with atomic_write(out / METRICS_CSV, "w") as f:
         f.write(buf.getvalue())
     return out / RESULTS_FILE
