@@ -179,9 +179,11 @@ def check_output_folder(out: str | os.PathLike, kind: OutputKind,
             f"{kind.noun} that could be replaced; nothing was written or deleted. Choose a new "
             "or empty folder (--out), or move those files away.")
     if not overwrite:
+        article = "an" if kind.noun[:1] in "aeiou" else "a"
         raise ConfigError(
-            f"{shown} already holds a {kind.noun} ({kind.marker}); nothing was overwritten. Pass "
-            f"--overwrite to replace it (all its files), or choose another --out.")
+            f"{shown} already holds {article} {kind.noun} ({kind.marker}); nothing was "
+            "overwritten. Pass --overwrite to replace it (all its files), or choose another "
+            "--out.")
 
 
 def _stem(name: str) -> str:
