@@ -71,6 +71,16 @@ def display_path(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path``, links followed, lies inside ``folder`` (a file a document names, such
+    as a figure of results.json, is accepted only from its own folder)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
 def is_utf8_name(path: str | os.PathLike) -> bool:
     """Whether every byte of ``path`` decodes as UTF-8 (else it cannot appear in JSON, HTML or
     a hash input as text without escaping)."""

@@ -323,13 +323,21 @@ def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
 
 def test_report_refuses_to_overwrite_unless_asked(tmp_path):
     out = tmp_path / "reports"
-    out.mkdir()
-    (out / "index.html").write_text("my own page")
     args = ["report", "--runs-root", str(tmp_path / "none"), "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (out / "index.html").read_text()
     _one_line_error(runner.invoke(app, args), "index.html", "--overwrite")
-    assert (out / "index.html").read_text() == "my own page"
-    assert runner.invoke(app, args + ["--overwrite"]).exit_code == 0
-    assert "my own page" not in (out / "index.html").read_text()
+    assert (out / "index.html").read_text() == first
+    assert runner.invoke(app, args + ["--overwrite", "--title", "second"]).exit_code == 0
+    assert "second" in (out / "index.html").read_text()
+    # a page of the user's own is never replaced, not even with --overwrite (issue 26)
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "index.html").write_text("my own page")
+    for extra in ([], ["--overwrite"]):
+        _one_line_error(runner.invoke(app, args[:-1] + [str(mine), *extra]), "index.html",
+                        "did not write")
+    assert (mine / "index.html").read_text() == "my own page"
 
 
 # ---------------------------------------------------------------- 5. one-line errors
