@@ -83,6 +83,7 @@ def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
         yield
         return
     run_dir = Path(config.out)
+    check_run_dir(run_dir, config.resume)    # a refused run changes nothing, not even the lock
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
