@@ -88,12 +88,12 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
         parts.append(f"{len(missing)} of its {len(expected)} tensors are missing from the file "
                      f"(e.g. {_examples(missing)})")
     if unexpected:
-        parts.append(f"{len(unexpected)} tensors of the file are not {network}'s (e.g. "
-                     f"{_examples(unexpected)})")
+        parts.append(f"{len(unexpected)} tensors of the file are unexpected, {network} has "
+                     f"no such layer (e.g. {_examples(unexpected)})")
     if mismatched:
         parts.append(f"{len(mismatched)} have another shape (e.g. {_examples(mismatched)})")
     opt_in = f", or pass {partial_flag} to load only the tensors that fit" if partial_flag else ""
     raise ConfigError(
         f"{what} {Path(path).expanduser()} do not fit {network}: {'; '.join(parts)}. The file "
-        f"holds the weights of another network; give a {network} state_dict saved with "
+        f"holds the weights of another network; give a state_dict of {network} saved with "
         f"torch.save{opt_in}.")
