@@ -107,6 +107,12 @@ def test_fifo_and_device_link_named_png_are_skipped_without_being_read(small_fol
     assert "not a regular file" in skipped["pipe.png"]
     assert "not a regular file" in skipped["zeros.png"]
     assert info["n_images"] == 13                # a link to a regular image is read
+    # named explicitly, as --fake or as a checkpoint, a FIFO is refused before it is opened
+    fifo = small_folder.parent / "pipe.pt"
+    os.mkfifo(fifo)
+    done = medsyn_subprocess("sample", "--checkpoint", fifo, "-n", "2", "--out",
+                             small_folder.parent / "s", timeout=90)
+    assert done.returncode == 1 and "not a regular file" in done.stderr, done.stderr
 
 
 def _png_declaring(width: int, height: int) -> bytes:

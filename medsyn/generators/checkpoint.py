@@ -172,6 +172,9 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.is_dir():
         hint = " (did you mean its last.pt?)" if (path / "last.pt").exists() else ""
         raise CheckpointError(f"checkpoint {path} is a folder, not a .pt file{hint}.")
+    if not path.is_file():          # a FIFO or device: opening it may never return
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a FIFO, device or "
+                              "socket); give a .pt file.")
     unreadable = (f"{path} cannot be read as a checkpoint: it is not a complete PyTorch (zip) "
                   "file, so it is truncated (an interrupted copy?) or not a checkpoint at all. Use "
                   "another file, e.g. the previous epochNNN.pt of the run.")
