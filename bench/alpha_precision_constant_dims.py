@@ -38,7 +38,7 @@ def main():
     args = parser.parse_args()
 
     from medsyn.data import load_dataset
-    from medsyn.evaluators.metrics.alpha_precision import alpha_precision_beta_recall
+    from medsyn.evaluators.metrics.distribution.alpha_precision import alpha_precision_beta_recall
 
     ds = load_dataset("mnist", "train", image_size=args.size)
     order = np.random.default_rng(0).permutation(len(ds))

@@ -11,10 +11,11 @@ from conftest import blob_images
 from scipy import linalg
 from sklearn.neighbors import NearestNeighbors
 
-from medsyn.evaluators.metrics import alpha_precision as ap
-from medsyn.evaluators.metrics import fd_infinity as fdi
-from medsyn.evaluators.metrics import mmd, stats
-from medsyn.evaluators.metrics.vendi import vendi_score
+from medsyn.evaluators.metrics import stats
+from medsyn.evaluators.metrics.distribution import alpha_precision as ap
+from medsyn.evaluators.metrics.distribution import fd_infinity as fdi
+from medsyn.evaluators.metrics.distribution import mmd
+from medsyn.evaluators.metrics.distribution.vendi import vendi_score
 
 # ---------------------------------------------------------------- Vendi
 

@@ -313,7 +313,7 @@ def _synthcity_naive(real: np.ndarray, fake: np.ndarray) -> dict:
 
 
 def test_alpha_precision_keeps_dimensions_constant_on_the_reference_as_synthcity():
-    from medsyn.evaluators.metrics.alpha_precision import alpha_precision_beta_recall
+    from medsyn.evaluators.metrics.distribution.alpha_precision import alpha_precision_beta_recall
 
     rng = np.random.default_rng(0)
     real = np.hstack([rng.normal(size=(300, 8)), np.zeros((300, 1))])
@@ -338,7 +338,7 @@ def test_alpha_precision_keeps_dimensions_constant_on_the_reference_as_synthcity
 def test_alpha_precision_in_pixel_space_sees_fakes_white_where_the_reference_is_black():
     """MNIST-like: digits never touch the border, so those pixels are constant (0) on the
     reference; fakes that are white there are off its support."""
-    from medsyn.evaluators.metrics.alpha_precision import alpha_precision_beta_recall
+    from medsyn.evaluators.metrics.distribution.alpha_precision import alpha_precision_beta_recall
 
     rng = np.random.default_rng(1)
     real = np.zeros((200, 16, 16))

@@ -13,7 +13,7 @@ import pytest
 from medsyn.errors import ConfigError
 from medsyn.evaluators.metrics import declared_directions, metric_directions, register_results
 from medsyn.evaluators.metrics.registry import _METRICS, _RESULT_BLOCKS, register_metric
-from medsyn.reports.metrics import METRICS, Cell, mark_best
+from medsyn.reports.content.metrics import METRICS, Cell, mark_best
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -296,7 +296,7 @@ def test_protocol_reports_every_arm_over_seeds(tmp_path, monkeypatch):
     assert set(block["arms"]["trtr"]["per_class_recall"]) == {"c0", "c1"}
     assert block["reference_rates"]["majority_class_accuracy"] == 0.5
     # the report reads this block
-    from medsyn.reports.metrics import METRICS
+    from medsyn.reports.content.metrics import METRICS
 
     cell = METRICS["tstr_acc"].extract({"utility": block})
     assert cell.value == pytest.approx(acc["mean"])

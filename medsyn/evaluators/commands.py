@@ -47,7 +47,10 @@ def _print_summary(results: dict, out_dir: Path | None):
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     verdict = ((results.get("metrics") or {}).get("privacy") or {}).get("verdict")
     if isinstance(verdict, dict) and verdict.get("text"):
-        colour = "red" if verdict.get("leak_suspected") else "green"
+        # yellow: the baseline is shifted and no control decides (docs/privacy.md)
+        colour = "red" if verdict.get("leak_suspected") else \
+            "yellow" if verdict.get("exchangeable") is False and verdict.get("basis") is None \
+            else "green"
         console.print(f"[{colour}]privacy:[/] {verdict['text']}", highlight=False)
     if out_dir is not None:
         console.print(f"results: {out_dir / 'results.json'}", highlight=False)
@@ -132,6 +135,11 @@ def evaluate_command(
         False, "--classifier-weights-partial", help="Load only the tensors of "
         "--classifier-weights that fit the network (the rest keeps its random initialisation) "
         "instead of refusing a file of another network."),
+    privacy_baseline: str = typer.Option(
+        "auto", "--privacy-baseline", help="Held-out real images of the privacy audit: auto "
+        "(the validation split, else the test split), val, test, or reserve[:FRACTION] (a "
+        "random part of the training split, 10% unless FRACTION, that the generator was "
+        "trained without); docs/privacy.md."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing evaluation "
                                    "in the output folder (all its files and figures); without "
                                    "it an existing results.json is never overwritten."),
@@ -170,6 +178,12 @@ def evaluate_command(
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
+    from medsyn.evaluators.metrics.context import parse_privacy_baseline
+
+    try:
+        parse_privacy_baseline(privacy_baseline)
+    except ConfigError as exc:
+        raise ConfigError(f"--privacy-baseline: {exc}") from None
     from medsyn.data.intensity import BIT_DEPTH_HELP, parse_bit_depth
 
     try:
@@ -212,7 +226,8 @@ def evaluate_command(
     options = EvalOptions(n_bootstrap=bootstrap, seed=seed, batch_size=batch_size,
                           kid_subset_size=kid_subset_size, use_cache=not no_cache,
                           utility_recipe=recipe, utility_seeds=seeds,
-                          utility_ratio=utility_ratio, ssl_recipe=ssl)
+                          utility_ratio=utility_ratio, ssl_recipe=ssl,
+                          privacy_baseline=privacy_baseline)
     options.validate()
     paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
     if fake is not None and not fake.expanduser().exists():

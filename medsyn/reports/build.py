@@ -1,7 +1,8 @@
 """Assemble the report: read the inputs, choose each run's epoch, build the summary sections
 and the run pages, write the files. Each step lives in its own module:
 
-- :mod:`~medsyn.reports.inputs`: results.json files and run folders -> ``Run`` / ``Evaluation``
+- :mod:`~medsyn.reports.content.inputs`: results.json files and run folders -> ``Run`` /
+  ``Evaluation``
 - :mod:`~medsyn.reports.sections`: epoch selection, summary sections and tables, baselines
 - :mod:`~medsyn.reports.runs`: one page per run
 - :mod:`~medsyn.reports.writers`: index.html, summary.md, summary.csv, assets/
@@ -19,10 +20,10 @@ from pathlib import Path
 
 from medsyn import __version__
 from medsyn.outputs import staged_output
-from medsyn.reports import audits as audit_cards
-from medsyn.reports.baselines import load_baselines
-from medsyn.reports.inputs import collect_inputs, gather_runs
-from medsyn.reports.metrics import METRICS, TABLES, get_metric
+from medsyn.reports.content import audits as audit_cards
+from medsyn.reports.content.baselines import load_baselines
+from medsyn.reports.content.inputs import collect_inputs, gather_runs
+from medsyn.reports.content.metrics import METRICS, TABLES, get_metric
 from medsyn.reports.model import ReportResult
 from medsyn.reports.runs import build_run_view
 from medsyn.reports.sections import baseline_only_sections, build_sections, select_epochs

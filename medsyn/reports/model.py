@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medsyn.reports.agreement import Agreement
-from medsyn.reports.baselines import Baseline, Comparability
-from medsyn.reports.inputs import Evaluation, Problem, Run
-from medsyn.reports.metrics import Cell, MetricSpec
-from medsyn.reports.verdict import Verdict
+from medsyn.reports.content.agreement import Agreement
+from medsyn.reports.content.baselines import Baseline, Comparability
+from medsyn.reports.content.inputs import Evaluation, Problem, Run
+from medsyn.reports.content.metrics import Cell, MetricSpec
+from medsyn.reports.content.verdict import Verdict
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Section:
     notes: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     agreement: Agreement | None = None      # Kendall tau between metric/space rankings
-    audit_cards: list = field(default_factory=list)     # reports.audits.AuditCard
+    audit_cards: list = field(default_factory=list)     # reports.content.audits.AuditCard
 
 
 @dataclass

@@ -9,12 +9,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from medsyn.reports import plots
-from medsyn.reports.inputs import Evaluation, Run, dataset_name, finite, image_size
-from medsyn.reports.metrics import METRICS, metrics_for_table
+from medsyn.reports.content import plots
+from medsyn.reports.content.inputs import Evaluation, Run, dataset_name, finite, image_size
+from medsyn.reports.content.metrics import METRICS, metrics_for_table
+from medsyn.reports.content.privacy import privacy_view
+from medsyn.reports.content.verdict import evaluation_verdict, memorization_details, plain_number
 from medsyn.reports.model import Figure, RunView, slug
-from medsyn.reports.privacy import privacy_view
-from medsyn.reports.verdict import evaluation_verdict, memorization_details, plain_number
 from medsyn.reports.writers import Assets, display_width
 
 

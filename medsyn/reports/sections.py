@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from medsyn.errors import ConfigError
-from medsyn.reports.agreement import ranking_agreement
-from medsyn.reports.baselines import Baseline, compare
-from medsyn.reports.inputs import Evaluation, Run, class_names, dataset_name, image_size
-from medsyn.reports.metrics import (
+from medsyn.reports.content.agreement import ranking_agreement
+from medsyn.reports.content.baselines import Baseline, compare
+from medsyn.reports.content.inputs import Evaluation, Run, class_names, dataset_name, image_size
+from medsyn.reports.content.metrics import (
     DEFAULT_SELECTION,
     TABLES,
     Cell,

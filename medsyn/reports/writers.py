@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.outputs import OutputKind, check_output_folder
-from medsyn.reports import audits as audit_cards
-from medsyn.reports.agreement import markdown_lines
-from medsyn.reports.baselines import Baseline
-from medsyn.reports.inputs import Evaluation, Problem, Run
-from medsyn.reports.metrics import METRICS, Cell, MetricSpec
+from medsyn.reports.content import audits as audit_cards
+from medsyn.reports.content.agreement import markdown_lines
+from medsyn.reports.content.baselines import Baseline
+from medsyn.reports.content.inputs import Evaluation, Problem, Run
+from medsyn.reports.content.metrics import METRICS, Cell, MetricSpec
+from medsyn.reports.content.privacy import markdown_line as privacy_markdown_line
 from medsyn.reports.model import Figure, Section, slug
-from medsyn.reports.privacy import markdown_line as privacy_markdown_line
 from medsyn.utils import atomic_write, is_inside, spreadsheet_safe
 
 ASSETS = "assets"

@@ -44,16 +44,18 @@ from medsyn.evaluators.metrics.registry import (
 _LAZY = {
     "EvalContext": "context", "EvalOptions": "context", "entry": "context",
     "unavailable": "context",
-    "authenticity": "alpha_precision", "authenticity_privacy_test": "alpha_precision",
-    "metric_alpha_precision": "alpha_precision",
+    "authenticity": "distribution.alpha_precision",
+    "authenticity_privacy_test": "distribution.alpha_precision",
+    "metric_alpha_precision": "distribution.alpha_precision",
     "metric_discriminator": "diagnostics", "metric_tsne": "diagnostics",
-    "metric_fd_infinity": "fd_infinity",
+    "metric_fd_infinity": "distribution.fd_infinity",
     "fid_entry": "fidelity", "kid_entry": "fidelity", "metric_fid": "fidelity",
     "metric_intra_fid": "fidelity", "metric_is": "fidelity", "metric_kid": "fidelity",
     "metric_real_floor": "fidelity",
-    "metric_memorization": "privacy.memorization", "metric_mmd": "mmd", "metric_prdc": "prdc",
+    "metric_memorization": "privacy.memorization", "metric_mmd": "distribution.mmd",
+    "metric_prdc": "prdc",
     "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
-    "metric_utility": "utility.family", "metric_vendi": "vendi",
+    "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
 }
 
 __all__ = [
@@ -67,7 +69,7 @@ __all__ = [
 def _privacy_module():
     """metrics/privacy/family.py with authenticity (Alaa et al. 2022) registered as one of its
     tests: it runs against the held-out baseline in every space the privacy audit uses."""
-    from medsyn.evaluators.metrics import alpha_precision
+    from medsyn.evaluators.metrics.distribution import alpha_precision
     from medsyn.evaluators.metrics.privacy import family as privacy
 
     privacy.register_privacy_test("authenticity", alpha_precision.authenticity_privacy_test)
@@ -112,10 +114,10 @@ register_metric("is", f"{_M}.fidelity:metric_is",
 register_metric("intra_fid", f"{_M}.fidelity:metric_intra_fid",
                 "FID and KID per class, and their mean",
                 provides=("intra_kid",), worse={"intra_fid": WORSE_HIGHER})
-register_metric("fd_infinity", f"{_M}.fd_infinity:metric_fd_infinity",
+register_metric("fd_infinity", f"{_M}.distribution.fd_infinity:metric_fd_infinity",
                 "FD extrapolated to infinite n (Chong & Forsyth 2020), 15 subset sizes",
                 worse={"fd_infinity": WORSE_HIGHER})
-register_metric("mmd", f"{_M}.mmd:metric_mmd",
+register_metric("mmd", f"{_M}.distribution.mmd:metric_mmd",
                 "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth",
                 worse={"mmd": WORSE_HIGHER})
 # density (Naeem et al. 2020) is 1 in expectation for identical distributions; it falls when
@@ -127,13 +129,14 @@ register_metric("prdc", f"{_M}.prdc:metric_prdc",
                 worse={"precision": WORSE_LOWER, "recall": WORSE_LOWER,
                        "density": WORSE_EITHER, "coverage": WORSE_LOWER},
                 ideal={"density": 1.0})
-register_metric("alpha_precision", f"{_M}.alpha_precision:metric_alpha_precision",
+register_metric("alpha_precision",
+                f"{_M}.distribution.alpha_precision:metric_alpha_precision",
                 "alpha-precision, beta-recall, authenticity (Alaa et al. 2022, synthcity's way)",
                 provides=("beta_recall", "authenticity"),
                 worse={"alpha_precision": WORSE_LOWER, "beta_recall": WORSE_LOWER,
                        "authenticity": WORSE_LOWER})
 # a more diverse set is not a better one (noise is diverse): Vendi is read against the real set's
-register_metric("vendi", f"{_M}.vendi:metric_vendi",
+register_metric("vendi", f"{_M}.distribution.vendi:metric_vendi",
                 "Vendi score (cosine kernel) of the real and of the fake set: diversity",
                 worse={"vendi_fake": WORSE_LOWER}, unranked=("vendi_fake",))
 # not a property of the fakes: no direction

@@ -13,12 +13,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsyn.data.subsets import VAL_FRACTION_WHEN_MISSING
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import FeatureExtractor, Features, dataset_features
 from medsyn.evaluators.metrics import stats
 from medsyn.utils import check_seed
 
 log = logging.getLogger(__name__)
+
+# the privacy audit's held-out images (metrics/privacy/baseline.py, docs/privacy.md)
+PRIVACY_BASELINES = ("auto", "val", "test", "reserve")
+
+
+def parse_privacy_baseline(value: str) -> tuple[str, float | None]:
+    """``"auto"``, ``"val"``, ``"test"``, ``"reserve"`` or ``"reserve:0.2"`` -> (kind, fraction)."""
+    text = str(value).strip().lower()
+    kind, _, frac = text.partition(":")
+    if kind not in PRIVACY_BASELINES or (frac and kind != "reserve"):
+        raise ConfigError(f"privacy baseline must be one of auto, val, test, reserve or "
+                          f"reserve:FRACTION, got {value!r}.")
+    if kind != "reserve":
+        return kind, None
+    try:
+        fraction = float(frac) if frac else VAL_FRACTION_WHEN_MISSING
+    except ValueError:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be a "
+                          "number in (0, 1), e.g. reserve:0.1.") from None
+    if not 0 < fraction < 1:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be in "
+                          "(0, 1).")
+    return kind, fraction
 
 
 @dataclass
@@ -34,6 +58,9 @@ class EvalOptions:
     k: int = 5
     is_splits: int = 10
     memorization_percentile: float = 1.0
+    # held-out real images of the privacy audit: auto | val | test | reserve[:FRACTION]
+    # (metrics/privacy/baseline.py)
+    privacy_baseline: str = "auto"
     gallery_pairs: int = 8
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
@@ -45,7 +72,7 @@ class EvalOptions:
     utility_ratio: float = 1.0
     # the 'ssl' feature space's SimCLR recipe (networks/ssl.py): a name, SSLRecipe or dict
     ssl_recipe: object = None
-    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
+    # FD-infinity, RBF MMD, alpha-precision (metrics/distribution/)
     fd_inf_points: int = 15
     fd_inf_min_fraction: float = 0.2
     fd_inf_draws: int = 1
@@ -113,6 +140,7 @@ class EvalOptions:
 
         get_recipe(self.utility_recipe)
         get_ssl_recipe(self.ssl_recipe)
+        parse_privacy_baseline(self.privacy_baseline)
 
 
 @dataclass
@@ -128,6 +156,7 @@ class EvalContext:
     train: object | None = None              # ImageDataset of the training split
     heldout: object | None = None            # ImageDataset of held-out real images (test)
     val: object | None = None                # ImageDataset of the validation split
+    # (split_dataset / features_of take "train", "heldout" or "val")
     discriminator: Callable | None = None
     # sampler(labels, seed) -> uint8 images of those classes: more synthetic images on demand
     sampler: Callable | None = None

@@ -76,11 +76,12 @@ def feature_spaces(extractor, device, options, inception_weights, specs):
 
 
 def needs_validation(spaces, specs) -> bool:
-    """Whether a chosen space or family reads the real validation split."""
+    """Whether a chosen space or family reads the real validation split (the privacy audit:
+    its default baseline, docs/privacy.md)."""
     from medsyn.evaluators.features import reads_setting
 
     return any(reads_setting(n, "val") for n in spaces.names) or \
-        any(spec.name == "utility" for spec in specs)
+        any(spec.name in ("utility", "privacy") for spec in specs)
 
 
 def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = None,

@@ -102,7 +102,8 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     ``fake_labels``: class indices into ``reference.class_names`` (needed for intra-FID), or None.
     ``train`` / ``heldout``: the real training split and a held-out split (test), needed for
     the train-vs-test floor and memorization (the reference itself may be either).
-    ``val``: the real validation split (model selection of the utility classifiers).
+    ``val``: the real validation split (model selection of the utility classifiers; the privacy
+    audit's default held-out baseline, ``privacy_baseline``, docs/privacy.md).
     ``metrics``: names from :func:`medsyn.evaluators.list_metrics` (default: all but the
     discriminator diagnostics, which run when ``discriminator`` is given).
     ``extractor``: a registered name, a :class:`FeatureExtractor`, or several of them (a list,

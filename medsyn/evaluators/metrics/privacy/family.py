@@ -11,6 +11,12 @@ the mathematics, docs/privacy.md what each can and cannot prove):
 Each flags at one-sided level ``ALPHA``; the verdict says which flag, where. Further tests plug
 in with :func:`register_privacy_test` (the hook for authenticity, Alaa et al. 2022).
 
+The held-out baseline is chosen by ``privacy_baseline`` (baseline.py: the validation
+split by default) and, in every space, an exchangeability check (exchangeability.py) tests
+whether it is drawn like the training images. A baseline that is not makes every test
+confounded: the verdict then rests on a control drawn like the training images and unseen by
+the generator when one exists (the validation split), and on nothing otherwise.
+
 Patients: when the datasets carry ``patient_ids``, held-out -> train distances skip
 same-patient pairs, held-out images of training patients are not used as non-members, and
 intervals resample patients.
@@ -24,9 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medsyn.errors import ConfigError
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
 from medsyn.evaluators.metrics.groups import GroupResampler
+from medsyn.evaluators.metrics.privacy.baseline import PrivacySets, RealSet, choose_sets
+from medsyn.evaluators.metrics.privacy.exchangeability import check_exchangeable, describe_shift
 from medsyn.evaluators.metrics.privacy.stats import (
     ALPHA,
     data_copying_ct,
@@ -53,6 +62,9 @@ class PrivacySpace:
     heldout: np.ndarray
     train_patients: np.ndarray | None
     heldout_patients: np.ndarray | None
+    # rows of the evaluation's training split that ``train`` holds (None: all, in order)
+    train_rows: np.ndarray | None = None
+    heldout_label: str = "held-out"
 
 
 # name -> fn(space, ctx) -> block with at least "flags" (bool or None) and "rule" (str)
@@ -65,7 +77,7 @@ def register_privacy_test(name: str, fn: Callable[[PrivacySpace, EvalContext], d
     ``fn(space, ctx)`` returns a JSON-ready block with ``"flags"`` (True: evidence of copying,
     False: none, None: could not decide) and ``"rule"`` (the threshold, in words), plus its
     numbers; or None to skip the space. Example (authenticity, Alaa et al. 2022, once
-    ``medsyn.evaluators.metrics.alpha_precision.authenticity`` exists)::
+    ``medsyn.evaluators.metrics.distribution.alpha_precision.authenticity`` exists)::
 
         def authenticity_test(space, ctx):
             a = authenticity(space.train, space.fake)            # that module's signature
@@ -83,26 +95,75 @@ def _pixel_space(ctx: EvalContext):
     return PixelExtractor(int(min(h, w, PIXEL_MAX_SIZE)), device=ctx.device)
 
 
-def _spaces(ctx: EvalContext) -> list[tuple[PrivacySpace, object]]:
-    """The evaluation's feature space and raw pixels (unless they are the same)."""
-    from medsyn.evaluators.features import dataset_features, extract_features
+class _SpaceFeatures:
+    """Features of the evaluation's real datasets in one space, extracted (or read from the
+    cache) once per dataset and sliced for the training, baseline and control sets."""
 
-    train_ds, held_ds = ctx.split_dataset("train"), ctx.split_dataset("heldout")
-    train_ids = getattr(train_ds, "patient_ids", None)
-    held_ids = getattr(held_ds, "patient_ids", None)
-    out = [(PrivacySpace(ctx.extractor.name, "the evaluation's feature space",
-                         ctx.fake.features, ctx.features_of("train").features,
-                         ctx.features_of("heldout").features, train_ids, held_ids),
-            ctx.extractor)]
+    def __init__(self, ctx: EvalContext, extractor, description: str):
+        self.ctx, self.extractor, self.description = ctx, extractor, description
+        self.name = extractor.name
+        self._real: dict[str, np.ndarray] = {}
+        self._fake: np.ndarray | None = None
+
+    def fake(self) -> np.ndarray:
+        if self._fake is None:
+            if self.extractor is self.ctx.extractor:
+                self._fake = self.ctx.fake.features
+            else:
+                from medsyn.evaluators.features import extract_features
+
+                self._fake = extract_features(self.extractor, self.ctx.fake_images,
+                                              self.ctx.options.batch_size, "fake pixels").features
+        return self._fake
+
+    def real(self, source: str) -> np.ndarray:
+        if source not in self._real:
+            if self.extractor is self.ctx.extractor:
+                self._real[source] = self.ctx.features_of(source).features
+            else:
+                from medsyn.evaluators.features import dataset_features
+
+                opts = self.ctx.options
+                self._real[source] = dataset_features(self.ctx.split_dataset(source),
+                                                      self.extractor, opts.batch_size,
+                                                      opts.use_cache).features
+        return self._real[source]
+
+    def space(self, train: RealSet, held: RealSet) -> PrivacySpace:
+        ids = {src: getattr(self.ctx.split_dataset(src), "patient_ids", None)
+               for src in {train.source, held.source}}
+        return PrivacySpace(
+            self.name, self.description, self.fake(), self.real(train.source)[train.rows],
+            self.real(held.source)[held.rows],
+            None if ids[train.source] is None else ids[train.source][train.rows],
+            None if ids[held.source] is None else ids[held.source][held.rows],
+            train_rows=train.rows, heldout_label=held.label)
+
+
+def _spaces(ctx: EvalContext) -> list[_SpaceFeatures]:
+    """The evaluation's feature space and raw pixels (unless they are the same)."""
+    out = [_SpaceFeatures(ctx, ctx.extractor, "the evaluation's feature space")]
     pix = _pixel_space(ctx)
     if pix.name != ctx.extractor.name:
-        opts = ctx.options
-        feats = {which: dataset_features(ds, pix, opts.batch_size, opts.use_cache).features
-                 for which, ds in (("train", train_ds), ("heldout", held_ds))}
-        fake = extract_features(pix, ctx.fake_images, opts.batch_size, "fake pixels").features
-        out.append((PrivacySpace(pix.name, f"raw pixels: {pix.conventions}", fake,
-                                 feats["train"], feats["heldout"], train_ids, held_ids), pix))
+        out.append(_SpaceFeatures(ctx, pix, f"raw pixels: {pix.conventions}"))
     return out
+
+
+def exchangeability_block(space: PrivacySpace, ctx: EvalContext) -> dict:
+    """The exchangeability check of the space's training and held-out images, as a block of
+    results.json (``value``: the distance AUC, 0.5 = no shift)."""
+    check = check_exchangeable(space.train, space.heldout,
+                               ctx.rng(f"privacy/exchangeability/{space.name}/"
+                                       f"{space.heldout_label}"),
+                               ctx.device, space.train_patients, space.heldout_patients)
+    verdict = "SHIFT" if check["shift_detected"] else "no shift detected"
+    return {**check, "value": check["distance"]["auc"], "set": space.heldout_label,
+            "n_real": check["n_heldout"], "extractor": space.name,
+            "rule": f"permutation test of a training probe against {space.heldout_label}: "
+                    f"distance to the other training images (AUC) and RBF MMD, combined by "
+                    f"min-p; shift when p < {check['alpha']}",
+            "note": f"training vs {space.heldout_label} (0.5 = alike); combined p "
+                    f"{_fmt(check['p_value'])}: {verdict}"}
 
 
 def _fmt(x) -> str:
@@ -118,10 +179,12 @@ def _flag(p) -> bool | None:
     return None if p is None else bool(p < ALPHA)
 
 
-def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
+def audit_space(space: PrivacySpace, ctx: EvalContext, figures: bool = True) -> dict:
     """DCR test, C_T and the membership attack in one space (+ figures when writing)."""
     opts, dev = ctx.options, ctx.device
     rng = ctx.rng(f"privacy/{space.name}")
+    to_row = (lambda i: int(i)) if space.train_rows is None else \
+        (lambda i: int(space.train_rows[i]))
     d_ft = stats.pairwise_distances(space.fake, space.train, dev)            # fake x train
     d_ht = stats.exclude_same_group(stats.pairwise_distances(space.heldout, space.train, dev),
                                     space.heldout_patients, space.train_patients)
@@ -153,7 +216,7 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
         "flags": _flag(dcr["p_value"]),
         "rule": f"one-sided Mann-Whitney U p < {ALPHA} (synthetic nearer to train than "
                 "held-out images)",
-        "closest": [{"fake_index": int(i), "train_index": int(nn_fake[i]),
+        "closest": [{"fake_index": int(i), "train_index": to_row(nn_fake[i]),
                      "distance": float(d_fake[i])}
                     for i in np.argsort(d_fake)[: opts.gallery_pairs]],
     })
@@ -207,16 +270,17 @@ def audit_space(space: PrivacySpace, ctx: EvalContext) -> dict:
         extra = fn(space, ctx)
         if extra is not None:
             block[name] = extra
-    if ctx.out_dir is not None:
-        from medsyn.evaluators.metrics import figures
+    if ctx.out_dir is not None and figures:
+        from medsyn.evaluators.metrics import figures as figs
 
         order = np.argsort(d_fake)[: opts.gallery_pairs]
         tag = space.name.replace("/", "-")
-        ctx.figures[f"privacy_pairs_{tag}"] = figures.memorization_gallery(
+        nn_rows = nn_fake if space.train_rows is None else space.train_rows[nn_fake]
+        ctx.figures[f"privacy_pairs_{tag}"] = figs.memorization_gallery(
             ctx.out_dir / f"privacy_pairs_{tag}.png", ctx.fake_images,
             ctx.split_dataset("train").images, order,
-            nn_fake, d_fake, threshold, PERCENTILE, space=space.name)
-        ctx.figures[f"privacy_hist_{tag}"] = figures.distance_histogram(
+            nn_rows, d_fake, threshold, PERCENTILE, space=space.name)
+        ctx.figures[f"privacy_hist_{tag}"] = figs.distance_histogram(
             ctx.out_dir / f"privacy_hist_{tag}.png", d_fake, d_held, threshold, PERCENTILE,
             space=space.name)
     return block
@@ -226,59 +290,162 @@ TEST_NAMES = {"dcr": "DCR test", "data_copying": "C_T data-copying test",
               "membership_inference": "membership-inference attack"}
 
 
-def verdict(spaces: dict[str, dict]) -> dict:
-    """Plain-language verdict: which tests flag, in which spaces, and the thresholds."""
-    flagged, undecided = [], []
+def _test_labels(spaces: dict[str, dict], against: str = "") -> tuple[list, list, list]:
+    """(flagged, undecided, all) test labels of per-space blocks."""
+    flagged, undecided, every = [], [], []
     for space, block in spaces.items():
         for key, test in block.items():
             if not isinstance(test, dict) or "flags" not in test:
                 continue
-            label = f"{TEST_NAMES.get(key, key)} ({space})"
+            label = f"{TEST_NAMES.get(key, key)} ({space}{against})"
+            every.append(label)
             if test["flags"] is None:
                 undecided.append(label)
             elif test["flags"]:
                 flagged.append(label)
-    rules = sorted({f"{TEST_NAMES.get(k, k)}: {t['rule']}" for b in spaces.values()
-                    for k, t in b.items() if isinstance(t, dict) and "rule" in t})
+    return flagged, undecided, every
+
+
+def _shifts(spaces: dict[str, dict]) -> dict[str, dict]:
+    return {space: block["exchangeability"] for space, block in spaces.items()
+            if isinstance(block.get("exchangeability"), dict)
+            and block["exchangeability"].get("shift_detected")}
+
+
+def _finding(flagged: list[str], reference: str) -> str:
     if flagged:
-        text = ("Possible leak of training images, flagged by: " + "; ".join(flagged) + ". "
-                "The synthetic images sit closer to the training images than new real images "
+        return ("Possible leak of training images, flagged by: " + "; ".join(flagged) + ". "
+                f"The synthetic images sit closer to the training images than {reference} "
                 "do; inspect the closest pairs before releasing them.")
+    return ("No test flags: the synthetic images are no closer to the training images "
+            f"than {reference} are, in any space tested. This is evidence against copying at "
+            "these sample sizes, not proof that no patient can be re-identified.")
+
+
+def verdict(spaces: dict[str, dict], baseline: dict | None = None,
+            control: dict | None = None) -> dict:
+    """Plain-language verdict: which tests flag, in which spaces, and the thresholds.
+
+    ``spaces``: the tests against the baseline, each space's block with its
+    ``exchangeability`` check when it ran. A shift found in any space makes those tests
+    confounded: the verdict then rests on ``control`` (``{"set", "role", "spaces"}``, the same
+    tests against a control drawn like the training images) when given and exchangeable,
+    else it is undecided. No leak is ever stated on the basis of a shifted baseline alone."""
+    flagged, undecided, every = _test_labels(spaces)
+    rules = sorted({f"{TEST_NAMES.get(k, k)}: {t['rule']}" for b in spaces.values()
+                    for k, t in b.items() if isinstance(t, dict) and "rule" in t
+                    and k != "exchangeability"})
+    name = (baseline or {}).get("set") or "the held-out images"
+    checks = {s: b["exchangeability"] for s, b in spaces.items()
+              if isinstance(b.get("exchangeability"), dict)}
+    shifts = _shifts(spaces)
+    parts, confounded, basis = [], [], "baseline"
+    if not shifts:
+        parts.append(_finding(flagged, "held-out real images"))
+        if checks:
+            smallest = min(c["p_value"] for c in checks.values())
+            parts.append(f"Exchangeability check: no shift detected between the training "
+                         f"images and {name} in any space (smallest combined p "
+                         f"{_fmt(smallest)}).")
     else:
-        text = ("No test flags: the synthetic images are no closer to the training images "
-                "than held-out real images are, in any space tested. This is evidence against "
-                "copying at these sample sizes, not proof that no patient can be re-identified.")
-    if undecided:
-        text += " Could not decide: " + "; ".join(undecided) + "."
+        confounded, flagged, basis = flagged, [], None
+        parts.append(f"The exchangeability check finds the baseline {name} shifted from the "
+                     "training images: "
+                     + "; ".join(f"{s}: {describe_shift(c)}" for s, c in shifts.items())
+                     + ". The tests against it are confounded by this shift, in either "
+                       "direction, and are not read as evidence of a leak or of its absence"
+                     + (f" (against it, these flag: {'; '.join(confounded)})" if confounded
+                        else "") + ".")
+        control_spaces = (control or {}).get("spaces") or {}
+        if control_spaces and not _shifts(control_spaces):
+            basis = "control"
+            flagged, c_undecided, _ = _test_labels(control_spaces, f", against {control['set']}")
+            undecided = c_undecided
+            parts.append(f"The verdict rests on the control {control['set']} "
+                         f"({control.get('role')}, exchangeable with the training images by "
+                         "the same check). Against it: "
+                         + _finding(flagged, "unseen real images drawn like them"))
+        else:
+            undecided = every
+            if control_spaces:
+                parts.append(f"The control {control['set']} is shifted from the training "
+                             "images too: the audit cannot decide.")
+            else:
+                parts.append("No control drawn like the training images and unseen by the "
+                             "generator is available: the audit cannot decide. Give one (a "
+                             "validation split, --privacy-baseline reserve for a generator "
+                             "trained without that part, or a manifest that splits patients).")
+    if undecided and basis is not None:
+        parts.append("Could not decide: " + "; ".join(undecided) + ".")
+    if baseline:
+        parts.append(f"Baseline: {name}, {baseline.get('role')}; {baseline.get('why')}.")
+    text = " ".join(parts)
     return {"leak_suspected": bool(flagged), "flagged": flagged, "undecided": undecided,
-            "text": text, "alpha": ALPHA, "rules": rules}
+            "text": text, "alpha": ALPHA, "rules": rules, "baseline": name,
+            "exchangeable": not shifts if checks else None, "basis": basis,
+            "confounded": confounded,
+            "shift": {s: describe_shift(c) for s, c in shifts.items()}}
 
 
 def metric_privacy(ctx: EvalContext) -> dict:
     name = ctx.extractor.name
-    if ctx.train is None or ctx.heldout is None:
+    if ctx.train is None or (ctx.heldout is None and ctx.val is None):
         return {"privacy": unavailable(
-            "needs the training split and a held-out (test) split of the dataset",
+            "needs the training split and held-out real images (a validation or test split)",
             extractor=name)}
-    if ctx.train.fingerprint == ctx.heldout.fingerprint:
-        return {"privacy": unavailable("the training and held-out sets are the same images",
-                                       extractor=name)}
-    train, held = ctx.split_dataset("train"), ctx.split_dataset("heldout")
-    if min(len(ctx.fake_images), len(held), len(train)) < 2:
-        return {"privacy": unavailable("needs at least 2 synthetic, 2 training and 2 held-out "
-                                       "images", extractor=name)}
-    spaces = {space.name: audit_space(space, ctx) for space, _ in _spaces(ctx)}
+    train = ctx.split_dataset("train")
+    try:
+        sets = choose_sets(ctx.options.privacy_baseline, train, ctx.split_dataset("val"),
+                           ctx.split_dataset("heldout"), ctx.fake_images, ctx.options.seed)
+    except ConfigError as exc:
+        return {"privacy": unavailable(str(exc), extractor=name)}
+    for message in sets.warnings:
+        ctx.warn(message)
+    if min(len(ctx.fake_images), len(sets.baseline.rows), len(sets.train.rows)) < 2:
+        return {"privacy": unavailable(
+            f"needs at least 2 synthetic, 2 training and 2 held-out images (baseline "
+            f"{sets.baseline.label}: {len(sets.baseline.rows)} left)", extractor=name)}
+    features = _spaces(ctx)
+    spaces = {}
+    for feats in features:
+        space = feats.space(sets.train, sets.baseline)
+        spaces[space.name] = {**audit_space(space, ctx),
+                              "exchangeability": exchangeability_block(space, ctx)}
+    control = _control(ctx, sets, features) if _shifts(spaces) else None
+    baseline = {**sets.describe(), "control_available":
+                None if sets.control is None else sets.control.label}
     train_ids = getattr(train, "patient_ids", None)
-    held_ids = getattr(held, "patient_ids", None)
+    held_ids = getattr(ctx.split_dataset(sets.baseline.source), "patient_ids", None)
     patients = {
         "known": train_ids is not None and held_ids is not None,
-        "n_train_patients": None if train_ids is None else len(set(train_ids)),
-        "n_heldout_patients": None if held_ids is None else len(set(held_ids)),
+        "n_train_patients": None if train_ids is None else len(set(train_ids[sets.train.rows])),
+        "n_heldout_patients": None if held_ids is None
+        else len(set(held_ids[sets.baseline.rows])),
         "bootstrap": "patients" if held_ids is not None else "images",
         "same_patient_pairs": "excluded from held-out -> train distances; held-out images of "
                               "training patients are not used as non-members"
         if held_ids is not None else "unknown (no patient ids)",
     }
-    return {"privacy": {"verdict": verdict(spaces), "spaces": spaces, "patients": patients,
-                        "extractor": name, "n_fake": len(ctx.fake_images),
-                        "n_train": len(train), "n_heldout": len(held)}}
+    block = {"verdict": verdict(spaces, baseline, control), "spaces": spaces,
+             "baseline": baseline, "patients": patients, "extractor": name,
+             "n_fake": len(ctx.fake_images), "n_train": len(sets.train.rows),
+             "n_heldout": len(sets.baseline.rows)}
+    if control is not None:
+        block["control"] = control
+    return {"privacy": block}
+
+
+def _control(ctx: EvalContext, sets: PrivacySets, features: list[_SpaceFeatures]) -> dict:
+    """The tests against the control set, when the baseline is shifted and a control exists
+    with at least 2 images (else a block saying why there is none)."""
+    if sets.control is None:
+        return {"set": None, "reason": "no control drawn like the training images and unseen "
+                                       "by the generator (no validation split)"}
+    if len(sets.control.rows) < 2:
+        return {**sets.control.describe(), "reason": "fewer than 2 images left"}
+    spaces = {}
+    for feats in features:
+        space = feats.space(sets.train, sets.control)
+        spaces[space.name] = {**audit_space(space, ctx, figures=False),
+                              "exchangeability": exchangeability_block(space, ctx)}
+    return {**sets.control.describe(), "spaces": spaces}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.errors import ConfigError
-from medsyn.reports.metrics import METRICS, Cell
+from medsyn.reports.content.metrics import METRICS, Cell
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsyn.evaluators.audit.card import AUDIT_NAME, CARD_CSS, card_html, load_audit
-from medsyn.reports.inputs import Problem
+from medsyn.reports.content.inputs import Problem
 from medsyn.utils import is_inside
 
 __all__ = ["CARD_CSS", "AuditCard", "attach", "find_audits", "split_inputs"]

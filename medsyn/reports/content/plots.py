@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsyn.reports.inputs import Run, finite
-from medsyn.reports.metrics import METRICS, MetricSpec
+from medsyn.reports.content.inputs import Run, finite
+from medsyn.reports.content.metrics import METRICS, MetricSpec
 from medsyn.utils import atomic_write
 
 DPI = 110

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsyn.reports.metrics import METRICS, MetricSpec
+from medsyn.reports.content.metrics import METRICS, MetricSpec
 
 MIN_EVALUATIONS = 3          # fewer than 3 shared evaluations: tau is +-1 or undefined
 AGREEMENT_TABLES = ("fidelity", "distribution", "utility")
