@@ -133,6 +133,15 @@ def test_decompression_bomb_is_skipped_with_a_reason(small_folder):
     assert info["n_images"] == 12
 
 
+def test_an_image_file_over_the_size_limit_is_skipped_without_being_read(small_folder):
+    huge = small_folder / "calm" / "volume.png"
+    with huge.open("wb") as f:        # sparse: no disk space, but over the 1 GiB limit to read
+        f.truncate((1 << 30) + 1)
+    [info] = _data_info(small_folder)
+    assert "more than an image file medsyn reads" in _skipped(info)["volume.png"]
+    assert info["n_images"] == 12
+
+
 def test_non_utf8_file_and_folder_names_are_skipped_with_a_reason(small_folder):
     bad_file = os.fsdecode(os.fsencode(small_folder / "calm") + b"/scan\xff.png")
     bad_class = os.fsdecode(os.fsencode(small_folder) + b"/caf\xe9")
