@@ -18,7 +18,7 @@ from medsyn.generators.gan import recipes
 from medsyn.generators.gan.checkpoint import generate
 from medsyn.generators.gan.config import resolve_config
 from medsyn.generators.gan.kinds import GAN_KINDS
-from medsyn.generators.gan.step import CollapseDetector, within_class_spread
+from medsyn.generators.gan.step import CollapseDetector, class_spread
 from medsyn.generators.stabilisers.ema import GeneratorEMA, ema_decay_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -484,19 +484,26 @@ def test_checkpoints_from_before_recipes_load_and_resume_with_the_seed_recipe(tm
 # ------------------------------------------------------------------ collapse within a class
 
 
-def test_within_class_spread_against_numpy():
+def test_class_spread_against_numpy():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 1, 4, 4, generator=gen)
     y = torch.randint(3, (40,), generator=gen)
     y[:3] = torch.tensor([0, 1, 2])
-    want = min(np.std(x[y == c].flatten(1).numpy().astype(np.float64), axis=0, ddof=1).mean()
-               for c in range(3))
-    assert within_class_spread(x, y, 3).item() == pytest.approx(want, rel=1e-4)
+    fallback = torch.tensor(-1.0)
+    want = np.mean([np.std(x[y == c].flatten(1).numpy().astype(np.float64), axis=0,
+                           ddof=1).mean() for c in range(3)])
+    assert class_spread(x, y, 3, fallback).item() == pytest.approx(want, rel=1e-4)
     x[y == 1] = x[y == 1][0]                     # one image for class 1
-    assert within_class_spread(x, y, 3).item() == pytest.approx(0.0, abs=1e-4)
+    x[y == 2] = x[y == 2][0]                     # and for class 2
+    x[y == 0] = x[y == 0][0]                     # and for class 0: one image per class
+    assert class_spread(x, y, 3, fallback).item() == pytest.approx(0.0, abs=1e-4)
     assert x.flatten(1).std(0).mean() > 0.1      # the batch as a whole still varies
     y4 = torch.tensor([0, 0, 1, 2])              # classes 1, 2 have one image: ignored
-    assert within_class_spread(torch.rand(4, 1, 2, 2), y4, 4).isfinite()
+    x4 = torch.rand(4, 1, 2, 2, generator=gen)
+    want4 = np.std(x4[:2].flatten(1).numpy().astype(np.float64), axis=0, ddof=1).mean()
+    assert class_spread(x4, y4, 4, fallback).item() == pytest.approx(want4, rel=1e-4)
+    y1 = torch.tensor([0, 1, 2, 3])              # no class with two images: the fallback
+    assert class_spread(x4, y1, 4, fallback).item() == -1.0
 
 
 def test_per_class_collapse_is_flagged_and_the_warning_names_a_preventing_option():

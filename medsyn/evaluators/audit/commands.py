@@ -52,6 +52,9 @@ def audit_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
                                   "real-set features."),
     as_json: bool = typer.Option(False, "--json", help="Print audit.json instead of the card."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing audit in "
+                                   "the output folder (all its files and figures); without it "
+                                   "an existing audit is never overwritten."),
 ):
     """Measure, on real data, which metric detects which failure: controlled failures of
     held-out images (blur, noise, contrast, JPEG, class/cluster drop, label swaps,
@@ -71,7 +74,8 @@ def audit_command(
                    quick=quick, n=n, n_pool=n_pool, n_reference=n_reference,
                    n_bootstrap=bootstrap, seed=seed, device=device, batch_size=batch_size,
                    image_size=image_size, data_root=data_root, out_dir=out,
-                   use_cache=not no_cache, inception_weights=inception_weights)
+                   use_cache=not no_cache, inception_weights=inception_weights,
+                   overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
