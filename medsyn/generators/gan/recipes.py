@@ -109,8 +109,11 @@ def recipe_values(recipe: str, kind: str, image_size: int) -> dict:
     return values
 
 
-# Which recipe option usually prevents each failure of the collapse detector, most effective
-# first (docs/benchmark.md, "Recipes"): (option, value that is on, the flag to suggest).
+# Which recipe option usually prevents each failure of the collapse detector, the likelier first:
+# (option, value that is on, the flag to suggest). The order follows the parts' papers (SN-GAN
+# for a saturated D, DiffAugment for a D that memorises a small training set); medsyn measured
+# only that the stable recipe as a whole avoids, for 10 epochs, the seed's per-class collapse on
+# cxr3 at 64 px (docs/benchmark.md, "Recipes"), not which part does it.
 _PREVENTS = {
     # D's outputs pinned at 0 or 1 for every image: its Lipschitz bound keeps it from saturating
     "saturated": (("spectral_norm", True, "--spectral-norm"),
