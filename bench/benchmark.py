@@ -328,7 +328,7 @@ def markdown_tables(bench: Benchmark, runs: list[RunSpec]) -> str:
     """Every evaluated epoch of every run (the selection curve), and the wall time of each
     kind of step, as Markdown; the selected epoch is the report's (OUT/report/summary.csv)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from medsyn.reports.metrics import get_metric
+    from medsyn.reports.content.metrics import get_metric
 
     specs = [get_metric(k) for k in TABLE_COLUMNS]
     lines = []

@@ -23,7 +23,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     from medsyn.generators.checkpoint import payload_digest
-    from medsyn.generators.gan import GAN_KINDS
+    from medsyn.generators.gan.kinds import GAN_KINDS
 
     spec = GAN_KINDS["acgan"]
     gen, disc = spec.build(spec.arch({}, 3, 1, 112))

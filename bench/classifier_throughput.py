@@ -3,8 +3,8 @@
     python bench/classifier_throughput.py --size 28 --channels 1 --classes 2
 
 Times optimizer steps of timm's resnet18 as medsyn builds it
-(medsyn.evaluators.classifier.build_classifier), in fp32 and under bf16 autocast, on random uint8
-batches: the median step time of --steps steps after --warmup warm-up steps.
+(medsyn.evaluators.networks.classifier.build_classifier), in fp32 and under bf16 autocast, on
+random uint8 batches: the median step time of --steps steps after --warmup warm-up steps.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsyn.evaluators.classifier import (  # noqa: E402
+from medsyn.evaluators.networks.classifier import (  # noqa: E402
     Recipe,
     _autocast,
     build_classifier,

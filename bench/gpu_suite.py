@@ -448,7 +448,7 @@ def stage_schedule(cfg: dict, device, report: StageReport) -> None:
     import torch
 
     from medsyn.generators import train
-    from medsyn.generators.config import resolve_config
+    from medsyn.generators.gan.config import resolve_config
 
     def sync():
         if device.type == "cuda":
@@ -529,7 +529,8 @@ def stage_eval(cfg: dict, device, report: StageReport) -> None:
     from medsyn.evaluators.features.inception import InceptionExtractor
     from medsyn.evaluators.inputs import stratified_subset
     from medsyn.generators import engine
-    from medsyn.generators.gan import balanced_labels, gan_kind, generate
+    from medsyn.generators.gan.checkpoint import balanced_labels, generate
+    from medsyn.generators.gan.kinds import gan_kind
 
     weights = os.environ.get("MEDSYN_INCEPTION_WEIGHTS")
     real_weights = bool(weights) and Path(weights).is_file()

@@ -22,8 +22,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from medsyn.evaluators.metrics import alpha_precision, fd_infinity, mmd, stats  # noqa: E402
-from medsyn.evaluators.metrics.vendi import vendi_resamples, vendi_score  # noqa: E402
+from medsyn.evaluators.metrics import stats  # noqa: E402
+from medsyn.evaluators.metrics.distribution import alpha_precision, fd_infinity, mmd  # noqa: E402
+from medsyn.evaluators.metrics.distribution.vendi import vendi_resamples, vendi_score  # noqa: E402
 
 
 def timed(fn):

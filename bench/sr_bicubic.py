@@ -35,7 +35,7 @@ def main():
     import torch.nn.functional as F
 
     from medsyn.evaluators import sr
-    from medsyn.generators.sr_data import load_sr_pairs
+    from medsyn.generators.sr.data import load_sr_pairs
     from medsyn.utils import write_json
 
     t0 = time.perf_counter()

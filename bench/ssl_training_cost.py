@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medsyn.data import load_dataset  # noqa: E402
-from medsyn.evaluators.ssl import get_ssl_recipe, train_ssl_encoder  # noqa: E402
+from medsyn.evaluators.networks.ssl import get_ssl_recipe, train_ssl_encoder  # noqa: E402
 
 
 def main(argv=None):

@@ -56,7 +56,7 @@ class PlainLoop:
         from torch.utils.data import DataLoader, TensorDataset
 
         from medsyn.data import load_dataset
-        from medsyn.generators.gan import GAN_KINDS
+        from medsyn.generators.gan.kinds import GAN_KINDS
 
         self.torch, self.device = torch, device
         self.spec = spec = GAN_KINDS[kind]

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medsyn.data import load_dataset  # noqa: E402
-from medsyn.evaluators.utility import ARMS, evaluate_utility  # noqa: E402
+from medsyn.evaluators.metrics.utility.protocol import ARMS, evaluate_utility  # noqa: E402
 
 
 def main(argv=None):
@@ -47,7 +47,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from medsyn.evaluators.classifier import get_recipe
+    from medsyn.evaluators.networks.classifier import get_recipe
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, precision=args.precision)
     t0 = time.perf_counter()

@@ -6,7 +6,6 @@ non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -14,7 +13,13 @@ import typer
 from rich.table import Table
 
 from medsyn import __version__
-from medsyn.clitools import MedsynTyper, console
+from medsyn.clitools import MedsynTyper, console, train_group
+from medsyn.evaluators import commands as evaluate_commands
+from medsyn.evaluators.audit import commands as audit_commands
+from medsyn.generators import commands as generator_commands
+from medsyn.generators.gan import commands as gan_commands
+from medsyn.generators.sr import commands as sr_commands
+from medsyn.reports import commands as report_commands
 
 app = MedsynTyper(
     name="medsyn",
@@ -168,11 +173,16 @@ def data_fetch(
     typer.echo(f"{name}: {path}")
 
 
-# Each stage registers its own commands here (one line per stage).
-importlib.import_module("medsyn.generators.commands").register(app)
-importlib.import_module("medsyn.evaluators.commands").register(app)
-importlib.import_module("medsyn.evaluators.audit.commands").register(app)
-importlib.import_module("medsyn.reports.commands").register(app)
+# Every command group is registered here, in the order of ``medsyn --help``: each generator
+# family adds its trainers to ``medsyn train``, each stage its own commands.
+train_app = train_group(app)
+gan_commands.register_training(train_app)
+generator_commands.register(app)        # medsyn sample
+sr_commands.register_training(train_app)
+sr_commands.register(app)               # medsyn sr
+evaluate_commands.register(app)
+audit_commands.register(app)
+report_commands.register(app)
 
 
 def main():

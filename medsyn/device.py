@@ -16,8 +16,8 @@ from medsyn.errors import ConfigError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 # torch's thread count as the process started. The metric phase of an evaluation runs with one
-# thread (see evaluators.api); networks run inside it (a reference extracted lazily, a classifier
-# trained on demand) get this count back.
+# thread (see evaluators/scoring/evaluate.py); networks run inside it (a reference extracted
+# lazily, a classifier trained on demand) get this count back.
 _STARTUP_THREADS = torch.get_num_threads()
 
 # Up to this image size the GANs are small enough that intra-op threads cost more than they

@@ -69,3 +69,45 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------- small synthetic images
+# Plain functions, imported by the test modules (``from conftest import blob_images``): the
+# evaluator tests build their toy datasets from them instead of each keeping a copy.
+
+
+def blob_images(n: int, seed: int, *, size: int = 16, classes: int = 2, contrast: float = 160.0,
+                class_step: float = 60.0, offset: float = 0.0):
+    """``n`` smooth random grayscale images ("blobs") and their labels ``i % classes``.
+
+    Uniform noise on a (size/4 x size/4) grid, seeded, bilinearly upsampled to size x size,
+    times ``contrast``, plus ``class_step`` x the class (mean brightness encodes it), plus
+    ``offset``; rounded and clipped to uint8. Returns ``(uint8 [n, 1, size, size], int64 [n])``.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
+    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear")
+    img = img * contrast + labels.view(-1, 1, 1, 1) * class_step + offset
+    return img.round().clamp(0, 255).to(torch.uint8), labels
+
+
+def blob_dataset(n: int, seed: int, split: str = "train", *, classes: int = 2, **image_options):
+    """:func:`blob_images` as an ImageDataset named ``blobs`` with classes ``c0, c1, ...``."""
+    from medsyn.data import ImageDataset
+
+    images, labels = blob_images(n, seed, classes=classes, **image_options)
+    return ImageDataset(name="blobs", split=split, images=images, labels=labels,
+                        class_names=[f"c{i}" for i in range(classes)])
+
+
+def with_noise(images, sigma: float, seed: int = 0):
+    """``images`` plus seeded Gaussian noise of standard deviation ``sigma`` (in 0..255 units),
+    rounded and clipped to uint8."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    noisy = images.float() + sigma * torch.randn(images.shape, generator=g)
+    return noisy.round().clamp(0, 255).to(torch.uint8)

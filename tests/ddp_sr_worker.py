@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from medsyn.generators import sr_training
 from medsyn.generators.engine import unwrap
+from medsyn.generators.sr import training as sr_training
 
 captured = {}
 

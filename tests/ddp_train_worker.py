@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from medsyn.generators import gan, training
 from medsyn.generators.engine import unwrap
+from medsyn.generators.gan import step as gan_step
+from medsyn.generators.gan import training
 
 captured = {}
 
 
-class RecordingStep(gan.GanStep):
+class RecordingStep(gan_step.GanStep):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         captured["step"] = self

@@ -152,7 +152,11 @@ def test_cli_privacy_audit_on_a_manifest_folder(tmp_path):
     block = json.loads((out / "results.json").read_text())["metrics"]["privacy"]
     assert block["patients"]["known"] and block["patients"]["bootstrap"] == "patients"
     assert block["spaces"]["pixels24"]["dcr"]["flags"] is True
-    assert (out / "metrics.csv").read_text().count("privacy.spaces.") == 8   # 4 tests x 2 spaces
+    # the manifest's random patient split gives a validation split: the default baseline
+    assert block["baseline"]["set"].endswith("/val")
+    assert block["patients"]["n_heldout_patients"] == 6
+    # 4 tests and the exchangeability check, in 2 spaces
+    assert (out / "metrics.csv").read_text().count("privacy.spaces.") == 10
 
 
 def test_hook_attaches_ids_to_other_selections(tmp_path):

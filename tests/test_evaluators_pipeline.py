@@ -7,32 +7,21 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from conftest import blob_dataset, blob_images
 
 import medsyn.evaluators as ev
-from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import PixelExtractor
 from medsyn.settings import ENV_CACHE_DIR
 
-
-def _blobs(n, seed, classes=2, size=24, shift=0.0):
-    """Random smooth images with a class-dependent brightness."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear")
-    img = img * 160 + labels.view(-1, 1, 1, 1) * 60 + shift
-    return img.round().clamp(0, 255).to(torch.uint8), labels
-
-
-def _dataset(n, seed, split="train", classes=2):
-    images, labels = _blobs(n, seed, classes)
-    return ImageDataset(name="blobs", split=split, images=images, labels=labels,
-                        class_names=[f"c{i}" for i in range(classes)])
+# this module's images: 24 px blobs, brightness 60 apart per class (tests/conftest.py)
+_blobs = partial(blob_images, size=24)
+_dataset = partial(blob_dataset, size=24)
 
 
 class CountingExtractor(PixelExtractor):
@@ -77,7 +66,7 @@ def test_real_features_are_cached_and_not_recomputed(tmp_path, monkeypatch):
 
 def test_full_evaluation_writes_the_documented_layout(tmp_path):
     train, test = _dataset(160, 0), _dataset(80, 5, split="test")
-    fake, labels = _blobs(100, 9, shift=10)
+    fake, labels = _blobs(100, 9, offset=10)
     out = tmp_path / "eval"
     res = ev.evaluate(fake, labels, reference=train, train=train, heldout=test,
                       extractor="pixels", n_bootstrap=20, out_dir=out, tsne_max_points=60)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import pywt
 import torch
+from conftest import blob_dataset as _dataset  # 16 px blobs (tests/conftest.py)
 from scipy import stats
 
 import medsyn.evaluators as ev
-from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import radiomics as rad
 from medsyn.evaluators.features import wavelet as wav
@@ -133,16 +133,6 @@ def test_lbp_histograms_are_skimage_code_frequencies():
     assert hist[:10].sum() == pytest.approx(1) and hist[10:].sum() == pytest.approx(1)
 
 
-def _dataset(n, seed, split="train", size=16, classes=2):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear") * 160
-    img = img + labels.view(-1, 1, 1, 1) * 60
-    return ImageDataset(name="blobs", split=split, images=img.round().clamp(0, 255).to(
-        torch.uint8), labels=labels, class_names=[f"c{i}" for i in range(classes)])
-
-
 def test_radiomics_is_z_scored_on_the_training_split(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     train = _dataset(40, 0)
@@ -165,7 +155,7 @@ TINY_SSL = {"name": "tiny", "epochs": 1, "batch_size": 8, "max_images": 32, "ste
 
 
 def test_nt_xent_matches_its_definition():
-    from medsyn.evaluators.ssl import nt_xent
+    from medsyn.evaluators.networks.ssl import nt_xent
 
     z = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
     loss, _ = nt_xent(z, 0.5)
@@ -181,7 +171,7 @@ def test_nt_xent_matches_its_definition():
 
 
 def test_augmentations_are_small_seeded_and_in_range():
-    from medsyn.evaluators.ssl import augment, get_ssl_recipe
+    from medsyn.evaluators.networks.ssl import augment, get_ssl_recipe
 
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     r = get_ssl_recipe("quick")
@@ -196,7 +186,7 @@ def test_augmentations_are_small_seeded_and_in_range():
 
 
 def test_ssl_recipes_are_validated():
-    from medsyn.evaluators.ssl import get_ssl_recipe
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
     assert get_ssl_recipe("quick", epochs=2).name == "quick+custom"
     for bad in ({"epochs": 0}, {"crop_area": (0.9, 0.5)}, {"bogus": 1}):
@@ -207,7 +197,7 @@ def test_ssl_recipes_are_validated():
 
 
 def test_ssl_encoders_are_cached_and_verified(tmp_path, monkeypatch, caplog):
-    from medsyn.evaluators import netcache, ssl
+    from medsyn.evaluators.networks import netcache, ssl
 
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     train = _dataset(40, 0)

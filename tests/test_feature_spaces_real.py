@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import with_noise
 from typer.testing import CliRunner
 
 from medsyn.cli import app
@@ -32,16 +33,10 @@ def _blur(images):
     return gaussian_blur(images.float(), [5, 5], [1.0, 1.0]).round().clamp(0, 255).to(torch.uint8)
 
 
-def _noise(images, sigma=20.0):
-    g = torch.Generator().manual_seed(0)
-    noisy = images.float() + sigma * torch.randn(images.shape, generator=g)
-    return noisy.round().clamp(0, 255).to(torch.uint8)
-
-
 def _degraded(test, n):
     subset = inputs.stratified_subset(test, n, 0)
     keep = torch.nonzero(test.labels == test.labels.max())[:n, 0]
-    return subset.images, {"blur": _blur(subset.images), "noise": _noise(subset.images),
+    return subset.images, {"blur": _blur(subset.images), "noise": with_noise(subset.images, 20.0),
                            "one class dropped": test.images[keep]}
 
 

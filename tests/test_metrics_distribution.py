@@ -7,13 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import blob_images
 from scipy import linalg
 from sklearn.neighbors import NearestNeighbors
 
-from medsyn.evaluators.metrics import alpha_precision as ap
-from medsyn.evaluators.metrics import fd_infinity as fdi
-from medsyn.evaluators.metrics import mmd, stats
-from medsyn.evaluators.metrics.vendi import vendi_score
+from medsyn.evaluators.metrics import stats
+from medsyn.evaluators.metrics.distribution import alpha_precision as ap
+from medsyn.evaluators.metrics.distribution import fd_infinity as fdi
+from medsyn.evaluators.metrics.distribution import mmd
+from medsyn.evaluators.metrics.distribution.vendi import vendi_score
 
 # ---------------------------------------------------------------- Vendi
 
@@ -230,11 +232,9 @@ NEW_KEYS = ("fd_infinity", "mmd", "alpha_precision", "beta_recall", "authenticit
             "vendi_real", "vendi_fake")
 
 
-def _images(n, seed, size=16):
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(n, 1, 4, 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear") * 200 + 20
-    return img.round().clamp(0, 255).to(torch.uint8)
+def _images(n, seed):
+    """16 px blobs (tests/conftest.py) of one brightness range, 20..220."""
+    return blob_images(n, seed, classes=1, contrast=200, class_step=0, offset=20)[0]
 
 
 def test_evaluate_writes_the_new_families_with_intervals(tmp_path):

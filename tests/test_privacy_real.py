@@ -10,18 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import with_noise
 from PIL import Image
 
 from medsyn.data import ImageDataset, load_dataset
 from medsyn.evaluators import evaluate
 
 TESTS = ("dcr", "data_copying", "membership_inference")
-
-
-def _noised(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = images.float() + sigma * torch.randn(images.shape, generator=g)
-    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,7 @@ def _privacy(fake, pool, tmp_path=None, **kw):
 
 
 def test_noised_copies_of_training_images_are_flagged(pool, tmp_path):
-    fake = _noised(pool["train"].images[:300], sigma=4.0, seed=0)
+    fake = with_noise(pool["train"].images[:300], sigma=4.0, seed=0)
     res = _privacy(fake, pool, tmp_path)
     p = res["metrics"]["privacy"]
     assert set(p["spaces"]) == {"pixels16", "pixels28"}        # feature space + raw pixels
@@ -78,7 +73,7 @@ def _patient_folder(root, base: ImageDataset, n_patients: int, per_patient: int 
     rows = ["path,label,patient_id"]
     names = base.class_names
     for p in range(n_patients):
-        scans = _noised(base.images[p:p + 1].repeat(per_patient, 1, 1, 1), 6.0, seed=p)
+        scans = with_noise(base.images[p:p + 1].repeat(per_patient, 1, 1, 1), 6.0, seed=p)
         label = names[int(base.labels[p])]
         for j in range(per_patient):
             rel = f"{label}/p{p:03d}_{j}.png"
@@ -94,7 +89,7 @@ def test_patient_aware_audit_with_a_manifest(pool, tmp_path):
     splits = {s: load_dataset(f"folder:{root}", split=s) for s in ("train", "val", "test")}
     train, test = splits["train"], splits["test"]
     assert not set(train.patient_ids) & set(test.patient_ids)
-    copies = _noised(train.images[::3], sigma=4.0, seed=1)        # one copy per patient
+    copies = with_noise(train.images[::3], sigma=4.0, seed=1)        # one copy per patient
     res = evaluate(copies, reference=train, train=train, heldout=test, metrics="privacy,real_floor",
                    extractor="pixels", n_bootstrap=20)
     p = res["metrics"]["privacy"]
@@ -122,7 +117,7 @@ def test_same_patient_pairs_are_excluded(pool):
     base = pool["unseen"]
     train = ImageDataset("toy", "train", base.images[:200], base.labels[:200], base.class_names,
                          patient_ids=np.array([f"P{i}" for i in range(200)]))
-    sibling_images = _noised(base.images[:40], 6.0, seed=3)
+    sibling_images = with_noise(base.images[:40], 6.0, seed=3)
     held_images = torch.cat([sibling_images, base.images[200:300]])
     held_labels = torch.cat([base.labels[:40], base.labels[200:300]])
     held_ids = np.array([f"P{i}" for i in range(40)] + [f"Q{i}" for i in range(100)])

@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.groups import GroupResampler, disjoint_halves
-from medsyn.evaluators.metrics.privacy import verdict
-from medsyn.evaluators.metrics.privacy_stats import (
+from medsyn.evaluators.metrics.privacy.family import verdict
+from medsyn.evaluators.metrics.privacy.stats import (
     auc_smaller_is_positive,
     data_copying_ct,
     dcr_test,

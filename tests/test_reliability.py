@@ -30,9 +30,10 @@ from medsyn.cli import app
 from medsyn.data import ImageDataset
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.evaluators import PixelExtractor, dataset_features
-from medsyn.generators import gan as gan_module
 from medsyn.generators import read_checkpoint, train
 from medsyn.generators.engine import TrainingDiverged, read_jsonl
+from medsyn.generators.gan import checkpoint as gan_checkpoint
+from medsyn.generators.gan import step as gan_step
 
 TINY = dict(image_size=28, batch_size=8, g_width=4, d_width=4, noise_dim=8, device="cpu",
             quiet=True)
@@ -125,8 +126,8 @@ def test_inception_weights_with_code_are_refused_and_never_run(tmp_path, monkeyp
 
 
 def test_classifier_and_vgg19_weights_with_code_are_refused(tmp_path):
-    from medsyn.evaluators.classifier import build_classifier, get_recipe
-    from medsyn.generators.srgan import ContentLoss
+    from medsyn.evaluators.networks.classifier import build_classifier, get_recipe
+    from medsyn.generators.sr.losses import ContentLoss
 
     evil, marker = _evil_weights(tmp_path)
     with pytest.raises(ConfigError, match="weights_only=True"):
@@ -139,7 +140,7 @@ def test_classifier_and_vgg19_weights_with_code_are_refused(tmp_path):
 def test_verified_classifier_weights_load_and_their_sha256_is_recorded(tmp_path):
     import timm
 
-    from medsyn.evaluators.classifier import build_classifier, get_recipe
+    from medsyn.evaluators.networks.classifier import build_classifier, get_recipe
     from medsyn.utils import file_digest
 
     source = timm.create_model("resnet18", pretrained=False, num_classes=5)
@@ -471,7 +472,7 @@ def test_samples_are_streamed_in_batches_with_balanced_labels(trained, tmp_path)
     from medsyn.generators.sampling import balanced_label_slice, write_samples
 
     for n, k in ((10, 2), (7, 3), (1, 4)):
-        full = gan_module.balanced_labels(n, k)
+        full = gan_checkpoint.balanced_labels(n, k)
         parts = torch.cat([balanced_label_slice(n, k, s, min(s + 3, n)) for s in range(0, n, 3)])
         assert torch.equal(parts, full)
     gen = load_checkpoint(trained / "last.pt")
@@ -508,7 +509,7 @@ def test_temporary_files_of_killed_writes_are_removed_at_the_next_start(tmp_path
 
 
 def test_divergence_advice_is_a_command_that_works(tmp_path, monkeypatch, dataset):
-    real_step = gan_module.GanStep.__call__
+    real_step = gan_step.GanStep.__call__
 
     def step(self, batch, state=None):
         stats = real_step(self, batch, state)
@@ -516,7 +517,7 @@ def test_divergence_advice_is_a_command_that_works(tmp_path, monkeypatch, datase
             stats["loss_d"] = torch.tensor(float("nan"))
         return stats
 
-    monkeypatch.setattr(gan_module.GanStep, "__call__", step)
+    monkeypatch.setattr(gan_step.GanStep, "__call__", step)
     with pytest.raises(TrainingDiverged) as info:
         train("cgan", dataset=dataset, out=str(tmp_path / "run"), epochs=1, **TINY)
     message = str(info.value)
@@ -540,7 +541,7 @@ def test_collapse_with_finite_losses_is_reported_in_log_summary_and_checkpoint(
 
 
 def test_collapse_detector_rules():
-    detector = gan_module.CollapseDetector(window=5)
+    detector = gan_step.CollapseDetector(window=5)
     healthy = [{"d_x": 0.7, "d_g_z1": 0.3, "g_std": 0.4}] * 5
     assert detector(healthy) is None and detector(healthy[:4]) is None
     blind = [{"d_x": 0.001, "d_g_z1": 0.001, "g_std": 0.4}] * 5

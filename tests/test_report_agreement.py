@@ -10,7 +10,7 @@ from report_fakes import entry, generation_results
 from scipy.stats import kendalltau
 
 from medsyn.reports import build_report
-from medsyn.reports.agreement import Source, ranking_agreement
+from medsyn.reports.content.agreement import Source, ranking_agreement
 
 FID = [120.0, 95.0, 150.0, 80.0, 101.0]
 KID = [0.050, 0.030, 0.045, 0.020, 0.060]

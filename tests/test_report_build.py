@@ -19,8 +19,8 @@ from medsyn.cli import app
 from medsyn.errors import ConfigError
 from medsyn.reports import build_report, compare, load_baselines
 from medsyn.reports.build import select_epochs
-from medsyn.reports.inputs import gather_runs
-from medsyn.reports.metrics import METRICS, Cell, mark_best
+from medsyn.reports.content.inputs import gather_runs
+from medsyn.reports.content.metrics import METRICS, Cell, mark_best
 
 try:
     import tomllib

@@ -8,7 +8,7 @@ from pathlib import Path
 from report_fakes import generation_results
 
 from medsyn.reports import build_report
-from medsyn.reports.verdict import (
+from medsyn.reports.content.verdict import (
     FID_FLOOR_FAR,
     evaluation_verdict,
     memorization_details,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medsyn.cli import app
 from medsyn.generators import load_checkpoint
-from medsyn.generators.sr_training import train_sr
+from medsyn.generators.sr.training import train_sr
 
 TINY = dict(scale=4, n_blocks=1, features=8, batch_size=32, device="cpu", quiet=True,
             max_steps=2)
@@ -146,3 +146,14 @@ def test_sr_errors_are_one_line_and_write_nothing(tmp_path, gray_model):
         assert message in result.stderr and "Traceback" not in result.output
         assert result.stderr.strip().count("\n") == 0
         assert not out.exists()
+
+
+def test_sample_refuses_a_super_resolution_checkpoint(tmp_path, gray_model):
+    # an SR model maps given images (its Task), so 'medsyn sample' has nothing to draw from
+    out = tmp_path / "samples"
+    result = CliRunner().invoke(app, ["sample", "--checkpoint", str(gray_model / "last.pt"),
+                                      "--n", "4", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert "super-resolution" in result.stderr and "medsyn sr" in result.stderr
+    assert "Traceback" not in result.output and result.stderr.strip().count("\n") == 0
+    assert not out.exists()

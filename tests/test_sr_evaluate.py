@@ -13,10 +13,9 @@ from medsyn.cli import app
 from medsyn.data import load_dataset
 from medsyn.errors import CheckpointError
 from medsyn.evaluators import evaluate
-from medsyn.evaluators.sr import imresize, imresize_batch, psnr, ssim
-from medsyn.evaluators.sr_eval import evaluate_sr_checkpoint
+from medsyn.evaluators.sr import evaluate_sr_checkpoint, imresize, imresize_batch, psnr, ssim
 from medsyn.generators import load_checkpoint
-from medsyn.generators.sr_training import train_sr
+from medsyn.generators.sr.training import train_sr
 
 pytestmark = pytest.mark.real_data
 

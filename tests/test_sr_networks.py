@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from medsyn.errors import CheckpointError, ConfigError
-from medsyn.generators import srgan
+from medsyn.generators.sr import losses, networks
 
 
 def conv(cin, cout, k, bias=True):
@@ -37,37 +37,37 @@ def paper_discriminator_params(channels):
 
 @pytest.mark.parametrize("channels, scale", [(3, 4), (1, 4), (3, 2), (3, 8)])
 def test_srresnet_parameter_count_matches_the_paper(channels, scale):
-    net = srgan.SRResNet(channels, scale)
-    assert srgan.count_parameters(net) == paper_srresnet_params(channels, scale)
+    net = networks.SRResNet(channels, scale)
+    assert networks.count_parameters(net) == paper_srresnet_params(channels, scale)
 
 
 def test_srresnet_4x_rgb_is_the_familiar_1_5m():
-    assert srgan.count_parameters(srgan.SRResNet(3, 4)) == 1_549_462
+    assert networks.count_parameters(networks.SRResNet(3, 4)) == 1_549_462
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_srresnet_shapes(scale):
     torch.manual_seed(0)
-    net = srgan.SRResNet(1, scale, n_blocks=2, features=8)
+    net = networks.SRResNet(1, scale, n_blocks=2, features=8)
     out = net(torch.randn(2, 1, 6, 10))
     assert out.shape == (2, 1, 6 * scale, 10 * scale)
     pixel_shuffles = [m for m in net.modules() if isinstance(m, torch.nn.PixelShuffle)]
     assert len(pixel_shuffles) == int(math.log2(scale))
-    assert sum(isinstance(m, srgan.ResidualBlock) for m in net.modules()) == 2
+    assert sum(isinstance(m, networks.ResidualBlock) for m in net.modules()) == 2
     assert net.arch() == {"name": "srresnet", "channels": 1, "scale": scale, "n_blocks": 2,
                           "features": 8}
 
 
 def test_srresnet_rejects_bad_configuration():
     with pytest.raises(ConfigError, match="scale"):
-        srgan.SRResNet(3, 3)
+        networks.SRResNet(3, 3)
     with pytest.raises(ConfigError, match="channels"):
-        srgan.SRResNet(2, 4)
+        networks.SRResNet(2, 4)
 
 
 def test_discriminator_parameter_count_and_layers_match_the_paper():
-    d = srgan.SRDiscriminator(3)
-    assert srgan.count_parameters(d) == paper_discriminator_params(3)
+    d = networks.SRDiscriminator(3)
+    assert networks.count_parameters(d) == paper_discriminator_params(3)
     convs = [m for m in d.features_net if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.stride[0], c.kernel_size[0]) for c in convs] == [
         (64, 1, 3), (64, 2, 3), (128, 1, 3), (128, 2, 3), (256, 1, 3), (256, 2, 3),
@@ -80,7 +80,7 @@ def test_discriminator_parameter_count_and_layers_match_the_paper():
 
 def test_discriminator_shapes_and_pool_is_identity_at_96px():
     torch.manual_seed(0)
-    d = srgan.SRDiscriminator(1, features=8, dense=16).eval()
+    d = networks.SRDiscriminator(1, features=8, dense=16).eval()
     seen = {}
     d.features_net.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
     assert d(torch.randn(3, 1, 96, 96)).shape == (3,)
@@ -95,12 +95,12 @@ def test_adversarial_losses_are_weighted_bce_with_logits():
     fake = torch.tensor([0.3, -1.2, 2.0])
     real = torch.tensor([1.5, 0.1, -0.4])
     expected_g = -torch.log(torch.sigmoid(fake)).mean() * 1e-3
-    assert srgan.generator_adversarial_loss(fake).item() == pytest.approx(expected_g.item())
+    assert losses.generator_adversarial_loss(fake).item() == pytest.approx(expected_g.item())
     expected_d = (-torch.log(torch.sigmoid(real)).mean()
                   - torch.log(1 - torch.sigmoid(fake)).mean())
-    assert srgan.discriminator_loss(real, fake).item() == pytest.approx(expected_d.item(),
+    assert losses.discriminator_loss(real, fake).item() == pytest.approx(expected_d.item(),
                                                                          rel=1e-6)
-    assert srgan.ADVERSARIAL_WEIGHT == 1e-3
+    assert losses.ADVERSARIAL_WEIGHT == 1e-3
 
 
 # ----------------------------------------------------------------------------- content loss
@@ -111,31 +111,31 @@ def test_vgg19_features_layout_equals_torchvision():
 
     with torch.device("meta"):
         reference = torchvision.models.vgg19().features
-    ours = srgan.build_vgg19_features("relu5_4")
+    ours = losses.build_vgg19_features("relu5_4")
     ref_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     our_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert our_shapes.items() <= ref_shapes.items()
-    assert len(ours) == 36 and srgan.vgg19_layer_names()[35] == "relu5_4"
+    assert len(ours) == 36 and losses.vgg19_layer_names()[35] == "relu5_4"
     assert type(reference[35]) is type(ours[35]) is torch.nn.ReLU
 
 
 def test_content_loss_without_weights_is_pixel_mse(monkeypatch):
     monkeypatch.delenv("MEDSYN_VGG19_WEIGHTS", raising=False)
-    loss = srgan.ContentLoss()
+    loss = losses.ContentLoss()
     assert loss.kind == "pixel" and "pixel MSE" in loss.description
     assert "MEDSYN_VGG19_WEIGHTS" in loss.description
     a, b = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
     assert loss(a, b).item() == pytest.approx(F.mse_loss(a, b).item())
     assert loss.info() == {"kind": "pixel", "description": loss.description}
     with pytest.raises(ConfigError, match="MEDSYN_VGG19_WEIGHTS"):
-        srgan.ContentLoss("vgg19")
+        losses.ContentLoss("vgg19")
 
 
 @pytest.fixture
 def small_vgg_weights(tmp_path):
     """A torchvision-format VGG19 state_dict truncated to relu2_2 (random weights)."""
     torch.manual_seed(0)
-    net = srgan.build_vgg19_features("relu2_2")
+    net = losses.build_vgg19_features("relu2_2")
     state = {f"features.{k}": v for k, v in net.state_dict().items()}
     state["classifier.0.bias"] = torch.zeros(4)  # ignored, as in a full state_dict
     path = tmp_path / "vgg19_small.pth"
@@ -146,7 +146,7 @@ def small_vgg_weights(tmp_path):
 def test_content_loss_with_vgg19_weights_from_env(small_vgg_weights, monkeypatch):
     path, net = small_vgg_weights
     monkeypatch.setenv("MEDSYN_VGG19_WEIGHTS", str(path))
-    loss = srgan.ContentLoss(layer="relu2_2")
+    loss = losses.ContentLoss(layer="relu2_2")
     assert loss.kind == "vgg19" and "VGG19 relu2_2" in loss.description
     assert path.name in loss.description
     info = loss.info()
@@ -156,8 +156,8 @@ def test_content_loss_with_vgg19_weights_from_env(small_vgg_weights, monkeypatch
     sr = (torch.rand(2, 1, 16, 16) * 2 - 1).requires_grad_()
     hr = torch.rand(2, 1, 16, 16) * 2 - 1
     value = loss(sr, hr)
-    mean = torch.tensor(srgan.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(srgan.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(losses.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(losses.IMAGENET_STD).view(1, 3, 1, 1)
 
     def feats(x):
         return net(((x.repeat(1, 3, 1, 1) + 1) / 2 - mean) / std) / 12.75
@@ -168,37 +168,37 @@ def test_content_loss_with_vgg19_weights_from_env(small_vgg_weights, monkeypatch
     loss.train()
     assert not loss.vgg.training
     # An explicit option wins over the environment; "pixel" ignores both.
-    assert srgan.ContentLoss("pixel").kind == "pixel"
+    assert losses.ContentLoss("pixel").kind == "pixel"
 
 
 def test_bad_vgg19_weights_give_clear_errors(tmp_path, small_vgg_weights):
     path, _ = small_vgg_weights
     with pytest.raises(CheckpointError, match="file not found"):
-        srgan.ContentLoss(vgg19_weights=tmp_path / "nope.pth")
+        losses.ContentLoss(vgg19_weights=tmp_path / "nope.pth")
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="cannot be read"):
-        srgan.ContentLoss(vgg19_weights=garbage)
+        losses.ContentLoss(vgg19_weights=garbage)
     with pytest.raises(CheckpointError, match="missing .* features.10.weight"):
-        srgan.ContentLoss(vgg19_weights=path, layer="relu3_1")
+        losses.ContentLoss(vgg19_weights=path, layer="relu3_1")
     wrong = tmp_path / "wrong.pth"
     torch.save({"features.0.weight": torch.zeros(64, 1, 3, 3),
                 "features.0.bias": torch.zeros(64)}, wrong)
     with pytest.raises(CheckpointError, match=r"shape \(64, 1, 3, 3\)"):
-        srgan.ContentLoss(vgg19_weights=wrong, layer="relu1_1")
+        losses.ContentLoss(vgg19_weights=wrong, layer="relu1_1")
     not_dict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_dict)
     with pytest.raises(CheckpointError, match="not a state_dict"):
-        srgan.ContentLoss(vgg19_weights=not_dict)
+        losses.ContentLoss(vgg19_weights=not_dict)
     with pytest.raises(ConfigError, match="unknown VGG19 layer"):
-        srgan.ContentLoss(vgg19_weights=path, layer="relu9_9")
+        losses.ContentLoss(vgg19_weights=path, layer="relu9_9")
 
 
 def test_bare_features_state_dict_also_loads(tmp_path):
-    net = srgan.build_vgg19_features("relu1_2")
+    net = losses.build_vgg19_features("relu1_2")
     path = tmp_path / "features.pth"
     torch.save(net.state_dict(), path)
-    loaded = srgan.load_vgg19_features(path, "relu1_2")
+    loaded = losses.load_vgg19_features(path, "relu1_2")
     assert torch.equal(loaded[0].weight, net[0].weight)
 
 
@@ -207,9 +207,9 @@ def test_bare_features_state_dict_also_loads(tmp_path):
 
 def test_upscale_uint8_converts_and_restores_mode():
     torch.manual_seed(0)
-    net = srgan.SRResNet(1, 2, n_blocks=1, features=4).train()
+    net = networks.SRResNet(1, 2, n_blocks=1, features=4).train()
     lr = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
-    out = srgan.upscale_uint8(net, lr, batch_size=2)
+    out = networks.upscale_uint8(net, lr, batch_size=2)
     assert out.dtype == torch.uint8 and out.shape == (3, 1, 16, 16)
     assert net.training
     net.eval()
@@ -217,4 +217,4 @@ def test_upscale_uint8_converts_and_restores_mode():
         y = net(lr.float() / 127.5 - 1)
     assert torch.equal(out, ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     with pytest.raises(ConfigError, match="uint8"):
-        srgan.upscale_uint8(net, lr.float())
+        networks.upscale_uint8(net, lr.float())

@@ -12,7 +12,8 @@ import torch
 
 from medsyn.errors import ConfigError, MedsynError
 from medsyn.evaluators import sr
-from medsyn.generators import sr_data, srgan
+from medsyn.generators.sr import data as sr_data
+from medsyn.generators.sr import networks
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +105,8 @@ def test_evaluate_sr_bicubic_model_equals_bicubic_baseline_rgb(rgb_batch, tmp_pa
 
 def test_evaluate_sr_with_a_network_and_bad_models(rgb_batch):
     torch.manual_seed(0)
-    net = srgan.SRResNet(3, 4, n_blocks=1, features=8)
-    result = sr.evaluate_sr(lambda lr: srgan.upscale_uint8(net, lr), rgb_batch[:2], 4,
+    net = networks.SRResNet(3, 4, n_blocks=1, features=8)
+    result = sr.evaluate_sr(lambda lr: networks.upscale_uint8(net, lr), rgb_batch[:2], 4,
                             n_boot=50, show_progress=False)
     # An untrained network is far worse than bicubic.
     assert result["metrics"]["psnr_y"]["value"] < result["metrics"]["psnr_y_bicubic"]["value"]

@@ -16,9 +16,10 @@ from PIL import Image
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators import load_checkpoint, read_checkpoint
 from medsyn.generators.engine import TrainingDiverged, read_jsonl
-from medsyn.generators.sr_checkpoint import SRCheckpoint, SRInputError
-from medsyn.generators.sr_training import SRStep, train_sr
-from medsyn.generators.srgan import upscale_uint8
+from medsyn.generators.sr.checkpoint import SRCheckpoint, SRInputError
+from medsyn.generators.sr.networks import upscale_uint8
+from medsyn.generators.sr.step import SRStep
+from medsyn.generators.sr.training import train_sr
 
 # 546 images, batch 64 -> 8 steps per epoch
 TINY = dict(dataset="breastmnist", hr_size=32, scale=4, n_blocks=1, features=8, batch_size=64,
@@ -158,10 +159,10 @@ def test_mixed_precision_paths_on_cpu(tmp_path, runs):
 
 
 def test_vgg_content_loss_is_recorded_and_fixed_on_resume(tmp_path, runs):
-    from medsyn.generators import srgan
+    from medsyn.generators.sr import losses
     from medsyn.utils import file_digest
 
-    net = srgan.build_vgg19_features("relu5_4")       # random weights in torchvision's layout
+    net = losses.build_vgg19_features("relu5_4")       # random weights in torchvision's layout
     weights = tmp_path / "vgg19.pth"
     torch.save({f"features.{k}": v for k, v in net.state_dict().items()}, weights)
     run = train_sr("srgan", out=str(tmp_path / "vgg"), init_from=str(runs["srresnet"] /

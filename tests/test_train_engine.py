@@ -1,5 +1,6 @@
 """The reusable training machinery (medsyn.generators.engine), without real networks."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsyn import model_range
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.generators import engine
@@ -49,10 +51,10 @@ def test_precision():
 
 def test_value_range_round_trip_is_exact():
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
-    y = engine.to_model_range(x)
+    y = model_range.to_model_range(x)
     assert y.min() == -1 and y.max() == 1
-    assert torch.equal(engine.to_uint8(y), x)
-    assert torch.equal(engine.to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255],
+    assert torch.equal(model_range.to_uint8(y), x)
+    assert torch.equal(model_range.to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255],
                                                                               dtype=torch.uint8))
 
 
@@ -205,7 +207,7 @@ def test_cpu_threads_follow_the_network_size_unless_given():
 
 
 def test_threads_option_is_validated_and_not_inherited_on_resume():
-    from medsyn.generators.config import NOT_INHERITED, resolve_config
+    from medsyn.generators.gan.config import NOT_INHERITED, resolve_config
 
     config, _ = resolve_config("dcgan", {"dataset": "pneumoniamnist", "image_size": 28,
                                          "threads": 2, "out": "runs/x"})
@@ -213,3 +215,39 @@ def test_threads_option_is_validated_and_not_inherited_on_resume():
     assert "threads" in NOT_INHERITED
     with pytest.raises(ConfigError, match="threads"):
         resolve_config("dcgan", {"dataset": "pneumoniamnist", "threads": -1, "out": "runs/x"})
+
+
+def test_families_declare_only_their_own_options():
+    from medsyn.generators.config import FIXED, RESET, SHARED_OPTIONS, BaseTrainConfig
+    from medsyn.generators.gan import config as gan
+    from medsyn.generators.sr import config as sr
+
+    base = {f.name for f in dataclasses.fields(BaseTrainConfig)}
+    assert len(base) == 22 and "kind" in base
+    for config_cls in (gan.TrainConfig, sr.SRTrainConfig):
+        assert issubclass(config_cls, BaseTrainConfig)
+        names = [o.name for o in config_cls.OPTIONS]
+        # every option is a field and every field but kind an option; config.json follows
+        # the option order
+        assert set(names) == {f.name for f in dataclasses.fields(config_cls)} - {"kind"}
+        config = config_cls(kind="x", **config_cls.defaults())
+        assert list(config.to_dict()) == ["kind", *names]
+        # a shared option keeps its type, range and resume rule; only its help may differ
+        for spec in config_cls.OPTIONS:
+            if spec.name in SHARED_OPTIONS:
+                assert dataclasses.replace(spec, help="") == \
+                    dataclasses.replace(SHARED_OPTIONS[spec.name], help="")
+    # the resume rules the GAN and SR trainers had as explicit lists before the shared base
+    assert gan.FIXED_ON_RESUME == (
+        "dataset", "split", "image_size", "batch_size", "lr", "beta1", "beta2", "seed",
+        "noise_dim", "g_width", "d_width", "embed_dim", "dropout", "label_smoothing",
+        "sample_columns")
+    assert sr.SR_FIXED_ON_RESUME == (
+        "dataset", "split", "scale", "hr_size", "patch_size", "pretrain_epochs",
+        "lr_decay_epoch", "batch_size", "lr", "beta1", "beta2", "seed", "init_from", "n_blocks",
+        "features", "d_features", "content_loss", "adv_weight", "sample_count")
+    assert set(gan.NOT_INHERITED) == {"resume", "max_steps", "out", "device", "threads",
+                                      "quiet"}
+    assert [o.name for o in sr.SR_OPTIONS if o.on_resume == RESET] == [
+        "max_steps", "out", "device", "resume", "quiet"]
+    assert {o.on_resume for o in SHARED_OPTIONS.values()} <= {FIXED, RESET, "inherit"}

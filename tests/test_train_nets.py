@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from medsyn.errors import ConfigError
-from medsyn.generators.gan import GAN_KINDS
-from medsyn.generators.nets import (
+from medsyn.generators.gan.kinds import GAN_KINDS
+from medsyn.generators.gan.nets import (
     AcganDiscriminator,
     AcganGenerator,
     DcganDiscriminator,

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from medsyn.cli import app
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators import TrainConfig, load_checkpoint, read_checkpoint, train
-from medsyn.generators import gan as gan_module
 from medsyn.generators.engine import TrainingDiverged, read_jsonl
+from medsyn.generators.gan import step as gan_step
+from medsyn.generators.gan.kinds import GAN_KINDS
 
 KINDS = ("acgan", "cgan", "dcgan")
 TINY = dict(dataset="breastmnist", image_size=28, batch_size=64, g_width=8, d_width=8,
@@ -226,15 +227,15 @@ def test_resume_after_finished_epoch_equals_uninterrupted(tmp_path, data_root, k
 ])
 def test_label_smoothing_is_one_sided(tmp_path, data_root, monkeypatch, kind, smoothing,
                                       real_target):
-    assert gan_module.GAN_KINDS["acgan"].train_defaults["label_smoothing"] == 0.1
-    real_bce = gan_module._bce
+    assert GAN_KINDS["acgan"].train_defaults["label_smoothing"] == 0.1
+    real_bce = gan_step.bce_with_logits
     targets = []
 
     def recording_bce(logits, target):
         targets.append(target)
         return real_bce(logits, target)
 
-    monkeypatch.setattr(gan_module, "_bce", recording_bce)
+    monkeypatch.setattr(gan_step, "bce_with_logits", recording_bce)
     opts = {} if smoothing is None else {"label_smoothing": smoothing}
     run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, **TINY, **opts)
     expected = 1.0 - real_target
@@ -328,7 +329,7 @@ def test_resume_refuses_changed_data(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, monkeypatch):
-    real_bce = gan_module._bce
+    real_bce = gan_step.bce_with_logits
     calls = {"n": 0}
 
     def bce_turning_nan(logits, target):
@@ -336,7 +337,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, 
         out = real_bce(logits, target)
         return out * float("nan") if calls["n"] > 3 * 10 else out
 
-    monkeypatch.setattr(gan_module, "_bce", bce_turning_nan)
+    monkeypatch.setattr(gan_step, "bce_with_logits", bce_turning_nan)
     with pytest.raises(TrainingDiverged, match="loss_d = nan at step 11 \\(epoch 2\\)") as err:
         train("dcgan", out=str(tmp_path / "run"), epochs=3, **TINY)
     run = tmp_path / "run"

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from medsyn.cli import app
 from medsyn.data import load_dataset
-from medsyn.evaluators.classifier import get_recipe
-from medsyn.evaluators.utility import evaluate_utility
+from medsyn.evaluators.metrics.utility.protocol import evaluate_utility
+from medsyn.evaluators.networks.classifier import get_recipe
 from medsyn.settings import ENV_INCEPTION_WEIGHTS
 
 pytestmark = pytest.mark.real_data

@@ -6,11 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import blob_dataset, blob_images
 
 from medsyn.data import ImageDataset
 from medsyn.errors import ConfigError, DataError
-from medsyn.evaluators import classifier as clf_mod
-from medsyn.evaluators.classifier import (
+from medsyn.evaluators.metrics.utility.protocol import (
+    evaluate_utility,
+    split_validation,
+    synthetic_sets,
+)
+from medsyn.evaluators.networks import classifier as clf_mod
+from medsyn.evaluators.networks.classifier import (
     Recipe,
     build_classifier,
     classification_scores,
@@ -19,26 +25,23 @@ from medsyn.evaluators.classifier import (
     real_classifier,
     train_classifier,
 )
-from medsyn.evaluators.utility import evaluate_utility, split_validation, synthetic_sets
 from medsyn.settings import ENV_CACHE_DIR
 
 TINY = get_recipe("quick", epochs=2, batch_size=32)
 
 
-def _blobs(n, seed, classes=2, size=28):
-    """Images whose mean brightness encodes the class (easy to learn), plus texture noise."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    base = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    img = torch.nn.functional.interpolate(base, size=size, mode="bilinear")
-    img = img * 100 + labels.view(-1, 1, 1, 1) * (150 / max(classes - 1, 1))
-    return img.round().clamp(0, 255).to(torch.uint8), labels
+def _style(classes=2):
+    """This module's blobs (tests/conftest.py): 28 px, the mean brightness encodes the class
+    (easy to learn), the classes 150 apart in all, plus texture noise."""
+    return dict(size=28, classes=classes, contrast=100, class_step=150 / max(classes - 1, 1))
+
+
+def _blobs(n, seed, classes=2):
+    return blob_images(n, seed, **_style(classes))
 
 
 def _ds(n, seed, split, classes=2):
-    images, labels = _blobs(n, seed, classes)
-    return ImageDataset(name="blobs", split=split, images=images, labels=labels,
-                        class_names=[f"c{i}" for i in range(classes)])
+    return blob_dataset(n, seed, split, **_style(classes))
 
 
 # ---------------------------------------------------------------- scores
@@ -293,7 +296,7 @@ def test_protocol_reports_every_arm_over_seeds(tmp_path, monkeypatch):
     assert set(block["arms"]["trtr"]["per_class_recall"]) == {"c0", "c1"}
     assert block["reference_rates"]["majority_class_accuracy"] == 0.5
     # the report reads this block
-    from medsyn.reports.metrics import METRICS
+    from medsyn.reports.content.metrics import METRICS
 
     cell = METRICS["tstr_acc"].extract({"utility": block})
     assert cell.value == pytest.approx(acc["mean"])
@@ -331,7 +334,7 @@ def test_protocol_without_labels_or_val(tmp_path, monkeypatch):
 
 
 def test_no_arm_trains_or_selects_on_test_images(tmp_path, monkeypatch):
-    from medsyn.evaluators import utility as utility_mod
+    from medsyn.evaluators.metrics.utility import protocol as utility_mod
 
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
     train, val, test = _ds(60, 0, "train"), _ds(30, 1, "val"), _ds(30, 2, "test")
@@ -370,8 +373,8 @@ def test_evaluate_api_with_the_in_domain_extractor(tmp_path, monkeypatch):
 
 
 def test_one_seed_has_no_spread_and_the_report_does_not_invent_one():
-    from medsyn.evaluators.utility import _summary
-    from medsyn.reports.build import _mean_std
+    from medsyn.evaluators.metrics.utility.protocol import _summary
+    from medsyn.reports.runs import _mean_std
 
     one = _summary([0.8125])
     assert one["mean"] == 0.8125 and one["std"] is None and "ci95" not in one

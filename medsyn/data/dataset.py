@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from medsyn.errors import DataError
+
 FINGERPRINT_VERSION = b"medsyn-dataset-fingerprint-v1"
 
 
@@ -29,6 +31,36 @@ def fingerprint_arrays(images: np.ndarray | torch.Tensor, labels: np.ndarray | t
     h.update(memoryview(images).cast("B"))
     h.update(memoryview(labels).cast("B"))
     return h.hexdigest()
+
+
+def class_indices(values, class_names, where: str, n: int | None = None) -> np.ndarray:
+    """Labels given with images from outside a dataset (an npz, a Python caller) as int64
+    indices into ``class_names``: class indices or class names. ``n``: the number of images
+    they label, one label each. Anything else is a :class:`DataError` that starts with
+    ``where``."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if n is not None and arr.shape != (n,):
+        raise DataError(f"{where}: expected one label per image, shape [{n}], got shape "
+                        f"{arr.shape}.")
+    arr = arr.reshape(-1)
+    names = list(class_names)
+    if arr.dtype.kind in "US":
+        arr = arr.astype(str)
+        unknown = sorted(set(arr) - set(names))
+        if unknown:
+            raise DataError(f"{where}: class names {unknown} are not classes of the reference "
+                            f"dataset ({', '.join(names)}).")
+        return np.array([names.index(v) for v in arr], dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise DataError(f"{where}: labels must be class indices (integers) or class names, got "
+                        f"dtype {arr.dtype}.")
+    bad = arr[(arr < 0) | (arr >= len(names))]
+    if len(bad):
+        raise DataError(f"{where}: label {int(bad[0])} is out of range: the reference dataset's "
+                        f"class indices are 0..{len(names) - 1} ({', '.join(names)}).")
+    return arr.astype(np.int64)
 
 
 @dataclass(eq=False)

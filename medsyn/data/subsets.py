@@ -76,3 +76,32 @@ def split_validation(train, fraction: float = VAL_FRACTION_WHEN_MISSING, seed: i
     sub_val.split = f"{train.split}[val {fraction:.0%}]"
     sub_train.split = f"{train.split}[rest]"
     return sub_train, sub_val
+
+
+def reserved_rows(dataset, fraction: float = VAL_FRACTION_WHEN_MISSING,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (kept, reserved) rows of a training split, a seeded random ``fraction`` reserved.
+
+    Without patient ids the reserved rows are exactly :func:`split_validation`'s validation
+    rows (stratified by class), so ``split_validation(train, fraction, seed)[0]`` is the part a
+    generator may train on. With patient ids whole patients are reserved (patients in a
+    seeded random order until about ``fraction`` of the images), so no patient is on both
+    sides."""
+    if not 0 < fraction < 1:
+        raise DataError(f"the reserved fraction must be in (0, 1), got {fraction!r}.")
+    n = len(dataset)
+    ids = getattr(dataset, "patient_ids", None)
+    if ids is None:
+        sub_train, sub_val = split_validation(dataset, fraction, seed)
+        return np.sort(sub_train.parent[1]), np.sort(sub_val.parent[1])
+    _, codes = np.unique(np.asarray(ids, dtype=str), return_inverse=True)
+    order = np.random.default_rng([seed, 4243]).permutation(codes.max() + 1)
+    counts = np.bincount(codes)
+    chosen, total = [], 0
+    for patient in order[:-1]:               # at least one patient stays for training
+        if total >= fraction * n:
+            break
+        chosen.append(patient)
+        total += counts[patient]
+    mask = np.isin(codes, chosen)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)

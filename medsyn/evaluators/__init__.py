@@ -4,6 +4,8 @@ density / coverage, the real-vs-real floor, memorization, t-SNE (docs/evaluation
     import medsyn.evaluators as ev
     results = ev.evaluate(fake_uint8, fake_labels, reference=ds_train, train=ds_train,
                           heldout=ds_test, out_dir="runs/x/eval/epoch288")
+    results = ev.evaluate_checkpoint("runs/x/epoch288.pt")        # -> runs/x/eval/epoch288/
+    results = ev.evaluate_folder("samples/", real="cxr3:train")
     ev.add_metrics("runs/x/eval/epoch288", {"utility": {...}})    # other stages' families
 
 Names are imported lazily so that ``medsyn --help`` does not load torch.
@@ -15,6 +17,8 @@ import importlib
 
 _EXPORTS = {
     "evaluate": "api", "versions": "api", "audit": "audit",
+    "evaluate_checkpoint": "api", "evaluate_folder": "api", "EvalOptions": "api",
+    "evaluate_utility": "metrics.utility.protocol",
     "FeatureExtractor": "features", "InceptionExtractor": "features",
     "PixelExtractor": "features", "TorchModuleExtractor": "features",
     "get_extractor": "features", "list_extractors": "features",

@@ -1,4 +1,5 @@
-"""``medsyn evaluate``: the command line over :func:`medsyn.evaluators.evaluate`.
+"""``medsyn evaluate``: the command line over :func:`medsyn.evaluators.evaluate_checkpoint`
+and :func:`medsyn.evaluators.evaluate_folder` (medsyn.evaluators.api).
 
 Heavy imports (torch, torch-fidelity, matplotlib) happen inside the command so that
 ``medsyn --help`` stays fast.
@@ -7,15 +8,18 @@ Heavy imports (torch, torch-fidelity, matplotlib) happen inside the command so t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
 
 from medsyn.clitools import console
 from medsyn.errors import ConfigError, DataError
-
-REFERENCES = ("train", "test")
+from medsyn.evaluators.pipeline.checkpoint import (
+    REFERENCES,
+    checkpoint_out_dir,
+    evaluate_checkpoint,
+)
+from medsyn.evaluators.pipeline.folder import evaluate_folder, folder_out_dir
 
 
 def _print_summary(results: dict, out_dir: Path | None):
@@ -43,208 +47,13 @@ def _print_summary(results: dict, out_dir: Path | None):
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     verdict = ((results.get("metrics") or {}).get("privacy") or {}).get("verdict")
     if isinstance(verdict, dict) and verdict.get("text"):
-        colour = "red" if verdict.get("leak_suspected") else "green"
+        # yellow: the baseline is shifted and no control decides (docs/privacy.md)
+        colour = "red" if verdict.get("leak_suspected") else \
+            "yellow" if verdict.get("exchangeable") is False and verdict.get("basis") is None \
+            else "green"
         console.print(f"[{colour}]privacy:[/] {verdict['text']}", highlight=False)
     if out_dir is not None:
         console.print(f"results: {out_dir / 'results.json'}", highlight=False)
-
-
-def _maybe_dataset(name, split, image_size, root, what, bit_depth=None):
-    from medsyn.data import load_dataset
-
-    try:
-        return load_dataset(name, split, image_size=image_size, root=root, bit_depth=bit_depth)
-    except DataError as exc:
-        # stderr, so that --json output stays parseable
-        typer.echo(f"note: no {what} ({name}/{split}): {str(exc).splitlines()[0]}", err=True)
-        return None
-
-
-def _resize_info(ds) -> str:
-    src = ds.source or {}
-    if src.get("resized_to"):
-        frm = src.get("resized_from")
-        frm = f"from {frm[0]}x{frm[1]}px " if isinstance(frm, list) and len(frm) == 2 else ""
-        return f"{ds.name}/{ds.split} resized {frm}to {src['resized_to']}px " \
-               f"({src.get('resize_filter')})"
-    return f"none: {ds.name}/{ds.split} at its stored size {ds.image_size[0]}px"
-
-
-def _checkpoint_root(data_root, meta_root):
-    """--data-root, else MEDSYN_DATA_ROOT, else the root recorded in the checkpoint if it
-    still exists, else the default (an explicit choice always wins over the recording)."""
-    from medsyn.settings import ENV_DATA_ROOT
-
-    if data_root is not None or os.environ.get(ENV_DATA_ROOT):
-        return data_root
-    if meta_root and Path(meta_root).is_dir():
-        return Path(meta_root)
-    return None
-
-
-def _evaluate_checkpoints(paths, opts, extractor):
-    import numpy as np
-
-    from medsyn.data import load_dataset
-    from medsyn.evaluators import inputs
-    from medsyn.evaluators.api import evaluate
-    from medsyn.generators.sr_config import SR_KINDS
-    from medsyn.utils import file_digest
-
-    all_results = []
-    for path in paths:
-        gen = inputs.load_generator(path, device=opts["device_obj"], allow_sr=True)
-        if gen.kind in SR_KINDS:
-            all_results.append(_evaluate_sr_checkpoint(gen, path, len(paths), opts, extractor))
-            continue
-        meta = gen.metadata if isinstance(gen.metadata, dict) else {}
-        dmeta = meta.get("dataset") or {}
-        name = dmeta.get("name")
-        if not name:
-            raise ConfigError(f"{path}: its metadata names no dataset, so medsyn cannot find the "
-                              "real images; score its samples with --fake/--real instead.")
-        train_split = dmeta.get("split", "train")
-        size = opts["image_size"] or dmeta.get("image_size") or gen.image_size
-        size = int(size[0] if isinstance(size, (list, tuple)) else size)
-        root = _checkpoint_root(opts["data_root"], dmeta.get("root"))
-        # the intensity rule the generator was trained with, unless --bit-depth says otherwise
-        bits = opts["bit_depth"] if opts["bit_depth"] != "auto" else \
-            (meta.get("config") or {}).get("bit_depth") or "auto"
-        train = load_dataset(name, train_split, image_size=size, root=root, bit_depth=bits)
-        inputs.check_checkpoint_dataset(gen, train, path, reference_is_training=True)
-        heldout = _maybe_dataset(name, "test", size, root, "held-out split", bits)
-        val = _maybe_dataset(name, "val", size, root, "validation split", bits) \
-            if opts["needs_val"] else None
-        if opts["reference"] in (None, "train"):
-            reference = train
-        else:
-            if heldout is None:
-                raise DataError(f"--reference test: {name} has no test split here.")
-            reference = heldout
-        reference = inputs.stratified_subset(reference, opts["n_real"], opts["seed"])
-        counts = np.bincount(reference.labels.numpy(), minlength=len(reference.class_names))
-        if opts["n_samples"] is not None:
-            counts = np.asarray(inputs.split_counts(opts["n_samples"], counts))
-        labels = np.repeat(np.arange(len(counts)), counts)
-        images = inputs.sample_generator(gen, labels, opts["seed"], opts["batch_size"])
-        fake_labels = labels if gen.conditional else None
-        disc = None
-        if callable(getattr(gen, "discriminate", None)):
-            def disc(imgs, lab, _gen=gen):
-                return _gen.discriminate(imgs, lab if _gen.kind == "cgan" else None)
-        out_dir = _checkpoint_out_dir(path, len(paths), opts["out"])
-        run = {"name": path.parent.name, "checkpoint": str(path), "model_kind": gen.kind,
-               "epoch": meta.get("epoch"), "step": meta.get("step"), "run_dir": str(path.parent)}
-        prov = {"checkpoint": str(path), "checkpoint_sha256": file_digest(path),
-                "dataset": {"name": train.name, "split": train.split,
-                            "fingerprint": train.fingerprint},
-                "sampling": {"seed": opts["seed"], "n": int(len(labels)),
-                             "labels": "as many per class as the reference"
-                             if opts["n_samples"] is None else
-                             f"{opts['n_samples']} split in the reference's class proportions",
-                             "conditional": bool(gen.conditional)}}
-        sampler = None
-        if gen.conditional:
-            def sampler(lab, seed, _gen=gen):
-                return inputs.sample_generator(_gen, lab, seed, opts["batch_size"])
-        prov["resize"] = {"reference": _resize_info(train),
-                          "fakes": "none: sampled at the checkpoint's size"}
-        results = evaluate(images, fake_labels, reference=reference, train=train,
-                           heldout=heldout, val=val, discriminator=disc, out_dir=out_dir,
-                           run=run, provenance=prov, sampler=sampler, **opts["eval"],
-                           extractor=extractor.get(train, val))
-        all_results.append((results, out_dir))
-    return all_results
-
-
-def _checkpoint_out_dir(path: Path, n_paths: int, out) -> Path:
-    if out is None:
-        return path.parent / "eval" / path.stem
-    return Path(out) if n_paths == 1 else Path(out) / path.stem
-
-
-def _fake_out_dir(fake, out) -> Path:
-    if out is not None:
-        return Path(out)
-    fake_path = Path(fake).expanduser()
-    return fake_path.resolve().parent / "eval" / fake_path.stem
-
-
-def _evaluate_sr_checkpoint(model, path, n_paths, opts, extractor):
-    """A super-resolution checkpoint: PSNR/SSIM-Y vs bicubic and FID of its outputs on the test
-    split (medsyn.evaluators.sr_eval)."""
-    from medsyn.evaluators.sr_eval import evaluate_sr_model
-
-    for flag, value in (("--n-samples", opts["n_samples"]), ("--image-size", opts["image_size"])):
-        if value is not None:
-            raise ConfigError(f"{flag} does not apply to super-resolution checkpoints ({path}): "
-                              "every HR image of the test split is downscaled and upscaled at "
-                              "the model's size; use --n-real N to evaluate a subset.")
-    meta = model.metadata if isinstance(model.metadata, dict) else {}
-    split = "test" if opts["reference"] is None else opts["reference"]
-    out_dir = _checkpoint_out_dir(path, n_paths, opts["out"])
-    ev = opts["eval"]
-    if extractor.fitted_names or len(extractor.names) > 1:
-        raise ConfigError(f"{path}: super-resolution checkpoints are scored in one fixed "
-                          f"feature space (inception, pixels or wavelet), got --extractor "
-                          f"{','.join(extractor.names)}.")
-    results = evaluate_sr_model(
-        model, split=split, out_dir=out_dir, batch_size=opts["batch_size"],
-        metrics=ev["metrics"], extractor=extractor.fixed(),
-        n_bootstrap=ev["n_bootstrap"],
-        n_real=opts["n_real"], seed=opts["seed"], use_cache=ev["use_cache"],
-        data_root=_checkpoint_root(opts["data_root"], (meta.get("dataset") or {}).get("root")),
-        kid_subset_size=ev["kid_subset_size"], overwrite=ev["overwrite"])
-    return results, out_dir
-
-
-def _evaluate_fake(fake, real, opts, extractor):
-    from medsyn.data import load_dataset
-    from medsyn.data.resize import RESIZE_FILTER
-    from medsyn.evaluators import inputs
-    from medsyn.evaluators.api import evaluate
-
-    name, split = inputs.parse_real(real)
-    root, bits = opts["data_root"], opts["bit_depth"]
-    probe = load_dataset(name, split, image_size=opts["image_size"], root=root, bit_depth=bits)
-    fakes = inputs.load_fake(fake, probe.class_names, opts["image_size"], bits)
-    size = opts["image_size"]
-    resize_note = None
-    if size is None and tuple(fakes.images.shape[2:]) != tuple(probe.image_size):
-        h, w = fakes.images.shape[2:]
-        if h == w:
-            size = int(h)
-            resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to the "
-                           f"fakes' {size}px (bicubic, antialiased)")
-    reference = probe if size is None or size == probe.image_size[0] else \
-        load_dataset(name, split, image_size=size, root=root, bit_depth=bits)
-    fakes = inputs.match_reference(fakes, reference)
-    fakes = inputs.subsample(fakes, opts["n_samples"], opts["seed"])
-    reference = inputs.stratified_subset(reference, opts["n_real"], opts["seed"])
-    # the floor and memorization need a training and a held-out split: for a folder without
-    # split folders these are its automatic 70/10/20 split (their warnings say so)
-    train = reference if split == "train" and opts["n_real"] is None else \
-        _maybe_dataset(name, "train", size, root, "training split", bits)
-    heldout = reference if split == "test" and opts["n_real"] is None else \
-        _maybe_dataset(name, "test", size, root, "held-out split", bits)
-    if train is not None and heldout is not None and train.fingerprint == heldout.fingerprint:
-        heldout = None
-    val = _maybe_dataset(name, "val", size, root, "validation split", bits) \
-        if opts["needs_val"] else None
-    out_dir = _fake_out_dir(fake, opts["out"])
-    if resize_note is None and size is not None and size != probe.image_size[0]:
-        resize_note = (f"reference {name}/{split} resized from {probe.image_size[0]}px to "
-                       f"{size}px ({RESIZE_FILTER})")
-    prov = {"fake": {**fakes.source, "n": len(fakes.images)},
-            "resize": {"fakes": fakes.source.get("resize"), "reference": resize_note}}
-    if extractor.fitted_names and train is None:
-        raise DataError(f"--extractor {','.join(extractor.fitted_names)}: fitted to the real "
-                        f"training split of {name}, which is not available here.")
-    results = evaluate(fakes.images, fakes.labels, reference=reference, train=train,
-                       heldout=heldout, val=val, out_dir=out_dir, provenance=prov,
-                       **opts["eval"], extractor=extractor.get(train, val),
-                       warnings=fakes.source.get("warnings", ()))
-    return [(results, out_dir)]
 
 
 def evaluate_command(
@@ -320,6 +129,11 @@ def evaluate_command(
     classifier_weights: Path | None = typer.Option(
         None, "--classifier-weights", help="Local timm state_dict to initialise the utility "
         "classifiers (default: random initialisation; nothing is downloaded).", dir_okay=False),
+    privacy_baseline: str = typer.Option(
+        "auto", "--privacy-baseline", help="Held-out real images of the privacy audit: auto "
+        "(the validation split, else the test split), val, test, or reserve[:FRACTION] (a "
+        "random part of the training split, 10% unless FRACTION, that the generator was "
+        "trained without); docs/privacy.md."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing evaluation "
                                    "in the output folder (all its files and figures); without "
                                    "it an existing results.json is never overwritten."),
@@ -358,6 +172,12 @@ def evaluate_command(
             raise ConfigError(f"{flag} must be at least 2, got {v}.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
+    from medsyn.evaluators.metrics.context import parse_privacy_baseline
+
+    try:
+        parse_privacy_baseline(privacy_baseline)
+    except ConfigError as exc:
+        raise ConfigError(f"--privacy-baseline: {exc}") from None
     from medsyn.data.intensity import BIT_DEPTH_HELP, parse_bit_depth
 
     try:
@@ -367,10 +187,12 @@ def evaluate_command(
 
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
-    from medsyn.evaluators.classifier import get_recipe
     from medsyn.evaluators.features import parse_extractor_names
-    from medsyn.evaluators.metrics import resolve_metrics
-    from medsyn.evaluators.ssl import get_ssl_recipe
+    from medsyn.evaluators.metrics import EvalOptions, resolve_metrics
+    from medsyn.evaluators.networks.recipes import get_recipe
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe
+    from medsyn.evaluators.results import check_output_folder
+    from medsyn.evaluators.scoring.spaces import FeatureSpaces, space_settings
 
     # everything a user can get wrong is checked before the (slow) network is loaded
     specs = resolve_metrics(metrics, have_discriminator=True)
@@ -390,92 +212,39 @@ def evaluate_command(
         raise ConfigError(f"--utility-epochs must be >= 1, got {utility_epochs}.")
     recipe = get_recipe(utility_recipe, epochs=utility_epochs,
                         pretrained=str(classifier_weights) if classifier_weights else None)
+    options = EvalOptions(n_bootstrap=bootstrap, seed=seed, batch_size=batch_size,
+                          kid_subset_size=kid_subset_size, use_cache=not no_cache,
+                          utility_recipe=recipe, utility_seeds=seeds,
+                          utility_ratio=utility_ratio, ssl_recipe=ssl,
+                          privacy_baseline=privacy_baseline)
+    options.validate()
     paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
     if fake is not None and not fake.expanduser().exists():
         raise DataError(f"--fake {fake}: no such file or folder.")
-    from medsyn.evaluators.results import check_output_folder
-
+    out_dirs = [checkpoint_out_dir(p, len(paths), out) for p in paths] if paths else \
+        [folder_out_dir(fake, out)]
     # an output that would be refused is refused before anything slow runs
-    for out_dir in ([_checkpoint_out_dir(p, len(paths), out) for p in paths] if paths else
-                    [_fake_out_dir(fake, out)]):
+    for out_dir in out_dirs:
         check_output_folder(out_dir, overwrite)
     dev = resolve_device(device)
-    ext = _Extractors(extractor_names, dev, inception_weights, recipe, ssl, not no_cache,
-                      needed=any(spec.needs_features for spec in specs))
-    ext.preload()
-    opts = {"device_obj": dev, "image_size": image_size, "data_root": data_root,
-            "reference": reference, "n_real": n_real, "n_samples": n_samples, "seed": seed,
-            "batch_size": batch_size, "out": out, "bit_depth": bit_depth,
-            "needs_val": "classifier" in extractor_names or any(s.name == "utility"
-                                                                 for s in specs),
-            "eval": {"metrics": metrics, "n_bootstrap": bootstrap, "seed": seed,
-                     "device": dev, "batch_size": batch_size,
-                     "kid_subset_size": kid_subset_size, "use_cache": not no_cache,
-                     "utility_recipe": recipe, "utility_seeds": seeds,
-                     "utility_ratio": utility_ratio, "overwrite": overwrite,
-                     "n_split": n_memorization if n_memorization is not None else n_real}}
-    if checkpoint is not None:
-        outputs = _evaluate_checkpoints(paths, opts, ext)
-    else:
-        outputs = _evaluate_fake(fake, real, opts, ext)
-    for results, out_dir in outputs:
+    # built once for every checkpoint: missing weights fail here, before any sampling
+    spaces = FeatureSpaces(extractor_names, dev,
+                           space_settings(options, inception_weights=inception_weights),
+                           needed=any(spec.needs_features for spec in specs))
+    spaces.preload()
+    common = dict(metrics=metrics, extractor=spaces, n_samples=n_samples, n_real=n_real,
+                  n_split=n_memorization, image_size=image_size, data_root=data_root,
+                  bit_depth=bit_depth, device=dev, options=options, overwrite=overwrite)
+    for i, out_dir in enumerate(out_dirs):
+        if paths:
+            results = evaluate_checkpoint(paths[i], out_dir=out_dir, reference=reference,
+                                          **common)
+        else:
+            results = evaluate_folder(fake, real, out_dir=out_dir, **common)
         if as_json:
             typer.echo(json.dumps(results, indent=2, default=str))
         else:
             _print_summary(results, out_dir)
-
-
-class _Extractors:
-    """The feature spaces of this command: fixed ones (Inception, pixels, wavelet) are built
-    once, up front, so that missing weights fail before anything slow; spaces fitted to the
-    real training split (classifier, ssl, radiomics) once per training split; none when the
-    chosen metrics need no features."""
-
-    def __init__(self, names, device, inception_weights, recipe, ssl_recipe, use_cache,
-                 needed):
-        from medsyn.evaluators.features import is_fitted
-
-        self.names, self.device, self.needed = list(names), device, needed
-        self.fitted_names = [n for n in self.names if is_fitted(n)]
-        self.inception_weights, self.recipe, self.use_cache = inception_weights, recipe, use_cache
-        self.ssl_recipe = ssl_recipe
-        self._built: dict = {}
-
-    def preload(self):
-        if self.needed:
-            for name in self.names:
-                if name not in self.fitted_names:
-                    self._fixed(name)
-
-    def get(self, train, val):
-        """``{space name: extractor}`` in the order named (``None`` when no family needs one)."""
-        if not self.needed:
-            return None
-        return {n: self._fitted(n, train, val) if n in self.fitted_names else self._fixed(n)
-                for n in self.names}
-
-    def fixed(self):
-        """The single fixed space (super-resolution checkpoints are scored in one)."""
-        return self._fixed(self.names[0])
-
-    def _fixed(self, name):
-        from medsyn.evaluators.features import get_extractor
-
-        if name not in self._built:
-            options = {"weights": self.inception_weights} \
-                if name.startswith("inception") else {}
-            self._built[name] = get_extractor(name, device=self.device, **options)
-        return self._built[name]
-
-    def _fitted(self, name, train, val):
-        from medsyn.evaluators.features import get_extractor
-
-        key = (name, train.fingerprint, None if val is None else val.fingerprint)
-        if key not in self._built:
-            self._built[key] = get_extractor(name, device=self.device, train=train, val=val,
-                                             recipe=self.recipe, ssl_recipe=self.ssl_recipe,
-                                             use_cache=self.use_cache)
-        return self._built[key]
 
 
 def register(app) -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsyn.data.dataset import class_indices
 from medsyn.data.resize import RESIZE_FILTER, resize_uint8
 from medsyn.data.subsets import split_counts, stratified_subset  # noqa: F401 (public names here)
 from medsyn.errors import CheckpointError, DataError
+from medsyn.generators.interface import Task, task_of_kind
 
 NPZ_IMAGE_KEYS = ("images", "x", "samples", "fake", "fakes", "arr_0")
 NPZ_LABEL_KEYS = ("labels", "y", "arr_1")
@@ -108,23 +110,6 @@ def to_uint8_nchw(arr: np.ndarray, where: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out))
 
 
-def _labels_from(values: np.ndarray, class_names: list[str], where: str) -> np.ndarray:
-    values = np.asarray(values).reshape(-1)
-    if values.dtype.kind in "US":
-        unknown = sorted(set(values.astype(str)) - set(class_names))
-        if unknown:
-            raise DataError(f"{where}: class names {unknown} are not classes of the reference "
-                            f"dataset ({', '.join(class_names)}).")
-        return np.array([class_names.index(v) for v in values.astype(str)], dtype=np.int64)
-    if values.dtype.kind not in "iu":
-        raise DataError(f"{where}: labels must be integers or class names, got {values.dtype}.")
-    bad = values[(values < 0) | (values >= len(class_names))]
-    if len(bad):
-        raise DataError(f"{where}: label {int(bad[0])} is not a class index of the reference "
-                        f"dataset (0..{len(class_names) - 1}: {', '.join(class_names)}).")
-    return values.astype(np.int64)
-
-
 def load_npz(path: Path, class_names: list[str]) -> FakeSet:
     try:
         z = np.load(path, allow_pickle=False)
@@ -140,7 +125,7 @@ def load_npz(path: Path, class_names: list[str]) -> FakeSet:
         lkey = next((k for k in NPZ_LABEL_KEYS if k in keys and k != ikey), None)
         labels = None
         if lkey is not None:
-            labels = _labels_from(z[lkey], class_names, f"{path}[{lkey!r}]")
+            labels = class_indices(z[lkey], class_names, f"{path}[{lkey!r}]")
             if len(labels) != len(images):
                 raise DataError(f"{path}: {len(labels)} labels for {len(images)} images.")
     return FakeSet(images, labels, {"kind": "npz", "path": str(path), "images_key": ikey,
@@ -248,7 +233,8 @@ def expand_checkpoints(pattern: str) -> list[Path]:
 def load_generator(path: Path, device="cpu", allow_sr: bool = False):
     """``medsyn.generators.load_checkpoint`` (looked up at call time, so it can be replaced).
 
-    A super-resolution checkpoint (``srresnet``, ``srgan``) is an error unless ``allow_sr``.
+    A checkpoint that does not sample from noise (its task: super-resolution, translation) is
+    an error unless ``allow_sr``.
     """
     try:
         generators = importlib.import_module("medsyn.generators")
@@ -259,10 +245,24 @@ def load_generator(path: Path, device="cpu", allow_sr: bool = False):
             "cannot read checkpoints; evaluate saved images with --fake PATH --real DATASET."
         ) from None
     gen = loader(path, device=device)
-    if not allow_sr and getattr(gen, "kind", None) in ("srresnet", "srgan"):
-        raise CheckpointError(f"{path} is a super-resolution checkpoint ({gen.kind}); "
-                              "'medsyn evaluate --checkpoint' scores image generators.")
+    if not allow_sr:
+        task = checkpoint_task(gen)
+        if not task.samples_from_noise:
+            raise CheckpointError(f"{path} is a {task.value} checkpoint ({gen.kind}); "
+                                  "'medsyn evaluate --checkpoint' scores image generators.")
     return gen
+
+
+def checkpoint_task(gen) -> Task:
+    """The loaded checkpoint's task: ``gen.task``, else the task its kind was registered with
+    (an object written against the contract before tasks were declared)."""
+    task = getattr(gen, "task", None)
+    task = Task(task) if task is not None else task_of_kind(getattr(gen, "kind", None))
+    if task is None:
+        raise CheckpointError(f"a checkpoint of kind {getattr(gen, 'kind', None)!r} declares no "
+                              "task (medsyn.generators.interface.Task), so medsyn cannot tell "
+                              "how to evaluate it; register its kind with task=....")
+    return task
 
 
 def check_checkpoint_dataset(gen, reference, path: Path, reference_is_training: bool) -> None:

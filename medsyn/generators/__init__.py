@@ -4,7 +4,20 @@
     gen = medsyn.generators.load_checkpoint(run_dir / "last.pt", device="cpu")
     images = gen.sample(16, seed=0)           # torch.uint8 [16, C, H, W], balanced classes
 
-See docs/training.md; the reusable training machinery is :mod:`medsyn.generators.engine`.
+See docs/training.md. Rooms, one concern each:
+
+    interface.py   Task and the GeneratorCheckpoint protocol every loaded checkpoint follows
+    checkpoint.py  the checkpoint file format, safe reading, the kind -> loader registry
+    config.py      OptionSpec, BaseTrainConfig (the options every trainer shares), resolution
+    engine/        reusable training machinery (precision, DDP, batches, RNG, files, the loop)
+    run.py         a run's folder and continuity: never overwrite, resume checks, seeding
+    adversarial.py the adversarial D/G update every GAN-like trainer shares
+    sampling.py    ``medsyn sample``: PNGs of any noise-to-image checkpoint
+    grid.py        sample grids
+    commands.py    the ``medsyn sample`` command
+    gan/           the image GAN family (acgan, cgan, dcgan)
+    sr/            the super-resolution family (srresnet, srgan)
+
 Names are imported on first use, so ``import medsyn.generators`` (and the CLI) stays light.
 """
 
@@ -13,18 +26,22 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "train": "medsyn.generators.training",
-    "run_training": "medsyn.generators.training",
-    "TrainConfig": "medsyn.generators.config",
-    "resolve_config": "medsyn.generators.config",
+    "train": "medsyn.generators.gan.training",
+    "run_training": "medsyn.generators.gan.training",
+    "TrainConfig": "medsyn.generators.gan.config",
+    "resolve_config": "medsyn.generators.gan.config",
+    "BaseTrainConfig": "medsyn.generators.config",
+    "train_sr": "medsyn.generators.sr.training",
+    "SRTrainConfig": "medsyn.generators.sr.config",
+    "SRCheckpoint": "medsyn.generators.sr.checkpoint",
     "load_checkpoint": "medsyn.generators.checkpoint",
     "read_checkpoint": "medsyn.generators.checkpoint",
     "checkpoint_metadata": "medsyn.generators.checkpoint",
     "register_kind": "medsyn.generators.checkpoint",
     "registered_kinds": "medsyn.generators.checkpoint",
-    "GAN_KINDS": "medsyn.generators.gan",
-    "GanCheckpoint": "medsyn.generators.gan",
-    "size_plan": "medsyn.generators.nets",
+    "GAN_KINDS": "medsyn.generators.gan.kinds",
+    "GanCheckpoint": "medsyn.generators.gan.checkpoint",
+    "size_plan": "medsyn.generators.gan.nets",
     "Task": "medsyn.generators.interface",
     "GeneratorCheckpoint": "medsyn.generators.interface",
     "task_of_kind": "medsyn.generators.interface",

@@ -18,8 +18,8 @@ the digest existed load with a warning.
 
     register_kind("mykind", "mypackage.module:load_my_checkpoint", task=Task.CONDITIONAL)
 
-The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan`) and
-``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr_checkpoint`).
+The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan.checkpoint`) and
+``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`).
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixe
 
 Loader = Callable[..., object]
 _LOADERS: dict[str, Loader | str] = {
-    "acgan": "medsyn.generators.gan:load_gan_checkpoint",
-    "cgan": "medsyn.generators.gan:load_gan_checkpoint",
-    "dcgan": "medsyn.generators.gan:load_gan_checkpoint",
-    "srresnet": "medsyn.generators.sr_checkpoint:load_sr_checkpoint",
-    "srgan": "medsyn.generators.sr_checkpoint:load_sr_checkpoint",
+    "acgan": "medsyn.generators.gan.checkpoint:load_gan_checkpoint",
+    "cgan": "medsyn.generators.gan.checkpoint:load_gan_checkpoint",
+    "dcgan": "medsyn.generators.gan.checkpoint:load_gan_checkpoint",
+    "srresnet": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
+    "srgan": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
 }
 
 
@@ -206,10 +206,11 @@ def checkpoint_metadata(payload: dict) -> dict:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load any medsyn checkpoint as the object its kind's loader returns.
 
-    For ``acgan`` / ``cgan`` / ``dcgan``: a :class:`medsyn.generators.gan.GanCheckpoint` with
-    ``kind``, ``class_names``, ``conditional``, ``image_size``, ``channels``, ``metadata``,
-    ``sample(n, labels=None, seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
-    For ``srresnet`` / ``srgan``: a :class:`medsyn.generators.sr_checkpoint.SRCheckpoint` with
+    For ``acgan`` / ``cgan`` / ``dcgan``: a
+    :class:`medsyn.generators.gan.checkpoint.GanCheckpoint` with ``kind``, ``class_names``,
+    ``conditional``, ``image_size``, ``channels``, ``metadata``, ``sample(n, labels=None,
+    seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
+    For ``srresnet`` / ``srgan``: a :class:`medsyn.generators.sr.checkpoint.SRCheckpoint` with
     ``kind``, ``scale``, ``channels``, ``metadata`` and ``upscale(lr_uint8) -> uint8``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
     """

@@ -1,9 +1,16 @@
-"""Training options: defaults, TOML config files, resume, validation.
+"""Training options shared by every trainer: what an option is, the options every family has,
+and how a run's options are resolved.
 
 Precedence, lowest first: built-in defaults < the kind's defaults < the checkpoint's config
-(``--resume``) < the TOML file (``--config``) < options given explicitly. On ``--resume`` the
-options that define the model, the data or the optimisation (:data:`FIXED_ON_RESUME`) cannot
-change; per-invocation ones (:data:`NOT_INHERITED`) start from their defaults again.
+(``--resume``) < the TOML file (``--config``) < options given explicitly. Each option says what
+``--resume`` does with it (:attr:`OptionSpec.on_resume`): ``fixed`` options define the model,
+the data or the optimisation and cannot change; ``reset`` ones are per invocation and start
+from their defaults again; the others are inherited from the checkpoint unless given.
+
+A family (GAN, SR, ...) declares its configuration as a :class:`BaseTrainConfig` subclass with
+its own fields only, and its option list from :func:`shared` specs plus its own
+:class:`OptionSpec`s (the order of that list is the order of ``--help`` and of config.json).
+Kept free of torch so that the CLI can build its commands without importing it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +31,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+FIXED = "fixed"        # defines the model, the data or the optimisation: cannot change on resume
+RESET = "reset"        # per invocation: not inherited from the checkpoint
+INHERIT = "inherit"    # inherited from the checkpoint unless given
+
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One training option: its type, help text and validity rule (used by the CLI, by config
-    files and by validation alike)."""
+    """One training option: its type, help text, validity rule and behaviour on ``--resume``
+    (used by the CLI, by config files and by validation alike)."""
 
     name: str
     type: type
@@ -38,6 +50,7 @@ class OptionSpec:
     exclusive_max: bool = False
     exclusive_min: bool = False
     kinds: tuple[str, ...] | None = None     # None: every kind
+    on_resume: str = INHERIT
 
     @property
     def flag(self) -> str:
@@ -45,15 +58,16 @@ class OptionSpec:
 
 
 @dataclass
-class TrainConfig:
-    """Every option of a training run (``config.json`` of the run folder holds these)."""
+class BaseTrainConfig:
+    """The options every trainer has. A family subclasses it with its own fields (and may give
+    a shared field another default), and sets :attr:`OPTIONS` to its option list."""
+
+    OPTIONS = ()    # the family's option specs in --help order (a class attribute, not a field)
 
     kind: str
     dataset: str = "cxr3"
     data_root: str | None = None
     split: str = "train"
-    bit_depth: str = "auto"
-    image_size: int = 112
     epochs: int | None = None
     max_steps: int | None = None
     batch_size: int = 64
@@ -63,7 +77,6 @@ class TrainConfig:
     seed: int = 0
     out: str | None = None
     device: str = "auto"
-    threads: int = 0
     precision: str = "auto"
     compile: bool = False
     channels_last: bool | None = None
@@ -72,54 +85,52 @@ class TrainConfig:
     resume: str | None = None
     checkpoint_every: int = 1
     keep_last: int = 5
-    noise_dim: int | None = None
-    g_width: int | None = None
-    d_width: int | None = None
-    embed_dim: int | None = None
-    dropout: float | None = None
-    label_smoothing: float | None = None
-    sample_columns: int = 8
     quiet: bool = False
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every option by name (what config.json and the checkpoint hold): ``kind``, then the
+        options in the family's order."""
+        values = dataclasses.asdict(self)
+        order = ["kind", *(o.name for o in self.OPTIONS)]
+        ordered = {k: values[k] for k in order if k in values}
+        ordered.update((k, v) for k, v in values.items() if k not in ordered)
+        return ordered
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out)
 
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every option's value before anything is given (the dataclass defaults)."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name != "kind"}
 
-OPTIONS: tuple[OptionSpec, ...] = (
+
+SHARED_OPTIONS: dict[str, OptionSpec] = {o.name: o for o in (
     OptionSpec("dataset", str, "Dataset to train on: cxr3, pneumoniamnist, mnist, ... or "
-               "folder:<path> (see 'medsyn data list'). (default: cxr3)"),
+               "folder:<path> (see 'medsyn data list'). (default: cxr3)", on_resume=FIXED),
     OptionSpec("data_root", str, "Folder holding the datasets. (default: $MEDSYN_DATA_ROOT, "
                "then the per-user cache)"),
     OptionSpec("split", str, "Split to train on; a folder without split folders gives its "
-               "automatic 70 % part, 'all' every image. (default: train)"),
-    OptionSpec("bit_depth", str, "Intensity rule for images stored with more than 8 bits, one "
-               "for the whole dataset: auto, 8..16 or minmax (docs/clinical_inputs.md). "
-               "(default: auto)"),
-    OptionSpec("image_size", int, "Image size in pixels (28, 32, 64, 112, 128, ...); the data "
-               "are resized to it. (default: 112)", minimum=8),
-    OptionSpec("epochs", int, "Epochs to train (in total, counting those before --resume). "
-               "(default: acgan 388, cgan/dcgan 100)", minimum=1),
+               "automatic 70 % part, 'all' every image. (default: train)", on_resume=FIXED),
+    OptionSpec("epochs", int, "Epochs to train (in total, counting those before --resume).",
+               minimum=1),
     OptionSpec("max_steps", int, "Stop after this many optimizer steps in total (smoke runs); "
-               "a checkpoint is written where it stops.", minimum=1),
+               "a checkpoint is written where it stops.", minimum=1, on_resume=RESET),
     OptionSpec("batch_size", int, "Images per step (the global batch under torchrun). "
-               "(default: 64)", minimum=1),
+               "(default: 64)", minimum=1, on_resume=FIXED),
     OptionSpec("lr", float, "Adam learning rate of both networks. (default: 2e-4)", minimum=0,
-               exclusive_min=True),
+               exclusive_min=True, on_resume=FIXED),
     OptionSpec("beta1", float, "Adam beta1. (default: 0.5)", minimum=0, maximum=1,
-               exclusive_max=True),
+               exclusive_max=True, on_resume=FIXED),
     OptionSpec("beta2", float, "Adam beta2. (default: 0.999)", minimum=0, maximum=1,
-               exclusive_max=True),
-    OptionSpec("seed", int, "Random seed (weights, noise, data order). (default: 0)", minimum=0),
-    OptionSpec("out", str, "Run folder to write. (default: runs/KIND-DATASET-SIZEpx; with "
-               "--resume, the checkpoint's folder)"),
-    OptionSpec("device", str, "auto (GPU if present), cpu, cuda or cuda:N. (default: auto)"),
-    OptionSpec("threads", int, "CPU threads for the networks; 0 = auto: 1 for images up to "
-               "32 px (small networks lose speed to thread overhead), all cores above. "
-               "(default: 0)", minimum=0),
+               exclusive_max=True, on_resume=FIXED),
+    OptionSpec("seed", int, "Random seed (weights, data order). (default: 0)", minimum=0,
+               on_resume=FIXED),
+    OptionSpec("out", str, "Run folder to write. (default: runs/KIND-DATASET; with --resume, "
+               "the checkpoint's folder)", on_resume=RESET),
+    OptionSpec("device", str, "auto (GPU if present), cpu, cuda or cuda:N. (default: auto)",
+               on_resume=RESET),
     OptionSpec("precision", str, "auto (bf16 on GPUs that support it, else fp16 with grad "
                "scaling; fp32 on CPU), fp32, bf16 or fp16. (default: auto)",
                choices=("auto", "fp32", "bf16", "fp16")),
@@ -132,38 +143,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("deterministic", bool, "Repeatable GPU runs (no cuDNN autotuning or TF32; "
                "slower). CPU runs are always repeatable. (default: off)"),
     OptionSpec("resume", str, "Checkpoint (.pt) of this kind to continue from, exactly where it "
-               "stopped."),
+               "stopped.", on_resume=RESET),
     OptionSpec("checkpoint_every", int, "Write epochNNN.pt every N epochs (and always at the "
                "end). (default: 1)", minimum=1),
     OptionSpec("keep_last", int, "Keep the newest K epochNNN.pt files, 0 keeps all. "
                "(default: 5)", minimum=0),
-    OptionSpec("noise_dim", int, "Length of the noise vector. (default: 100)", minimum=1),
-    OptionSpec("g_width", int, "Generator channels at the stage next to the image, doubling at "
-               "each stage towards the start map. (default: acgan 128, cgan/dcgan 64)",
-               minimum=1),
-    OptionSpec("d_width", int, "Discriminator channels of its first stage, doubling at each "
-               "stage. (default: 64)", minimum=1),
-    OptionSpec("embed_dim", int, "Length of the label embedding. (default: 50)", minimum=1,
-               kinds=("acgan",)),
-    OptionSpec("dropout", float, "Dropout after each discriminator block. (default: 0.5)",
-               minimum=0, maximum=1, exclusive_max=True, kinds=("acgan",)),
-    OptionSpec("label_smoothing", float, "One-sided label smoothing: D's target for real images "
-               "is 1 - this. (default: acgan 0.1, cgan/dcgan 0)", minimum=0, maximum=0.5,
-               exclusive_max=True),
-    OptionSpec("sample_columns", int, "Columns of the per-epoch sample grid (one row per "
-               "class). (default: 8)", minimum=1, maximum=64),
-    OptionSpec("quiet", bool, "No per-epoch summary lines. (default: off)"),
-)
-OPTION_BY_NAME = {o.name: o for o in OPTIONS}
-
-FIXED_ON_RESUME = ("dataset", "split", "image_size", "batch_size", "lr", "beta1", "beta2", "seed",
-                   "noise_dim", "g_width", "d_width", "embed_dim", "dropout", "label_smoothing",
-                   "sample_columns")
-NOT_INHERITED = ("resume", "max_steps", "out", "device", "threads", "quiet")
+    OptionSpec("quiet", bool, "No per-epoch summary lines. (default: off)", on_resume=RESET),
+)}
 
 
-def options_for(kind: str) -> list[OptionSpec]:
-    return [o for o in OPTIONS if o.kinds is None or kind in o.kinds]
+def shared(name: str, help_text: str | None = None) -> OptionSpec:
+    """The shared option ``name``, with the family's own help text if given (where its default
+    differs)."""
+    spec = SHARED_OPTIONS[name]
+    return spec if help_text is None else dataclasses.replace(spec, help=help_text)
+
+
+def options_of_kind(specs: Sequence[OptionSpec], kind: str) -> list[OptionSpec]:
+    return [o for o in specs if o.kinds is None or kind in o.kinds]
+
+
+def names_on_resume(specs: Sequence[OptionSpec], rule: str) -> tuple[str, ...]:
+    """The names of the options whose :attr:`OptionSpec.on_resume` is ``rule``, in order."""
+    return tuple(o.name for o in specs if o.on_resume == rule)
 
 
 def default_run_dir(kind: str, dataset: str, image_size: int) -> Path:
@@ -174,11 +176,9 @@ def default_run_dir(kind: str, dataset: str, image_size: int) -> Path:
     return Path("runs") / f"{kind}-{slug}-{image_size}px"
 
 
-def read_config_file(path: str | os.PathLike, kind: str,
-                     specs: tuple[OptionSpec, ...] | list[OptionSpec] | None = None) -> dict:
+def read_config_file(path: str | os.PathLike, kind: str, specs: Sequence[OptionSpec]) -> dict:
     """Options from a TOML file: top-level keys named like the options (``batch_size`` or
-    ``batch-size``), optionally a ``kind``. ``specs``: the valid options (default: those of the
-    GAN ``kind``; another trainer passes its own)."""
+    ``batch-size``), optionally a ``kind``. ``specs``: the valid options."""
     path = Path(path).expanduser()
     try:
         with open(path, "rb") as f:
@@ -190,7 +190,7 @@ def read_config_file(path: str | os.PathLike, kind: str,
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}.") from None
     options = {}
-    valid = {o.name for o in (specs if specs is not None else options_for(kind))}
+    valid = {o.name for o in specs}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name == "kind":
@@ -245,22 +245,24 @@ def coerce_option(spec: OptionSpec, value, source: str):
     return value
 
 
-def resolve_options(kind: str, specs, defaults: dict, options: dict | None = None,
-                    config_file=None, *, fixed_on_resume=(), not_inherited=NOT_INHERITED,
-                    all_specs=OPTIONS) -> tuple[dict, dict | None, set[str]]:
+def resolve_options(kind: str, all_specs: Sequence[OptionSpec], defaults: dict,
+                    options: dict | None = None, config_file=None,
+                    ) -> tuple[dict, dict | None, set[str]]:
     """The option values of a run of any trainer, with the precedence and resume rules.
 
-    ``specs``: the trainer's :class:`OptionSpec` list; ``defaults``: the value of every option
-    before anything is given. Returns ``(values, checkpoint, given)``: every option's value, the
-    checkpoint's content with ``resume`` (else None) and the names given explicitly (option or
-    config file). With ``resume``: the checkpoint must be of ``kind``, ``fixed_on_resume``
-    options must not change, the others are inherited from the checkpoint's config except
-    ``not_inherited``, and ``out`` defaults to the checkpoint's folder. ``all_specs``: the
-    options of every kind of this trainer (an option of another kind gets "applies to ... only").
+    ``all_specs``: the options of every kind of the trainer's family (those of ``kind`` apply;
+    another kind's option gets "applies to ... only" and ends as None); ``defaults``: the value
+    of every option before anything is given. Returns ``(values, checkpoint, given)``: every
+    option's value, the checkpoint's content with ``resume`` (else None) and the names given
+    explicitly (option or config file). With ``resume``: the checkpoint must be of ``kind``,
+    ``fixed`` options must not change, the others are inherited from the checkpoint's config
+    except ``reset`` ones, and ``out`` defaults to the checkpoint's folder.
     """
     from medsyn.generators.checkpoint import read_checkpoint
 
+    specs = options_of_kind(all_specs, kind)
     by_name = {o.name: o for o in specs}
+    fixed_on_resume = names_on_resume(specs, FIXED)
     given: dict[str, tuple[object, str]] = {}
     if config_file is not None:
         for k, v in read_config_file(config_file, kind, specs).items():
@@ -294,37 +296,14 @@ def resolve_options(kind: str, specs, defaults: dict, options: dict | None = Non
                 raise ConfigError(
                     f"{by_name[k].flag} {values[k]!r} differs from the checkpoint's "
                     f"{saved[k]!r}: on --resume these options are fixed by the checkpoint "
-                    f"({', '.join(by_name[x].flag for x in fixed_on_resume if x in by_name)}). "
+                    f"({', '.join(by_name[x].flag for x in fixed_on_resume)}). "
                     "Start a new run to change them.")
+        not_inherited = set(names_on_resume(all_specs, RESET))
         base.update({k: v for k, v in saved.items() if k in base and k not in not_inherited})
         base["out"] = str(resume.parent)
         values["resume"] = str(resume)
     base.update(values)
+    for spec in all_specs:
+        if spec.kinds is not None and kind not in spec.kinds:
+            base[spec.name] = None      # options of other kinds (acgan's embed_dim on a cgan run)
     return base, payload, set(given)
-
-
-def resolve_config(kind: str, options: dict | None = None, config_file=None,
-                   ) -> tuple[TrainConfig, dict | None]:
-    """The full configuration of a GAN run and, with ``resume``, the checkpoint's content.
-
-    ``options``: what the user gave explicitly (``None`` values mean "not given").
-    """
-    from medsyn.generators.gan import gan_kind
-
-    spec_kind = gan_kind(kind)
-    specs = options_for(kind)
-    valid = {o.name for o in specs}
-    base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "kind"}
-    base.update({k: v for k, v in spec_kind.train_defaults.items()})
-    base.update({k: v for k, v in spec_kind.arch_defaults.items()})
-    base, payload, _ = resolve_options(kind, specs, base, options, config_file,
-                                       fixed_on_resume=FIXED_ON_RESUME)
-    if base.get("out") is None:
-        base["out"] = str(default_run_dir(kind, base["dataset"], base["image_size"]))
-    for k in list(base):
-        if k not in valid and k in OPTION_BY_NAME:
-            base[k] = None          # options of other kinds (acgan's embed_dim on a cgan run)
-    from medsyn.generators.nets import size_plan
-
-    size_plan(base["image_size"])
-    return TrainConfig(kind=kind, **base), payload

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from medsyn.errors import ConfigError
+from medsyn.generators.interface import Task
 from medsyn.utils import (
     DISK_FULL_ERRNOS,
     DiskFullError,
@@ -116,8 +117,16 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
         checkpoint = load_checkpoint(ckpt_path, device=device)
     elif getattr(checkpoint, "path", None) is not None:
         ckpt_path = Path(checkpoint.path)
+    if not checkpoint.task.samples_from_noise:
+        raise ConfigError(
+            f"{ckpt_path or 'the checkpoint'} is a {checkpoint.kind} checkpoint "
+            f"({checkpoint.task.value}): it maps given images instead of drawing new ones from "
+            "noise, so there is nothing to sample; nothing was written."
+            + (" Upscale images with 'medsyn sr' instead."
+               if checkpoint.task is Task.SUPER_RESOLUTION else ""))
+    conditional = checkpoint.task is Task.CONDITIONAL
     folders = ([class_folder_name(c) for c in checkpoint.class_names]
-               if checkpoint.conditional else [UNCONDITIONAL_FOLDER])
+               if conditional else [UNCONDITIONAL_FOLDER])
     if len(set(folders)) != len(folders):
         folders = [f"{i}_{f}" for i, f in enumerate(folders)]
     _check_batch_memory(checkpoint, min(batch_size, n))
@@ -134,7 +143,7 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
             for start in range(0, n, batch_size):
                 count = min(batch_size, n - start)
                 batch_labels = (balanced_label_slice(n, num_classes, start, start + count)
-                                if checkpoint.conditional else None)
+                                if conditional else None)
                 # one seed per batch keeps the result independent of how far a run got
                 images = checkpoint.sample(count, labels=batch_labels,
                                            seed=seed * 1_000_003 + start)
@@ -165,7 +174,7 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
             "checkpoint_sha256": file_digest(ckpt_path) if ckpt_path else None,
             "kind": checkpoint.kind, "epoch": checkpoint.metadata.get("epoch"),
             "step": checkpoint.metadata.get("step"), "n": n, "seed": seed,
-            "class_names": list(checkpoint.class_names), "conditional": checkpoint.conditional,
+            "class_names": list(checkpoint.class_names), "conditional": conditional,
             "image_size": checkpoint.image_size, "channels": checkpoint.channels,
             "dataset": {k: checkpoint.metadata.get("dataset", {}).get(k)
                         for k in ("name", "split", "fingerprint")},

@@ -7,10 +7,11 @@ See docs/report.md. Heavy imports (matplotlib, jinja2) happen inside the functio
 them, so importing this package stays cheap.
 """
 
-from medsyn.reports.baselines import Baseline, compare, load_baselines
-from medsyn.reports.build import ReportResult, build_report
-from medsyn.reports.inputs import SUPPORTED_SCHEMA_VERSIONS, Problem
-from medsyn.reports.metrics import METRICS, MetricSpec
+from medsyn.reports.build import build_report
+from medsyn.reports.content.baselines import Baseline, compare, load_baselines
+from medsyn.reports.content.inputs import SUPPORTED_SCHEMA_VERSIONS, Problem
+from medsyn.reports.content.metrics import METRICS, MetricSpec
+from medsyn.reports.model import ReportResult
 
 __all__ = ["build_report", "ReportResult", "load_baselines", "Baseline", "compare", "Problem",
            "METRICS", "MetricSpec", "SUPPORTED_SCHEMA_VERSIONS"]

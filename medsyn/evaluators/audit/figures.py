@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from medsyn.evaluators.audit.verdict import UNAVAILABLE
-from medsyn.evaluators.figures import _pyplot, _save
+from medsyn.evaluators.metrics.figures import _pyplot, _save
 
 VERDICT_COLOUR = {"detected": "#2e7d32", "late": "#b7791f", "missed": "#c62828",
                   "wrong direction": "#6a1b9a"}

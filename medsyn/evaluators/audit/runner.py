@@ -76,21 +76,21 @@ def audited_metrics(metrics=None):
 
 def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
                      image_size):
+    """The named space, built from the settings it declares: a space fitted to the real data
+    fits the training split, a classifier is selected on the validation split (never on the
+    held-out images it is audited on)."""
     from medsyn.data import load_dataset
-    from medsyn.evaluators.features import get_extractor
+    from medsyn.evaluators.features import build_extractor, reads_setting
 
-    options: dict = {"device": device}
-    if name == "inception" and inception_weights is not None:
-        options["weights"] = inception_weights
-    if name == "classifier":            # the in-domain network trains on the real train split
-        val = None
-        if held_split != "val":         # selected on val, never on the images it is audited on
-            try:
-                val = load_dataset(train.name, "val", image_size=image_size, root=root)
-            except DataError:
-                val = None
-        options.update(train=train, val=val, use_cache=use_cache)
-    return get_extractor(name, **options)
+    val = None
+    if reads_setting(name, "val") and held_split != "val":
+        try:
+            val = load_dataset(train.name, "val", image_size=image_size, root=root)
+        except DataError:
+            val = None
+    settings = {"train": train, "val": val, "use_cache": use_cache,
+                "inception_weights": inception_weights}
+    return build_extractor(name, settings, device=device)
 
 
 def _set_features(s: P.SyntheticSet, pool_features, extractor, batch_size):
@@ -147,9 +147,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     from medsyn.data import load_dataset
     from medsyn.data.subsets import stratified_subset
     from medsyn.device import resolve_device
-    from medsyn.evaluators.api import versions
     from medsyn.evaluators.features import dataset_features, list_extractors
     from medsyn.evaluators.metrics import EvalOptions
+    from medsyn.evaluators.scoring.evaluate import versions
 
     started = time.perf_counter()
     preset = QUICK if quick else FULL

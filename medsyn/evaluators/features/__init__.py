@@ -15,7 +15,11 @@ written into results.json. A new space is a factory registered under a name:
 
     register_extractor("my-net", lambda device=None, **_: TorchModuleExtractor(
         "my-net", module, feature_dim=512, weights_sha256=digest, device=device,
-        preprocess=lambda x: x.float() / 127.5 - 1, conventions={...}))
+        conventions={...}))
+
+A space fitted to the real training split says so (``fitted=True``: its factory gets
+``train=`` and ``use_cache=``) and names any other evaluation setting it is built from
+(``settings=``, see registry.py), e.g. the ``classifier`` space below.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ from medsyn.evaluators.features.inception import (
 )
 from medsyn.evaluators.features.pixels import PixelExtractor
 from medsyn.evaluators.features.registry import (
+    build_extractor,
     get_extractor,
     is_fitted,
     list_extractors,
     parse_extractor_names,
+    reads_setting,
     register_extractor,
 )
 from medsyn.evaluators.features.wavelet import WaveletExtractor
@@ -47,14 +53,14 @@ from medsyn.evaluators.features.wavelet import WaveletExtractor
 __all__ = [
     "FeatureExtractor", "Features", "INCEPTION_NAME", "InceptionExtractor", "PixelExtractor",
     "TorchModuleExtractor", "check_images", "dataset_features", "extract_features",
-    "WaveletExtractor", "extraction_threads", "feature_cache_key", "get_extractor", "is_fitted",
-    "list_extractors", "parse_extractor_names", "register_extractor", "resolve_device",
-    "resolve_inception_weights",
+    "WaveletExtractor", "build_extractor", "extraction_threads", "feature_cache_key",
+    "get_extractor", "is_fitted", "list_extractors", "parse_extractor_names", "reads_setting",
+    "register_extractor", "resolve_device", "resolve_inception_weights",
 ]
 
 
 def _classifier_factory(**options):
-    # imported on use: the in-domain space pulls in timm and the utility protocol
+    # imported on use: the in-domain space pulls in timm and the classifier training
     from medsyn.evaluators.features.classifier import classifier_extractor
 
     return classifier_extractor(**options)
@@ -74,22 +80,26 @@ def _radiomics_factory(**options):
 
 register_extractor(
     "inception", InceptionExtractor,
-    "torch-fidelity inception-v3-compat, 2048-d pool features (FID/KID/IS standard)")
+    "torch-fidelity inception-v3-compat, 2048-d pool features (FID/KID/IS standard)",
+    settings={"weights": "inception_weights"})
 register_extractor(
     "inception-exact", lambda **options: InceptionExtractor(**{**options, "fast": False}),
     "the same network run by torch-fidelity's own eager forward: bit-identical to "
-    "torch_fidelity.calculate_metrics, about half the CPU speed of 'inception'")
+    "torch_fidelity.calculate_metrics, about half the CPU speed of 'inception'",
+    settings={"weights": "inception_weights"})
 register_extractor(
     "pixels", lambda device=None, **_: PixelExtractor(16, device=device),
     "16x16 grayscale pixels, 256-d; no weights; a smoke-test baseline, not perceptual")
 register_extractor(
     "classifier", _classifier_factory,
     "in-domain: penultimate features (512-d) of a ResNet-18 trained on the real training split "
-    "(the utility protocol's TRTR classifier, seed 0); offline, cached", fitted=True)
+    "(the utility protocol's TRTR classifier, seed 0); offline, cached", fitted=True,
+    settings={"val": "val", "recipe": "classifier_recipe"})
 register_extractor(
     "ssl", _ssl_factory,
     "in-domain, label-free: 512-d features of a SimCLR ResNet-18 trained on the real training "
-    "split (medical-safe augmentations); offline, cached", fitted=True)
+    "split (medical-safe augmentations); offline, cached", fitted=True,
+    settings=("ssl_recipe",))
 register_extractor(
     "radiomics", _radiomics_factory,
     "70 hand-crafted features (first order, GLCM, run lengths, LBP; scikit-image), z-scored "

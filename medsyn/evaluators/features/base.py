@@ -9,6 +9,7 @@ import torch
 
 from medsyn.device import resolve_device
 from medsyn.errors import MedsynError
+from medsyn.model_range import to_model_range
 
 
 class FeatureExtractor:
@@ -76,7 +77,7 @@ class TorchModuleExtractor(FeatureExtractor):
         self.weights_sha256 = weights_sha256
         self.device = resolve_device(device)
         self.module = module.eval().requires_grad_(False).to(self.device)
-        self.preprocess = preprocess or (lambda x: x.float() / 127.5 - 1)
+        self.preprocess = preprocess or to_model_range
         self.conventions = {"input": "uint8 [N, C, H, W]",
                             "preprocess": "x / 127.5 - 1" if preprocess is None else "custom",
                             **(conventions or {})}

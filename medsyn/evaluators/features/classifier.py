@@ -7,8 +7,8 @@ import torch
 
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
-from medsyn.evaluators.classifier import get_recipe, penultimate, real_classifier
 from medsyn.evaluators.features.base import TorchModuleExtractor
+from medsyn.evaluators.networks.classifier import get_recipe, penultimate, real_classifier
 
 
 class _Penultimate(torch.nn.Module):

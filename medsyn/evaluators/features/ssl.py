@@ -1,5 +1,5 @@
 """SSL space: the pooled features of a SimCLR encoder trained on the real training split
-(no labels), trained offline and cached (medsyn.evaluators.ssl)."""
+(no labels), trained offline and cached (medsyn.evaluators.networks.ssl)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def ssl_extractor(device=None, train=None, ssl_recipe=None, seed: int = 0,
     boundaries only; like it, its training images are the ones it knows best (train-set
     distances and memorization are optimistic in this space).
     """
-    from medsyn.evaluators.ssl import get_ssl_recipe, real_ssl_encoder
+    from medsyn.evaluators.networks.ssl import get_ssl_recipe, real_ssl_encoder
 
     if train is None:
         raise ConfigError("the 'ssl' feature space is trained on the real training split of the "

@@ -13,15 +13,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsyn.data.subsets import VAL_FRACTION_WHEN_MISSING
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import FeatureExtractor, Features, dataset_features
 from medsyn.evaluators.metrics import stats
 
 log = logging.getLogger(__name__)
 
+# the privacy audit's held-out images (metrics/privacy/baseline.py, docs/privacy.md)
+PRIVACY_BASELINES = ("auto", "val", "test", "reserve")
+
+
+def parse_privacy_baseline(value: str) -> tuple[str, float | None]:
+    """``"auto"``, ``"val"``, ``"test"``, ``"reserve"`` or ``"reserve:0.2"`` -> (kind, fraction)."""
+    text = str(value).strip().lower()
+    kind, _, frac = text.partition(":")
+    if kind not in PRIVACY_BASELINES or (frac and kind != "reserve"):
+        raise ConfigError(f"privacy baseline must be one of auto, val, test, reserve or "
+                          f"reserve:FRACTION, got {value!r}.")
+    if kind != "reserve":
+        return kind, None
+    try:
+        fraction = float(frac) if frac else VAL_FRACTION_WHEN_MISSING
+    except ValueError:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be a "
+                          "number in (0, 1), e.g. reserve:0.1.") from None
+    if not 0 < fraction < 1:
+        raise ConfigError(f"privacy baseline {value!r}: the reserved fraction must be in "
+                          "(0, 1).")
+    return kind, fraction
+
 
 @dataclass
 class EvalOptions:
+    """The settings of an evaluation, by name (docs/evaluation.md lists them): what
+    :func:`medsyn.evaluators.evaluate` takes as ``options=`` or as keywords, and what every
+    metric family reads as ``ctx.options``."""
+
     n_bootstrap: int = 50
     seed: int = 0
     kid_subset_size: int = 1000
@@ -29,15 +57,21 @@ class EvalOptions:
     k: int = 5
     is_splits: int = 10
     memorization_percentile: float = 1.0
+    # held-out real images of the privacy audit: auto | val | test | reserve[:FRACTION]
+    # (metrics/privacy/baseline.py)
+    privacy_baseline: str = "auto"
     gallery_pairs: int = 8
     tsne_max_points: int = 750           # per set (real, fake)
     batch_size: int = 64
     use_cache: bool = True
-    # train-on-synthetic utility (medsyn.evaluators.utility); recipe: a name, Recipe or dict
+    # train-on-synthetic utility (metrics/utility/protocol.py); recipe: a name, Recipe or dict.
+    # It is also the recipe of the 'classifier' feature space.
     utility_recipe: object = None
     utility_seeds: tuple = (0, 1, 2)
     utility_ratio: float = 1.0
-    # FD-infinity (metrics/fd_infinity.py), RBF MMD (mmd.py), alpha-precision (alpha_precision.py)
+    # the 'ssl' feature space's SimCLR recipe (networks/ssl.py): a name, SSLRecipe or dict
+    ssl_recipe: object = None
+    # FD-infinity, RBF MMD, alpha-precision (metrics/distribution/)
     fd_inf_points: int = 15
     fd_inf_min_fraction: float = 0.2
     fd_inf_draws: int = 1
@@ -99,9 +133,12 @@ class EvalOptions:
              f"{self.costly_bootstrap!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
-        from medsyn.evaluators.classifier import get_recipe
+        from medsyn.evaluators.networks.recipes import get_recipe
+        from medsyn.evaluators.networks.ssl import get_ssl_recipe
 
         get_recipe(self.utility_recipe)
+        get_ssl_recipe(self.ssl_recipe)
+        parse_privacy_baseline(self.privacy_baseline)
 
 
 @dataclass
@@ -117,6 +154,7 @@ class EvalContext:
     train: object | None = None              # ImageDataset of the training split
     heldout: object | None = None            # ImageDataset of held-out real images (test)
     val: object | None = None                # ImageDataset of the validation split
+    # (split_dataset / features_of take "train", "heldout" or "val")
     discriminator: Callable | None = None
     # sampler(labels, seed) -> uint8 images of those classes: more synthetic images on demand
     sampler: Callable | None = None

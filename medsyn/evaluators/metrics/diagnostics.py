@@ -44,7 +44,7 @@ def metric_tsne(ctx: EvalContext) -> dict:
     if ctx.out_dir is None:
         ctx.warn("t-SNE skipped: no output folder to write the figure into")
         return {}
-    from medsyn.evaluators import figures
+    from medsyn.evaluators.metrics import figures
 
     ctx.figures["tsne"] = figures.tsne_plot(
         ctx.out_dir / "tsne.png", ctx.real.features, ctx.real_labels, ctx.fake.features,

@@ -1,0 +1,200 @@
+"""A training run's folder and its continuity, the same for every trainer.
+
+- :func:`open_run_dir`: never start a fresh run over an existing one; clean what killed writes
+  left behind;
+- :func:`seed_run`: the seed of each process;
+- :func:`check_resume_data`: a run resumes on the data it was trained on, or not at all;
+- :func:`training_state` / :func:`restore_training_state`: the networks, optimizers, grad scaler
+  and random streams a checkpoint holds, so that a resumed run continues bit for bit;
+- :func:`write_run_config`: ``config.json`` (options + what they resolved to);
+- :func:`say`, :func:`divergence_advice`: what the trainer tells the user.
+
+The files themselves (``epochNNN.pt`` / ``last.pt``, ``log.jsonl``) are written by
+:mod:`medsyn.generators.engine.files`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medsyn.errors import CheckpointError, ConfigError
+from medsyn.generators.config import BaseTrainConfig
+from medsyn.generators.engine import (
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    DistInfo,
+    LoopState,
+    Precision,
+    all_gather_objects,
+    capture_rng_state,
+    list_checkpoints,
+    restore_rng_state,
+    seed_everything,
+    unwrap,
+)
+from medsyn.utils import remove_stale_temp_files, write_json
+
+log = logging.getLogger(__name__)
+
+RUN_MARKERS = (LAST_CHECKPOINT, CONFIG_FILE, LOG_FILE)
+# a run resumed by a different number of processes cannot replay its random streams; each
+# process then starts from a seed that depends on where the run stands
+RESEED_STRIDE = 1_000_003
+
+
+def say(config: BaseTrainConfig, dist: DistInfo, text: str) -> None:
+    """A line on stderr from rank 0, unless ``--quiet``."""
+    if dist.is_main and not config.quiet:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+
+
+def check_run_dir(run_dir: Path, resume: str | None) -> str | None:
+    """Never start a fresh run over an existing one; returns a note when the folder holds a run
+    that was stopped before its first checkpoint (nothing to resume, so it starts again)."""
+    if resume and Path(resume).expanduser().resolve().parent == run_dir.resolve():
+        return None
+    checkpoints = [p.name for _, p in list_checkpoints(run_dir)]
+    if (run_dir / LAST_CHECKPOINT).exists() or checkpoints:
+        found = [m for m in RUN_MARKERS if (run_dir / m).exists()] + checkpoints
+        advice = (f"continue it with --resume {run_dir / LAST_CHECKPOINT}"
+                  if (run_dir / LAST_CHECKPOINT).exists() else "delete it")
+        raise ConfigError(
+            f"run folder {run_dir} already holds a run ({', '.join(found[:4])}); nothing was "
+            f"overwritten. Choose another --out, or {advice}.")
+    found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+    if found:
+        return (f"note: {run_dir} holds a run stopped before its first checkpoint "
+                f"({', '.join(found)}); nothing to resume, starting it again from scratch.")
+    return None
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Remove what killed writes left behind (``.epoch002.pt.*.tmp`` and the like): the run
+    folder belongs to this run, so every temporary file in it is stale unless the process
+    named in it still runs (two processes writing one run folder is a mistake that should not
+    also crash the other one)."""
+    for folder in (run_dir, run_dir / "samples"):
+        removed = remove_stale_temp_files(folder, legacy_age_s=0)
+        for path in removed:
+            log.info("removed %s, left by an interrupted write", path)
+
+
+def open_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Path:
+    """The run folder of ``config``, checked (:func:`check_run_dir`) and cleaned
+    (:func:`prepare_run_dir`) by rank 0."""
+    run_dir = Path(config.out)
+    if dist.is_main:
+        note = check_run_dir(run_dir, config.resume)
+        if note:
+            say(config, dist, note)
+        prepare_run_dir(run_dir)
+    return run_dir
+
+
+def seed_run(config: BaseTrainConfig, dist: DistInfo) -> None:
+    """Seed every random stream of this process: ``--seed`` plus the rank."""
+    seed_everything(config.seed + dist.rank)
+
+
+def check_resume_data(payload: dict, dataset: dict, path: str) -> None:
+    """Refuse to resume a checkpoint on other data than it was trained on (classes, image size,
+    channels, then the fingerprint of pixels and labels)."""
+    saved = payload["dataset"]
+    for key, what in (("class_names", "classes"), ("image_size", "image size"),
+                      ("channels", "channels")):
+        if saved.get(key) != dataset[key]:
+            raise CheckpointError(
+                f"cannot resume {path}: it was trained on {saved.get('name')}/"
+                f"{saved.get('split')} with {what} {saved.get(key)!r}, but the dataset now "
+                f"loaded ({dataset['name']}/{dataset['split']}) has {dataset[key]!r}. Resume "
+                "with the same data, or start a new run.")
+    if saved.get("fingerprint") != dataset["fingerprint"]:
+        raise CheckpointError(
+            f"cannot resume {path}: the pixels or labels of {dataset['name']}/{dataset['split']} "
+            f"differ from those it was trained on (fingerprint {dataset['fingerprint'][:12]}... "
+            f"vs {str(saved.get('fingerprint'))[:12]}...). Resume with the same data, or start a "
+            "new run.")
+
+
+def training_state(dist: DistInfo, networks: Mapping[str, nn.Module | None],
+                   optimizers: Mapping[str, torch.optim.Optimizer | None],
+                   scaler: torch.amp.GradScaler, precision: Precision) -> dict | None:
+    """What a checkpoint holds to continue bit for bit: ``models``, ``optimizers``,
+    ``grad_scaler``, ``precision``, ``world_size`` and every process's ``rng`` state.
+
+    Called on every rank (the random states are gathered); returns None except on rank 0.
+    Entries that are None (an SRResNet has no discriminator) are left out.
+    """
+    rng_states = all_gather_objects(capture_rng_state(), dist)
+    if not dist.is_main:
+        return None
+    return {
+        "models": {name: unwrap(net).state_dict() for name, net in networks.items()
+                   if net is not None},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()
+                       if opt is not None},
+        "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "precision": precision.name, "world_size": dist.world_size, "rng": rng_states,
+    }
+
+
+def restore_training_state(payload: dict, config: BaseTrainConfig, dist: DistInfo,
+                           networks: Mapping[str, nn.Module | None],
+                           optimizers: Mapping[str, torch.optim.Optimizer | None],
+                           scaler: torch.amp.GradScaler) -> LoopState:
+    """Load a checkpoint's :func:`training_state` into the networks, optimizers, scaler and
+    random streams of this process; returns where the run stands.
+
+    A job with another number of processes than the one that wrote the checkpoint cannot
+    replay its random streams: they restart from a new seed and the user is told.
+    """
+    for name, net in networks.items():
+        if net is not None:
+            net.load_state_dict(payload["models"][name])
+    for name, opt in optimizers.items():
+        if opt is not None:
+            opt.load_state_dict(payload["optimizers"][name])
+    if scaler.is_enabled() and payload.get("grad_scaler"):
+        scaler.load_state_dict(payload["grad_scaler"])
+    state = LoopState.from_checkpoint(payload)
+    rng = payload.get("rng") or []
+    if len(rng) == dist.world_size:
+        restore_rng_state(rng[dist.rank])
+    else:
+        seed_everything(config.seed + dist.rank + RESEED_STRIDE * state.step)
+        say(config, dist, f"note: {config.resume} was written by {len(rng)} process(es), "
+            f"this job has {dist.world_size}: random streams restart from a new seed, so "
+            "this continuation is not bit-identical to an uninterrupted run.")
+    return state
+
+
+def write_run_config(run_dir: Path, config: BaseTrainConfig, resolved: dict,
+                     payload: dict | None, dist: DistInfo) -> None:
+    """``config.json``: every option, and under ``resolved`` what they resolved to (device,
+    precision, architecture, data, ``resumed_from``). Rank 0 writes; also makes ``samples/``."""
+    if config.resume:
+        resolved["resumed_from"] = {"checkpoint": str(config.resume), "epoch": payload["epoch"],
+                                    "step": payload["step"]}
+    if dist.is_main:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "resolved": resolved})
+
+
+def divergence_advice(kind: str, run_dir: Path, precision: str) -> str:
+    """What to do after a divergence, as commands that work (--lr and --seed are fixed on
+    --resume)."""
+    fp32 = ("" if precision == "fp32" else
+            f" Or resume the last good checkpoint in full precision: medsyn train {kind} "
+            f"--resume {run_dir / LAST_CHECKPOINT} --precision fp32.")
+    return (f"Start a new run with a lower learning rate: medsyn train {kind} ... --lr LOWER "
+            f"--out NEW_FOLDER (--lr and --seed cannot change on --resume, and resuming "
+            f"replays the same steps).{fp32}")

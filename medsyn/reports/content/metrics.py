@@ -1,0 +1,463 @@
+"""The report's columns: where each value lives in results.json and how it is printed.
+
+Every column of the summary tables is a :class:`MetricSpec`. Its ``extract`` function turns the
+``metrics`` object of a results.json (docs/architecture.md, section 3) into a :class:`Cell`, or
+``None`` when the evaluation did not compute that metric at all. A metric that was attempted but
+could not be computed becomes a cell with ``unavailable`` set to the producer's reason: the
+report never prints "nan".
+
+Which way a column is better is not decided here: it is the direction declared where the metric
+is registered (``register_metric(..., worse=...)`` in :mod:`medsyn.evaluators.metrics`), read
+through :func:`better_direction`. A column whose key has no declared direction is not ranked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from medsyn.evaluators.metrics import WORSE_EITHER, WORSE_HIGHER, WORSE_LOWER, declared_directions
+
+LOWER = "lower"
+HIGHER = "higher"
+CLOSER_TO = "closer to"
+UNRANKED = "unranked"
+
+
+def better_direction(key: str) -> tuple[str, float | None]:
+    """(LOWER, HIGHER, CLOSER_TO or UNRANKED; the ideal value for CLOSER_TO) of a result key,
+    from the direction its metric declares."""
+    direction = declared_directions().get(key)
+    if direction is None or not direction.ranks:
+        return UNRANKED, None
+    if direction.worse == WORSE_EITHER:
+        return CLOSER_TO, direction.ideal
+    return {WORSE_HIGHER: LOWER, WORSE_LOWER: HIGHER}[direction.worse], None
+
+
+TABLES = {
+    "fidelity": "Fidelity and diversity",
+    "distribution": "Further distances, fidelity/diversity curves, authenticity and diversity "
+                    "(any feature space)",
+    "utility": "Downstream utility (classifier trained on synthetic images, tested on real)",
+    "sr": "Super-resolution",
+}
+
+
+@dataclass
+class Cell:
+    """One value of a table: a number with its interval and sample size, or why it is missing."""
+
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    interval_kind: str = "95% CI"
+    spread: float | None = None          # a published "±" (meaning given by the baseline)
+    std: float | None = None
+    n: str | None = None                 # compact sample size, e.g. "n=2808 / 2808"
+    n_title: str | None = None           # the same spelled out: "2808 fake / 2808 real images"
+    unavailable: str | None = None       # the reason, when the metric could not be computed
+    extractor: str | None = None
+    warnings: list[str] = field(default_factory=list)   # shown with a warning sign
+    notes: list[str] = field(default_factory=list)      # shown on hover only
+    best: bool = False
+    footnote: int | None = None          # number of the table note giving `unavailable`
+
+    @property
+    def available(self) -> bool:
+        return self.value is not None and self.unavailable is None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One column: presentation only; its direction comes from the metric registry."""
+
+    key: str
+    label: str
+    table: str
+    digits: int
+    extract: Callable[[Mapping[str, Any]], Cell | None]
+    help: str
+    percent: bool = False
+    signed: bool = False
+    # the result key whose declared direction the column takes, when it is not ``key`` (the
+    # super-resolution table's FID column reads the results' "fid")
+    direction_key: str | None = None
+
+    @property
+    def _direction(self) -> tuple[str, float | None]:
+        return better_direction(self.direction_key or self.key)
+
+    @property
+    def better(self) -> str:
+        """'lower', 'higher', 'closer to 1' or 'unranked'."""
+        way, ideal = self._direction
+        return f"{CLOSER_TO} {ideal:g}" if way == CLOSER_TO else way
+
+    @property
+    def arrow(self) -> str:
+        way, ideal = self._direction
+        return f"→{ideal:g}" if way == CLOSER_TO else {LOWER: "↓", HIGHER: "↑"}.get(way, "")
+
+    @property
+    def best_word(self) -> str:
+        """'lowest', 'highest' or 'closest to 1': the value an epoch is selected by."""
+        way, ideal = self._direction
+        return f"closest to {ideal:g}" if way == CLOSER_TO else {LOWER: "lowest",
+                                                                  HIGHER: "highest"}[way]
+
+    def format_number(self, x: float | None) -> str:
+        if x is None:
+            return ""
+        if self.percent:
+            return f"{100 * x:.{self.digits}f} %"
+        sign = "+" if self.signed else ""
+        if x != 0 and abs(x) < 0.5 * 10 ** -self.digits:
+            # e.g. a KID of 3e-05 must not print as 0.0000
+            return f"{x:{sign}.1e}"
+        return f"{x:{sign}.{self.digits}f}"
+
+    def rank_key(self, value: float) -> float:
+        """Smaller is better, whatever the metric's direction."""
+        way, ideal = self._direction
+        if way == LOWER:
+            return value
+        if way == HIGHER:
+            return -value
+        if way == CLOSER_TO:
+            return abs(value - ideal)
+        raise ValueError(f"metric {self.key!r} is not ranked")
+
+    @property
+    def ranked(self) -> bool:
+        return self._direction[0] != UNRANKED
+
+
+# ---------------------------------------------------------------- extraction helpers
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _number(x: Any) -> float | None:
+    """A finite float, or None (also for NaN/inf, which a producer must never write)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _interval(ci: Any) -> tuple[float | None, float | None]:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        lo, hi = _number(ci[0]), _number(ci[1])
+        if lo is not None and hi is not None:
+            return lo, hi
+    return None, None
+
+
+def _n_text(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(compact, spelled-out) sample size of an entry."""
+    n_fake, n_real = entry.get("n_fake"), entry.get("n_real")
+    if n_fake is not None and n_real is not None:
+        return f"n={n_fake} / {n_real}", f"{n_fake} fake / {n_real} real images"
+    if n_fake is not None:
+        return f"n={n_fake}", f"{n_fake} fake images"
+    if n_real is not None:
+        return f"n={n_real} real", f"{n_real} real images"
+    if entry.get("n") is not None:
+        return f"n={entry['n']}", f"{entry['n']} images"
+    return None, None
+
+
+def _unavailable_reason(raw: Any) -> str:
+    if isinstance(raw, Mapping) and raw.get("unavailable"):
+        return str(raw["unavailable"])
+    if isinstance(raw, Mapping) and "value" in raw and raw["value"] is not None:
+        return "non-finite value in results.json"
+    return "no value recorded in results.json"
+
+
+def entry_cell(entry: Any) -> Cell | None:
+    """A results.json *entry* ({value, ci95, n_real, n_fake, extractor, ...}) as a cell."""
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        value = _number(entry)
+        return Cell(value=value) if value is not None else Cell(
+            unavailable="not a number in results.json")
+    value = _number(entry.get("value"))
+    n, n_title = _n_text(entry)
+    if value is None or entry.get("unavailable"):
+        return Cell(unavailable=_unavailable_reason(entry), n=n, n_title=n_title,
+                    extractor=entry.get("extractor"))
+    lo, hi = _interval(entry.get("ci95"))
+    cell = Cell(value=value, lo=lo, hi=hi, n=n, n_title=n_title,
+                extractor=entry.get("extractor"), std=_number(entry.get("std")))
+    if entry.get("warning"):
+        cell.warnings.append(str(entry["warning"]))
+    if entry.get("note"):
+        cell.notes.append(str(entry["note"]))
+    return cell
+
+
+def _path_entry(*path: str) -> Callable[[Mapping[str, Any]], Cell | None]:
+    def extract(metrics: Mapping[str, Any]) -> Cell | None:
+        return entry_cell(_dig(metrics, path))
+    return extract
+
+
+def _t_interval(values: list[float]) -> tuple[float, float] | None:
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    mean = sum(values) / len(values)
+    sem = stats.sem(values)
+    if not math.isfinite(sem):
+        return None
+    if sem == 0:
+        return mean, mean
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem)
+    return float(lo), float(hi)
+
+
+def _utility(metrics: Mapping[str, Any]) -> Mapping[str, Any] | Cell | None:
+    """metrics.utility, or an 'unavailable' cell when the whole protocol could not run."""
+    utility = metrics.get("utility")
+    if utility is None:
+        return None
+    if not isinstance(utility, Mapping) or utility.get("unavailable") or "arms" not in utility:
+        return Cell(unavailable=_unavailable_reason(utility) if isinstance(utility, Mapping)
+                    else "metrics.utility is not an object")
+    return utility
+
+
+def _utility_n(utility: Mapping[str, Any], n_values: int | None,
+               path: tuple[str, ...] = ()) -> tuple[str | None, str | None]:
+    seeds = utility.get("seeds")
+    n_seeds = len(seeds) if isinstance(seeds, list) else n_values
+    short, long = [], []
+    if path[:2] == ("arms", "class_fidelity"):
+        # class fidelity scores the real-trained classifier on the synthetic images
+        n_synth = _dig(utility, ("arms", "class_fidelity", "n_eval")) or \
+            _dig(utility, ("n", "synthetic"))
+        if n_synth is not None:
+            short.append(f"n={n_synth}")
+            long.append(f"{n_synth} synthetic images")
+    else:
+        n_test = _dig(utility, ("n", "test"))
+        if n_test is not None:
+            short.append(f"n={n_test}")
+            long.append(f"{n_test} real test images")
+    if n_seeds:
+        short.append(f"{n_seeds} seed{'s' if n_seeds != 1 else ''}")
+        long.append(f"{n_seeds} training seed{'s' if n_seeds != 1 else ''}")
+    return (", ".join(short) or None), (", ".join(long) or None)
+
+
+def _stat_cell(utility: Mapping[str, Any], stat: Any,
+               bounds: tuple[float, float] | None = None,
+               path: tuple[str, ...] = ()) -> Cell | None:
+    """A {mean, std, values, ci95?} statistic over seeds as a cell (t-interval if no ci95)."""
+    if stat is None:
+        return None
+    if not isinstance(stat, Mapping):
+        value = _number(stat)
+        return Cell(value=value) if value is not None else Cell(
+            unavailable="not a number in results.json")
+    mean = _number(stat.get("mean", stat.get("value")))
+    if mean is None or stat.get("unavailable"):
+        return Cell(unavailable=_unavailable_reason(stat))
+    values = [v for v in (_number(x) for x in stat.get("values") or []) if v is not None]
+    n, n_title = _utility_n(utility, len(values), path)
+    # one seed has no spread; results.json files before 2026-12-04 wrote std 0.0 for it
+    std = _number(stat.get("std")) if len(values) > 1 else None
+    cell = Cell(value=mean, std=std, n=n, n_title=n_title)
+    lo, hi = _interval(stat.get("ci95"))
+    if lo is not None:
+        cell.lo, cell.hi = lo, hi
+    else:
+        interval = _t_interval(values)
+        if interval is not None:
+            cell.lo, cell.hi = interval
+            if bounds is not None:
+                # accuracy and AUC cannot leave [0, 1], however wide a 3-seed t-interval is
+                cell.lo, cell.hi = max(cell.lo, bounds[0]), min(cell.hi, bounds[1])
+            cell.interval_kind = f"95% t-interval over {len(values)} seeds"
+    return cell
+
+
+def _utility_stat(*path: str, bounds: tuple[float, float] | None = (0.0, 1.0),
+                  ) -> Callable[[Mapping[str, Any]], Cell | None]:
+    def extract(metrics: Mapping[str, Any]) -> Cell | None:
+        utility = _utility(metrics)
+        if utility is None or isinstance(utility, Cell):
+            return utility
+        return _stat_cell(utility, _dig(utility, path), bounds, path)
+    return extract
+
+
+def _memorization(metrics: Mapping[str, Any]) -> Cell | None:
+    mem = metrics.get("memorization")
+    if mem is None:
+        return None
+    if not isinstance(mem, Mapping):
+        return Cell(unavailable="metrics.memorization is not an object")
+    fraction = _number(mem.get("fraction"))
+    if fraction is None or mem.get("unavailable"):
+        return Cell(unavailable=_unavailable_reason(mem))
+    n_fake = mem.get("n_fake")
+    cell = Cell(value=fraction, n=f"n={n_fake}" if n_fake is not None else None,
+                n_title=f"{n_fake} fake images" if n_fake is not None else None,
+                extractor=mem.get("extractor"))
+    if mem.get("percentile") is not None:
+        cell.notes.append(f"expected about {mem['percentile']} % for a generator that does not "
+                          "copy training images")
+    return cell
+
+
+def _authenticity(metrics: Mapping[str, Any]) -> Cell | None:
+    cell = entry_cell(metrics.get("authenticity"))
+    raw = metrics.get("authenticity")
+    if cell is not None and cell.available and isinstance(raw, Mapping):
+        held = raw.get("heldout_real")
+        if isinstance(held, Mapping) and _number(held.get("value")) is not None:
+            cell.notes.append(f"held-out real images ({held.get('set', 'test')}) score "
+                              f"{held['value']:.3f} against the same training set")
+        if raw.get("against"):
+            cell.notes.append(f"against {raw['against']}")
+    return cell
+
+
+# ---------------------------------------------------------------- the registry
+
+METRICS: dict[str, MetricSpec] = {m.key: m for m in [
+    MetricSpec("fid", "FID", "fidelity", 2, _path_entry("fid"),
+               "Fréchet Inception Distance between fake and real features."),
+    MetricSpec("fid_floor", "FID floor (real↔real)", "fidelity", 2,
+               _path_entry("real_floor", "fid_halves"),
+               "FID between two disjoint halves of the real reference: what a perfect generator "
+               "would score at this sample size. Read every FID against it."),
+    MetricSpec("intra_fid", "intra-FID", "fidelity", 2, _path_entry("intra_fid"),
+               "Mean over classes of the FID between fake and real images of the same class."),
+    MetricSpec("kid", "KID", "fidelity", 4, _path_entry("kid"),
+               "Kernel Inception Distance (unbiased, polynomial kernel)."),
+    MetricSpec("is", "IS", "fidelity", 2, _path_entry("is"),
+               "Inception Score (10 splits)."),
+    MetricSpec("precision", "Precision", "fidelity", 3, _path_entry("precision"),
+               "Fraction of fake images inside the real manifold (k-NN balls, Naeem et al. 2020)."),
+    MetricSpec("recall", "Recall", "fidelity", 3, _path_entry("recall"),
+               "Fraction of real images inside the fake manifold."),
+    MetricSpec("density", "Density", "fidelity", 3, _path_entry("density"),
+               "Expected number of real k-NN balls containing a fake image, over k; 1 for "
+               "identical distributions, so the value closest to 1 is marked best."),
+    MetricSpec("coverage", "Coverage", "fidelity", 3, _path_entry("coverage"),
+               "Fraction of real images whose k-NN ball contains a fake image."),
+    MetricSpec("memorization", "Memorized", "fidelity", 1, _memorization,
+               "Fraction of fake images closer to a training image than the 1st percentile of "
+               "held-out real images' distances to the training set.", percent=True),
+    MetricSpec("fd_infinity", "FD∞", "distribution", 2, _path_entry("fd_infinity"),
+               "Fréchet distance extrapolated to infinitely many images (Chong & Forsyth 2020): "
+               "FD on subsets of 15 sizes, a line in 1/n, its value at 1/n = 0."),
+    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", 3, _path_entry("mmd"),
+               "Unbiased squared MMD with a Gaussian kernel (CMMD-style), bandwidth by the "
+               "median heuristic on the real reference, x 1000."),
+    MetricSpec("alpha_precision", "α-precision", "distribution", 3,
+               _path_entry("alpha_precision"),
+               "Alaa et al. 2022: 1 - 2 x area between the alpha-precision curve (fakes inside "
+               "the real alpha-support) and the diagonal; 1 for a perfect generator."),
+    MetricSpec("beta_recall", "β-recall", "distribution", 3, _path_entry("beta_recall"),
+               "Alaa et al. 2022: the same score for the beta-recall curve (reals covered by "
+               "the fakes' beta-support, k-NN rule)."),
+    MetricSpec("authenticity", "Authenticity", "distribution", 3, _authenticity,
+               "Fraction of fakes not closer to their nearest training image than that image's "
+               "nearest other training image (Alaa et al. 2022); read it against held-out real "
+               "images' value (hover)."),
+    MetricSpec("vendi_fake", "Vendi (fake)", "distribution", 2,
+               _path_entry("vendi_fake"),
+               "Vendi score of the synthetic set (cosine kernel): its effective number of "
+               "distinct images. Read against the real set's, at equal n."),
+    MetricSpec("vendi_real", "Vendi (real)", "distribution", 2,
+               _path_entry("vendi_real"), "Vendi score of the real reference set."),
+    MetricSpec("tstr_acc", "TSTR acc", "utility", 3,
+               _utility_stat("arms", "tstr", "accuracy"),
+               "Accuracy on real test images of a classifier trained on synthetic images only."),
+    MetricSpec("trtr_acc", "TRTR acc", "utility", 3,
+               _utility_stat("arms", "trtr", "accuracy"),
+               "Accuracy of the same classifier trained on real training images (reference)."),
+    MetricSpec("trtr_auc", "TRTR AUC", "utility", 3,
+               _utility_stat("arms", "trtr", "auc_macro"),
+               "Macro one-vs-rest AUC of the real-trained classifier (reference)."),
+    MetricSpec("trtrs_acc", "TRTR+S acc", "utility", 3,
+               _utility_stat("arms", "trtr_s", "accuracy"),
+               "Accuracy when training on real plus synthetic images."),
+    MetricSpec("gain_acc", "Augmentation gain", "utility", 3,
+               _utility_stat("gain", "accuracy", bounds=(-1.0, 1.0)),
+               "TRTR+S accuracy minus TRTR accuracy.", signed=True),
+    MetricSpec("tstr_ratio", "TSTR / TRTR", "utility", 2,
+               _utility_stat("tstr_over_trtr", "accuracy", bounds=(0.0, float("inf"))),
+               "TSTR accuracy as a fraction of TRTR accuracy."),
+    MetricSpec("class_fidelity", "Class fidelity", "utility", 3,
+               _utility_stat("arms", "class_fidelity", "accuracy"),
+               "Accuracy of the real-trained classifier on labelled synthetic images."),
+    MetricSpec("psnr_y", "PSNR-Y (dB)", "sr", 2, _path_entry("psnr_y"),
+               "PSNR on the luminance channel of the super-resolved images."),
+    MetricSpec("ssim_y", "SSIM-Y", "sr", 4, _path_entry("ssim_y"),
+               "SSIM on the luminance channel of the super-resolved images."),
+    MetricSpec("psnr_y_bicubic", "Bicubic PSNR-Y (dB)", "sr", 2,
+               _path_entry("psnr_y_bicubic"), "PSNR-Y of bicubic upscaling of the same inputs."),
+    MetricSpec("ssim_y_bicubic", "Bicubic SSIM-Y", "sr", 4,
+               _path_entry("ssim_y_bicubic"), "SSIM-Y of bicubic upscaling of the same inputs."),
+    MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, _path_entry("fid"),
+               "FID of the super-resolved images against the real high-resolution images.",
+               direction_key="fid"),
+]}
+
+# Which metric picks a run's "best" epoch by default, per results kind.
+DEFAULT_SELECTION = {"generation": ("fid", "kid", "intra_fid"),
+                     "super-resolution": ("psnr_y", "ssim_y")}
+
+
+def metrics_for_table(table: str) -> list[MetricSpec]:
+    return [m for m in METRICS.values() if m.table == table]
+
+
+def tables_for_kind(kind: str) -> list[str]:
+    return ["sr"] if kind == "super-resolution" else ["fidelity", "distribution", "utility"]
+
+
+def get_metric(key: str) -> MetricSpec:
+    try:
+        return METRICS[key]
+    except KeyError:
+        from medsyn.errors import ConfigError
+
+        choices = ", ".join(k for k, m in METRICS.items() if m.ranked)
+        raise ConfigError(f"unknown metric {key!r} for epoch selection; choose one of: "
+                          f"{choices}") from None
+
+
+def mark_best(cells: list[Cell | None], spec: MetricSpec) -> None:
+    """Set ``best`` on the cells with the best available value (ties all marked).
+
+    Nothing is marked when fewer than two cells have a value, or when every value is the same
+    (four runs all at recall 0.000): a lone number or a tie of all is not a winner.
+    """
+    if not spec.ranked:
+        return
+    ranked = [(spec.rank_key(c.value), c) for c in cells if c is not None and c.available]
+    if len(ranked) < 2:
+        return
+    best = min(k for k, _ in ranked)
+    is_best = [math.isclose(k, best, rel_tol=1e-12, abs_tol=1e-12) for k, _ in ranked]
+    if all(is_best):
+        return
+    for flag, (_, cell) in zip(is_best, ranked, strict=True):
+        cell.best = flag
