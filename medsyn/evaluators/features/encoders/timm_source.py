@@ -20,6 +20,7 @@ features: the CLS token after the final norm.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
@@ -71,14 +72,34 @@ def _timm_pipeline(model, source: str) -> PilPipeline:
                        source="timm resolve_data_config + create_transform (eval)")
 
 
-def _create(timm, name: str, what: str, state: dict | None, **kwargs):
+def _create(timm, name: str, what: str, state: dict, **kwargs):
+    """``timm.create_model(name, num_classes=0)`` with ``state`` loaded as timm's own
+    pretrained loader does (the architecture's ``checkpoint_filter_fn``, the classifier
+    dropped), but strictly: timm loads non-strictly once the classifier is dropped, so weights
+    of another architecture would leave a random network without a word."""
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     try:
-        return timm.create_model(name, pretrained=state is not None, num_classes=0,
-                                 pretrained_cfg_overlay={"state_dict": state} if state else None,
-                                 **kwargs).eval()
-    except RuntimeError as exc:
+        if filter_fn is not None:
+            try:
+                state = filter_fn(state, model)
+            except TypeError:
+                state = filter_fn(state)
+        classifiers = model.pretrained_cfg.get("classifier") or ()
+        for head in (classifiers,) if isinstance(classifiers, str) else classifiers:
+            state.pop(f"{head}.weight", None)
+            state.pop(f"{head}.bias", None)
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, KeyError, ValueError) as exc:
         raise ConfigError(f"{what}: the weights do not fit timm's {name!r} "
-                          f"({str(exc).strip().splitlines()[0][:200]}).") from None
+                          f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})."
+                          ) from None
+    if result.missing_keys or result.unexpected_keys:
+        missing, extra = result.missing_keys, result.unexpected_keys
+        raise ConfigError(f"{what}: the weights do not fit timm's {name!r} ({len(missing)} "
+                          f"tensors missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. "
+                          f"{extra[:2]}).")
+    return model
 
 
 def timm_extractor(target: str, weights: str | None = None, device=None,

@@ -83,8 +83,8 @@ def xrv_extractor(target: str, weights: str | None = None, device=None, **_):
                           f"weights ({', '.join(XRV_DENSENETS)}).")
     what = f"torchxrayvision:{name} weights"
     file = local_file(path or weights, what, _convert(name))
-    xrv = need_package("torchxrayvision", "xrv", "torchxrayvision:")
     state = read_weights(file, what, _convert(name))
+    xrv = need_package("torchxrayvision", "xrv", "torchxrayvision:")
     state.pop("op_threshs", None)    # calibration of the pathology outputs, not of features
     model = xrv.models.DenseNet(num_classes=18)
     try:
