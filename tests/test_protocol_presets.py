@@ -83,3 +83,27 @@ def test_protocol_families_are_opt_in():
     assert not {"cmmd", "chexgenbench"} & defaults
     assert [s.name for s in resolve_metrics("cmmd,chexgenbench", False)] == \
         ["cmmd", "chexgenbench"]
+
+
+def test_dgm_eval_fd_is_medsyn_fid(arrays):
+    """--protocol dgm-eval scores FD with medsyn's fid family: dgm-eval's fd.py (scipy sqrtm on
+    np.cov) gives the same value on the reference arrays."""
+    from medsyn.evaluators.metrics import stats
+
+    ref = REF["dgm_eval"]["main"]
+    assert stats.fid_value(arrays["dgm_fake"], arrays["dgm_real"]) == \
+        pytest.approx(ref["fd"], rel=1e-6)
+
+
+def test_protocol_choice_builds_space_and_families(tmp_path):
+    from medsyn.errors import ConfigError
+    from medsyn.evaluators.commands import protocol_choice
+
+    assert protocol_choice("chexgenbench", "inception", None, tmp_path) == \
+        (f"rad-dino:{tmp_path}", "chexgenbench")
+    assert protocol_choice("cmmd", "inception", "fid", tmp_path) == \
+        (f"cmmd-clip:{tmp_path}", "cmmd,fid")
+    assert protocol_choice("dgm-eval", "inception", None, tmp_path / "w.pth") == \
+        (f"dinov2:vitl14@{tmp_path / 'w.pth'}", "fid")
+    with pytest.raises(ConfigError, match="one of"):
+        protocol_choice("fid-leaderboard", "inception", None, tmp_path)

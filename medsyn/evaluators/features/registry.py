@@ -12,6 +12,7 @@ what it declared, so no caller tests space names. The settings callers provide:
     classifier_recipe  the diagnostic classifier's recipe (--utility-recipe)
     ssl_recipe         the SimCLR encoder's recipe (--ssl-recipe)
     inception_weights  a local Inception weights file (--inception-weights), or None
+    extractor_weights  a local weights file of an encoder source (--extractor-weights), or None
 
 Besides fixed names, a *source* is registered under a prefix and names a family of spaces:
 ``timm:<model>@<weights file>``, ``hf:<model folder>``, ``torchxrayvision:<weights>@<file>``
