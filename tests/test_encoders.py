@@ -72,7 +72,8 @@ def test_sources_are_listed_and_parsed():
         parse_extractor_names("nosuch:thing")
 
 
-@pytest.mark.parametrize("name", ["timm:test_vit@{p}", "dinov2:vits14@{p}",
+@pytest.mark.parametrize("name", ["timm:test_vit@{p}", "dinov2:vits14@{p}", "tf:vgg16@{p}",
+                                  "tf:clip-vit-l-14-336px@{p}", "tf:dinov2-vit-l-14@{p}",
                                   "torchxrayvision:densenet121-res224-all@{p}", "hf:{d}",
                                   "rad-dino:{d}", "cmmd-clip:{d}"])
 def test_missing_file_is_one_line_error_naming_it(tmp_path, name):
@@ -89,7 +90,8 @@ def test_crafted_pickle_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pth"
     torch.save({"weight": _Payload(marker)}, evil)
-    for name in (f"timm:test_vit@{evil}", f"dinov2:vits14@{evil}",
+    for name in (f"timm:test_vit@{evil}", f"dinov2:vits14@{evil}", f"tf:vgg16@{evil}",
+                 f"tf:clip-vit-b-32@{evil}",
                  f"torchxrayvision:densenet121-res224-all@{evil}"):
         with pytest.raises(UnsafeWeightsError, match="will not unpickle"):
             get_extractor(name, device="cpu")
@@ -345,3 +347,100 @@ def test_xrv_equals_torchxrayvision_loader(tmp_path):
         theirs = lib.features2(torch.stack(xs))
     assert_same(ours, theirs, atol=1e-4)
     assert ext.feature_dim == 1024
+
+
+# ------------------------------------------------------------------ torch-fidelity (tf:)
+
+def test_tf_clip_equals_torch_fidelity(tmp_path):
+    from torch_fidelity.feature_extractor_clip import CLIPVisual, FeatureExtractorCLIP
+
+    torch.manual_seed(0)
+    visual = CLIPVisual(embed_dim=16, image_resolution=28, vision_layers=2, vision_width=64,
+                        vision_patch_size=14)
+
+    class Archive(torch.nn.Module):              # OpenAI's layout: visual.* + text_projection
+        def __init__(self):
+            super().__init__()
+            self.visual = visual.visual
+            self.text_projection = torch.nn.Parameter(torch.randn(8, 16))
+
+        def forward(self, x):
+            return self.visual(x)
+
+    archive = tmp_path / "clip-tiny.pt"
+    with pytest.warns(Warning):
+        torch.jit.save(torch.jit.script(Archive().half()), str(archive))
+    with pytest.raises(UnsafeWeightsError, match="TorchScript"):
+        get_extractor(f"tf:clip-vit-b-32@{archive}", device="cpu")
+    state = tmp_path / "clip-tiny.pth"               # the documented one-time conversion
+    torch.save(torch.jit.load(str(archive), map_location="cpu").state_dict(), state)
+    ext = get_extractor(f"tf:clip-vit-b-32@{state}", device="cpu")
+    batch = images(3, 40, channels=1)
+    ours = ext.extract(batch)["features"]
+    lib = FeatureExtractorCLIP("clip-vit-b-32", ["clip"],
+                               feature_extractor_weights_path=str(archive)).eval()
+    with torch.no_grad():
+        theirs = lib(batch.expand(-1, 3, -1, -1).contiguous())[0]
+    assert_same(ours, theirs, atol=0)
+    assert ext.feature_dim == 16
+
+
+def test_tf_vgg16_equals_torch_fidelity(tmp_path):
+    import torchvision
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    torch.manual_seed(0)
+    # VGG16's 138 M weights as views of small storages (each tensor repeats one random slice
+    # along its first axis): the file is KBs, not 553 MB, and the network is still VGG16
+    state = {k: torch.randn(v.shape[1:] or (1,)).expand(v.shape) if v.ndim > 1 else
+             torch.randn(v.shape) * 0.1
+             for k, v in torchvision.models.vgg16().state_dict().items()}
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    assert path.stat().st_size < 2_000_000
+    ext = get_extractor(f"tf:vgg16@{path}", device="cpu")
+    batch = images(2, 40, channels=3)
+    ours = ext.extract(batch)["features"]
+    lib = FeatureExtractorVGG16("vgg16", ["fc2_relu"], feature_extractor_weights_path=path)
+    with torch.no_grad():
+        theirs = lib.eval()(batch)[0]
+    assert_same(ours, theirs, atol=0)
+
+
+def test_tf_dinov2_is_torch_fidelity_input_on_hub_dinov2(tmp_path):
+    import timm
+    import torchvision
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    from medsyn.evaluators.features.encoders.tf import tf_extractor
+
+    kwargs = dict(embed_dim=32, depth=2, num_heads=2)
+    torch.manual_seed(1)
+    state = timm.create_model("vit_small_patch14_dinov2", num_classes=0, **kwargs).state_dict()
+    path = tmp_path / "dinov2_tiny.pth"
+    torch.save(state, path)
+    ext = tf_extractor(f"dinov2-vit-s-14@{path}", device="cpu", model_kwargs=kwargs)
+    batch = images(2, 50, channels=1)
+    ours = ext.extract(batch)["features"]
+    ref = timm.create_model("vit_small_patch14_dinov2", num_classes=0, img_size=224,
+                            **kwargs).eval()
+    ref.load_state_dict({**state, "pos_embed": hub_pos_embed(state["pos_embed"], 224)})
+    # torch-fidelity's FeatureExtractorDinoV2.forward before self.model(x)
+    x = interpolate_bilinear_2d_like_tensorflow1x(
+        batch.expand(-1, 3, -1, -1).float(), size=(224, 224), align_corners=False)
+    x = torchvision.transforms.functional.normalize(
+        x, (255 * 0.485, 255 * 0.456, 255 * 0.406), (255 * 0.229, 255 * 0.224, 255 * 0.225))
+    with torch.no_grad():
+        theirs = ref(x)
+    assert_same(ours, theirs)
+
+
+def test_tf_unknown_name_and_inception_alias(tmp_path):
+    with pytest.raises(ConfigError, match="no extractor of that name"):
+        get_extractor(f"tf:clip-vit-h-99@{tmp_path / 'x.pt'}", device="cpu")
+    absent = tmp_path / "absent.pth"
+    with pytest.raises(ConfigError, match="does not exist") as err:
+        get_extractor(f"tf:inception-v3-compat@{absent}", device="cpu")
+    assert str(absent) in str(err.value)

@@ -147,6 +147,12 @@ register_source(
     "CLS after norm, the hub's position-embedding interpolation",
     usage="<vits14|vitb14|vitl14|vitg14>@<file>", settings={"weights": "extractor_weights"})
 register_source(
+    "tf", _encoder("tf", "tf_extractor"),
+    "torch-fidelity 0.4 extractors run by its own forward (clip-*, vgg16, dinov2-vit-*-14, "
+    "inception-v3-compat), weights read safely (CLIP: a converted state dict)",
+    usage="<torch-fidelity name>@<weights file>",
+    settings={"weights": "extractor_weights", "inception_weights": "inception_weights"})
+register_source(
     "torchxrayvision", _encoder("xrv", "xrv_extractor"),
     "torchxrayvision DenseNet-121 (a state dict converted once): features2, 1024-d; needs "
     "medsyn[xrv]", usage="<densenet121-res224-*>@<state dict file>",

@@ -7,5 +7,6 @@ preprocessing is the one of the code whose numbers they are meant to match.
     extractor.py    EncoderExtractor: pipeline + the library's forward
     hf.py           hf:<folder>, rad-dino:<folder> (CheXGenBench), cmmd-clip:<folder> (CMMD)
     timm_source.py  timm:<model>@<file>, dinov2:<arch>@<file> (dgm-eval)
+    tf.py           tf:<torch-fidelity extractor>@<file>
     xrv.py          torchxrayvision:<weights>@<file>
 """

@@ -150,29 +150,37 @@ def hub_pos_embed(pos_embed: torch.Tensor, size: int, patch: int = 14,
         pos_embed.dtype)
 
 
-def dinov2_extractor(target: str, weights: str | None = None, device=None,
-                     model_kwargs: dict | None = None, **_) -> EncoderExtractor:
-    """``target`` = ``"vitl14@file"`` (or ``"vitl14"`` with ``weights=file``); the hub's
-    ``dinov2_<arch>_pretrain.pth`` state dict, or the same as .safetensors."""
-    arch, path = split_target(target, "dinov2", "<vits14|vitb14|vitl14|vitg14>@<file>")
+def dinov2_model(arch: str, path: str | None, model_kwargs: dict | None = None,
+                 size: int = 224, source: str = "dinov2"):
+    """``(timm model, weights file)``: DINOv2 ``arch`` at ``size`` px with the hub's
+    position-embedding interpolation, from the hub's state dict in ``path``."""
     if arch not in DINOV2_ARCHS:
-        raise ConfigError(f"dinov2:{arch}: unknown architecture; choose one of "
+        raise ConfigError(f"{source}:{arch}: unknown architecture; choose one of "
                           f"{', '.join(DINOV2_ARCHS)}.")
-    what = f"dinov2:{arch} weights"
-    file = local_file(path or weights, what,
+    what = f"{source}:{arch} weights"
+    file = local_file(path, what,
                       f"Download the hub's state dict on a machine with internet: "
                       f"{DINOV2_URL.format(arch=arch)} (Apache-2.0), then name it here.")
-    timm = need_package("timm", "dev", "dinov2:")
+    timm = need_package("timm", "dev", f"{source}:")
     state = read_weights(file, what, _CONVERT)
     if "pos_embed" not in state:
         raise ConfigError(f"{what} {file}: no 'pos_embed' tensor; expected the hub's DINOv2 "
                           "state dict (dinov2_<arch>_pretrain.pth).")
-    size = 224
     model = _create(timm, DINOV2_ARCHS[arch], f"{what} {file}", dict(state), img_size=size,
                     **(model_kwargs or {}))
     with torch.no_grad():
         model.pos_embed.copy_(hub_pos_embed(state["pos_embed"], size,
                                             model.patch_embed.patch_size[0]))
+    return model, file
+
+
+def dinov2_extractor(target: str, weights: str | None = None, device=None,
+                     model_kwargs: dict | None = None, **_) -> EncoderExtractor:
+    """``target`` = ``"vitl14@file"`` (or ``"vitl14"`` with ``weights=file``); the hub's
+    ``dinov2_<arch>_pretrain.pth`` state dict, or the same as .safetensors."""
+    arch, path = split_target(target, "dinov2", "<vits14|vitb14|vitl14|vitg14>@<file>")
+    size = 224
+    model, file = dinov2_model(arch, path or weights, model_kwargs, size)
     pipeline = PilPipeline((Resize("bicubic", size=(size, size)),), IMAGENET_MEAN,
                            IMAGENET_STD, "div",
                            source="dgm-eval models/dinov2.py (layer6ai-labs/dgm-eval@74c79f7): "
