@@ -444,3 +444,33 @@ def test_tf_unknown_name_and_inception_alias(tmp_path):
     with pytest.raises(ConfigError, match="does not exist") as err:
         get_extractor(f"tf:inception-v3-compat@{absent}", device="cpu")
     assert str(absent) in str(err.value)
+
+
+# ------------------------------------------------------------------ open_clip
+
+def test_open_clip_equals_open_clip_loader_and_transform(tmp_path):
+    open_clip = pytest.importorskip("open_clip")
+    import json
+
+    import safetensors.torch
+
+    folder = tmp_path / "open-clip-tiny"
+    folder.mkdir()
+    model_cfg = {"embed_dim": 16,
+                 "vision_cfg": {"image_size": 28, "layers": 2, "width": 32, "head_width": 16,
+                                "patch_size": 14},
+                 "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2,
+                              "layers": 1}}
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": model_cfg, "preprocess_cfg": {"size": 28}}))
+    torch.manual_seed(0)
+    safetensors.torch.save_file(open_clip.CLIP(**model_cfg).state_dict(),
+                                str(folder / "open_clip_model.safetensors"))
+    ext = get_extractor(f"open_clip:{folder}", device="cpu")
+    batch = images(3, 40, channels=1)
+    ours = ext.extract(batch)["features"]
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    with torch.no_grad():
+        theirs = model.eval().encode_image(torch.stack([preprocess(im) for im in pil_rgb(batch)]))
+    assert_same(ours, theirs)
+    assert ext.feature_dim == 16

@@ -137,6 +137,10 @@ register_source(
     "CLIP (openai/clip-vit-large-patch14-336 folder) as CMMD embeds: centre square crop, PIL "
     "bicubic 336, unit-norm image_embeds; --protocol cmmd", usage="<model folder>")
 register_source(
+    "open_clip", _encoder("openclip", "open_clip_extractor"),
+    "an open_clip model folder (open_clip_config.json + .safetensors): encode_image, "
+    "open_clip's eval transform; needs medsyn[openclip]", usage="<model folder>")
+register_source(
     "timm", _encoder("timm_source", "timm_extractor"),
     "any timm model with a local weights file (.safetensors or a state dict): pooled "
     "pre-logits, timm's eval transform", usage="<model>@<weights file>",

@@ -7,6 +7,7 @@ preprocessing is the one of the code whose numbers they are meant to match.
     extractor.py    EncoderExtractor: pipeline + the library's forward
     hf.py           hf:<folder>, rad-dino:<folder> (CheXGenBench), cmmd-clip:<folder> (CMMD)
     timm_source.py  timm:<model>@<file>, dinov2:<arch>@<file> (dgm-eval)
+    openclip.py     open_clip:<folder>
     tf.py           tf:<torch-fidelity extractor>@<file>
     xrv.py          torchxrayvision:<weights>@<file>
 """
