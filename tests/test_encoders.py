@@ -474,3 +474,26 @@ def test_open_clip_equals_open_clip_loader_and_transform(tmp_path):
         theirs = model.eval().encode_image(torch.stack([preprocess(im) for im in pil_rgb(batch)]))
     assert_same(ours, theirs)
     assert ext.feature_dim == 16
+
+
+class _Dataset:
+    name, split, fingerprint, image_size, channels = "d", "train", "f", (40, 40), 1
+
+    def __len__(self):
+        return 3
+
+
+def test_real_feature_cache_key_follows_the_weights(tmp_path):
+    import safetensors.torch
+    import timm
+
+    from medsyn.evaluators.features import feature_cache_key
+
+    keys = []
+    for seed in (0, 1, 1):
+        torch.manual_seed(seed)
+        path = tmp_path / f"w{seed}.safetensors"
+        safetensors.torch.save_file(timm.create_model("test_vit").state_dict(), str(path))
+        ext = get_extractor(f"timm:test_vit@{path}", device="cpu")
+        keys.append(feature_cache_key(_Dataset(), ext))
+    assert keys[0] != keys[1] and keys[1] == keys[2]
