@@ -5,8 +5,9 @@ fixed features. Runs in medsyn's own venv, nothing downloaded:
     PYTHONPATH=$PWD python bench/encoder_reference/compare_medsyn.py
 
 Prints one JSON object: per quantity, the reference value, medsyn's value and their relative
-difference. It documents the starting point of issue 29; the presets' tests assert equality
-with their own tolerances.
+difference. It documents the starting point of issue 29 and the presets that followed
+(``cmmd`` and ``chexgenbench`` families); the presets' tests assert equality with their own
+tolerances (tests/test_protocol_presets.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from medsyn.evaluators.metrics import mmd, stats  # noqa: E402
+from medsyn.evaluators.metrics import stats  # noqa: E402
+from medsyn.evaluators.metrics.distribution import chexgenbench, cmmd, mmd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,13 +75,22 @@ def main() -> None:
             **{name: [r[name], values[name], rel(values[name], r[name])]
                for name in ("precision", "recall", "density", "coverage")},
         }
+        preset = chexgenbench.chexgenbench_values(real, fake)
+        out[f"chexgenbench.{case}"]["preset (--protocol chexgenbench)"] = {
+            k: [r[ref_key], preset[k], rel(preset[k], r[ref_key])]
+            for k, ref_key in (("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"),
+                               ("recall", "recall"), ("density", "density"),
+                               ("coverage", "coverage"))}
     for case, r in ref["cmmd"].items():
         x, y = {"ref_vs_eval": ("cmmd_ref", "cmmd_eval"),
                 "ref_vs_same_distribution": ("cmmd_ref", "cmmd_same"),
                 "ref_vs_itself": ("cmmd_ref", "cmmd_ref")}[case]
         u_value, _, _ = mmd.rbf_mmd(arrays[y], arrays[x], sigma=10.0)
+        preset = cmmd.cmmd_value(arrays[x], arrays[y])
         out[f"cmmd.{case}"] = {"cmmd vs medsyn mmd(sigma=10, unbiased)":
-                               [r["cmmd"], u_value, rel(u_value, r["cmmd"])]}
+                               [r["cmmd"], u_value, rel(u_value, r["cmmd"])],
+                               "cmmd vs the cmmd preset (--protocol cmmd)":
+                               [r["cmmd"], preset, rel(preset, r["cmmd"])]}
     r = ref["dgm_eval"]["main"]
     fid = stats.fid_value(arrays["dgm_fake"], arrays["dgm_real"])
     out["dgm_eval.main"] = {"fd": [r["fd"], fid, rel(fid, r["fd"])]}
