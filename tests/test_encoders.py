@@ -497,3 +497,31 @@ def test_real_feature_cache_key_follows_the_weights(tmp_path):
         ext = get_extractor(f"timm:test_vit@{path}", device="cpu")
         keys.append(feature_cache_key(_Dataset(), ext))
     assert keys[0] != keys[1] and keys[1] == keys[2]
+
+
+@pytest.mark.real_data
+def test_rad_dino_input_equals_pil_processor_on_real_cxrs(data_root):
+    """RAD-DINO's preprocessor_config.json values (microsoft/rad-dino) at full size, on real
+    chest X-rays: medsyn's CheXGenBench input equals PIL bilinear 299 + transformers' PIL
+    processor (the path of CheXGenBench's pinned transformers 4.50.3) exactly."""
+    transformers = pytest.importorskip("transformers")
+    from medsyn.evaluators.features.encoders.preprocess import Resize, from_preprocessor_config
+
+    cfg = dict(size={"shortest_edge": 518}, crop_size={"height": 518, "width": 518},
+               image_mean=[0.5307] * 3, image_std=[0.2583] * 3, resample=3,
+               do_center_crop=True, do_convert_rgb=True, rescale_factor=1 / 255)
+    try:
+        from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+        processor = BitImageProcessorPil(**cfg)
+    except ImportError:                       # transformers 4.x: the slow class is PIL's
+        processor = transformers.BitImageProcessor(**cfg)
+    pipeline = from_preprocessor_config(cfg, "test", before=(Resize("bilinear", (299, 299)),))
+    files = sorted((data_root / "cxr3" / "test" / "Normal").glob("*.png"))[:3]
+    assert files
+    for f in files:
+        gray = np.asarray(Image.open(f).convert("L"))
+        ours = pipeline(torch.from_numpy(gray[None, None]))
+        pil = Image.fromarray(gray).convert("RGB").resize((299, 299), Image.BILINEAR)
+        theirs = processor(images=[pil], return_tensors="pt").pixel_values
+        assert ours.shape == (1, 3, 518, 518)
+        assert torch.equal(ours, theirs)
