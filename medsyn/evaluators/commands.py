@@ -187,8 +187,10 @@ def evaluate_command(
         for k, v in list_metrics().items():
             console.print(f"  {k:14s} {v}", highlight=False)
         console.print("[bold]feature extractors[/] (--extractor)")
-        for k, v in list_extractors().items():
-            console.print(f"  {k:14s} {v}", highlight=False)
+        from rich.markup import escape
+
+        for k, v in list_extractors().items():      # "[...]" is text, not rich markup
+            console.print(f"  {escape(k):14s} {escape(v)}", highlight=False)
         return
     if (checkpoint is None) == (fake is None):
         raise ConfigError("give either --checkpoint X.pt or --fake PATH --real DATASET[:SPLIT].")

@@ -126,7 +126,7 @@ def _encoder(module: str, factory: str):
 register_source(
     "hf", _encoder("hf", "hf_extractor"),
     "a Hugging Face model folder (save_pretrained, safetensors): pooler_output, CLIP "
-    "image_embeds; the folder's image processor on the PIL path; needs medsyn[hf]",
+    "image_embeds; the folder's image processor on the PIL path; needs the hf extra",
     usage="<model folder>")
 register_source(
     "rad-dino", _encoder("hf", "rad_dino_extractor"),
@@ -139,7 +139,7 @@ register_source(
 register_source(
     "open_clip", _encoder("openclip", "open_clip_extractor"),
     "an open_clip model folder (open_clip_config.json + .safetensors): encode_image, "
-    "open_clip's eval transform; needs medsyn[openclip]", usage="<model folder>")
+    "open_clip's eval transform; needs the openclip extra", usage="<model folder>")
 register_source(
     "timm", _encoder("timm_source", "timm_extractor"),
     "any timm model with a local weights file (.safetensors or a state dict): pooled "
@@ -159,5 +159,5 @@ register_source(
 register_source(
     "torchxrayvision", _encoder("xrv", "xrv_extractor"),
     "torchxrayvision DenseNet-121 (a state dict converted once): features2, 1024-d; needs "
-    "medsyn[xrv]", usage="<densenet121-res224-*>@<state dict file>",
+    "the xrv extra", usage="<densenet121-res224-*>@<state dict file>",
     settings={"weights": "extractor_weights"})
