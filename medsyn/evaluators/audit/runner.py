@@ -148,7 +148,11 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     from medsyn.data import load_dataset
     from medsyn.data.subsets import stratified_subset
     from medsyn.device import resolve_device
-    from medsyn.evaluators.features import dataset_features, list_extractors
+    from medsyn.evaluators.features import (
+        dataset_features,
+        list_extractors,
+        parse_extractor_names,
+    )
     from medsyn.evaluators.metrics import EvalOptions
     from medsyn.evaluators.scoring.evaluate import versions
 
@@ -160,7 +164,12 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     n_reference = preset.n_reference if n_reference is None else n_reference
     n_bootstrap = preset.n_bootstrap if n_bootstrap is None else n_bootstrap
     space_names = _parse_list(extractors, "--extractor") or list(DEFAULT_EXTRACTORS)
-    unknown = [s for s in space_names if s not in list_extractors()]
+    unknown = []
+    for name in space_names:    # registered names and source:target spaces (timm:MODEL@FILE)
+        try:
+            parse_extractor_names([name])
+        except ConfigError:
+            unknown.append(name)
     if unknown:
         raise ConfigError(f"--extractor: unknown feature space(s) {', '.join(unknown)}; "
                           f"registered: {', '.join(sorted(list_extractors()))}.")

@@ -56,6 +56,7 @@ _LAZY = {
     "metric_prdc": "prdc",
     "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
     "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
+    "metric_cmmd": "distribution.cmmd", "metric_chexgenbench": "distribution.chexgenbench",
 }
 
 __all__ = [
@@ -120,6 +121,15 @@ register_metric("fd_infinity", f"{_M}.distribution.fd_infinity:metric_fd_infinit
 register_metric("mmd", f"{_M}.distribution.mmd:metric_mmd",
                 "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth",
                 worse={"mmd": WORSE_HIGHER})
+# leaderboard protocols (docs/evaluation.md, "Encoders you bring"): opt-in, meant for the space
+# of their protocol (--protocol cmmd | chexgenbench picks both)
+register_metric("cmmd", f"{_M}.distribution.cmmd:metric_cmmd",
+                "CMMD as its reference code: biased RBF MMD x 1000, sigma 10, unit-norm "
+                "embeddings, float32 (use the cmmd-clip space)", default=False,
+                worse={"cmmd": WORSE_HIGHER})
+register_metric("chexgenbench", f"{_M}.distribution.chexgenbench:metric_chexgenbench",
+                "CheXGenBench's FID / KID / PRDC as its fid.py computes them (use the rad-dino "
+                "space)", default=False)
 # density (Naeem et al. 2020) is 1 in expectation for identical distributions; it falls when
 # fakes leave the real manifold and rises above 1 when they crowd into its dense regions
 # (copies, a collapsed mode): a departure either way is worse.

@@ -14,11 +14,13 @@ from medsyn.evaluators.features import (
 )
 
 
-def space_settings(options, train=None, val=None, inception_weights=None) -> dict:
+def space_settings(options, train=None, val=None, inception_weights=None,
+                   extractor_weights=None) -> dict:
     """The settings spaces are built from (registry.py lists them), from an
     :class:`~medsyn.evaluators.metrics.EvalOptions` and the real splits at hand."""
     settings = {"use_cache": options.use_cache, "classifier_recipe": options.utility_recipe,
-                "ssl_recipe": options.ssl_recipe, "inception_weights": inception_weights}
+                "ssl_recipe": options.ssl_recipe, "inception_weights": inception_weights,
+                "extractor_weights": extractor_weights}
     if train is not None:
         settings["train"] = train
         settings["val"] = val
