@@ -12,6 +12,7 @@ from medsyn.evaluators.features import (
     is_fitted,
     parse_extractor_names,
 )
+from medsyn.evaluators.features.sharding import main_first
 
 
 def space_settings(options, train=None, val=None, inception_weights=None) -> dict:
@@ -95,6 +96,9 @@ class FeatureSpaces:
     def _fitted(self, name, train, val):
         key = (name, train.fingerprint, None if val is None else val.fingerprint)
         if key not in self._built:
-            self._built[key] = build_extractor(name, {**self.settings, "train": train,
-                                                      "val": val}, device=self.device)
+            # under torchrun rank 0 trains (and caches) a fitted network first, the others
+            # read it: every rank then extracts with the very same weights
+            with main_first():
+                self._built[key] = build_extractor(name, {**self.settings, "train": train,
+                                                          "val": val}, device=self.device)
         return self._built[key]
