@@ -41,9 +41,10 @@ Protocol file (TOML)::
     [utility]                          # extra options when utility runs (tstr rules)
     utility_seeds = "0"
 
-    [resources.train]                  # --executor submitit only: what a job asks for
-    gpus = 1
+    [resources.train]                  # what a submitit job asks for (--executor submitit)
+    gpus = 4
     time_min = 720
+    nproc = 4                          # any executor: run the step under torchrun (4 ranks)
 
     [[run]]
     name = "acgan-pneumoniamnist-28"   # run folder OUT/runs/NAME
@@ -85,6 +86,7 @@ from step_executors import (  # noqa: E402 - bench/ is a folder of scripts, not 
     log_tail,
     parse_slurm_options,
     step_resources,
+    under_torchrun,
 )
 
 try:
@@ -211,6 +213,9 @@ class Benchmark:
                  dry: bool = False, steps: LocalSteps | SubmititSteps | None = None):
         self.p, self.python, self.dry = protocol, python, dry
         self.steps = steps or LocalSteps()
+        # processes per step under torchrun ([resources.KIND] nproc), whatever the executor
+        self.nproc = {kind: res.nproc for kind, res in
+                      step_resources(Resources(), protocol.resources, "protocol").items()}
         self.root = protocol.out
         self.steps_log = self.root / "steps.jsonl"
         self._log_lock = threading.Lock()
@@ -252,6 +257,7 @@ class Benchmark:
 
     def execute(self, step: str, run: RunSpec | None, cmd: list[str]) -> None:
         label = f"{run.name}: {step}" if run else step
+        cmd = under_torchrun(cmd, self.nproc[step.split()[0]])
         if self.dry:
             _say(f"would run {label}: {shlex.join(cmd)}")
             return

@@ -65,9 +65,12 @@ class Resources:
     time_min: int = 24 * 60
     partition: str | None = None
     slurm_options: dict = field(default_factory=dict)
+    # > 1: the step's medsyn command runs under torchrun with this many processes (one per GPU:
+    # DDP training, sharded feature extraction; docs/scale.md)
+    nproc: int = 1
 
     def with_overrides(self, table: dict, where: str) -> Resources:
-        allowed = {"gpus", "cpus", "mem_gb", "time_min", "partition"}
+        allowed = {"gpus", "cpus", "mem_gb", "time_min", "partition", "nproc"}
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; use "
@@ -75,6 +78,8 @@ class Resources:
         out = Resources(**{**self.__dict__, "slurm_options": dict(self.slurm_options)})
         for key, value in table.items():
             setattr(out, key, value)
+        if not isinstance(out.nproc, int) or out.nproc < 1:
+            raise ValueError(f"{where}: nproc must be an integer >= 1, got {out.nproc!r}")
         return out
 
 
@@ -227,4 +232,17 @@ def step_resources(base: Resources, protocol_tables: dict, where: str) -> dict[s
             **{**base.__dict__, "gpus": 0, "slurm_options": dict(base.slurm_options)})
         out[kind] = start.with_overrides(dict(protocol_tables.get(kind, {})),
                                          f"{where} [resources.{kind}]")
+    if out["report"].nproc > 1:
+        raise ValueError(f"{where} [resources.report]: the report runs in one process (nproc)")
     return out
+
+
+def under_torchrun(cmd: list[str], nproc: int) -> list[str]:
+    """``python -m medsyn ...`` as ``python -m torch.distributed.run --standalone
+    --nproc_per_node N -m medsyn ...`` (unchanged for ``nproc`` 1)."""
+    if nproc <= 1:
+        return cmd
+    if cmd[1:3] != ["-m", "medsyn"]:
+        raise ValueError(f"not a medsyn command: {shlex.join(cmd)}")
+    return [cmd[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            str(nproc), *cmd[1:]]

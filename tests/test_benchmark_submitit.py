@@ -135,3 +135,26 @@ def test_slurm_options_must_be_key_value():
     with pytest.raises(ValueError, match="write KEY=VALUE"):
         benchmark.parse_slurm_options(["constraint"])
     assert benchmark.parse_slurm_options(["mail-type=END"]) == {"mail_type": "END"}
+
+
+def test_nproc_runs_a_step_under_torchrun(tmp_path, capsys):
+    text = ONE_EPOCH.replace("[[run]]", "[resources.evaluate]\nnproc = 2\n\n[[run]]", 1)
+    path = write_protocol(tmp_path, text=text)
+    assert benchmark.main([str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "-m torch.distributed.run --standalone --nproc_per_node 2 -m medsyn evaluate" in said
+    assert "torch.distributed.run" not in said.split("would run cgan-tiny: train")[1].split(
+        "\n")[0]
+    bad = ONE_EPOCH.replace("[[run]]", "[resources.report]\nnproc = 2\n\n[[run]]", 1)
+    with pytest.raises(benchmark.ProtocolError, match="report runs in one process"):
+        benchmark.load_protocol(write_protocol(tmp_path, text=bad))
+
+
+def test_the_cluster_study_protocol_is_valid(tmp_path, capsys):
+    path = REPO / "bench" / "protocols" / "cxr3_112_cluster.toml"
+    protocol = benchmark.load_protocol(path, tmp_path / "o")
+    assert [r.epochs for r in protocol.runs] == [388, 388, 388]
+    assert benchmark.main([str(path), "--out", str(tmp_path / "o"), "--dry-run",
+                           "--executor", "submitit", "--cluster", "slurm"]) == 0
+    said = capsys.readouterr().out
+    assert "--checkpoint-every 97" in said and "--image-size 112" in said

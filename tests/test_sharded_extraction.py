@@ -148,3 +148,12 @@ def test_a_single_process_never_joins_a_group(monkeypatch):
     from medsyn.evaluators.features.sharding import shard_group
 
     assert shard_group() is None
+
+
+def test_a_fitted_space_without_the_cache_is_refused_under_torchrun(monkeypatch):
+    from medsyn.evaluators.scoring import spaces
+
+    monkeypatch.setattr(spaces, "shard_group", lambda: ShardGroup(0, 2, "gloo"))
+    fitted = spaces.FeatureSpaces(["radiomics"], torch.device("cpu"), {"use_cache": False})
+    with pytest.raises(ConfigError, match="drop --no-cache"):
+        fitted.get(SimpleNamespace(fingerprint="x"), None)
