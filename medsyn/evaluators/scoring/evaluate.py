@@ -249,12 +249,13 @@ def _run(job: _Job, out_path: Path | None) -> dict | None:
     # first one (the Inception Score then reports itself unavailable, with the reason)
     logits_space = next((n for n in names if spaces[n].has_logits), names[0] if names else None)
     main = contexts[names[0]] if names else context(None, out_path, specs)
-    # features are extracted up front, with all threads, outside the metric phase; under
-    # torchrun every rank extracts its shard here and only rank 0 goes on to the metrics
+    # the fakes' features are extracted up front, with all threads, outside the metric phase
+    # (the real sets' on first use). Under torchrun every feature set the families read is
+    # extracted here, each rank its shard, and only rank 0 goes on to the metrics.
     with collective_extraction() as group:
         for name, ctx in contexts.items():
             if per_space or (name == logits_space and any(s.needs_features for s in once)):
-                ctx.prefetch(reference=bool(per_space))
+                ctx.prefetch(reference=bool(per_space) and group is not None)
     if group is not None and not group.is_main:
         return None
     space_metrics: dict[str, dict] = {n: {} for n in names}
