@@ -160,9 +160,10 @@ class SubmititSteps:
         except Exception as exc:  # noqa: BLE001 - killed, timed out, out of memory, ...
             paths = job.paths
             tail = [line for p in (paths.stderr, paths.stdout) for line in log_tail(p, 3)]
+            why = (str(exc).strip().splitlines() or [""])[-1].strip()
             raise StepError(
                 f"{label}: {self.name} job {job.job_id} ended without an exit code "
-                f"({type(exc).__name__}: {str(exc).strip().splitlines()[-1:] or ['']}[0]); "
+                f"({type(exc).__name__}{': ' + why if why else ''}); "
                 f"step log {log_path}:\n  " + "\n  ".join(log_tail(log_path)) +
                 f"\n  submitit log {paths.stderr}:\n  " + "\n  ".join(tail)) from None
         return {**outcome, "executor": self.name, "job_id": str(job.job_id)}

@@ -158,3 +158,19 @@ def test_the_cluster_study_protocol_is_valid(tmp_path, capsys):
                            "--executor", "submitit", "--cluster", "slurm"]) == 0
     said = capsys.readouterr().out
     assert "--checkpoint-every 97" in said and "--image-size 112" in said
+
+
+def test_a_job_that_dies_without_an_exit_code_is_reported_with_both_logs(tmp_path):
+    """The step's process is killed with its runner (as a scheduler's OOM killer would): the
+    job has no exit code, and the error names the step log and submitit's log."""
+    steps = benchmark.SubmititSteps(tmp_path, "local", benchmark.step_resources(
+        benchmark.Resources(time_min=5), {}, "test"), say=lambda _: None)
+    log = tmp_path / "logs" / "x-train.log"
+    log.parent.mkdir()
+    suicide = "import os, signal; print('about to go'); os.kill(os.getppid(), signal.SIGKILL)"
+    with pytest.raises(benchmark.StepError) as info:
+        steps.run("x: train", "train", [sys.executable, "-c", suicide], log)
+    message = str(info.value)
+    assert "x: train: submitit-local job" in message and "ended without an exit code" in message
+    assert f"step log {log}" in message and "about to go" in message
+    assert "submitit log " in message and str(tmp_path / "jobs" / "submitit") in message
