@@ -89,8 +89,10 @@ def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_r
     fake.mkdir()
     for i in range(64):
         Image.fromarray(test.images[i, 0].numpy()).save(fake / f"{i:02d}.png")
+    # two spaces; the privacy audit reads the validation split (its default baseline)
     args = ["--fake", fake, "--real", "pneumoniamnist", "--n-real", "64", "--extractor",
-            "pixels", "--metrics", "fid,kid,prdc,real_floor,memorization", "--bootstrap", "10",
+            "pixels,wavelet", "--metrics", "fid,kid,prdc,real_floor,memorization,privacy",
+            "--bootstrap", "10",
             "--batch-size", "16", "--device", "cpu", "--data-root", data_root]
     one = subprocess.run([sys.executable, "-m", "medsyn", "evaluate", *map(str, args), "--out",
                           str(tmp_path / "one")], env=_env(tmp_path / "cache1"),
@@ -101,7 +103,9 @@ def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_r
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert set(a["metrics"]) >= {"fid", "kid", "precision", "real_floor", "memorization"}
+    assert set(a["metrics"]) >= {"fid", "kid", "precision", "real_floor", "memorization",
+                                 "privacy", "spaces"}
+    assert b["provenance"]["timings"]["val_features_s"] >= 0    # extracted in shards too
     assert a["metrics"] == b["metrics"]
     assert a["warnings"] == b["warnings"] and a["figures"] == b["figures"]
     assert (tmp_path / "one" / "metrics.csv").read_text() == \

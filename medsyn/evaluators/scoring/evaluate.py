@@ -255,7 +255,8 @@ def _run(job: _Job, out_path: Path | None) -> dict | None:
     with collective_extraction() as group:
         for name, ctx in contexts.items():
             if per_space or (name == logits_space and any(s.needs_features for s in once)):
-                ctx.prefetch(reference=bool(per_space) and group is not None)
+                ctx.prefetch(reference=bool(per_space) and group is not None,
+                             splits=_splits_read(per_space))
     if group is not None and not group.is_main:
         return None
     space_metrics: dict[str, dict] = {n: {} for n in names}
@@ -303,6 +304,14 @@ def _run(job: _Job, out_path: Path | None) -> dict | None:
     return {"schema_version": SCHEMA_VERSION, "kind": "generation",
             "run": {**EMPTY_RUN, **(job.run or {})}, "metrics": results_metrics,
             "figures": figures, "warnings": warnings, "provenance": _provenance(job, timings)}
+
+
+def _splits_read(families) -> tuple:
+    """The real splits whose features the families read through ``ctx.features_of`` (the
+    privacy audit's baseline may be the validation split, metrics/privacy/baseline.py)."""
+    names = {spec.name for spec in families}
+    splits = ("train", "heldout") if names & set(SPLIT_FAMILIES) else ()
+    return splits + (("val",) if "privacy" in names else ())
 
 
 def _ds_info(ds):
