@@ -226,9 +226,9 @@ def evaluate_command(
     except DataError:
         raise ConfigError(f"--bit-depth must be {BIT_DEPTH_HELP}, got {bit_depth!r}.") from None
 
-    from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.features import parse_extractor_names
+    from medsyn.evaluators.features.sharding import join_torchrun, leave_torchrun
     from medsyn.evaluators.metrics import EvalOptions, resolve_metrics
     from medsyn.evaluators.networks.recipes import get_recipe
     from medsyn.evaluators.networks.ssl import get_ssl_recipe
@@ -274,7 +274,7 @@ def evaluate_command(
     # an output that would be refused is refused before anything slow runs
     for out_dir in out_dirs:
         check_output_folder(out_dir, overwrite)
-    dev = resolve_device(device)
+    dev = join_torchrun(device)        # under torchrun: this rank's device, group joined
     # built once for every checkpoint: missing weights fail here, before any sampling
     spaces = FeatureSpaces(extractor_names, dev,
                            space_settings(options, inception_weights=inception_weights,
@@ -284,16 +284,21 @@ def evaluate_command(
     common = dict(metrics=metrics, extractor=spaces, n_samples=n_samples, n_real=n_real,
                   n_split=n_memorization, image_size=image_size, data_root=data_root,
                   bit_depth=bit_depth, device=dev, options=options, overwrite=overwrite)
-    for i, out_dir in enumerate(out_dirs):
-        if paths:
-            results = evaluate_checkpoint(paths[i], out_dir=out_dir, reference=reference,
-                                          **common)
-        else:
-            results = evaluate_folder(fake, real, out_dir=out_dir, **common)
-        if as_json:
-            typer.echo(json.dumps(results, indent=2, default=str))
-        else:
-            _print_summary(results, out_dir)
+    try:
+        for i, out_dir in enumerate(out_dirs):
+            if paths:
+                results = evaluate_checkpoint(paths[i], out_dir=out_dir, reference=reference,
+                                              **common)
+            else:
+                results = evaluate_folder(fake, real, out_dir=out_dir, **common)
+            if results is None:         # a torchrun rank other than 0: it only extracted
+                continue
+            if as_json:
+                typer.echo(json.dumps(results, indent=2, default=str))
+            else:
+                _print_summary(results, out_dir)
+    finally:
+        leave_torchrun()
 
 
 def register(app) -> None:

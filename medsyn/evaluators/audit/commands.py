@@ -62,7 +62,12 @@ def audit_command(
     trust card (audit.json, card.md, card.html, figures)."""
     from medsyn.evaluators.audit.runner import audit
     from medsyn.evaluators.inputs import parse_real
+    from medsyn.generators.engine.distributed import distributed_env
 
+    if distributed_env().enabled:
+        # every rank would run the whole audit and write the same folder
+        raise ConfigError("medsyn audit runs in one process; start it without torchrun "
+                          "(medsyn evaluate is the command that shards its extraction).")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
     name, split = parse_real(dataset, default_split="test")

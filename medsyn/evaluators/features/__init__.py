@@ -7,8 +7,9 @@
 One file per space (``inception.py``, ``pixels.py``, ``classifier.py``, ``ssl.py``,
 ``radiomics.py``, ``wavelet.py``; encoders users bring, named ``source:target``, in
 ``encoders/``); ``base.py`` holds the
-interface, ``registry.py`` the name -> factory table and ``extraction.py`` the batched
-extraction and the on-disk cache of real-set features.
+interface, ``registry.py`` the name -> factory table, ``extraction.py`` the batched
+extraction and the on-disk cache of real-set features, and ``sharding.py`` the split of that
+extraction across the ranks of a ``torchrun`` job (docs/scale.md).
 
 Every extractor states its conventions (input, resizing, normalisation, layer) and the
 checksum of its weights; both are part of the real-feature cache key and of the provenance

@@ -264,6 +264,17 @@ class EvalContext:
             self.extraction_s += took
         return self._extra[which]
 
+    def prefetch(self, reference: bool = True, splits: tuple = ()) -> None:
+        """Extract now the feature sets the families will read: the fakes, the reference
+        (``reference``) and the ``splits`` (``"train"``, ``"heldout"``, ``"val"``) there are.
+        Under ``torchrun`` this is the collective phase (features/sharding.py); a set missed
+        here is extracted later by rank 0 alone."""
+        self.fake  # noqa: B018 - extracted on first use
+        if reference:
+            self.real  # noqa: B018
+            for which in splits:
+                self.features_of(which)
+
     def provide_features(self, which: str, features: Features) -> None:
         """Hand over features computed elsewhere for ``"fake"``, ``"reference"``, ``"train"``
         or ``"heldout"`` (the audit scores many sets against the same real features)."""
