@@ -32,6 +32,20 @@ def exchangeable_units(n: int, groups=None) -> list[np.ndarray]:
     return GroupResampler(n, groups).members
 
 
+def subsample_units(n: int, size: int, rng: np.random.Generator, groups=None) -> np.ndarray:
+    """Sorted indices of a random subset of about ``size`` items, whole groups at a time."""
+    if n <= size:
+        return np.arange(n)
+    units = exchangeable_units(n, groups)
+    taken, count = [], 0
+    for u in rng.permutation(len(units)):
+        if count >= size:
+            break
+        taken.append(units[u])
+        count += len(units[u])
+    return np.sort(np.concatenate(taken))
+
+
 def permuted_labels(first_groups, second_groups, n_permutations: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Boolean [N, 1 + B] "belongs to the second set" labels of the pooled items (first set

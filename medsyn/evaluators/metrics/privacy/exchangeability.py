@@ -42,6 +42,7 @@ from medsyn.evaluators.metrics.permutation import (
     permuted_labels,
     permuted_labels_by_count,
     squared_distances,
+    subsample_units,
 )
 
 # re-exported: the permutation machinery lives in metrics/permutation.py
@@ -72,20 +73,6 @@ def probe_split(n_train: int, size: int, rng: np.random.Generator,
     mask = np.ones(n_train, bool)
     mask[probe] = False
     return probe, np.flatnonzero(mask)
-
-
-def subsample_units(n: int, size: int, rng: np.random.Generator, groups=None) -> np.ndarray:
-    """Sorted indices of a random subset of about ``size`` items, whole groups at a time."""
-    if n <= size:
-        return np.arange(n)
-    units = exchangeable_units(n, groups)
-    taken, count = [], 0
-    for u in rng.permutation(len(units)):
-        if count >= size:
-            break
-        taken.append(units[u])
-        count += len(units[u])
-    return np.sort(np.concatenate(taken))
 
 
 def auc_greater(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
