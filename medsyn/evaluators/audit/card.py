@@ -12,6 +12,7 @@ from pathlib import Path
 
 from markupsafe import escape as _markup_escape
 
+from medsyn.evaluators.audit.card_statistics import statistics_html, statistics_markdown
 from medsyn.evaluators.audit.verdict import DETECTED, LATE, MISSED, UNAVAILABLE, WRONG
 
 AUDIT_NAME = "audit.json"
@@ -136,6 +137,7 @@ def card_markdown(audit: dict) -> str:
             lines += ["", "Not scored in this space: " + "; ".join(
                 f"{k} ({reason})" for k, reason in hidden.items()) + "."]
         lines.append("")
+    lines += statistics_markdown(audit)
     return "\n".join(lines)
 
 
@@ -191,6 +193,7 @@ def card_html(audit: dict, anchor: str = "trust-card", figure_src=None,
         if hidden:
             out.append('<p class="muted">Not scored in this space: ' + escape("; ".join(
                 f"{k} ({reason})" for k, reason in hidden.items())) + ".</p>")
+    out += statistics_html(audit, h)
     out.append("</div>")
     return "\n".join(out)
 

@@ -134,7 +134,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
           n_reference: int | None = None, n_bootstrap: int | None = None, seed: int = 0,
           k: int = 5, device: str | None = None, batch_size: int = 64,
           image_size: int | None = None, data_root=None, out_dir=None, use_cache: bool = True,
-          inception_weights=None) -> dict:
+          inception_weights=None, power: bool = False, power_sizes: Sequence[int] | None = None,
+          power_repeats: int | None = None, reference_sensitivity: bool = False,
+          preprocessing: bool = False) -> dict:
     """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
     the reference is the training split), each failure at every severity level, scored in
     every space of ``extractors``. Returns the audit dict (the schema of audit.json,
@@ -143,6 +145,11 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     ``quick``: the CPU-sized defaults (:data:`QUICK`); explicit ``n`` / ``n_pool`` /
     ``n_reference`` / ``n_bootstrap`` win over either preset.
+
+    ``power``: the detection rate of every failure level at the set sizes ``power_sizes`` over
+    ``power_repeats`` draws, and the minimum n for 80 % power (power.py).
+    ``reference_sensitivity`` / ``preprocessing``: how much the choice of real reference / the
+    input pipeline alone moves each metric (sensitivity.py). Each adds a block to the result.
     """
     from medsyn.data import load_dataset
     from medsyn.data.subsets import stratified_subset
@@ -183,6 +190,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, k=k, batch_size=batch_size,
                           use_cache=use_cache, fid_method="gram")
     options.validate()
+    repeats = _power_repeats(power_repeats, quick)
     dev = resolve_device(device)
 
     train = load_dataset(dataset, REFERENCE_SPLIT, image_size=image_size, root=data_root)
@@ -238,6 +246,15 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         for note in s.notes:
             warnings.append(f"{s.failure} level {s.level}: {note}")
 
+    extra = _Extras(power, reference_sensitivity, preprocessing)
+    if power:
+        extra.sizes, extra.sizes_left_out = power_sizes_for(power_sizes, len(pool_ds))
+        if not extra.sizes:
+            raise ConfigError(f"--power-sizes: every size is above half the held-out pool "
+                              f"({len(pool_ds)} images); give sizes <= {len(pool_ds) // 2}.")
+    if preprocessing:
+        extra.variants = _preprocessing_variants(dataset, split, pool_ds, base_rows, image_size,
+                                                 data_root)
     spaces_out: dict = {}
     for name in space_names:
         ext = space(name)
@@ -258,6 +275,12 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                 if s.level == 0:
                     warnings.append(f"[{ext.name}] {w}")
         spaces_out[ext.name] = _space_summary(name, ext, chosen_failures, scores, directions)
+        if extra.any:
+            t0 = time.perf_counter()
+            _extra_analyses(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
+                            pool, chosen_failures, repeats, seed, batch_size, reference,
+                            train.class_names)
+            timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
     timings["total_s"] = round(time.perf_counter() - started, 3)
 
@@ -288,6 +311,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         "failures": {f.name: {**P.describe_failure(f), **_set_info(f, sets)}
                      for f in chosen_failures},
         "spaces": spaces_out,
+        **extra.blocks(repeats),
         "figures": {}, "files": {},
         "warnings": warnings,
         "provenance": {"versions": versions(), "device": str(dev),
@@ -299,6 +323,131 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
         write_audit(result, Path(out_dir))
     return result
+
+
+@dataclass
+class _Extras:
+    """The optional statistics of an audit run (power, reference and preprocessing
+    sensitivity) and what they found, per space."""
+
+    power: bool
+    reference: bool
+    preprocessing: bool
+    sizes: list | None = None
+    sizes_left_out: list | None = None
+    variants: list | None = None
+    power_out: dict | None = None
+    reference_out: dict | None = None
+    preprocessing_out: dict | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.power or self.reference or self.preprocessing
+
+    def blocks(self, repeats) -> dict:
+        from medsyn.evaluators.audit.power import ALPHA, TARGET_POWER
+
+        out = {}
+        if self.power:
+            out["power"] = {"settings": {"sizes": self.sizes, "sizes_left_out":
+                                         self.sizes_left_out, "repeats": repeats,
+                                         "alpha": ALPHA, "target": TARGET_POWER},
+                            "spaces": self.power_out or {}}
+        if self.reference:
+            out["reference_sensitivity"] = {"spaces": self.reference_out or {}}
+        if self.preprocessing:
+            out["preprocessing"] = {"spaces": self.preprocessing_out or {}}
+        return out
+
+
+def _power_repeats(value, quick) -> int:
+    from medsyn.evaluators.audit.power import DEFAULT_REPEATS
+
+    repeats = (10 if quick else DEFAULT_REPEATS) if value is None else value
+    if not isinstance(repeats, int) or repeats < 5:
+        raise ConfigError(f"--power-repeats must be an integer >= 5 (draws per size and level), "
+                          f"got {repeats!r}.")
+    return repeats
+
+
+def power_sizes_for(sizes, pool_size):
+    from medsyn.evaluators.audit.power import power_sizes
+
+    if sizes is not None and any(not isinstance(v, int) or v < 2 for v in sizes):
+        raise ConfigError(f"--power-sizes: give integers >= 2, got {list(sizes)!r}.")
+    return power_sizes(sizes, pool_size)
+
+
+def _preprocessing_variants(dataset, split, pool_ds, base_rows, image_size, data_root):
+    """The base sample's images as stored, put through every alternative pipeline."""
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.audit.sensitivity import preprocessing_variants
+
+    native = load_dataset(dataset, split, root=data_root)
+    rows = base_rows if pool_ds.parent is None else pool_ds.parent[1][base_rows]
+    rows_t = torch.from_numpy(np.asarray(rows))
+    depths = ((native.source or {}).get("intensity") or {}).get("bit_depths") or {}
+    has_dicom = any(k.startswith("DICOM") for k in depths)
+    has_high = any(not k.startswith("DICOM") and not k.endswith(" 8-bit") for k in depths)
+
+    def loader(rule):
+        if not has_high:
+            return None
+        return load_dataset(dataset, split, root=data_root, bit_depth=rule).images[rows_t]
+
+    return preprocessing_variants(native.images[rows_t], image_size, loader,
+                                  has_dicom=has_dicom)
+
+
+def _extra_analyses(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
+                    failures, repeats, seed, batch_size, reference, class_names):
+    from dataclasses import replace
+
+    from medsyn.evaluators.features import extract_features
+
+    values_args = {**ctx_args, "options": replace(options, n_bootstrap=0)}
+
+    def values(scored):
+        return {k: v["value"] for k, v in scored.items()}
+
+    def score_set(s, ref=ref_f, args=values_args):
+        feats = _set_features(s, pool_f, ext, batch_size)
+        return values(_score(s, feats, args, specs, directions, ref, pool_f)[0])
+
+    if extra.power:
+        from medsyn.evaluators.audit.power import audit_power
+
+        extra.power_out = extra.power_out or {}
+        extra.power_out[ext.name] = audit_power(failures, pool, score_set, extra.sizes,
+                                                repeats, directions, seed)
+    if extra.reference:
+        from medsyn.evaluators.audit.sensitivity import reference_sensitivity
+
+        base = P.real_set(pool)
+
+        def score_rows(rows):
+            sub = reference.subset(rows)
+            args = {**values_args, "reference": sub, "train": sub}
+            return score_set(base, ref=ref_f.take(rows), args=args)
+
+        groups = getattr(reference, "patient_ids", None)
+        extra.reference_out = extra.reference_out or {}
+        extra.reference_out[ext.name] = reference_sensitivity(
+            score_rows, reference.labels.numpy(), list(class_names), list(directions), seed,
+            groups=None if groups is None else np.asarray(groups, str))
+    if extra.preprocessing:
+        from medsyn.evaluators.audit.sensitivity import preprocessing_sensitivity
+
+        base = P.real_set(pool)
+
+        def score_images(images):
+            feats = extract_features(ext, images, batch_size, desc="preprocessing")
+            return values(_score(base, feats, values_args, specs, directions, ref_f,
+                                 pool_f)[0])
+
+        extra.preprocessing_out = extra.preprocessing_out or {}
+        extra.preprocessing_out[ext.name] = preprocessing_sensitivity(
+            extra.variants, score_images, list(directions))
 
 
 def _score(s, feats, ctx_args, specs, directions, ref_f, pool_f):
