@@ -188,3 +188,34 @@ def test_tests_family_in_evaluate():
     assert block["distinguishable"] and block["value"] == block["p_value"] == 1 / 50
     assert block["real_vs_real"]["units"] == "patients"
     assert block["real_vs_real"]["halves"].startswith("patient-disjoint")
+
+
+def test_results_csv_and_report_state_distinguishable(tmp_path, monkeypatch):
+    """evaluate(metrics="fid,tests") in two spaces: one block per space in results.json, the
+    p-value as the CSV value, and the run page says "distinguishable at n = ... (p = ...)"."""
+    import json
+
+    from conftest import blob_dataset, blob_images
+
+    from medsyn.evaluators import evaluate
+    from medsyn.reports import build_report
+    from medsyn.settings import ENV_CACHE_DIR
+
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "cache"))
+    ref = blob_dataset(80, 0, size=16)
+    fake, labels = blob_images(40, 1, size=16, contrast=60.0)      # flatter blobs
+    evaluate(fake, labels, reference=ref, extractor="pixels,wavelet", metrics="fid,tests",
+             n_bootstrap=0, out_dir=tmp_path / "ev", test_permutations=99)
+    data = json.loads((tmp_path / "ev" / "results.json").read_text())
+    spaces = data["metrics"]["spaces"]
+    assert set(spaces) == {"pixels", "wavelet"}
+    for block in (spaces["pixels"]["tests"], spaces["wavelet"]["tests"]):
+        assert block["n_permutations"] == 99 and block["distinguishable"]
+        assert block["p_value"] == pytest.approx(0.01)
+    csv = (tmp_path / "ev" / "metrics.csv").read_text()
+    assert "\ntests,0.01," in csv and "spaces.wavelet.tests,0.01," in csv
+    html = build_report([tmp_path / "ev"], tmp_path / "out").index_html.read_text()
+    section = html.split("<h4>Two-sample tests: real vs synthetic</h4>")[1].split("<h4>")[0]
+    assert section.count("distinguishable from real at n = 40 synthetic vs 80 real images "
+                         "(permutation p = 0.01, 99 permutations of images)") == 2
+    assert "effect size (null SDs): FD" in section and "real vs real" in section
