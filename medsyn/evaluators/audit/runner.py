@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from medsyn.data.subsets import stratified_rows
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.audit import perturbations as P
+from medsyn.evaluators.audit import statistics as S
+from medsyn.evaluators.audit.scoring import score_set, set_features
 from medsyn.evaluators.audit.verdict import classify, default_early_level
 from medsyn.utils import progress
 
@@ -93,41 +93,6 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
     return build_extractor(name, settings, device=device)
 
 
-def _set_features(s: P.SyntheticSet, pool_features, extractor, batch_size):
-    from medsyn.evaluators.features import Features, extract_features
-
-    feats = np.empty((len(s.labels), pool_features.features.shape[1]), dtype=np.float32)
-    logits = None
-    if pool_features.logits is not None:
-        logits = np.empty((len(s.labels), pool_features.logits.shape[1]), dtype=np.float32)
-    reuse = s.pool_rows >= 0
-    feats[reuse] = pool_features.features[s.pool_rows[reuse]]
-    if logits is not None:
-        logits[reuse] = pool_features.logits[s.pool_rows[reuse]]
-    if (~reuse).any():
-        new = extract_features(extractor, s.images[torch.from_numpy(~reuse)], batch_size,
-                               desc=f"{s.failure} level {s.level}")
-        feats[~reuse] = new.features
-        if logits is not None:
-            if new.logits is None:
-                logits = None
-            else:
-                logits[~reuse] = new.logits
-    return Features(feats, logits)
-
-
-def _scalar(block) -> tuple[float | None, list | None, str | None]:
-    """A result block's number (``value``, or ``fraction`` for rates), interval and, when it
-    has none, the producer's reason."""
-    if not isinstance(block, dict):
-        return None, None, "not computed"
-    value = block.get("value", block.get("fraction"))
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-        return None, None, block.get("unavailable") or "no value"
-    ci = block.get("ci95")
-    return float(value), (list(ci) if isinstance(ci, (list, tuple)) else None), None
-
-
 def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str | None = None,
           metrics: Sequence[str] | str | None = None, failures: Sequence[str] | str | None = None,
           quick: bool = False, n: int | None = None, n_pool: int | None = None,
@@ -190,7 +155,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, k=k, batch_size=batch_size,
                           use_cache=use_cache, fid_method="gram")
     options.validate()
-    repeats = _power_repeats(power_repeats, quick)
+    repeats = S.power_repeats(power_repeats, quick)
     dev = resolve_device(device)
 
     train = load_dataset(dataset, REFERENCE_SPLIT, image_size=image_size, root=data_root)
@@ -246,15 +211,15 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         for note in s.notes:
             warnings.append(f"{s.failure} level {s.level}: {note}")
 
-    extra = _Extras(power, reference_sensitivity, preprocessing)
+    extra = S.Extras(power, reference_sensitivity, preprocessing)
     if power:
-        extra.sizes, extra.sizes_left_out = power_sizes_for(power_sizes, len(pool_ds))
+        extra.sizes, extra.sizes_left_out = S.power_sizes_for(power_sizes, len(pool_ds))
         if not extra.sizes:
             raise ConfigError(f"--power-sizes: every size is above half the held-out pool "
                               f"({len(pool_ds)} images); give sizes <= {len(pool_ds) // 2}.")
     if preprocessing:
-        extra.variants = _preprocessing_variants(dataset, split, pool_ds, base_rows, image_size,
-                                                 data_root)
+        extra.variants = S.preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size,
+                                                data_root)
     spaces_out: dict = {}
     for name in space_names:
         ext = space(name)
@@ -264,9 +229,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         scores: dict = {}
         for s in progress(sets, desc=f"audit [{ext.name}]", unit="set"):
             t0 = time.perf_counter()
-            feats = _set_features(s, pool_f, ext, batch_size)
+            feats = set_features(s, pool_f, ext, batch_size)
             t1 = time.perf_counter()
-            scored, warns = _score(s, feats, ctx_args, specs, directions, ref_f, pool_f)
+            scored, warns = score_set(s, feats, ctx_args, specs, directions, ref_f, pool_f)
             t2 = time.perf_counter()
             timings["extraction_s"] += t1 - t0
             timings["metrics_s"] += t2 - t1
@@ -277,9 +242,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         spaces_out[ext.name] = _space_summary(name, ext, chosen_failures, scores, directions)
         if extra.any:
             t0 = time.perf_counter()
-            _extra_analyses(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
-                            pool, chosen_failures, repeats, seed, batch_size, reference,
-                            train.class_names)
+            S.run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
+                         pool, chosen_failures, repeats, seed, batch_size, reference,
+                         train.class_names)
             timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
     timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -323,151 +288,6 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
         write_audit(result, Path(out_dir))
     return result
-
-
-@dataclass
-class _Extras:
-    """The optional statistics of an audit run (power, reference and preprocessing
-    sensitivity) and what they found, per space."""
-
-    power: bool
-    reference: bool
-    preprocessing: bool
-    sizes: list | None = None
-    sizes_left_out: list | None = None
-    variants: list | None = None
-    power_out: dict | None = None
-    reference_out: dict | None = None
-    preprocessing_out: dict | None = None
-
-    @property
-    def any(self) -> bool:
-        return self.power or self.reference or self.preprocessing
-
-    def blocks(self, repeats) -> dict:
-        from medsyn.evaluators.audit.power import ALPHA, TARGET_POWER
-
-        out = {}
-        if self.power:
-            out["power"] = {"settings": {"sizes": self.sizes, "sizes_left_out":
-                                         self.sizes_left_out, "repeats": repeats,
-                                         "alpha": ALPHA, "target": TARGET_POWER},
-                            "spaces": self.power_out or {}}
-        if self.reference:
-            out["reference_sensitivity"] = {"spaces": self.reference_out or {}}
-        if self.preprocessing:
-            out["preprocessing"] = {"spaces": self.preprocessing_out or {}}
-        return out
-
-
-def _power_repeats(value, quick) -> int:
-    from medsyn.evaluators.audit.power import DEFAULT_REPEATS
-
-    repeats = (10 if quick else DEFAULT_REPEATS) if value is None else value
-    if not isinstance(repeats, int) or repeats < 5:
-        raise ConfigError(f"--power-repeats must be an integer >= 5 (draws per size and level), "
-                          f"got {repeats!r}.")
-    return repeats
-
-
-def power_sizes_for(sizes, pool_size):
-    from medsyn.evaluators.audit.power import power_sizes
-
-    if sizes is not None and any(not isinstance(v, int) or v < 2 for v in sizes):
-        raise ConfigError(f"--power-sizes: give integers >= 2, got {list(sizes)!r}.")
-    return power_sizes(sizes, pool_size)
-
-
-def _preprocessing_variants(dataset, split, pool_ds, base_rows, image_size, data_root):
-    """The base sample's images as stored, put through every alternative pipeline."""
-    from medsyn.data import load_dataset
-    from medsyn.evaluators.audit.sensitivity import preprocessing_variants
-
-    native = load_dataset(dataset, split, root=data_root)
-    rows = base_rows if pool_ds.parent is None else pool_ds.parent[1][base_rows]
-    rows_t = torch.from_numpy(np.asarray(rows))
-    depths = ((native.source or {}).get("intensity") or {}).get("bit_depths") or {}
-    has_dicom = any(k.startswith("DICOM") for k in depths)
-    has_high = any(not k.startswith("DICOM") and not k.endswith(" 8-bit") for k in depths)
-
-    def loader(rule):
-        if not has_high:
-            return None
-        return load_dataset(dataset, split, root=data_root, bit_depth=rule).images[rows_t]
-
-    return preprocessing_variants(native.images[rows_t], image_size, loader,
-                                  has_dicom=has_dicom)
-
-
-def _extra_analyses(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
-                    failures, repeats, seed, batch_size, reference, class_names):
-    from dataclasses import replace
-
-    from medsyn.evaluators.features import extract_features
-
-    values_args = {**ctx_args, "options": replace(options, n_bootstrap=0)}
-
-    def values(scored):
-        return {k: v["value"] for k, v in scored.items()}
-
-    def score_set(s, ref=ref_f, args=values_args):
-        feats = _set_features(s, pool_f, ext, batch_size)
-        return values(_score(s, feats, args, specs, directions, ref, pool_f)[0])
-
-    if extra.power:
-        from medsyn.evaluators.audit.power import audit_power
-
-        extra.power_out = extra.power_out or {}
-        extra.power_out[ext.name] = audit_power(failures, pool, score_set, extra.sizes,
-                                                repeats, directions, seed)
-    if extra.reference:
-        from medsyn.evaluators.audit.sensitivity import reference_sensitivity
-
-        base = P.real_set(pool)
-
-        def score_rows(rows):
-            sub = reference.subset(rows)
-            args = {**values_args, "reference": sub, "train": sub}
-            return score_set(base, ref=ref_f.take(rows), args=args)
-
-        groups = getattr(reference, "patient_ids", None)
-        extra.reference_out = extra.reference_out or {}
-        extra.reference_out[ext.name] = reference_sensitivity(
-            score_rows, reference.labels.numpy(), list(class_names), list(directions), seed,
-            groups=None if groups is None else np.asarray(groups, str))
-    if extra.preprocessing:
-        from medsyn.evaluators.audit.sensitivity import preprocessing_sensitivity
-
-        base = P.real_set(pool)
-
-        def score_images(images):
-            feats = extract_features(ext, images, batch_size, desc="preprocessing")
-            return values(_score(base, feats, values_args, specs, directions, ref_f,
-                                 pool_f)[0])
-
-        extra.preprocessing_out = extra.preprocessing_out or {}
-        extra.preprocessing_out[ext.name] = preprocessing_sensitivity(
-            extra.variants, score_images, list(directions))
-
-
-def _score(s, feats, ctx_args, specs, directions, ref_f, pool_f):
-    from medsyn.evaluators.metrics import EvalContext
-
-    ctx = EvalContext(fake_labels=s.labels, fake_images=s.images, **ctx_args)
-    ctx.provide_features("fake", feats)
-    ctx.provide_features("reference", ref_f)
-    ctx.provide_features("heldout", pool_f)
-    blocks: dict = {}
-    with threadpool_limits(limits=1):     # see api.evaluate: one thread for the metric phase
-        for spec in specs:
-            blocks.update(spec.fn(ctx))
-    out = {}
-    for key in directions:
-        value, ci, reason = _scalar(blocks.get(key))
-        out[key] = {"value": value, "ci95": ci}
-        if reason:
-            out[key]["unavailable"] = reason
-    return out, ctx.warnings
 
 
 def _set_info(failure, sets) -> dict:
