@@ -26,6 +26,7 @@ import numpy as np
 
 from medsyn.data.subsets import stratified_rows
 from medsyn.evaluators.audit import perturbations as P
+from medsyn.utils import progress
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800, 1600, 2000)
 DEFAULT_REPEATS = 20
@@ -116,7 +117,7 @@ def audit_power(failures, pool: P.Pool, score_set: Callable, sizes: Sequence[int
         return null_cache[(n, draw)]
 
     out = {}
-    for i, failure in enumerate(failures, start=1):
+    for i, failure in enumerate(progress(failures, desc="power", unit="failure"), start=1):
         def score(level, n, draw, failure=failure, i=i):
             if level == 0:
                 return null_score(n, draw)
