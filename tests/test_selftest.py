@@ -76,6 +76,7 @@ def test_the_command_passes_and_prints_versions():
 
 def test_results_carry_the_receipt(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path))
+    monkeypatch.setattr(conformance, "_PROCESS_RESULT", None)   # run here, on intact metrics
     ref = blob_dataset(60, 0, size=16)
     fake, labels = blob_images(30, 1, size=16)
     r = ev.evaluate(fake, labels, reference=ref, extractor=PixelExtractor(8, device="cpu"),
