@@ -94,7 +94,7 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     from medsyn.data import load_dataset
     from medsyn.data.resize import resize_uint8
     from medsyn.evaluators.audit import audit
-    from medsyn.evaluators.audit.card import card_markdown
+    from medsyn.evaluators.audit.card import card_html, card_markdown
 
     native = load_dataset("pneumoniamnist", "test", root=data_root)
     loaded = load_dataset("pneumoniamnist", "test", image_size=32, root=data_root)
@@ -115,3 +115,5 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     card = card_markdown(result)
     assert "Preprocessing sensitivity: pixels16" in card
     assert "Reference sensitivity: pixels16" in card
+    html = card_html(result)                  # what medsyn report shows
+    assert "Preprocessing sensitivity: pixels16</h3>" in html and "nan" not in html
