@@ -81,3 +81,18 @@ def test_audit_power_on_pixels(data_root):
     card = card_markdown(result)
     assert "Minimum n for 80 % power: pixels16" in card
     assert "| Intensity / contrast shift | 1 ((contrast, brightness)" in card
+
+
+def test_bad_power_options_are_one_line_errors():
+    from typer.testing import CliRunner
+
+    from medsyn.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["audit", "--dataset", "pneumoniamnist", "--power",
+                              "--power-sizes", "50,lots"])
+    assert out.exit_code == 1 and "--power-sizes: give comma-separated integers" in out.output
+    assert "Traceback" not in out.output
+    out = runner.invoke(app, ["audit", "--dataset", "pneumoniamnist", "--power",
+                              "--power-repeats", "2"])
+    assert out.exit_code == 1 and "--power-repeats must be an integer >= 5" in out.output
