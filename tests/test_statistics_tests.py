@@ -219,3 +219,5 @@ def test_results_csv_and_report_state_distinguishable(tmp_path, monkeypatch):
     assert section.count("distinguishable from real at n = 40 synthetic vs 80 real images "
                          "(permutation p = 0.01, 99 permutations of images)") == 2
     assert "effect size (null SDs): FD" in section and "real vs real" in section
+    # the evaluation receipt is part of the run's provenance
+    assert "receipt.selftest.status" in html and "receipt.weights_sha256.pixels" in html
