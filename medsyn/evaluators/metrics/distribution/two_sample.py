@@ -12,8 +12,9 @@ Two statistics on the same permutations of the pooled real and synthetic feature
 The combined p-value is the min-p combination of the two (Westfall & Young). Each
 statistic's effect size is its excess over the mean of its permutation null, in null standard
 deviations. The sets are called distinguishable when p <= alpha: with ``(B + 1) alpha`` a
-whole number (B = 199 or 19 at 5 %) the test then rejects exchangeable sets with probability
-exactly alpha. With patient ids on the real set whole patients are permuted; the synthetic
+whole number (B = 199 or 19 at 5 %) each statistic's test then rejects exchangeable sets with
+probability exactly alpha, and the min-p combination (whose ties make it discrete) at most
+alpha. With patient ids on the real set whole patients are permuted; the synthetic
 images are one unit each.
 
 Beside it, the same test between two patient-disjoint halves of the real reference, each the
