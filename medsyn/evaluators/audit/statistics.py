@@ -10,8 +10,7 @@ import torch
 
 from medsyn.errors import ConfigError
 from medsyn.evaluators.audit import perturbations as P
-from medsyn.evaluators.audit.scoring import score_set as _score
-from medsyn.evaluators.audit.scoring import set_features as _set_features
+from medsyn.evaluators.audit import scoring
 
 
 @dataclass
@@ -99,15 +98,15 @@ def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, 
     def values(scored):
         return {k: v["value"] for k, v in scored.items()}
 
-    def score_set(s, ref=ref_f, args=values_args):
-        feats = _set_features(s, pool_f, ext, batch_size)
-        return values(_score(s, feats, args, specs, directions, ref, pool_f)[0])
+    def set_values(s, ref=ref_f, args=values_args):
+        feats = scoring.set_features(s, pool_f, ext, batch_size)
+        return values(scoring.score_set(s, feats, args, specs, directions, ref, pool_f)[0])
 
     if extra.power:
         from medsyn.evaluators.audit.power import audit_power
 
         extra.power_out = extra.power_out or {}
-        extra.power_out[ext.name] = audit_power(failures, pool, score_set, extra.sizes,
+        extra.power_out[ext.name] = audit_power(failures, pool, set_values, extra.sizes,
                                                 repeats, directions, seed)
     if extra.reference:
         from medsyn.evaluators.audit.sensitivity import reference_sensitivity
@@ -117,7 +116,7 @@ def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, 
         def score_rows(rows):
             sub = reference.subset(rows)
             args = {**values_args, "reference": sub, "train": sub}
-            return score_set(base, ref=ref_f.take(rows), args=args)
+            return set_values(base, ref=ref_f.take(rows), args=args)
 
         groups = getattr(reference, "patient_ids", None)
         extra.reference_out = extra.reference_out or {}
@@ -131,8 +130,8 @@ def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, 
 
         def score_images(images):
             feats = extract_features(ext, images, batch_size, desc="preprocessing")
-            return values(_score(base, feats, values_args, specs, directions, ref_f,
-                                 pool_f)[0])
+            return values(scoring.score_set(base, feats, values_args, specs, directions,
+                                            ref_f, pool_f)[0])
 
         extra.preprocessing_out = extra.preprocessing_out or {}
         extra.preprocessing_out[ext.name] = preprocessing_sensitivity(
