@@ -67,6 +67,8 @@ def os_error_message(exc: OSError) -> str | None:
         return exc.strerror + "."
     where = exc.filename or "an output file"
     if exc.errno in DISK_FULL_ERRNOS:
+        # a copy (shutil.copyfile) names its source first and the file it was writing second
+        where = exc.filename2 or where
         folder = Path(where).parent if exc.filename else "the output folder"
         return (f"disk full while writing {where} (in {folder}); earlier files were kept. Free "
                 "some space there or write to another folder.")

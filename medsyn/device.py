@@ -7,11 +7,14 @@ one rule.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
 from medsyn.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -72,9 +75,16 @@ def available_cores() -> int:
 
 
 def training_threads(requested: int, image_size: int) -> int:
-    """Intra-op threads for CPU training: ``requested`` when > 0, else 1 for networks of images
-    up to :data:`SMALL_NET_MAX_SIZE` px and every core above."""
+    """Intra-op threads for CPU training: ``requested`` when > 0 (at most the cores this process
+    may use: more gain nothing, and torch crashed with a segmentation fault at
+    ``--threads 100000``), else 1 for networks of images up to :data:`SMALL_NET_MAX_SIZE` px and
+    every core above."""
     if requested and requested > 0:
+        cores = available_cores()
+        if requested > cores:
+            log.warning("--threads %d is more than the %d CPU core(s) this process may use; "
+                        "using %d", requested, cores, cores)
+            return cores
         return int(requested)
     if image_size <= SMALL_NET_MAX_SIZE:
         return 1

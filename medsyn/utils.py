@@ -32,6 +32,65 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
     return h.hexdigest()
 
 
+# seeds are 32-bit unsigned integers: what every generator medsyn seeds (numpy, torch, and
+# the per-batch seeds derived from them) accepts
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, flag: str = "--seed") -> int:
+    """``seed`` if it is an integer from 0 to :data:`MAX_SEED`, else a ConfigError naming
+    ``flag``."""
+    from medsyn.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{flag} must be an integer from 0 to {MAX_SEED}, got {seed!r}.")
+    return seed
+
+
+# what a spreadsheet reads as the start of a formula in a CSV cell (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """``value`` for a CSV cell that a spreadsheet opens: text starting like a formula (``=``,
+    ``+``, ``-``, ``@``, tab, carriage return) gets a leading apostrophe, so that a run or class
+    name such as ``=HYPERLINK(...)`` shows as text instead of running; numbers, and text that
+    reads as a number (``-0.5``), are kept as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as text that can always be printed and encoded: a name that is not valid UTF-8
+    (Python keeps its bytes as surrogates) shows those bytes as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path``, links followed, lies inside ``folder`` (a file a document names, such
+    as a figure of results.json, is accepted only from its own folder)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def is_utf8_name(path: str | os.PathLike) -> bool:
+    """Whether every byte of ``path`` decodes as UTF-8 (else it cannot appear in JSON, HTML or
+    a hash input as text without escaping)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -157,10 +216,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, expected_size: in
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) \
-                and exc.errno in DISK_FULL_ERRNOS:
-            raise DiskFullError(path, expected_size, written) from exc
+        full = disk_full_cause(exc) if isinstance(exc, Exception) else None
+        if full is not None and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, expected_size, written) from full
         raise
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The full-disk error (``ENOSPC`` / ``EDQUOT``) behind ``exc``, if any: ``exc`` itself or
+    an exception it was raised from or while handling. torch's zip writer, for one, turns the
+    ``OSError`` of a full disk into ``RuntimeError: ... unexpected pos``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

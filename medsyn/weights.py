@@ -53,3 +53,47 @@ def read_state_dict(path: str | os.PathLike, what: str, fix: str = "") -> dict[s
         raise ConfigError(f"{what} {path} is not a state_dict of tensors (it holds a "
                           f"{type(state).__name__}).{fix}")
     return state
+
+
+def _examples(keys: list[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+
+
+def fit_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], *,
+                   what: str, path: str | os.PathLike, network: str,
+                   head: set[str] = frozenset(), stem: set[str] = frozenset(),
+                   partial: bool = False, partial_flag: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` (a user's weights file) that load into ``network``, whose own
+    state dict is ``expected``.
+
+    A file of another network loads partly or not at all into a non-strict loader, which then
+    trains from random weights while provenance names the file: here every tensor of
+    ``expected`` must be in the file with its shape, and every tensor of the file in
+    ``expected``, except the ``head`` tensors (a classifier for another number of classes:
+    dropped, replaced) and the shapes of the ``stem`` tensors (adapted to another channel
+    count by the loader). Anything else raises :class:`ConfigError` listing what differs,
+    unless ``partial``: then only the tensors that fit are returned.
+    """
+    missing = sorted(k for k in expected if k not in state and k not in head)
+    unexpected = sorted(k for k in state if k not in expected and k not in head)
+    mismatched = sorted(k for k in state if k in expected and k not in head | stem
+                        and tuple(state[k].shape) != tuple(expected[k].shape))
+    if not (missing or unexpected or mismatched):
+        return state
+    if partial:
+        return {k: v for k, v in state.items()
+                if k in expected and k not in mismatched or k in head or k in stem}
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of its {len(expected)} tensors are missing from the file "
+                     f"(e.g. {_examples(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} tensors of the file are unexpected, {network} has "
+                     f"no such layer (e.g. {_examples(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} have another shape (e.g. {_examples(mismatched)})")
+    opt_in = f", or pass {partial_flag} to load only the tensors that fit" if partial_flag else ""
+    raise ConfigError(
+        f"{what} {Path(path).expanduser()} do not fit {network}: {'; '.join(parts)}. The file "
+        f"holds the weights of another network; give a state_dict of {network} saved with "
+        f"torch.save{opt_in}.")

@@ -268,7 +268,8 @@ def test_evaluate_refuses_an_existing_evaluation_unless_overwrite(trained, tmp_p
     replaced = runner.invoke(app, _evaluate_args(trained, out, "--overwrite", "--metrics",
                                                  "fid"))
     assert replaced.exit_code == 0, replaced.output
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".medsyn-manifest.json", "metrics.csv",
+                                                     "results.json"]
     assert not any(p.name.startswith(".eval.") for p in tmp_path.iterdir())
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -306,6 +307,7 @@ def test_a_kill_while_writing_never_mixes_two_evaluations(tmp_path, monkeypatch)
 
 def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
     from medsyn.evaluators.results import recover_output_folder
+    from medsyn.outputs import write_manifest
 
     dead = _dead_pid()
     old, new = tmp_path / f".eval.{dead}.replaced", tmp_path / f".eval.{dead}.staging"
@@ -313,6 +315,7 @@ def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
         folder.mkdir()
         (folder / "results.json").write_text(text)
         (folder / "metrics.csv").write_text(text)
+    write_manifest(new, "medsyn evaluate")      # written last: the staged folder is complete
     recover_output_folder(tmp_path / "eval")
     assert (tmp_path / "eval" / "results.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
@@ -320,13 +323,21 @@ def test_interrupted_swap_is_completed_at_the_next_start(tmp_path):
 
 def test_report_refuses_to_overwrite_unless_asked(tmp_path):
     out = tmp_path / "reports"
-    out.mkdir()
-    (out / "index.html").write_text("my own page")
     args = ["report", "--runs-root", str(tmp_path / "none"), "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (out / "index.html").read_text()
     _one_line_error(runner.invoke(app, args), "index.html", "--overwrite")
-    assert (out / "index.html").read_text() == "my own page"
-    assert runner.invoke(app, args + ["--overwrite"]).exit_code == 0
-    assert "my own page" not in (out / "index.html").read_text()
+    assert (out / "index.html").read_text() == first
+    assert runner.invoke(app, args + ["--overwrite", "--title", "second"]).exit_code == 0
+    assert "second" in (out / "index.html").read_text()
+    # a page of the user's own is never replaced, not even with --overwrite (issue 26)
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "index.html").write_text("my own page")
+    for extra in ([], ["--overwrite"]):
+        _one_line_error(runner.invoke(app, args[:-1] + [str(mine), *extra]), "index.html",
+                        "did not write")
+    assert (mine / "index.html").read_text() == "my own page"
 
 
 # ---------------------------------------------------------------- 5. one-line errors
@@ -484,7 +495,7 @@ def test_samples_are_streamed_in_batches_with_balanced_labels(trained, tmp_path)
     first = gen.sample(4, labels=gen.sample_labels(11)[:4], seed=3 * 1_000_003)
     name = rows[1].split(",")[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s" / name)), first[0, 0].numpy())
-    assert not list((tmp_path / "s").glob(".*"))
+    assert [p.name for p in (tmp_path / "s").glob(".*")] == [".medsyn-manifest.json"]
 
 
 # ---------------------------------------------------------------- 6. leftovers of killed writes

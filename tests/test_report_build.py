@@ -406,7 +406,7 @@ def test_foreign_assets_folder_is_not_deleted(tmp_path):
     out = tmp_path / "out"
     (out / "assets").mkdir(parents=True)
     write_png(out / "assets" / "mine.png")
-    with pytest.raises(ConfigError, match="was not written by `medsyn report`"):
+    with pytest.raises(ConfigError, match=r"holds files medsyn did not write \(assets\)"):
         build_report(None, out, runs_root=tmp_path)
     assert (out / "assets" / "mine.png").exists()
 

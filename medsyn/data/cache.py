@@ -4,6 +4,11 @@ Decoding thousands of PNGs on every run is slow, so the decoded uint8 arrays are
 uncompressed ``.npy`` pair under ``<MEDSYN_CACHE_DIR>/arrays/``. The key is a digest of the
 source files' checksums, the split and the requested size, so any change to the data on disk
 yields a new key and stale entries are never read.
+
+An entry's ``meta.json`` records the fingerprint of its pixels and labels
+(:func:`medsyn.data.dataset.fingerprint_arrays`), and every load recomputes it: a damaged entry
+(a flipped bit on disk changes a pixel while the recorded fingerprint still names the original
+ones) is discarded with a warning and the arrays are decoded again.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 
 import numpy as np
 
+from medsyn.data.dataset import fingerprint_arrays
 from medsyn.settings import cache_dir
 from medsyn.utils import atomic_write
 
@@ -46,6 +52,18 @@ def load_cached_arrays(key: str):
         return None
     if images.shape[0] != labels.shape[0] or list(images.shape) != meta.get("shape"):
         log.warning("ignoring inconsistent array cache entry %s", key)
+        return None
+    recorded = meta.get("fingerprint")
+    if recorded is None or images.dtype != np.uint8 or \
+            fingerprint_arrays(images, labels) != recorded:
+        log.warning("discarding damaged array cache entry %s (its pixels or labels no longer "
+                    "match the fingerprint recorded with them); decoding the images again",
+                    images_path)
+        for p in (meta_path, images_path, labels_path):     # meta first: it marks the entry
+            try:
+                p.unlink()
+            except OSError:
+                pass
         return None
     return images, labels, meta
 

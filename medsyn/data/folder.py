@@ -52,7 +52,8 @@ from medsyn.data.intensity import (
 from medsyn.data.manifest import apply_manifest
 from medsyn.data.resize import RESIZE_FILTER
 from medsyn.errors import DataError
-from medsyn.utils import file_digest
+from medsyn.outputs import incomplete_output, pid_alive
+from medsyn.utils import display_path, file_digest, format_bytes, is_utf8_name
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ UNLABELLED = "unlabelled"
 # bump when decoding or the intensity rules change what pixels a file gives
 DECODER_VERSION = 2
 SKIPPED_SHOWN = 5
+# an image file larger than this is not read (nor hashed): no 2-D image of a data set is that
+# large, while a huge file by mistake (a volume, a disk image) would stall the listing
+MAX_FILE_BYTES = 1 << 30
+NOT_UTF8 = ("its name is not valid UTF-8, so it cannot be named in results and reports; not "
+            "read (rename it)")
+NOT_REGULAR = ("not a regular file (a FIFO, device, socket or broken link); not read, since "
+               "reading one may never end")
 
 
 @dataclass
@@ -131,24 +139,55 @@ class FolderListing:
         return files, labels, how
 
 
+def _file_kind(entry: os.DirEntry) -> str:
+    """"dir", "file" (a regular file, or a link to one) or "other" (a FIFO, a device, a socket,
+    a broken link): only the first two are ever opened, since reading a FIFO or /dev/zero
+    never ends."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        return "file" if entry.is_file() else "other"
+    except OSError:
+        return "other"
+
+
 def _entries(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """Candidate image files, sub-folders and unusable files directly in ``folder``."""
     files, dirs, skipped = [], [], []
     with os.scandir(folder) as listing:         # DirEntry.is_dir() needs no stat call
-        entries = sorted((e.name, e.is_dir()) for e in listing)
-    for name, is_dir in entries:
+        entries = sorted((e.name, _file_kind(e)) for e in listing)
+    for name, kind in entries:
         p = folder / name
         if is_ignored(p):
             continue
-        if is_dir:
+        if not is_utf8_name(name):
+            skipped.append((p, NOT_UTF8))
+            continue
+        if kind == "dir":
             dirs.append(p)
             continue
+        if kind == "other":
+            skipped.append((p, NOT_REGULAR))
+            continue
         reason = unsupported_reason(p)
+        if reason is None:
+            reason = _too_large(p)
         if reason is None:
             files.append(p)
         else:
             skipped.append((p, reason))
     return files, dirs, skipped
+
+
+def _too_large(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if size > MAX_FILE_BYTES:
+        return (f"file of {format_bytes(size)}, more than an image file medsyn reads "
+                f"({format_bytes(MAX_FILE_BYTES)}); not read")
+    return None
 
 
 def _is_metadata(path: Path) -> bool:
@@ -189,7 +228,21 @@ def _read_level(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, s
 def scan_folder(root: Path) -> FolderListing:
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist or is not a folder.")
+        raise DataError(f"image folder {display_path(root)} does not exist or is not a folder.")
+    if not is_utf8_name(root):
+        raise DataError(f"image folder {display_path(root)}: its path is not valid UTF-8, so "
+                        "it cannot be named in results and reports; rename it (or link to it "
+                        "under a UTF-8 name) and pass that.")
+    unfinished = incomplete_output(root)
+    if unfinished is not None:
+        writer, pid = unfinished.get("written_by", "medsyn"), unfinished.get("pid")
+        if isinstance(pid, int) and pid_alive(pid):
+            raise DataError(f"image folder {display_path(root)} is being written by `{writer}` "
+                            f"(process {pid}, still running); wait until it has finished.")
+        raise DataError(
+            f"image folder {display_path(root)} is the output of an interrupted `{writer}` (it "
+            "stopped before it finished: its images are incomplete and may be truncated); it is "
+            "not read. Run it again into a new folder.")
     split_dirs = [s for s in SPLIT_NAMES if (root / s).is_dir()]
     if split_dirs:
         skipped = [(p, "not inside a split folder (train/val/test) of a split-layout folder")
@@ -224,9 +277,9 @@ def scan_folder(root: Path) -> FolderListing:
 def _name_skipped(skipped: list[tuple[Path, str]], root: Path) -> str:
     def rel(p):
         try:
-            return str(p.relative_to(root))
+            return display_path(p.relative_to(root))
         except ValueError:
-            return str(p)
+            return display_path(p)
     shown = "; ".join(f"{rel(p)} ({why})" for p, why in skipped[:SKIPPED_SHOWN])
     more = len(skipped) - SKIPPED_SHOWN
     return shown + (f"; and {more} more (ds.source['skipped'] lists all)" if more > 0 else "")
@@ -292,7 +345,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     class_names = listing.class_names
     rule = choose_rule(_dataset_depth_stats(listing, option), option)
     files, labels, patients = apply_manifest(root, split, files, labels, class_names,
-                                             listing.layout == "splits", list_folder_split)
+                                             listing.layout == "splits", list_folder_split,
+                                             all_files=listing.all_files())
     digests = [file_digest(p) for p in files]
     # the files were listed as root / ...; slicing is much faster than Path.relative_to, and
     # root / "x" - "x" is the prefix even for root "." (where it is empty)
@@ -326,7 +380,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
                 "fingerprint": fingerprint, "intensity": intensity,
                 "unreadable": [[str(p.relative_to(root)), why] for p, why in unreadable]})
     skipped = listing.skipped + unreadable
-    warnings = list(rule.warnings)
+    warnings = list(rule.warnings) + (patients.warnings if patients is not None else [])
     if skipped:
         warnings.append(f"{root}: {len(skipped)} file(s) not used: {_name_skipped(skipped, root)}")
     if listing.layout != "splits" and split != ALL_SPLIT:
@@ -346,7 +400,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         "intensity": intensity,
     }
     if skipped:
-        source["skipped"] = [{"path": str(p), "reason": why} for p, why in skipped]
+        source["skipped"] = [{"path": display_path(p), "reason": why} for p, why in skipped]
     patient_ids = None
     if patients is not None:
         source["manifest"] = patients.info

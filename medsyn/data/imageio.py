@@ -123,6 +123,11 @@ def decode_raw(path: str | os.PathLike) -> RawImage:
             if mode in ("1", "L", "LA"):
                 return RawImage(np.asarray(img.convert("L"), dtype=np.uint8), 8, None, None, fmt)
             arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise DataError(
+            f"{path}: declares more pixels than PIL decodes without risk of exhausting memory "
+            f"(a decompression bomb: {exc}); not read. Downscale the image if it is real."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             f"{path}: cannot be read as an image: the file is truncated, corrupt or not an "

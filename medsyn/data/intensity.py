@@ -96,7 +96,7 @@ def probe(path: Path) -> DepthStats | None:
             if not img.mode.startswith("I"):
                 return None
         return stats_of(decode_raw(path), path)
-    except (DataError, OSError, ValueError, SyntaxError):
+    except (DataError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 

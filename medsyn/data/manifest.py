@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class PatientIds:
 
     ids: np.ndarray
     info: dict
+    warnings: list[str] = field(default_factory=list)
 
 
 def find_manifest(root: Path) -> Path | None:
@@ -81,7 +82,23 @@ def read_manifest(path: Path) -> Manifest:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc}); save the manifest as UTF-8 CSV.") \
             from None
-    reader = csv.DictReader(text.splitlines())
+    lines = text.splitlines()
+    limit = csv.field_size_limit()
+    long_line = next((i for i, line in enumerate(lines, start=1) if len(line) > limit), None)
+    if long_line is not None:
+        raise DataError(f"{path}, line {long_line}: a line of {len(lines[long_line - 1])} "
+                        f"characters, more than a CSV field may hold ({limit}); a manifest "
+                        "holds short 'path,label,patient_id' rows. Correct or delete that line.")
+    reader = csv.DictReader(lines)
+    try:
+        return _parse_rows(path, raw, reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc}, near line {reader.line_num});"
+                        " a manifest holds 'path,label,patient_id' rows. Correct that line.") \
+            from None
+
+
+def _parse_rows(path: Path, raw: bytes, reader: csv.DictReader) -> Manifest:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in COLUMNS if c not in header]
     if missing:
@@ -136,14 +153,22 @@ def patient_split(patient_ids, labels, split: str, seed: int = SEED) -> np.ndarr
     return np.flatnonzero(np.isin(patient_ids, sorted(chosen)))
 
 
+def unmatched_rows(manifest: Manifest, root: Path, all_files: Sequence[Path]) -> list[str]:
+    """The manifest's paths that name no image file of the folder (sorted)."""
+    listed = {Path(f).relative_to(root).as_posix() for f in all_files}
+    return sorted(rel for rel in manifest.rows if rel not in listed)
+
+
 def apply_manifest(root: Path, split: str, files: list[Path], labels: list[int],
                    class_names: list[str], split_layout: bool,
-                   list_split: Callable[[Path, str], tuple[list, list, list]]):
+                   list_split: Callable[[Path, str], tuple[list, list, list]],
+                   all_files: Sequence[Path] | None = None):
     """The hook :func:`medsyn.data.folder.load_image_folder` calls after listing a split.
 
     Returns ``(files, labels, PatientIds | None)``: unchanged files and ``None`` without a
     manifest; with one, the patient ids of the files and, for an automatic split, the files of
-    the patient-disjoint split instead of the per-file one."""
+    the patient-disjoint split instead of the per-file one. ``all_files``: every image file of
+    the folder; rows naming none of them give a warning (``PatientIds.warnings``)."""
     root = Path(root)
     path = find_manifest(root)
     if path is None:
@@ -210,4 +235,12 @@ def apply_manifest(root: Path, split: str, files: list[Path], labels: list[int],
                 f"label), seed {SEED} + class index")
     info = {"path": str(path.resolve()), "sha256": manifest.sha256, "split_rule": rule,
             "n_patients": int(len(set(ids))), "n_images": len(ids)}
-    return files, labels, PatientIds(ids, info)
+    warnings = []
+    stray = unmatched_rows(manifest, root, all_files) if all_files is not None else []
+    if stray:
+        info["rows_naming_no_image"] = len(stray)
+        warnings.append(
+            f"{path}: {len(stray)} row(s) name no image file of {root} (e.g. {stray[0]!r}); "
+            "they were ignored. Correct their paths (relative to the folder, '/' separators) "
+            "or delete the rows.")
+    return files, labels, PatientIds(ids, info, warnings)

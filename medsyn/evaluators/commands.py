@@ -128,7 +128,13 @@ def evaluate_command(
         1.0, "--utility-ratio", help="TRTR+S: synthetic images added per real training image."),
     classifier_weights: Path | None = typer.Option(
         None, "--classifier-weights", help="Local timm state_dict to initialise the utility "
-        "classifiers (default: random initialisation; nothing is downloaded).", dir_okay=False),
+        "classifiers (default: random initialisation; nothing is downloaded). It must hold "
+        "the recipe's network (a classifier head of another size is replaced).",
+        dir_okay=False),
+    classifier_weights_partial: bool = typer.Option(
+        False, "--classifier-weights-partial", help="Load only the tensors of "
+        "--classifier-weights that fit the network (the rest keeps its random initialisation) "
+        "instead of refusing a file of another network."),
     privacy_baseline: str = typer.Option(
         "auto", "--privacy-baseline", help="Held-out real images of the privacy audit: auto "
         "(the validation split, else the test split), val, test, or reserve[:FRACTION] (a "
@@ -193,8 +199,10 @@ def evaluate_command(
     from medsyn.evaluators.networks.ssl import get_ssl_recipe
     from medsyn.evaluators.results import check_output_folder
     from medsyn.evaluators.scoring.spaces import FeatureSpaces, space_settings
+    from medsyn.utils import check_seed
 
     # everything a user can get wrong is checked before the (slow) network is loaded
+    check_seed(seed)
     specs = resolve_metrics(metrics, have_discriminator=True)
     extractor_names = parse_extractor_names(extractor)
     ssl = get_ssl_recipe(ssl_recipe)
@@ -210,8 +218,11 @@ def evaluate_command(
         raise ConfigError(f"--utility-ratio must be > 0, got {utility_ratio}.")
     if utility_epochs is not None and utility_epochs < 1:
         raise ConfigError(f"--utility-epochs must be >= 1, got {utility_epochs}.")
+    if classifier_weights_partial and classifier_weights is None:
+        raise ConfigError("--classifier-weights-partial needs --classifier-weights.")
     recipe = get_recipe(utility_recipe, epochs=utility_epochs,
-                        pretrained=str(classifier_weights) if classifier_weights else None)
+                        pretrained=str(classifier_weights) if classifier_weights else None,
+                        pretrained_partial=True if classifier_weights_partial else None)
     options = EvalOptions(n_bootstrap=bootstrap, seed=seed, batch_size=batch_size,
                           kid_subset_size=kid_subset_size, use_cache=not no_cache,
                           utility_recipe=recipe, utility_seeds=seeds,

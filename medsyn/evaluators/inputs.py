@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,17 +116,32 @@ def load_npz(path: Path, class_names: list[str]) -> FakeSet:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as an npz archive ({exc}).") from None
+    def array(key):
+        try:
+            return z[key]
+        except ValueError as exc:      # an object array: reading it would unpickle code
+            if "allow_pickle" not in str(exc):
+                raise DataError(f"{path}[{key!r}]: cannot be read ({exc}).") from None
+            raise DataError(
+                f"{path}[{key!r}]: holds Python objects (an object array), not pixel values; "
+                "medsyn reads npz files with allow_pickle=False, so nothing in it was "
+                "unpickled. Save the images as a uint8 array [N, H, W] or [N, H, W, C] "
+                "(np.savez(path, images=array)).") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}[{key!r}]: cannot be read, the npz file is truncated or "
+                            f"corrupt ({exc}).") from None
+
     with z:
         keys = list(z.files)
         ikey = next((k for k in NPZ_IMAGE_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
         if ikey is None:
             raise DataError(f"{path}: no image array found; name it one of {NPZ_IMAGE_KEYS} "
                             f"(keys present: {keys}).")
-        images = to_uint8_nchw(z[ikey], f"{path}[{ikey!r}]")
+        images = to_uint8_nchw(array(ikey), f"{path}[{ikey!r}]")
         lkey = next((k for k in NPZ_LABEL_KEYS if k in keys and k != ikey), None)
         labels = None
         if lkey is not None:
-            labels = class_indices(z[lkey], class_names, f"{path}[{lkey!r}]")
+            labels = class_indices(array(lkey), class_names, f"{path}[{lkey!r}]")
             if len(labels) != len(images):
                 raise DataError(f"{path}: {len(labels)} labels for {len(images)} images.")
     return FakeSet(images, labels, {"kind": "npz", "path": str(path), "images_key": ikey,
@@ -164,6 +180,9 @@ def load_fake(path: str | os.PathLike, class_names: list[str],
         raise DataError(f"--fake {p}: no such file or folder.")
     if p.is_dir():
         return load_folder(p, class_names, image_size, bit_depth)
+    if not p.is_file():          # a FIFO or device: reading it may never end
+        raise DataError(f"--fake {p}: not a regular file (a FIFO, device or socket); give a "
+                        "folder of images or an .npz file.")
     if p.suffix.lower() == ".npz":
         return load_npz(p, class_names)
     raise DataError(f"--fake {p}: expected a folder of images or an .npz file.")

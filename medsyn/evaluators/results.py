@@ -4,11 +4,12 @@ The layout is docs/architecture.md section 3 (schema_version 1). Other stages ad
 families (``metrics.utility``, ``metrics.psnr_y``, ...) to an existing results folder with
 :func:`add_metrics`, which rewrites both files atomically.
 
-An evaluation folder is written as one unit (:func:`staged_folder`): everything goes into a
-hidden sibling ``.NAME.PID.staging`` that then replaces the folder by renames, so a kill never
-leaves results.json, metrics.csv and figures of two evaluations side by side, and a replaced
-evaluation leaves no stale figure behind. An existing evaluation is replaced only when asked
-(``overwrite``); a folder holding anything else is never replaced.
+An evaluation folder is written as one unit (:func:`staged_folder`, :mod:`medsyn.outputs`):
+everything goes into a hidden sibling ``.NAME.PID.staging`` that then replaces the folder by
+renames, so a kill never leaves results.json, metrics.csv and figures of two evaluations side
+by side, and a replaced evaluation leaves no stale figure behind. The folder's manifest
+(``.medsyn-manifest.json``) lists what medsyn wrote; an existing evaluation is replaced only
+when asked (``overwrite``) and only when it holds nothing else.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import io
 import json
 import math
 import os
-import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from medsyn.errors import ConfigError, MedsynError
-from medsyn.utils import atomic_write, write_json
+from medsyn import outputs
+from medsyn.errors import MedsynError
+from medsyn.outputs import OutputKind
+from medsyn.utils import atomic_write, spreadsheet_safe, write_json
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -33,6 +34,7 @@ METRICS_CSV = "metrics.csv"
 CSV_COLUMNS = ["metric", "value", "ci95_lo", "ci95_hi", "n_real", "n_fake", "extractor", "note",
                "space"]
 SPACES_KEY = "spaces"
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 
 
 def _check_finite(obj, where="results"):
@@ -120,104 +122,54 @@ def write_results(results: dict, out_dir: str | os.PathLike) -> Path:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in metric_rows(results.get("metrics", {})):
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else spreadsheet_safe(v)) for k, v in row.items()})
     with atomic_write(out / METRICS_CSV, "w") as f:
         f.write(buf.getvalue())
     return out / RESULTS_FILE
 
 
+def _legacy_evaluation(folder: Path) -> set[str] | None:
+    """What an evaluation written before manifests existed holds: results.json (schema 1),
+    metrics.csv and the figures its results.json names, directly in the folder."""
+    try:
+        results = json.loads((folder / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("schema_version") != SCHEMA_VERSION or \
+            not (folder / METRICS_CSV).is_file():
+        return None
+    owned = {RESULTS_FILE, METRICS_CSV}
+    figures = results.get("figures")
+    for name in (figures.values() if isinstance(figures, dict) else ()):
+        if isinstance(name, str) and "/" not in name and "\\" not in name and \
+                Path(name).suffix.lower() in FIGURE_SUFFIXES and (folder / name).is_file():
+            owned.add(name)
+    return owned
+
+
+EVALUATION = OutputKind("medsyn evaluate", "evaluation", RESULTS_FILE, _legacy_evaluation)
+
+
 def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse (:class:`ConfigError`) to write an evaluation into ``out_dir`` when that would
-    replace an evaluation without ``overwrite``, or a folder of other files at all."""
-    out = Path(out_dir)
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"output {out} is a file, not a folder; nothing was written. Choose "
-                          "another --out.")
-    entries = sorted(p.name for p in out.iterdir())
-    if not entries:
-        return
-    if not (out / RESULTS_FILE).exists():
-        raise ConfigError(
-            f"output folder {out} already holds files that are not a medsyn evaluation "
-            f"({', '.join(entries[:4])}{', ...' if len(entries) > 4 else ''}); nothing was "
-            "written. Choose a new or empty folder (--out).")
-    if not overwrite:
-        raise ConfigError(
-            f"{out} already holds an evaluation ({RESULTS_FILE}); nothing was overwritten. Pass "
-            "--overwrite to replace it (all its files and figures), or choose another --out.")
-
-
-_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<what>staging|replaced)$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    replace an evaluation without ``overwrite``, or anything medsyn did not write at all
+    (:mod:`medsyn.outputs`)."""
+    outputs.check_output_folder(out_dir, EVALUATION, overwrite)
 
 
 def recover_output_folder(out_dir: str | os.PathLike) -> None:
-    """Tidy the hidden siblings that a killed evaluation of ``out_dir`` left behind.
-
-    A kill between the two renames of a replacement leaves ``out_dir`` missing, the old
-    evaluation in ``.NAME.PID.replaced`` and the new, complete one in ``.NAME.PID.staging``:
-    the new one is put in place. Any other leftover of a dead process is removed.
-    """
-    out = Path(out_dir)
-    if not out.parent.is_dir():
-        return
-    leftovers = []
-    for p in out.parent.iterdir():
-        m = _SIBLING.match(p.name)
-        if m and m.group("name") == out.name and p.is_dir() and \
-                not _pid_alive(int(m.group("pid"))):
-            leftovers.append((m.group("what"), p))
-    if not out.exists():
-        complete = [p for what, p in leftovers if what == "staging"
-                    and (p / RESULTS_FILE).is_file() and (p / METRICS_CSV).is_file()]
-        previous = [p for what, p in leftovers if what == "replaced"]
-        if complete and previous:            # killed while swapping: finish the swap
-            os.rename(complete[0], out)
-        elif previous:
-            os.rename(previous[0], out)
-    for _, p in leftovers:
-        if p.exists():
-            shutil.rmtree(p, ignore_errors=True)
+    """Tidy what a killed evaluation of ``out_dir`` left (:func:`medsyn.outputs.
+    recover_output_folder`)."""
+    outputs.recover_output_folder(out_dir)
 
 
 @contextmanager
 def staged_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty hidden folder next to ``out_dir``; when the block succeeds it replaces
-    ``out_dir`` as one unit (two renames), when it fails it is deleted and ``out_dir`` is left
-    as it was. Checks :func:`check_output_folder` first."""
-    out = Path(out_dir)
-    recover_output_folder(out)
-    check_output_folder(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.{os.getpid()}.staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
+    ``out_dir`` as one unit, with a manifest of what it holds; when it fails it is deleted
+    and ``out_dir`` is left as it was (:func:`medsyn.outputs.staged_output`)."""
+    with outputs.staged_output(out_dir, EVALUATION, overwrite) as stage:
         yield stage
-        check_output_folder(out, overwrite)     # written meanwhile by someone else?
-        if out.exists() and any(out.iterdir()):
-            old = out.parent / f".{out.name}.{os.getpid()}.replaced"
-            os.rename(out, old)
-            os.rename(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if out.exists():
-                out.rmdir()
-            os.rename(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
 
 
 def load_results(path: str | os.PathLike) -> dict:
@@ -248,6 +200,7 @@ def add_metrics(out_dir: str | os.PathLike, metrics: dict, figures: dict | None 
     results.setdefault("metrics", {}).update(metrics)
     if figures:
         results.setdefault("figures", {}).update(figures)
+        outputs.add_to_manifest(out_dir, figures.values())
     if provenance:
         results.setdefault("provenance", {}).update(provenance)
     write_results(results, out_dir)

@@ -137,8 +137,19 @@ def seal(payload: dict) -> dict:
     return {**payload, DIGEST_KEY: payload_digest(payload)}
 
 
+def _one_char_apart(key, name: str) -> bool:
+    """Whether ``key`` is ``name`` with one character changed (a flipped bit in the name)."""
+    return isinstance(key, str) and len(key) == len(name) and key != name and \
+        sum(a != b for a, b in zip(key, name, strict=True)) == 1
+
+
 def verify_digest(payload: dict, path: Path) -> None:
     recorded = payload.get(DIGEST_KEY)
+    if recorded is None and any(_one_char_apart(k, DIGEST_KEY) for k in payload):
+        raise CheckpointError(
+            f"{path} is corrupt: the name of its digest entry ({DIGEST_KEY}) is damaged, so the "
+            "file changed after it was saved. Refusing to use it; take another checkpoint of "
+            "the run (e.g. the previous epochNNN.pt) or a backup copy.")
     if recorded is None:
         log.warning("%s carries no payload digest (written by a medsyn before digests were "
                     "added), so corruption since it was written cannot be detected; loading it "
@@ -161,6 +172,9 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.is_dir():
         hint = " (did you mean its last.pt?)" if (path / "last.pt").exists() else ""
         raise CheckpointError(f"checkpoint {path} is a folder, not a .pt file{hint}.")
+    if not path.is_file():          # a FIFO or device: opening it may never return
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a FIFO, device or "
+                              "socket); give a .pt file.")
     unreadable = (f"{path} cannot be read as a checkpoint: it is not a complete PyTorch (zip) "
                   "file, so it is truncated (an interrupted copy?) or not a checkpoint at all. Use "
                   "another file, e.g. the previous epochNNN.pt of the run.")
@@ -176,9 +190,17 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                 "will not unpickle arbitrary objects).") from None
         raise CheckpointError(f"{path} is not a readable PyTorch file ({exc}); it may be "
                               "truncated or not a checkpoint at all.") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{unreadable} ({first})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a damaged file
+        # a flipped bit in the pickle header surfaces as KeyError, TypeError, IndexError,
+        # AttributeError, ... from torch's unpickler: the file is damaged either way
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        why = f"{type(exc).__name__}{': ' + first if first else ''}"
+        if isinstance(exc, (RuntimeError, EOFError, OSError, zipfile.BadZipFile)):
+            raise CheckpointError(f"{unreadable} ({why})") from None
+        raise CheckpointError(
+            f"{path} is damaged: PyTorch could not unpickle its content ({why}), so the file "
+            "changed after it was written (a flipped bit on disk, a bad copy). Use another "
+            "checkpoint of the run, e.g. the previous epochNNN.pt, or a backup copy.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = (f"a dict with keys {sorted(map(str, payload))[:8]}" if isinstance(payload, dict)
                 else f"a {type(payload).__name__}")
@@ -190,7 +212,7 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(
             f"{path} has checkpoint format version {version!r}, newer than this medsyn "
             f"({__version__}) reads ({FORMAT_VERSION}); upgrade medsyn.")
-    if payload.get("kind") not in _LOADERS:
+    if not isinstance(payload.get("kind"), str) or payload["kind"] not in _LOADERS:
         raise CheckpointError(
             f"{path} is a checkpoint of kind {payload.get('kind')!r}, which this medsyn cannot "
             f"load; known kinds: {', '.join(registered_kinds())}.")

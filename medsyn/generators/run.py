@@ -1,5 +1,7 @@
 """A training run's folder and its continuity, the same for every trainer.
 
+- :func:`locked_run_dir`: one trainer per run folder at a time (a second one is refused with
+  the first one's process id);
 - :func:`open_run_dir`: never start a fresh run over an existing one; clean what killed writes
   left behind;
 - :func:`seed_run`: the seed of each process;
@@ -16,8 +18,11 @@ The files themselves (``epochNNN.pt`` / ``last.pt``, ``log.jsonl``) are written 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,6 +49,7 @@ from medsyn.utils import remove_stale_temp_files, write_json
 log = logging.getLogger(__name__)
 
 RUN_MARKERS = (LAST_CHECKPOINT, CONFIG_FILE, LOG_FILE)
+LOCK_FILE = ".medsyn-lock"
 # a run resumed by a different number of processes cannot replay its random streams; each
 # process then starts from a seed that depends on where the run stands
 RESEED_STRIDE = 1_000_003
@@ -55,6 +61,60 @@ def say(config: BaseTrainConfig, dist: DistInfo, text: str) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(text, file=sys.stderr)
+
+
+@contextmanager
+def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
+    """Hold the run folder of ``config`` for this training (rank 0), so that a second
+    ``medsyn train`` into the same folder, fresh or ``--resume``, is refused instead of writing
+    duplicate steps into log.jsonl and overwriting the other run's checkpoints.
+
+    An exclusive ``flock`` on ``RUN/.medsyn-lock``, which holds the process id and start time of
+    the holder; the operating system releases it when the process ends, however it ends, so a
+    killed run never leaves a stale lock. Where the file system has no locks (some network file
+    systems) training goes on with a warning.
+    """
+    if not dist.is_main:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:              # not POSIX: no lock
+        yield
+        return
+    run_dir = Path(config.out)
+    check_run_dir(run_dir, config.resume)    # a refused run changes nothing, not even the lock
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").split()
+            pid = holder[0] if holder else "?"
+            since = f", started {holder[1]}" if len(holder) > 1 else ""
+            raise ConfigError(
+                f"run folder {run_dir} is being trained by process {pid}{since}; nothing was "
+                "changed. Wait for that training to finish (or stop it), or choose another "
+                "--out.") from None
+        except OSError as exc:
+            log.warning("cannot lock run folder %s (%s); a second training into it would not be "
+                        "noticed", run_dir, exc.strerror)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        yield
+    finally:
+        # the file stays (removing a lock file others may have opened would let two
+        # processes lock two different files), unless it is all this run wrote
+        try:
+            if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                path.unlink()
+                run_dir.rmdir()
+        except OSError:
+            pass
+        os.close(fd)
 
 
 def check_run_dir(run_dir: Path, resume: str | None) -> str | None:
@@ -189,12 +249,22 @@ def write_run_config(run_dir: Path, config: BaseTrainConfig, resolved: dict,
         write_json(run_dir / CONFIG_FILE, {**config.to_dict(), "resolved": resolved})
 
 
-def divergence_advice(kind: str, run_dir: Path, precision: str) -> str:
+def divergence_advice(kind: str, run_dir: Path, precision: str,
+                      last_checkpoint: Path | None = None) -> str:
     """What to do after a divergence, as commands that work (--lr and --seed are fixed on
-    --resume)."""
-    fp32 = ("" if precision == "fp32" else
-            f" Or resume the last good checkpoint in full precision: medsyn train {kind} "
-            f"--resume {run_dir / LAST_CHECKPOINT} --precision fp32.")
+    --resume; ``--precision`` may change): a reduced-precision run is resumed in full precision
+    from ``last_checkpoint``, or, when it diverged before its first checkpoint, started again
+    in full precision."""
+    if precision == "fp32":
+        fp32 = ""
+    elif last_checkpoint is not None:
+        last = run_dir / LAST_CHECKPOINT
+        fp32 = (f" Or resume the last good checkpoint in full precision: medsyn train {kind} "
+                f"--resume {last if last.is_file() else last_checkpoint} --precision fp32.")
+    else:
+        fp32 = (f" Or start it again in full precision (it diverged before its first "
+                f"checkpoint, so there is nothing to resume): medsyn train {kind} ... "
+                f"--precision fp32 --out NEW_FOLDER.")
     return (f"Start a new run with a lower learning rate: medsyn train {kind} ... --lr LOWER "
             f"--out NEW_FOLDER (--lr and --seed cannot change on --resume, and resuming "
             f"replays the same steps).{fp32}")

@@ -3,6 +3,10 @@
     DIR/<class name>/000000.png ...      (DIR/unconditional/ for a DCGAN)
     DIR/labels.csv                       file,label,class_name (file relative to DIR)
     DIR/sampling.json                    checkpoint, its sha256, epoch, step, n, seed, dataset
+    DIR/.medsyn-manifest.json            medsyn's manifest (medsyn.outputs): written with
+                                         "complete": false before the first image and listing
+                                         every file after the last, so a folder of a killed
+                                         run is refused as data (evaluate --fake, training)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from PIL import Image
 
 from medsyn.errors import ConfigError
 from medsyn.generators.interface import Task
+from medsyn.outputs import incomplete_output, write_manifest
 from medsyn.utils import (
     DISK_FULL_ERRNOS,
     DiskFullError,
@@ -28,6 +33,9 @@ from medsyn.utils import (
 )
 
 UNCONDITIONAL_FOLDER = "unconditional"
+SAMPLE_COMMAND = "medsyn sample"
+# a bound that no disk reaches (10**15 PNGs of 28 px take about 70 PB) and every counter holds
+MAX_IMAGES = 10**15
 
 
 def class_folder_name(name: str) -> str:
@@ -96,8 +104,9 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
     """Sample ``n`` images from ``checkpoint`` (a path or a loaded checkpoint) into ``out``.
 
     Classes are balanced (class i gets n // K, the first n % K one more). ``out`` must be new or
-    empty: nothing is overwritten. Returns the path of ``labels.csv``, written last (its presence
-    means the folder is complete). Images go to disk batch by batch, so memory does not grow
+    empty: nothing is overwritten. Returns the path of ``labels.csv``. The folder's manifest
+    says it is incomplete until the last file is written (a killed run's folder is refused as
+    data). Images go to disk batch by batch, so memory does not grow
     with ``n``; the memory of one batch and the disk space of all ``n`` images (measured on the
     first batch) are checked before anything is written.
     """
@@ -105,10 +114,17 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be a positive number of images, got {n!r}.")
+    if n > MAX_IMAGES:
+        raise ConfigError(f"--n {n} is more images than any disk holds (at most {MAX_IMAGES:.0e}"
+                          " are sampled); nothing was written. Lower --n.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size!r}.")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.is_dir() and incomplete_output(out) is not None:
+            raise ConfigError(f"output folder {out} holds the images of an interrupted `medsyn "
+                              "sample` (incomplete, possibly truncated); nothing was written. "
+                              "Delete that folder or choose a new one.")
         raise ConfigError(f"output folder {out} exists and is not empty; nothing was written. "
                           "Choose a new or empty folder.")
     ckpt_path = None
@@ -133,6 +149,7 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
     num_classes = len(checkpoint.class_names)
     counters = [0] * len(folders)
     out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, SAMPLE_COMMAND, complete=False)     # until the last file is written
     rows_tmp = out / f".labels.csv.{os.getpid()}.rows.tmp"
     needed = None
     bar = progress(total=n, desc="sampling", unit="img")
@@ -180,8 +197,14 @@ def write_samples(checkpoint, n: int, out: str | os.PathLike, *, seed: int = 0,
                         for k in ("name", "split", "fingerprint")},
         })
         os.replace(rows_tmp, out / "labels.csv")
-    except OSError as exc:
-        if exc.errno in DISK_FULL_ERRNOS and not isinstance(exc, DiskFullError):
+        write_manifest(out, SAMPLE_COMMAND)
+    except BaseException as exc:
+        try:      # no process of this id is writing any more: the folder is an interrupted one
+            write_manifest(out, SAMPLE_COMMAND, complete=False, extra={"pid": None})
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS and \
+                not isinstance(exc, DiskFullError):
             raise DiskFullError(Path(exc.filename or out / "labels.csv"), needed, None) \
                 from exc
         raise

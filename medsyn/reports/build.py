@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from medsyn import __version__
+from medsyn.outputs import staged_output
 from medsyn.reports.content import audits as audit_cards
 from medsyn.reports.content.baselines import load_baselines
 from medsyn.reports.content.inputs import collect_inputs, gather_runs
@@ -27,6 +28,7 @@ from medsyn.reports.model import ReportResult
 from medsyn.reports.runs import build_run_view
 from medsyn.reports.sections import baseline_only_sections, build_sections, select_epochs
 from medsyn.reports.writers import (
+    REPORT,
     Assets,
     check_report_folder,
     write_csv,
@@ -47,8 +49,9 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
 
     ``inputs`` are results.json files, eval folders or run folders (default: everything under
     ``runs_root``). Problems with individual inputs do not stop the report; they are listed in
-    ``ReportResult.problems`` and at the top of the page. An existing report (or any file of
-    the same name) in ``out_dir`` is replaced only with ``overwrite``.
+    ``ReportResult.problems`` and at the top of the page. The folder is written as one unit;
+    an existing report in ``out_dir`` is replaced only with ``overwrite``, and a folder holding
+    anything medsyn did not write never (:mod:`medsyn.outputs`).
     """
     if select_by is not None:
         for key in select_by.split(","):
@@ -72,28 +75,26 @@ def build_report(inputs: Iterable[str | Path] | None = None, out_dir: str | Path
         sections = []
     if not sections:
         sections = baseline_only_sections(baselines)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    assets = Assets(out_dir, problems)
-    unplaced_cards = audit_cards.attach(sections, cards, assets)
-    run_views = [build_run_view(run, assets) for run in progress(runs, desc="report runs")]
-    index = out_dir / "index.html"
-    csv_path = out_dir / "summary.csv"
-    md_path = out_dir / "summary.md"
-    write_csv(csv_path, sections)
-    write_markdown(md_path, sections, baselines, runs)
-    context = {
-        "title": title or "medsyn report",
-        "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "version": __version__,
-        "inputs": [str(p) for p in input_list] or [f"{runs_root} (default)"],
-        "problems": problems, "sections": sections, "runs": run_views,
-        "baselines": baselines, "tables": TABLES, "n_evaluations": n_evaluations,
-        "no_results": n_evaluations == 0 and not cards,
-        "unplaced_cards": unplaced_cards,
-        "metric_help": [m for m in METRICS.values()],
-        "metric_labels": {k: m.label for k, m in METRICS.items()},
-    }
-    write_html(index, context)
-    return ReportResult(out_dir=out_dir, index_html=index, summary_csv=csv_path,
-                        summary_md=md_path, problems=problems, n_runs=len(runs),
-                        n_evaluations=n_evaluations)
+    # written as one unit (medsyn.outputs): a kill leaves the previous report whole
+    with staged_output(out_dir, REPORT, overwrite) as stage:
+        assets = Assets(stage, problems)
+        unplaced_cards = audit_cards.attach(sections, cards, assets)
+        run_views = [build_run_view(run, assets) for run in progress(runs, desc="report runs")]
+        write_csv(stage / "summary.csv", sections)
+        write_markdown(stage / "summary.md", sections, baselines, runs)
+        context = {
+            "title": title or "medsyn report",
+            "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "version": __version__,
+            "inputs": [str(p) for p in input_list] or [f"{runs_root} (default)"],
+            "problems": problems, "sections": sections, "runs": run_views,
+            "baselines": baselines, "tables": TABLES, "n_evaluations": n_evaluations,
+            "no_results": n_evaluations == 0 and not cards,
+            "unplaced_cards": unplaced_cards,
+            "metric_help": [m for m in METRICS.values()],
+            "metric_labels": {k: m.label for k, m in METRICS.items()},
+        }
+        write_html(stage / "index.html", context)
+    return ReportResult(out_dir=out_dir, index_html=out_dir / "index.html",
+                        summary_csv=out_dir / "summary.csv", summary_md=out_dir / "summary.md",
+                        problems=problems, n_runs=len(runs), n_evaluations=n_evaluations)

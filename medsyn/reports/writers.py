@@ -1,5 +1,9 @@
 """What the report writes into its folder: the folder check, assets/ (copied and drawn images),
-summary.md, summary.csv and index.html (jinja2 template, templates/index.html.j2)."""
+summary.md, summary.csv and index.html (jinja2 template, templates/index.html.j2).
+
+The folder is written as one unit with a manifest of what medsyn wrote (:mod:`medsyn.outputs`,
+:data:`REPORT`): a kill leaves the previous report whole, and only a folder holding nothing but
+a medsyn report is ever replaced."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from medsyn.errors import ConfigError
+from medsyn.outputs import OutputKind, check_output_folder
 from medsyn.reports.content import audits as audit_cards
 from medsyn.reports.content.agreement import markdown_lines
 from medsyn.reports.content.baselines import Baseline
@@ -21,7 +25,7 @@ from medsyn.reports.content.inputs import Evaluation, Problem, Run
 from medsyn.reports.content.metrics import METRICS, Cell, MetricSpec
 from medsyn.reports.content.privacy import markdown_line as privacy_markdown_line
 from medsyn.reports.model import Figure, Section, slug
-from medsyn.utils import atomic_write
+from medsyn.utils import atomic_write, is_inside, spreadsheet_safe
 
 ASSETS = "assets"
 MARKER = ".medsyn-report"
@@ -30,20 +34,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp")
 REPORT_FILES = ("index.html", "summary.csv", "summary.md", ASSETS)
 
 
+def _legacy_report(folder: Path) -> set[str] | None:
+    """What a report written before manifests existed holds: index.html, summary.csv,
+    summary.md and assets/, recognised by the marker medsyn put in assets/."""
+    if not (folder / ASSETS / MARKER).is_file():
+        return None
+    owned = {name for name in REPORT_FILES if (folder / name).exists()}
+    for path in (folder / ASSETS).rglob("*"):
+        owned.add(path.relative_to(folder).as_posix())
+    return owned
+
+
+REPORT = OutputKind("medsyn report", "report", "index.html", _legacy_report)
+
+
 def check_report_folder(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a report's files (or a user's files of the same names) unless
-    ``overwrite``."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a folder; nothing was written.")
-    assets = out_dir / ASSETS
-    if assets.is_dir() and not (assets / MARKER).exists() and any(assets.iterdir()):
-        raise ConfigError(f"{assets} exists and was not written by `medsyn report`; "
-                          "choose another --out folder or remove it")
-    existing = [name for name in REPORT_FILES if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise ConfigError(
-            f"{out_dir} already holds {', '.join(existing)}; nothing was overwritten. Pass "
-            "--overwrite to replace them, or choose another --out folder.")
+    """Refuse to replace a report without ``overwrite``, and anything medsyn did not write
+    at all (:mod:`medsyn.outputs`)."""
+    check_output_folder(out_dir, REPORT, overwrite)
+
 
 
 def display_width(path: Path) -> int | None:
@@ -62,18 +71,14 @@ def display_width(path: Path) -> int | None:
 
 
 class Assets:
-    """Copies and draws the report's images under OUT/assets, returning relative paths."""
+    """Copies and draws the report's images under OUT/assets, returning relative paths.
+    ``out_dir`` is the report's new (staging) folder."""
 
     def __init__(self, out_dir: Path, problems: list[Problem]):
         self.out_dir = out_dir
         self.root = out_dir / ASSETS
         self.problems = problems
-        if self.root.exists():
-            if not (self.root / MARKER).exists() and any(self.root.iterdir()):
-                raise ConfigError(f"{self.root} exists and was not written by `medsyn report`; "
-                                  "choose another --out folder or remove it")
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MARKER).write_text("written by medsyn report; replaced on each run\n")
 
     def path(self, *parts: str) -> Path:
@@ -100,6 +105,13 @@ class Assets:
                                          f"figure {key!r} has no file name"))
             return Figure(title, None, missing=f"figure {key!r} has no file name")
         source = Path(name) if Path(name).is_absolute() else evaluation.dir / name
+        if not is_inside(source, evaluation.dir):
+            # a results.json names its own figures; anything else could be any image on disk,
+            # copied next to a report that may be published
+            message = (f"figure {key!r} is listed as {name!r}, which lies outside the "
+                       f"evaluation folder {evaluation.dir}; not copied")
+            self.problems.append(Problem(str(evaluation.path), message))
+            return Figure(title, None, missing=message)
         if not source.is_file():
             message = (f"figure {key!r} is listed as {name!r} but {source} does not exist "
                        "(moved or deleted? re-run `medsyn evaluate` to regenerate it)")
@@ -241,7 +253,7 @@ def write_csv(path: Path, sections: list[Section]) -> None:
                     record[f"{key}_published_spread"] = "" if cell.spread is None \
                         else cell.spread
                     record[f"{key}_unavailable"] = cell.unavailable or ""
-                writer.writerow(record)
+                writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
     with atomic_write(path, "w") as f:
         f.write(buffer.getvalue())
 

@@ -14,6 +14,7 @@ from markupsafe import escape as _markup_escape
 
 from medsyn.evaluators.audit.card_statistics import statistics_html, statistics_markdown
 from medsyn.evaluators.audit.verdict import DETECTED, LATE, MISSED, UNAVAILABLE, WRONG
+from medsyn.outputs import OutputKind, check_output_folder, staged_output
 
 AUDIT_NAME = "audit.json"
 VERDICT_CLASS = {DETECTED: "detected", LATE: "late", MISSED: "missed", WRONG: "wrong",
@@ -208,12 +209,47 @@ def standalone_html(audit: dict, figure_src=None) -> str:
             + "</body></html>\n")
 
 
-def write_audit(audit: dict, out_dir: Path) -> None:
-    """audit.json, card.md, card.html and figures/<space>-<failure>.png into ``out_dir``."""
+def _legacy_audit(folder: Path) -> set[str] | None:
+    """What an audit written before manifests existed holds: audit.json, card.md, card.html
+    and the figures its audit.json names under figures/."""
+    try:
+        audit = json.loads((folder / AUDIT_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(audit, dict) or not isinstance(audit.get("spaces"), dict) or \
+            not isinstance(audit.get("figures"), dict):
+        return None
+    owned = {AUDIT_NAME, "card.md", "card.html"}
+    for by_failure in audit["figures"].values():
+        for rel in (by_failure.values() if isinstance(by_failure, dict) else ()):
+            parts = str(rel).split("/")
+            if len(parts) == 2 and parts[0] == "figures" and parts[1].endswith(".png") and \
+                    (folder / rel).is_file():
+                owned.update({"figures", rel})
+    return owned
+
+
+AUDIT = OutputKind("medsyn audit", "audit", AUDIT_NAME, _legacy_audit)
+
+
+def check_audit_folder(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse to write an audit into ``out_dir`` when it holds one and ``overwrite`` is not
+    given, or anything medsyn did not write (:mod:`medsyn.outputs`)."""
+    check_output_folder(out_dir, AUDIT, overwrite)
+
+
+def write_audit(audit: dict, out_dir: Path, overwrite: bool = False) -> None:
+    """audit.json, card.md, card.html and figures/<space>-<failure>.png into ``out_dir``, as
+    one unit: a kill leaves the previous audit whole, and a replaced audit leaves no figure
+    behind."""
+    with staged_output(out_dir, AUDIT, overwrite) as stage:
+        _write_audit_files(audit, stage)
+
+
+def _write_audit_files(audit: dict, out_dir: Path) -> None:
     from medsyn.evaluators.audit.figures import severity_curves
     from medsyn.utils import atomic_write, write_json
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures: dict = {}
     for space_name, space in audit["spaces"].items():
         figures[space_name] = {}

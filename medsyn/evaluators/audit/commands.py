@@ -52,6 +52,9 @@ def audit_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
                                   "real-set features."),
     as_json: bool = typer.Option(False, "--json", help="Print audit.json instead of the card."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing audit in "
+                                   "the output folder (all its files and figures); without it "
+                                   "an existing audit is never overwritten."),
     power: bool = typer.Option(False, "--power", help="Sample-size power: the detection rate of "
                                "every failure level at several set sizes over repeated draws, "
                                "and the smallest n with 80 % power (docs/statistics.md)."),
@@ -95,7 +98,8 @@ def audit_command(
                    n_bootstrap=bootstrap, seed=seed, device=device, batch_size=batch_size,
                    image_size=image_size, data_root=data_root, out_dir=out,
                    use_cache=not no_cache, inception_weights=inception_weights,
-                   power=power, power_sizes=sizes, power_repeats=power_repeats,
+                   overwrite=overwrite, power=power, power_sizes=sizes,
+                   power_repeats=power_repeats,
                    reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -99,14 +99,15 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
           n_reference: int | None = None, n_bootstrap: int | None = None, seed: int = 0,
           k: int = 5, device: str | None = None, batch_size: int = 64,
           image_size: int | None = None, data_root=None, out_dir=None, use_cache: bool = True,
-          inception_weights=None, power: bool = False, power_sizes: Sequence[int] | None = None,
-          power_repeats: int | None = None, reference_sensitivity: bool = False,
-          preprocessing: bool = False) -> dict:
+          inception_weights=None, overwrite: bool = False, power: bool = False,
+          power_sizes: Sequence[int] | None = None, power_repeats: int | None = None,
+          reference_sensitivity: bool = False, preprocessing: bool = False) -> dict:
     """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
     the reference is the training split), each failure at every severity level, scored in
     every space of ``extractors``. Returns the audit dict (the schema of audit.json,
     docs/architecture.md); with ``out_dir``, also writes audit.json, the trust card
-    (card.md, card.html) and the figures there.
+    (card.md, card.html) and the figures there, as one unit (:mod:`medsyn.outputs`); an
+    earlier audit there is replaced only with ``overwrite``, anything else never.
 
     ``quick``: the CPU-sized defaults (:data:`QUICK`); explicit ``n`` / ``n_pool`` /
     ``n_reference`` / ``n_bootstrap`` win over either preset.
@@ -156,6 +157,10 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                           use_cache=use_cache, fid_method="gram")
     options.validate()
     repeats = S.power_repeats(power_repeats, quick)
+    if out_dir is not None:
+        from medsyn.evaluators.audit.card import check_audit_folder
+
+        check_audit_folder(Path(out_dir), overwrite)        # before anything slow
     dev = resolve_device(device)
 
     train = load_dataset(dataset, REFERENCE_SPLIT, image_size=image_size, root=data_root)
@@ -286,7 +291,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     if out_dir is not None:
         from medsyn.evaluators.audit.card import write_audit
 
-        write_audit(result, Path(out_dir))
+        write_audit(result, Path(out_dir), overwrite)
     return result
 
 

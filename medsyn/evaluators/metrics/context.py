@@ -17,6 +17,7 @@ from medsyn.data.subsets import VAL_FRACTION_WHEN_MISSING
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import FeatureExtractor, Features, dataset_features
 from medsyn.evaluators.metrics import stats
+from medsyn.utils import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class EvalOptions:
         def need(cond, msg):
             if not cond:
                 raise ConfigError(msg)
+        check_seed(self.seed, "seed (--seed)")
         need(isinstance(self.n_bootstrap, int) and self.n_bootstrap >= 0,
              f"n_bootstrap must be an integer >= 0, got {self.n_bootstrap!r}.")
         need(isinstance(self.kid_subset_size, int) and self.kid_subset_size >= 2,

@@ -90,7 +90,7 @@ def _create_pretrained(recipe: Recipe, kwargs: dict) -> torch.nn.Module:
 
     import timm
 
-    from medsyn.weights import read_state_dict
+    from medsyn.weights import fit_state_dict, read_state_dict
 
     try:
         state = read_state_dict(recipe.pretrained, "classifier weights",
@@ -98,11 +98,30 @@ def _create_pretrained(recipe: Recipe, kwargs: dict) -> torch.nn.Module:
                                 "(--classifier-weights).")
     except ConfigError as exc:
         raise ConfigError(f"could not load classifier weights: {exc}") from None
+    # timm's own load is not strict when the class count differs: a file of another network
+    # would leave the classifier at its random initialisation, silently
+    target = timm.create_model(recipe.model, pretrained=False, **kwargs)
+    cfg = target.pretrained_cfg or {}
+    head = {f"{name}.{part}" for name in _names(cfg.get("classifier"))
+            for part in ("weight", "bias")}
+    stem = {f"{name}.weight" for name in _names(cfg.get("first_conv"))}
+    state = fit_state_dict(state, target.state_dict(), what="classifier weights",
+                           path=recipe.pretrained, network=f"timm's {recipe.model}", head=head,
+                           stem=stem, partial=recipe.pretrained_partial,
+                           partial_flag="--classifier-weights-partial")
     with tempfile.TemporaryDirectory(prefix="medsyn-weights-") as tmp:
         verified = Path(tmp) / "verified.pth"
         torch.save(state, verified)
         return timm.create_model(recipe.model, pretrained=True,
-                                 pretrained_cfg_overlay={"file": str(verified)}, **kwargs)
+                                 pretrained_cfg_overlay={"file": str(verified)},
+                                 pretrained_strict=not recipe.pretrained_partial, **kwargs)
+
+
+def _names(value) -> tuple[str, ...]:
+    """A timm pretrained_cfg entry (a layer name or a tuple of them) as a tuple."""
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def build_classifier(recipe: Recipe, channels: int, num_classes: int,

@@ -3,7 +3,8 @@
 A network is stored as ``<cache_dir>/<kind>/<key[:40]>.pt`` (its state_dict) beside a JSON
 file holding the full key, the sha256 of the weights (:func:`state_digest`) and whatever the
 trainer records. Loading checks both: an entry whose key differs, whose file is unreadable or
-whose weights do not hash to the recorded digest is ignored (with a warning) and the network
+whose weights do not hash to the recorded digest is discarded (with a warning; an empty file,
+or one holding code, which ``weights_only=True`` refuses to unpickle, alike) and the network
 is trained again. Writing is atomic; a read-only or full disk only costs time.
 """
 
@@ -53,7 +54,7 @@ def load_network(kind: str, key: str, build: Callable[[], torch.nn.Module]
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("key") != key:
+        if not isinstance(meta, dict) or meta.get("key") != key:
             log.warning("ignoring inconsistent %s cache entry %s", kind, weights_path)
             return None
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -62,8 +63,17 @@ def load_network(kind: str, key: str, build: Callable[[], torch.nn.Module]
         if state_digest(model) != meta["weights_sha256"]:
             raise ValueError("weights do not match their recorded sha256")
         return model, meta
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        log.warning("ignoring unreadable %s cache entry %s: %s", kind, weights_path, exc)
+    except Exception as exc:  # noqa: BLE001 - an entry that fails to load in any way is damaged
+        # empty (EOFError: "Aborted." at the CLI), truncated, holding code (refused by
+        # weights_only=True), or of other weights: a cache entry is only worth its time saved
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        log.warning("discarding damaged %s cache entry %s (%s%s); training it again", kind,
+                    weights_path, type(exc).__name__, f": {reason}" if reason else "")
+        for p in (meta_path, weights_path):
+            try:
+                p.unlink()
+            except OSError:
+                pass
         return None
 
 

@@ -46,6 +46,9 @@ class Recipe:
     # (0: keep the running averages); see recompute_batchnorm
     precise_bn: int = 2048
     pretrained: str | None = None       # local timm/torchvision state_dict file
+    # load only the tensors of ``pretrained`` that fit the network (else a file of another
+    # network is refused: medsyn.weights.fit_state_dict)
+    pretrained_partial: bool = False
 
     def validate(self) -> Recipe:
         def need(cond, msg):
@@ -72,6 +75,8 @@ class Recipe:
              f"precise_bn must be an integer >= 0 (images), got {self.precise_bn!r}.")
         need(self.precision in PRECISIONS,
              f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        need(not self.pretrained_partial or self.pretrained is not None,
+             "pretrained_partial needs pretrained (a weights file).")
         if self.pretrained is not None and not Path(self.pretrained).expanduser().is_file():
             raise ConfigError(f"classifier weights file {self.pretrained} does not exist; give a "
                               f"local state_dict for timm's {self.model} or leave it unset.")
@@ -96,6 +101,8 @@ class Recipe:
         if self.pretrained:
             path = Path(self.pretrained).expanduser()
             out["pretrained_sha256"] = file_digest(path) if path.is_file() else None
+        if not self.pretrained_partial:       # absent unless asked: cache keys stay as they were
+            del out["pretrained_partial"]
         return out
 
 

@@ -88,7 +88,8 @@ class TrainingLoop:
     (at least the last :data:`HEALTH_CHECK_HISTORY`) after each flush and returns a warning
     when training has failed without a non-finite loss (GAN collapse); the first warning goes
     to stderr, into that step's log record (``"warning"``) and :attr:`warnings`.
-    ``divergence_advice`` ends the message of :class:`TrainingDiverged`.
+    ``divergence_advice`` ends the message of :class:`TrainingDiverged` (a callable gets the
+    last checkpoint written, None before the first).
     """
 
     batches: BatchSource
@@ -108,7 +109,7 @@ class TrainingLoop:
     last_checkpoint: Path | None = None
     record_fields: Callable[[int, int], dict] | None = None
     health_check: Callable[[Sequence[dict]], str | None] | None = None
-    divergence_advice: str = DIVERGENCE_ADVICE
+    divergence_advice: str | Callable[[Path | None], str] = DIVERGENCE_ADVICE
 
     def __post_init__(self):
         if self.flush_every is None:
@@ -179,6 +180,11 @@ class TrainingLoop:
             self._print_summary(epoch_no, state)
         return stopped
 
+    def _advice(self) -> str:
+        if callable(self.divergence_advice):
+            return self.divergence_advice(self.last_checkpoint)
+        return self.divergence_advice
+
     def _flush(self) -> None:
         if not self._pending:
             return
@@ -222,7 +228,7 @@ class TrainingLoop:
             raise TrainingDiverged(
                 f"training diverged: {bad} = {last[bad]} at step {last['step']} (epoch "
                 f"{last['epoch']}); stopped there and wrote no checkpoint after it ({where}). "
-                + self.divergence_advice, step=last["step"], key=bad)
+                + self._advice(), step=last["step"], key=bad)
 
     def _print_summary(self, epoch_no: int, state: LoopState) -> None:
         recent = []

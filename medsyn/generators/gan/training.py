@@ -47,7 +47,8 @@ def run_training(config: TrainConfig, resume_payload: dict | None = None, *,
         resume_payload = read_checkpoint(config.resume)
     dist, device = engine.init_distributed(config.device)
     try:
-        return _train(config, resume_payload, dist, device, step_callback)
+        with run.locked_run_dir(config, dist):
+            return _train(config, resume_payload, dist, device, step_callback)
     finally:
         engine.shutdown_distributed(dist)
 
@@ -153,7 +154,8 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         quiet=config.quiet, step_callback=step_callback,
         last_checkpoint=Path(config.resume) if config.resume else None,
         health_check=CollapseDetector(),
-        divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
+        divergence_advice=lambda last: run.divergence_advice(config.kind, run_dir,
+                                                             precision.name, last))
     run.say(config, dist,
             f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} px, "
             f"{ds.channels} ch, {ds.num_classes} classes) on {device} ({precision.name}"

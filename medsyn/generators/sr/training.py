@@ -130,7 +130,8 @@ def train_sr(kind: str, *, config_file: str | os.PathLike | None = None,
     config, payload = resolve_sr_config(kind, options, config_file)
     dist, device = engine.init_distributed(config.device)
     try:
-        return _train(config, payload, dist, device, step_callback)
+        with run.locked_run_dir(config, dist):
+            return _train(config, payload, dist, device, step_callback)
     finally:
         engine.shutdown_distributed(dist)
 
@@ -290,7 +291,8 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback, record_fields=record_fields,
         last_checkpoint=Path(config.resume) if config.resume else None,
-        divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
+        divergence_advice=lambda last: run.divergence_advice(config.kind, run_dir,
+                                                             precision.name, last))
     plan = ", ".join(f"{p['phase']} epochs {p['epochs'][0]}-{p['epochs'][1]}"
                      for p in phase_plan(config))
     run.say(config, dist,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from medsyn.evaluators.audit.card import AUDIT_NAME, CARD_CSS, card_html, load_audit
 from medsyn.reports.content.inputs import Problem
+from medsyn.utils import is_inside
 
 __all__ = ["CARD_CSS", "AuditCard", "attach", "find_audits", "split_inputs"]
 
@@ -70,7 +71,11 @@ def attach(sections, cards: list[AuditCard], assets) -> list[AuditCard]:
     for card in cards:
         def figure_src(space, failure, _card=card):
             rel = (_card.data.get("figures") or {}).get(space, {}).get(failure)
-            if not rel or not (_card.path.parent / rel).is_file():
+            if not rel or not isinstance(rel, str) or not (_card.path.parent / rel).is_file():
+                return None
+            if not is_inside(_card.path.parent / rel, _card.path.parent):
+                assets.problems.append(Problem(str(_card.path), f"figure {rel!r} lies outside "
+                                               "the audit folder; not copied"))
                 return None
             return assets.copy(_card.path.parent / rel, _card.anchor, Path(rel).name)
 

@@ -5,8 +5,10 @@ medsyn follows the practical estimator of the authors' library synthcity
 (``synthcity.metrics.eval_statistical.AlphaPrecision``, its "naive" variant), on any feature
 space:
 
-1. *Embed*: the features, min-max scaled per dimension on the real reference (synthcity's
-   naive variant scales the same way; dimensions constant on the reference are left at 0).
+1. *Embed*: the features, min-max scaled per dimension on the real reference, with
+   scikit-learn's ``MinMaxScaler`` rule, which synthcity's naive variant uses: a dimension
+   constant on the reference is shifted by its value and not scaled, so a fake that departs
+   from the reference there keeps that distance and lies off its support.
    The paper's alternative embedding, a one-class (Deep SVDD) network trained on the reals, is
    not used: medsyn's feature spaces are already embeddings.
 2. *Centre*: the mean of the real reference; the radius ``r_alpha`` of the alpha-support is the
@@ -65,11 +67,15 @@ class Authenticity(NamedTuple):
 
 
 def minmax_scaler(real: np.ndarray):
-    """Per-dimension min-max scaling fitted on ``real`` (constant dimensions map to 0)."""
+    """Per-dimension min-max scaling fitted on ``real``: ``(x - min) / (max - min)``, and
+    ``x - min`` in a dimension constant on ``real`` (range below 10 machine epsilons: the
+    rule of scikit-learn's ``MinMaxScaler``, which synthcity uses). Mapping such a dimension
+    to 0 for every sample instead would hide any fake that differs from the reference only
+    there."""
     real = np.asarray(real, dtype=np.float64)
     lo = real.min(0)
     span = real.max(0) - lo
-    span[span == 0] = np.inf
+    span[span < 10 * np.finfo(np.float64).eps] = 1.0
     return lambda x: (np.asarray(x, dtype=np.float64) - lo) / span
 
 
