@@ -55,6 +55,7 @@ _LAZY = {
     "metric_memorization": "privacy.memorization", "metric_mmd": "distribution.mmd",
     "metric_prdc": "prdc",
     "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
+    "metric_tests": "distribution.two_sample",
     "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
     "metric_cmmd": "distribution.cmmd", "metric_chexgenbench": "distribution.chexgenbench",
 }
@@ -149,6 +150,10 @@ register_metric("alpha_precision",
 register_metric("vendi", f"{_M}.distribution.vendi:metric_vendi",
                 "Vendi score (cosine kernel) of the real and of the fake set: diversity",
                 worse={"vendi_fake": WORSE_LOWER}, unranked=("vendi_fake",))
+# a p-value, not a score to rank: no direction, and opt-in (its permutations cost seconds)
+register_metric("tests", f"{_M}.distribution.two_sample:metric_tests",
+                "two-sample permutation tests real vs synthetic on FD and MMD (p-value, "
+                "effect size; whole patients with a manifest)", default=False)
 # not a property of the fakes: no direction
 register_metric("real_floor", f"{_M}.fidelity:metric_real_floor",
                 "FID/KID between real halves and between real train and test",

@@ -342,7 +342,31 @@ def _provenance(job: _Job, timings: dict) -> dict:
         prov["spaces"] = names
         prov["extractors"] = {n: _describe(job.spaces[n]) for n in names}
     prov.update(job.provenance or {})
+    prov["receipt"] = _receipt(job, prov)
     return prov
+
+
+def _receipt(job: _Job, prov: dict) -> dict:
+    """The evaluation receipt: what a reader needs to trust or reproduce the numbers in one
+    place: the known-answer checks of this installation (metrics/conformance.py), library
+    versions, the weights of every feature space, and the input pipeline."""
+    import scipy
+    import sklearn
+
+    from medsyn.data.resize import RESIZE_FILTER
+    from medsyn.evaluators.metrics.conformance import installation_status
+
+    intensity = ((getattr(job.reference, "source", None) or {}).get("intensity") or {})
+    return {
+        "selftest": installation_status(),
+        "versions": {**prov["versions"], "numpy": np.__version__,
+                     "scipy": scipy.__version__, "scikit_learn": sklearn.__version__},
+        "weights_sha256": {n: ext.weights_sha256 for n, ext in job.spaces.items()},
+        "input_pipeline": {"resize_filter": RESIZE_FILTER, "resize": prov.get("resize"),
+                           "reference_intensity_rule": intensity.get("bit_depth_rule"),
+                           "feature_conventions": {n: ext.conventions
+                                                   for n, ext in job.spaces.items()}},
+    }
 
 
 def _describe(ext: FeatureExtractor) -> dict:
