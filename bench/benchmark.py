@@ -8,6 +8,9 @@ stopped.
     python bench/benchmark.py bench/protocols/cpu_tier.toml --tables   # Markdown results
     python bench/benchmark.py bench/protocols/cpu_tier.toml --jobs 2   # runs side by side
     python bench/benchmark.py bench/protocols/cpu_tier.toml --only acgan-pneumoniamnist-28
+    python bench/benchmark.py P.toml --executor submitit --cluster local   # submitit jobs here
+    python bench/benchmark.py P.toml --executor submitit --cluster slurm --partition gpu \
+        --gpus 1 --cpus 8 --mem-gb 32 --time-min 720                       # SLURM (docs/scale.md)
 
 Every step is a ``medsyn`` command run in its own process, exactly what a user would type; the
 commands, their wall times, their own CPU times (``cpu_s``: user + system of the step's process,
@@ -16,7 +19,12 @@ before and after, and the exit codes are appended to ``OUT/steps.jsonl`` and eve
 output goes to ``OUT/logs/``. A step is done when its product exists: a training run when its
 last epoch's checkpoint exists (a killed run resumes from ``last.pt``), an evaluation when its
 ``results.json`` exists (evaluations are written as one unit, so a killed one leaves nothing),
-the report is always rebuilt. ``OUT/protocol.toml`` keeps the protocol the results belong to; a
+the report is always rebuilt. With ``--executor submitit`` every step is a submitit job with
+stated resources (``--gpus``, ``--cpus``, ``--mem-gb``, ``--time-min``, ``--partition``, or a
+protocol's ``[resources.train|evaluate|utility|report]`` tables), submitted when the steps before
+it in its run are done; its job id is kept in ``OUT/jobs/`` so that a benchmark killed while a
+job runs waits for that job when started again (bench/step_executors.py). ``OUT/protocol.toml``
+keeps the protocol the results belong to; a
 changed protocol is refused unless ``--allow-changes`` says the finished steps still apply.
 
 Protocol file (TOML)::
@@ -34,6 +42,11 @@ Protocol file (TOML)::
 
     [utility]                          # extra options when utility runs (tstr rules)
     utility_seeds = "0"
+
+    [resources.train]                  # what a submitit job asks for (--executor submitit)
+    gpus = 4
+    time_min = 720
+    nproc = 4                          # any executor: run the step under torchrun (4 ranks)
 
     [[run]]
     name = "acgan-pneumoniamnist-28"   # run folder OUT/runs/NAME
@@ -61,12 +74,24 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_executors import (  # noqa: E402 - bench/ is a folder of scripts, not a package
+    CLUSTERS,
+    EXECUTORS,
+    LocalSteps,
+    Resources,
+    StepError,
+    SubmititSteps,
+    log_tail,
+    parse_slurm_options,
+    step_resources,
+    under_torchrun,
+)
 
 try:
     import tomllib
@@ -105,6 +130,7 @@ class Protocol:
     utility: dict
     runs: list[RunSpec]
     text: str
+    resources: dict = field(default_factory=dict)
 
 
 def load_protocol(path: Path, out: Path | None = None) -> Protocol:
@@ -158,8 +184,18 @@ def load_protocol(path: Path, out: Path | None = None) -> Protocol:
         if key in raw.get("evaluate", {}):
             raise ProtocolError(f"{path}: [evaluate] {key} is set by the benchmark; remove it")
     base = out or Path(head.get("out", f"runs/benchmark-{head.get('name', path.stem)}"))
+    resources = raw.get("resources", {})
+    if not isinstance(resources, dict) or not all(isinstance(v, dict)
+                                                  for v in resources.values()):
+        raise ProtocolError(f"{path}: [resources] holds tables [resources.train], "
+                            "[resources.evaluate], [resources.utility], [resources.report]")
+    try:
+        step_resources(Resources(), resources, str(path))
+    except ValueError as e:
+        raise ProtocolError(str(e)) from None
     return Protocol(head.get("name", path.stem), base, select, shortlist,
-                    dict(raw.get("evaluate", {})), dict(raw.get("utility", {})), runs, text)
+                    dict(raw.get("evaluate", {})), dict(raw.get("utility", {})), runs, text,
+                    resources)
 
 
 def cli_flags(options: dict, negate_false: bool = False) -> list[str]:
@@ -188,8 +224,12 @@ def _say(text: str) -> None:
 
 class Benchmark:
     def __init__(self, protocol: Protocol, *, python: str = sys.executable,
-                 dry: bool = False):
+                 dry: bool = False, steps: LocalSteps | SubmititSteps | None = None):
         self.p, self.python, self.dry = protocol, python, dry
+        self.steps = steps or LocalSteps()
+        # processes per step under torchrun ([resources.KIND] nproc), whatever the executor
+        self.nproc = {kind: res.nproc for kind, res in
+                      step_resources(Resources(), protocol.resources, "protocol").items()}
         self.root = protocol.out
         self.steps_log = self.root / "steps.jsonl"
         self._log_lock = threading.Lock()
@@ -232,6 +272,7 @@ class Benchmark:
 
     def execute(self, step: str, run: RunSpec | None, cmd: list[str]) -> None:
         label = f"{run.name}: {step}" if run else step
+        cmd = under_torchrun(cmd, self.nproc[step.split()[0]])
         if self.dry:
             _say(f"would run {label}: {shlex.join(cmd)}")
             return
@@ -239,33 +280,22 @@ class Benchmark:
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{(run.name + '-') if run else ''}{step.replace(' ', '-')}.log"
         _say(f"start {label} (log {log_path})")
-        start = time.perf_counter()
         load_before = os.getloadavg()[0]
-        with open(log_path, "a") as log:
-            log.write(f"$ {shlex.join(cmd)}\n")
-            log.flush()
-            env = dict(os.environ, MEDSYN_PROGRESS=os.environ.get("MEDSYN_PROGRESS", "plain"))
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                # wait4: this step's own CPU time, also when other steps run side by side
-                _, status, usage = os.wait4(proc.pid, 0)
-            except BaseException:           # as subprocess.call: never leave the step running
-                proc.kill()
-                proc.wait()
-                raise
-            proc.returncode = rc = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
+        outcome = self.steps.run(label, step.split()[0], cmd, log_path)
+        rc, wall = outcome["returncode"], outcome["wall_s"]
         record = {"date": dt.datetime.now().isoformat(timespec="seconds"),
                   "run": run.name if run else None, "step": step, "command": shlex.join(cmd),
-                  "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-                  "load_before": round(load_before, 2),
-                  "load_after": round(os.getloadavg()[0], 2), "returncode": rc}
+                  "wall_s": wall, "returncode": rc}
+        if "cpu_s" in outcome:      # a local step's own CPU time (not known for a cluster job)
+            record.update(cpu_s=outcome["cpu_s"], load_before=round(load_before, 2),
+                          load_after=round(os.getloadavg()[0], 2))
+        if "job_id" in outcome:
+            record.update(executor=outcome["executor"], job_id=outcome["job_id"])
         with self._log_lock, open(self.steps_log, "a") as f:
             f.write(json.dumps(record) + "\n")
         if rc != 0:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"{label} failed (exit {rc}) after {wall:.0f} s; last lines of "
-                               f"{log_path}:\n  " + "\n  ".join(tail))
+            raise StepError(f"{label} failed (exit {rc}) after {wall:.0f} s; last lines of "
+                            f"{log_path}:\n  " + "\n  ".join(log_tail(log_path)))
         _say(f"done  {label} in {wall:.0f} s")
 
     def fid_of(self, run: RunSpec, epoch: int) -> float | None:
@@ -407,9 +437,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("protocol", type=Path, help="protocol TOML file")
     ap.add_argument("--out", type=Path, help="output folder (default: [protocol] out)")
     ap.add_argument("--only", help="comma-separated run names to work on (default: all)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs worked on side by side (each its own processes); on a small CPU "
-                    "give training runs threads = 1 in the protocol")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs worked on side by side (default 1 with --executor local, every "
+                    "run with submitit); on a small CPU give training runs threads = 1 in the "
+                    "protocol")
+    ap.add_argument("--executor", choices=EXECUTORS, default="local",
+                    help="local: each step a child process of this command; submitit: each "
+                    "step a submitit job on --cluster")
+    ap.add_argument("--cluster", choices=CLUSTERS, default="local",
+                    help="where submitit runs the jobs: this machine or SLURM")
+    ap.add_argument("--partition", help="SLURM partition of every job")
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs per job (not the report's)")
+    ap.add_argument("--cpus", type=int, default=2, help="CPU cores per job")
+    ap.add_argument("--mem-gb", type=float, default=16.0, help="memory per job, GB")
+    ap.add_argument("--time-min", type=int, default=24 * 60,
+                    help="time limit per job, minutes (submitit's local jobs too)")
+    ap.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                    help="any other sbatch option, e.g. constraint=a100 or qos=high "
+                    "(repeatable)")
     ap.add_argument("--plan", action="store_true", help="print what is left and exit")
     ap.add_argument("--tables", action="store_true",
                     help="print Markdown tables of every evaluated epoch and the wall times of "
@@ -422,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         protocol = load_protocol(args.protocol, args.out)
-        bench = Benchmark(protocol, dry=args.dry_run)
+        steps = None
+        if args.executor == "submitit" and not (args.plan or args.tables or args.dry_run):
+            steps = submitit_steps(args, protocol)
+        bench = Benchmark(protocol, dry=args.dry_run, steps=steps)
         runs = protocol.runs
         if args.only:
             wanted = args.only.split(",")
@@ -444,7 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark: error: {e}", file=sys.stderr)
         return 2
     failures = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # one thread per run in flight: it submits the run's steps in the protocol's order (its
+    # utility shortlist depends on the FIDs of its evaluations) and waits for each
+    jobs = args.jobs if args.jobs is not None else \
+        (len(runs) if args.executor == "submitit" else 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(bench.run_one, run): run for run in runs}
         for future in concurrent.futures.as_completed(futures):
             try:
@@ -467,6 +519,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _say(f"benchmark {protocol.name} complete: {bench.root / 'report' / 'index.html'}")
     return 0
+
+
+def submitit_steps(args, protocol: Protocol) -> SubmititSteps:
+    """The submitit executor of ``--executor submitit``, or a ProtocolError saying why not."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ProtocolError("--executor submitit needs submitit: pip install "
+                            "'medsyn[cluster]' (or pip install submitit)") from None
+    if args.cluster == "local" and args.partition:
+        raise ProtocolError("--partition applies to --cluster slurm only")
+    try:
+        base = Resources(gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem_gb,
+                         time_min=args.time_min, partition=args.partition,
+                         slurm_options=parse_slurm_options(args.slurm_option))
+        resources = step_resources(base, protocol.resources, "protocol")
+    except ValueError as e:
+        raise ProtocolError(str(e)) from None
+    return SubmititSteps(protocol.out, args.cluster, resources, say=_say)
 
 
 if __name__ == "__main__":

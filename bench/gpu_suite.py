@@ -31,6 +31,11 @@ after each stage, so a stage that fails or runs out of time loses no other stage
               Goal: < 30 s. Without MEDSYN_INCEPTION_WEIGHTS (the 91 MB file cannot travel)
               the same Inception network runs with random weights: the timing holds, FID and
               KID values are meaningless and are not reported.
+              Then, in the time the stage has left, the extraction throughput of the same
+              network on this one GPU (``extract_features``, warm, synchronised; images/s at
+              batch 64 and 256): what ``torchrun --nproc_per_node N -m medsyn evaluate``
+              (docs/scale.md) multiplies by up to N, since each rank extracts its own shard
+              and only the features (8 KB an image) are gathered.
 
 The output is ONE JSON (``$OUT/gpu_suite.json`` when ``$OUT`` is set, else ``gpu_suite.json``;
 ``--out`` wins) and a short table. Each stage records ``status``: ``ok``, ``skipped``
@@ -86,7 +91,8 @@ FULL = {
     "schedule": {"dataset": "cxr3", "options": {}, "warmup_steps": 20, "slice_s": 60.0,
                  "max_timed_steps": 100_000},
     "eval": {"dataset": "cxr3", "image_size": 112, "n": 10_000, "reference_limit": None,
-             "bootstrap": 50, "batch_size": 64},
+             "bootstrap": 50, "batch_size": 64, "throughput_n": 5_000,
+             "throughput_batches": [64, 256], "throughput_min_left_s": 25},
 }
 DRY = {
     "throughput": {"dataset": "cxr3", "image_size": 28, "batch_size": 8,
@@ -97,8 +103,11 @@ DRY = {
                                                 "d_width": 8, "noise_dim": 16},
                  "warmup_steps": 2, "slice_s": 2.0, "max_timed_steps": 14},
     "eval": {"dataset": "cxr3", "image_size": 28, "n": 16, "reference_limit": 16,
-             "bootstrap": 5, "batch_size": 16},
+             "bootstrap": 5, "batch_size": 16, "throughput_n": 16,
+             "throughput_batches": [8, 16], "throughput_min_left_s": 5},
 }
+# ranks of a sharded extraction (docs/scale.md) the one-GPU figure is extrapolated to
+SHARDED_GPUS = (2, 4, 8)
 
 
 class SuiteError(Exception):
@@ -593,6 +602,58 @@ def stage_eval(cfg: dict, device, report: StageReport) -> None:
     print(f"  eval: {len(fake)} + {len(ref)} images, {figure['total_s']:.1f} s "
           f"(features {figure['fake_features_s']} + {figure['real_features_s']} s)",
           file=sys.stderr, flush=True)
+    figure["extraction"] = extraction_throughput(
+        extractor, fake[:cfg["throughput_n"]], cfg["throughput_batches"], device, report,
+        cfg["throughput_min_left_s"], n_eval=len(fake) + len(ref))
+    report.write(figure=figure)
+
+
+def extraction_throughput(extractor, images, batch_sizes, device, report: StageReport,
+                          min_left_s: float, n_eval: int) -> dict:
+    """Images/s of ``extract_features`` on this one device, warm (a first pass of two batches
+    at each batch size: cuDNN autotuning, allocator), timed with a synchronisation at each end;
+    and what a sharded extraction over N GPUs would take at most N times that rate."""
+    import torch
+
+    from medsyn.evaluators.features import extract_features
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    rows = []
+    for batch in batch_sizes:
+        if report.left() < min_left_s:
+            rows.append({"batch_size": batch, "status": "skipped",
+                         "reason": f"{report.left():.0f} s of the stage budget left"})
+            continue
+        extract_features(extractor, images[:2 * batch], batch, desc="warm-up")
+        sync()
+        t = time.perf_counter()
+        extract_features(extractor, images, batch, desc=f"throughput batch {batch}")
+        sync()
+        wall = time.perf_counter() - t
+        rows.append({"batch_size": batch, "status": "ok", "n": len(images), "wall_s": wall,
+                     "images_per_s": len(images) / wall})
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = {"rows": rows, "device": str(device), "extractor": extractor.name,
+           "image_size": list(images.shape[2:]), "weights": extractor.conventions.get(
+               "weights", "torch-fidelity inception-v3-compat")}
+    if ok:
+        best = max(ok, key=lambda r: r["images_per_s"])
+        rate = best["images_per_s"]
+        out.update(images_per_s=rate, batch_size=best["batch_size"],
+                   sharded_upper_bound_images_per_s={str(k): rate * k for k in SHARDED_GPUS},
+                   eval_features_s_at={str(k): n_eval / (rate * k)
+                                       for k in (1, *SHARDED_GPUS)},
+                   extrapolation="linear in the number of GPUs: each torchrun rank extracts "
+                                 "its shard of whole batches on its own GPU; the gather moves "
+                                 "only the features (2048 float32 = 8 KB an image). An upper "
+                                 "bound: data loading, rank start-up and the metrics on rank 0 "
+                                 "do not shrink")
+        print(f"  extraction: {rate:.0f} images/s on {device} (batch {best['batch_size']})",
+              file=sys.stderr, flush=True)
+    return out
 
 
 STAGE_FUNCTIONS = {"throughput": stage_throughput, "schedule": stage_schedule, "eval": stage_eval}
@@ -736,6 +797,12 @@ def print_table(doc: dict) -> None:
                   f"{fig['total_s']:.1f} s (features {fig['fake_features_s']} + "
                   f"{fig['real_features_s']} s, FID {fig['fid_s']} s, KID {fig['kid_s']} s; "
                   f"weights: {fig['weights']}){extra}")
+            ext = fig.get("extraction") or {}
+            if ext.get("images_per_s"):
+                bound = ext["sharded_upper_bound_images_per_s"]
+                print(f"  {'':10s} extraction {ext['images_per_s']:.0f} img/s on one "
+                      f"{ext['device']} (batch {ext['batch_size']}); torchrun over "
+                      + ", ".join(f"{k} GPUs <= {v:.0f}" for k, v in bound.items()))
         goal = st.get("goal", {})
         if goal:
             met = {True: "met", False: "NOT met", None: "n/a"}[goal["met"]]

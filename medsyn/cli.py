@@ -15,6 +15,7 @@ from rich.table import Table
 from medsyn import __version__
 from medsyn.clitools import MedsynTyper, console, train_group
 from medsyn.evaluators import commands as evaluate_commands
+from medsyn.evaluators import selftest as selftest_commands
 from medsyn.evaluators.audit import commands as audit_commands
 from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
@@ -182,6 +183,7 @@ sr_commands.register_training(train_app)
 sr_commands.register(app)               # medsyn sr
 evaluate_commands.register(app)
 audit_commands.register(app)
+selftest_commands.register(app)
 report_commands.register(app)
 
 

@@ -87,6 +87,15 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
         assert ev[key] > 0, key
     assert ev["weights"] == gpu_suite.RANDOM_WEIGHTS
     assert not any(k.startswith("fid_untrained") for k in ev)   # no FID from random weights
+    ext = ev["extraction"]                  # one device's extraction rate, for docs/scale.md
+    assert [r["batch_size"] for r in ext["rows"] if r["status"] == "ok"] == [8, 16]
+    assert ext["images_per_s"] == max(r["images_per_s"] for r in ext["rows"]) > 0
+    assert ext["device"] == "cpu" and ext["image_size"] == [28, 28]
+    bound = ext["sharded_upper_bound_images_per_s"]
+    assert bound["4"] == pytest.approx(4 * ext["images_per_s"], rel=1e-3)
+    assert ext["eval_features_s_at"]["2"] == pytest.approx(ext["eval_features_s_at"]["1"] / 2,
+                                                           rel=1e-3)
+    assert "torchrun over 2 GPUs <=" in proc.stdout
     assert "medsyn GPU suite (DRY RUN" in proc.stdout
     print(f"dry run wall time {wall:.1f} s")
 

@@ -21,6 +21,31 @@ from medsyn.evaluators.pipeline.checkpoint import (
 )
 from medsyn.evaluators.pipeline.folder import evaluate_folder, folder_out_dir
 
+# leaderboard protocols (docs/evaluation.md, "Encoders you bring"): the space, as a source
+# prefix given --extractor-weights, and the metric families computed as the protocol's code does
+PROTOCOLS = {
+    "chexgenbench": ("rad-dino:{weights}", "chexgenbench",
+                     "the microsoft/rad-dino model folder"),
+    "cmmd": ("cmmd-clip:{weights}", "cmmd", "the openai/clip-vit-large-patch14-336 folder"),
+    "dgm-eval": ("dinov2:vitl14@{weights}", "fid", "dinov2_vitl14_pretrain.pth"),
+}
+
+
+def protocol_choice(protocol: str, extractor: str, metrics: str | None,
+                    weights: Path | None) -> tuple[str, str]:
+    """``(extractor, metrics)`` of ``--protocol``; the user's --metrics are added to its own."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got "
+                          f"{protocol!r}.")
+    space, families, needs = PROTOCOLS[protocol]
+    if extractor != "inception":
+        raise ConfigError(f"--protocol {protocol} sets the feature space ({space.split(':')[0]})"
+                          f"; drop --extractor {extractor}.")
+    if weights is None:
+        raise ConfigError(f"--protocol {protocol} needs --extractor-weights: {needs} "
+                          "(docs/evaluation.md, 'Encoders you bring', says where to get it).")
+    return space.format(weights=weights), families + (f",{metrics}" if metrics else "")
+
 
 def _print_summary(results: dict, out_dir: Path | None):
     from rich.console import Console
@@ -94,6 +119,14 @@ def evaluate_command(
     extractor: str = typer.Option(
         "inception", "--extractor", help="Feature space, or a comma list to score every metric "
         "in each (e.g. inception,ssl,radiomics,wavelet; see --list)."),
+    extractor_weights: Path | None = typer.Option(
+        None, "--extractor-weights", help="Local weights of an encoder you bring: the file of "
+        "timm:MODEL, dinov2:ARCH, torchxrayvision:NAME (or write SPACE@FILE), or the model "
+        "folder of --protocol. Nothing is downloaded."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Compute a leaderboard's numbers as its code does: "
+        "chexgenbench (RAD-DINO FID / KID / PRDC), cmmd (CLIP CMMD) or dgm-eval (DINOv2 "
+        "ViT-L/14 FD); needs --extractor-weights."),
     ssl_recipe: str = typer.Option(
         "quick", "--ssl-recipe", help="Training recipe of the 'ssl' space's SimCLR encoder: "
         "quick (CPU, minutes at 28 px) or standard (100 epochs; a GPU recipe)."),
@@ -160,8 +193,10 @@ def evaluate_command(
         for k, v in list_metrics().items():
             console.print(f"  {k:14s} {v}", highlight=False)
         console.print("[bold]feature extractors[/] (--extractor)")
-        for k, v in list_extractors().items():
-            console.print(f"  {k:14s} {v}", highlight=False)
+        from rich.markup import escape
+
+        for k, v in list_extractors().items():      # "[...]" is text, not rich markup
+            console.print(f"  {escape(k):14s} {escape(v)}", highlight=False)
         return
     if (checkpoint is None) == (fake is None):
         raise ConfigError("give either --checkpoint X.pt or --fake PATH --real DATASET[:SPLIT].")
@@ -191,9 +226,9 @@ def evaluate_command(
     except DataError:
         raise ConfigError(f"--bit-depth must be {BIT_DEPTH_HELP}, got {bit_depth!r}.") from None
 
-    from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.features import parse_extractor_names
+    from medsyn.evaluators.features.sharding import join_torchrun, leave_torchrun
     from medsyn.evaluators.metrics import EvalOptions, resolve_metrics
     from medsyn.evaluators.networks.recipes import get_recipe
     from medsyn.evaluators.networks.ssl import get_ssl_recipe
@@ -203,6 +238,8 @@ def evaluate_command(
 
     # everything a user can get wrong is checked before the (slow) network is loaded
     check_seed(seed)
+    if protocol is not None:
+        extractor, metrics = protocol_choice(protocol, extractor, metrics, extractor_weights)
     specs = resolve_metrics(metrics, have_discriminator=True)
     extractor_names = parse_extractor_names(extractor)
     ssl = get_ssl_recipe(ssl_recipe)
@@ -237,25 +274,31 @@ def evaluate_command(
     # an output that would be refused is refused before anything slow runs
     for out_dir in out_dirs:
         check_output_folder(out_dir, overwrite)
-    dev = resolve_device(device)
+    dev = join_torchrun(device)        # under torchrun: this rank's device, group joined
     # built once for every checkpoint: missing weights fail here, before any sampling
     spaces = FeatureSpaces(extractor_names, dev,
-                           space_settings(options, inception_weights=inception_weights),
+                           space_settings(options, inception_weights=inception_weights,
+                                          extractor_weights=extractor_weights),
                            needed=any(spec.needs_features for spec in specs))
     spaces.preload()
     common = dict(metrics=metrics, extractor=spaces, n_samples=n_samples, n_real=n_real,
                   n_split=n_memorization, image_size=image_size, data_root=data_root,
                   bit_depth=bit_depth, device=dev, options=options, overwrite=overwrite)
-    for i, out_dir in enumerate(out_dirs):
-        if paths:
-            results = evaluate_checkpoint(paths[i], out_dir=out_dir, reference=reference,
-                                          **common)
-        else:
-            results = evaluate_folder(fake, real, out_dir=out_dir, **common)
-        if as_json:
-            typer.echo(json.dumps(results, indent=2, default=str))
-        else:
-            _print_summary(results, out_dir)
+    try:
+        for i, out_dir in enumerate(out_dirs):
+            if paths:
+                results = evaluate_checkpoint(paths[i], out_dir=out_dir, reference=reference,
+                                              **common)
+            else:
+                results = evaluate_folder(fake, real, out_dir=out_dir, **common)
+            if results is None:         # a torchrun rank other than 0: it only extracted
+                continue
+            if as_json:
+                typer.echo(json.dumps(results, indent=2, default=str))
+            else:
+                _print_summary(results, out_dir)
+    finally:
+        leave_torchrun()
 
 
 def register(app) -> None:

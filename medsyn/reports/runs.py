@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medsyn.reports.content import plots
+from medsyn.reports.content.agreement import metric_blocks
 from medsyn.reports.content.inputs import Evaluation, Run, dataset_name, finite, image_size
 from medsyn.reports.content.metrics import METRICS, metrics_for_table
 from medsyn.reports.content.privacy import privacy_view
@@ -202,6 +203,36 @@ def _discriminator_items(e: Evaluation) -> list[tuple[str, str]]:
     return items
 
 
+def _tests_items(e: Evaluation) -> list[tuple[str, str]]:
+    """(space, sentence) of the two-sample tests (``--metrics tests``): "distinguishable at n =
+    ... (p = ...)", the effect sizes, and the real-vs-real halves' p-value; each space once."""
+    items, seen = [], set()
+    for space, block in metric_blocks(e.metrics):
+        test = block.get("tests")
+        if not isinstance(test, Mapping):
+            continue
+        name = space or str(test.get("extractor") or "features")
+        key = (test.get("extractor"), test.get("p_value"), test.get("unavailable"))
+        if key in seen:                 # the top-level copy of the first space
+            continue
+        seen.add(key)
+        if test.get("unavailable"):
+            items.append((name, f"unavailable: {test['unavailable']}"))
+            continue
+        parts = [str(test.get("statement", ""))]
+        effects = [f"{label} {plain_number(test[k].get('effect_size'))}"
+                   for k, label in (("fd", "FD"), ("mmd", "MMD")) if isinstance(test.get(k),
+                                                                                 Mapping)]
+        if effects:
+            parts.append("effect size (null SDs): " + ", ".join(effects))
+        null = test.get("real_vs_real")
+        if isinstance(null, Mapping) and null.get("p_value") is not None:
+            parts.append(f"real vs real ({null.get('halves', 'halves')}): p = "
+                         f"{null['p_value']:.3g}")
+        items.append((name, "; ".join(parts)))
+    return items
+
+
 def _epoch_list(evaluations: list[Evaluation]) -> str:
     """'2, 3, 5 (2 evaluations: eval-a, eval-b)': each epoch once, repeats named by folder."""
     by_epoch: dict[int, list[Evaluation]] = {}
@@ -332,6 +363,7 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
         view["privacy"] = privacy
         view["utility"] = _utility_view(e)
         view["discriminator"] = _discriminator_items(e)
+        view["tests"] = _tests_items(e)
         view["provenance"] = _provenance_items(e)
         per_eval.append(view)
     config_items = _flatten(run.config) if run.config else []

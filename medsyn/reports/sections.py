@@ -22,7 +22,9 @@ from medsyn.reports.content.metrics import (
 )
 from medsyn.reports.model import Row, Section, Table
 
-GENERATION_BASELINE_KINDS = {"fidelity": ("generation",),
+# result blocks written by a leaderboard protocol's family (they name their protocol)
+PROTOCOL_BLOCKS = ("cmmd", "chexgenbench")
+GENERATION_BASELINE_KINDS = {"fidelity": ("generation",), "protocols": ("generation",),
                              "utility": ("generation", "classification")}
 
 
@@ -103,7 +105,7 @@ def _run_conditions(evals: list[tuple[Run, Evaluation]]) -> dict[str, set]:
     """The values of every comparability condition among the runs of a section."""
     conditions: dict[str, set] = {k: set() for k in (
         "dataset", "image_size", "n_classes", "n_fake", "extractor", "classifier", "recipe",
-        "n_test", "scale", "crop_border", "y_channel")}
+        "n_test", "scale", "crop_border", "y_channel", "protocol")}
     for run, e in evals:
         m = e.metrics
         conditions["dataset"].add(dataset_name(e, run.config))
@@ -129,10 +131,19 @@ def _run_conditions(evals: list[tuple[Run, Evaluation]]) -> dict[str, set]:
             conditions["recipe"].add(recipe.get("name"))
             n = utility.get("n") if isinstance(utility.get("n"), Mapping) else {}
             conditions["n_test"].add(n.get("test"))
+        conditions["protocol"].add(run_protocol(m))
         config = run.config or {}
         for cond in ("scale", "crop_border"):
             conditions[cond].add(config.get(cond))
     return {k: {v for v in vals if v is not None} for k, vals in conditions.items()}
+
+
+def run_protocol(metrics: Mapping) -> str:
+    """The leaderboard protocol whose code computed a run's numbers (the ``protocol`` of its
+    cmmd / chexgenbench blocks): ``"medsyn"`` when none did, ``"several"`` when more than one."""
+    found = {str(metrics[k]["protocol"]) for k in PROTOCOL_BLOCKS
+             if isinstance(metrics.get(k), Mapping) and metrics[k].get("protocol")}
+    return found.pop() if len(found) == 1 else "several" if found else "medsyn"
 
 
 def _section_key(run: Run, e: Evaluation) -> tuple:
@@ -207,8 +218,10 @@ def _table(table_key: str, kind: str, evals: list[tuple[Run, Evaluation]],
     title = TABLES[table_key]
     extractors = sorted({c.extractor for r in rows if r.kind == "run" for c in r.cells.values()
                          if c is not None and c.extractor})
-    if extractors and table_key == "fidelity":
+    if extractors and table_key in ("fidelity", "protocols"):
         title += f" (features: {', '.join(extractors)})"
+    if table_key == "protocols":
+        title += f"; protocol: {', '.join(sorted(conditions.get('protocol', ())))}"
     table = Table(key=table_key, title=title, columns=columns, rows=rows)
     table.number_footnotes()
     return table

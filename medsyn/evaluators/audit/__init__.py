@@ -5,7 +5,10 @@
 
 perturbations.py builds the controlled failures from held-out real images, runner.py scores
 them with every registered metric (that declares a worse direction) in every chosen space,
-verdict.py judges each response, card.py / figures.py write the trust card. docs/audit.md.
+verdict.py judges each response, card.py / figures.py write the trust card. scoring.py scores
+one set; statistics.py runs the optional --power (power.py), --reference-sensitivity and
+--preprocessing (sensitivity.py) analyses, card_statistics.py tabulates them. docs/audit.md,
+docs/statistics.md.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from markupsafe import escape as _markup_escape
 
+from medsyn.evaluators.audit.card_statistics import statistics_html, statistics_markdown
 from medsyn.evaluators.audit.verdict import DETECTED, LATE, MISSED, UNAVAILABLE, WRONG
 from medsyn.outputs import OutputKind, check_output_folder, staged_output
 
@@ -137,6 +138,7 @@ def card_markdown(audit: dict) -> str:
             lines += ["", "Not scored in this space: " + "; ".join(
                 f"{k} ({reason})" for k, reason in hidden.items()) + "."]
         lines.append("")
+    lines += statistics_markdown(audit)
     return "\n".join(lines)
 
 
@@ -192,6 +194,7 @@ def card_html(audit: dict, anchor: str = "trust-card", figure_src=None,
         if hidden:
             out.append('<p class="muted">Not scored in this space: ' + escape("; ".join(
                 f"{k} ({reason})" for k, reason in hidden.items())) + ".</p>")
+    out += statistics_html(audit, h)
     out.append("</div>")
     return "\n".join(out)
 

@@ -55,6 +55,22 @@ def audit_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing audit in "
                                    "the output folder (all its files and figures); without it "
                                    "an existing audit is never overwritten."),
+    power: bool = typer.Option(False, "--power", help="Sample-size power: the detection rate of "
+                               "every failure level at several set sizes over repeated draws, "
+                               "and the smallest n with 80 % power (docs/statistics.md)."),
+    power_sizes: str | None = typer.Option(
+        None, "--power-sizes", help="Comma-separated set sizes for --power (default 25,50,100,"
+        "200,400,800,1600,2000; sizes above half the held-out pool are left out)."),
+    power_repeats: int | None = typer.Option(None, "--power-repeats", help="Draws per size and "
+                                             "level for --power (default 20; --quick 10)."),
+    reference_sensitivity: bool = typer.Option(
+        False, "--reference-sensitivity", help="How much each metric moves between real "
+        "references: random halves of the reference (whole patients) and references with one "
+        "class left out."),
+    preprocessing: bool = typer.Option(
+        False, "--preprocessing", help="How much the input pipeline alone moves each metric: "
+        "the held-out images under alternative resize filters, 8-bit quantisation and "
+        "bit-depth rules, scored against the default pipeline's reference."),
 ):
     """Measure, on real data, which metric detects which failure: controlled failures of
     held-out images (blur, noise, contrast, JPEG, class/cluster drop, label swaps,
@@ -62,10 +78,22 @@ def audit_command(
     trust card (audit.json, card.md, card.html, figures)."""
     from medsyn.evaluators.audit.runner import audit
     from medsyn.evaluators.inputs import parse_real
+    from medsyn.generators.engine.distributed import distributed_env
 
+    if distributed_env().enabled:
+        # every rank would run the whole audit and write the same folder
+        raise ConfigError("medsyn audit runs in one process; start it without torchrun "
+                          "(medsyn evaluate is the command that shards its extraction).")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
     name, split = parse_real(dataset, default_split="test")
+    sizes = None
+    if power_sizes is not None:
+        try:
+            sizes = [int(v) for v in power_sizes.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise ConfigError(f"--power-sizes: give comma-separated integers, e.g. 50,100,200; "
+                              f"got {power_sizes!r}.") from None
     if out is None:
         size = f"-{image_size}px" if image_size else ""
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
@@ -75,7 +103,9 @@ def audit_command(
                    n_bootstrap=bootstrap, seed=seed, device=device, batch_size=batch_size,
                    image_size=image_size, data_root=data_root, out_dir=out,
                    use_cache=not no_cache, inception_weights=inception_weights,
-                   overwrite=overwrite)
+                   overwrite=overwrite, power=power, power_sizes=sizes,
+                   power_repeats=power_repeats,
+                   reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from medsyn.data.subsets import stratified_rows
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.audit import perturbations as P
+from medsyn.evaluators.audit import statistics as S
+from medsyn.evaluators.audit.scoring import score_set, set_features
 from medsyn.evaluators.audit.verdict import classify, default_early_level
 from medsyn.utils import progress
 
@@ -93,48 +93,15 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
     return build_extractor(name, settings, device=device)
 
 
-def _set_features(s: P.SyntheticSet, pool_features, extractor, batch_size):
-    from medsyn.evaluators.features import Features, extract_features
-
-    feats = np.empty((len(s.labels), pool_features.features.shape[1]), dtype=np.float32)
-    logits = None
-    if pool_features.logits is not None:
-        logits = np.empty((len(s.labels), pool_features.logits.shape[1]), dtype=np.float32)
-    reuse = s.pool_rows >= 0
-    feats[reuse] = pool_features.features[s.pool_rows[reuse]]
-    if logits is not None:
-        logits[reuse] = pool_features.logits[s.pool_rows[reuse]]
-    if (~reuse).any():
-        new = extract_features(extractor, s.images[torch.from_numpy(~reuse)], batch_size,
-                               desc=f"{s.failure} level {s.level}")
-        feats[~reuse] = new.features
-        if logits is not None:
-            if new.logits is None:
-                logits = None
-            else:
-                logits[~reuse] = new.logits
-    return Features(feats, logits)
-
-
-def _scalar(block) -> tuple[float | None, list | None, str | None]:
-    """A result block's number (``value``, or ``fraction`` for rates), interval and, when it
-    has none, the producer's reason."""
-    if not isinstance(block, dict):
-        return None, None, "not computed"
-    value = block.get("value", block.get("fraction"))
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-        return None, None, block.get("unavailable") or "no value"
-    ci = block.get("ci95")
-    return float(value), (list(ci) if isinstance(ci, (list, tuple)) else None), None
-
-
 def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str | None = None,
           metrics: Sequence[str] | str | None = None, failures: Sequence[str] | str | None = None,
           quick: bool = False, n: int | None = None, n_pool: int | None = None,
           n_reference: int | None = None, n_bootstrap: int | None = None, seed: int = 0,
           k: int = 5, device: str | None = None, batch_size: int = 64,
           image_size: int | None = None, data_root=None, out_dir=None, use_cache: bool = True,
-          inception_weights=None, overwrite: bool = False) -> dict:
+          inception_weights=None, overwrite: bool = False, power: bool = False,
+          power_sizes: Sequence[int] | None = None, power_repeats: int | None = None,
+          reference_sensitivity: bool = False, preprocessing: bool = False) -> dict:
     """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
     the reference is the training split), each failure at every severity level, scored in
     every space of ``extractors``. Returns the audit dict (the schema of audit.json,
@@ -144,11 +111,20 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     ``quick``: the CPU-sized defaults (:data:`QUICK`); explicit ``n`` / ``n_pool`` /
     ``n_reference`` / ``n_bootstrap`` win over either preset.
+
+    ``power``: the detection rate of every failure level at the set sizes ``power_sizes`` over
+    ``power_repeats`` draws, and the minimum n for 80 % power (power.py).
+    ``reference_sensitivity`` / ``preprocessing``: how much the choice of real reference / the
+    input pipeline alone moves each metric (sensitivity.py). Each adds a block to the result.
     """
     from medsyn.data import load_dataset
     from medsyn.data.subsets import stratified_subset
     from medsyn.device import resolve_device
-    from medsyn.evaluators.features import dataset_features, list_extractors
+    from medsyn.evaluators.features import (
+        dataset_features,
+        list_extractors,
+        parse_extractor_names,
+    )
     from medsyn.evaluators.metrics import EvalOptions
     from medsyn.evaluators.scoring.evaluate import versions
 
@@ -160,7 +136,12 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     n_reference = preset.n_reference if n_reference is None else n_reference
     n_bootstrap = preset.n_bootstrap if n_bootstrap is None else n_bootstrap
     space_names = _parse_list(extractors, "--extractor") or list(DEFAULT_EXTRACTORS)
-    unknown = [s for s in space_names if s not in list_extractors()]
+    unknown = []
+    for name in space_names:    # registered names and source:target spaces (timm:MODEL@FILE)
+        try:
+            parse_extractor_names([name])
+        except ConfigError:
+            unknown.append(name)
     if unknown:
         raise ConfigError(f"--extractor: unknown feature space(s) {', '.join(unknown)}; "
                           f"registered: {', '.join(sorted(list_extractors()))}.")
@@ -184,6 +165,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, k=k, batch_size=batch_size,
                           use_cache=use_cache, fid_method="gram")
     options.validate()
+    repeats = S.power_repeats(power_repeats, quick)
     if out_dir is not None:
         from medsyn.evaluators.audit.card import check_audit_folder
 
@@ -243,6 +225,15 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         for note in s.notes:
             warnings.append(f"{s.failure} level {s.level}: {note}")
 
+    extra = S.Extras(power, reference_sensitivity, preprocessing)
+    if power:
+        extra.sizes, extra.sizes_left_out = S.power_sizes_for(power_sizes, len(pool_ds))
+        if not extra.sizes:
+            raise ConfigError(f"--power-sizes: every size is above half the held-out pool "
+                              f"({len(pool_ds)} images); give sizes <= {len(pool_ds) // 2}.")
+    if preprocessing:
+        extra.variants = S.preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size,
+                                                data_root)
     spaces_out: dict = {}
     for name in space_names:
         ext = space(name)
@@ -252,9 +243,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         scores: dict = {}
         for s in progress(sets, desc=f"audit [{ext.name}]", unit="set"):
             t0 = time.perf_counter()
-            feats = _set_features(s, pool_f, ext, batch_size)
+            feats = set_features(s, pool_f, ext, batch_size)
             t1 = time.perf_counter()
-            scored, warns = _score(s, feats, ctx_args, specs, directions, ref_f, pool_f)
+            scored, warns = score_set(s, feats, ctx_args, specs, directions, ref_f, pool_f)
             t2 = time.perf_counter()
             timings["extraction_s"] += t1 - t0
             timings["metrics_s"] += t2 - t1
@@ -263,6 +254,12 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                 if s.level == 0:
                     warnings.append(f"[{ext.name}] {w}")
         spaces_out[ext.name] = _space_summary(name, ext, chosen_failures, scores, directions)
+        if extra.any:
+            t0 = time.perf_counter()
+            S.run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
+                         pool, chosen_failures, repeats, seed, batch_size, reference,
+                         train.class_names)
+            timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
     timings["total_s"] = round(time.perf_counter() - started, 3)
 
@@ -293,6 +290,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         "failures": {f.name: {**P.describe_failure(f), **_set_info(f, sets)}
                      for f in chosen_failures},
         "spaces": spaces_out,
+        **extra.blocks(repeats),
         "figures": {}, "files": {},
         "warnings": warnings,
         "provenance": {"versions": versions(), "device": str(dev),
@@ -304,26 +302,6 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
         write_audit(result, Path(out_dir), overwrite)
     return result
-
-
-def _score(s, feats, ctx_args, specs, directions, ref_f, pool_f):
-    from medsyn.evaluators.metrics import EvalContext
-
-    ctx = EvalContext(fake_labels=s.labels, fake_images=s.images, **ctx_args)
-    ctx.provide_features("fake", feats)
-    ctx.provide_features("reference", ref_f)
-    ctx.provide_features("heldout", pool_f)
-    blocks: dict = {}
-    with threadpool_limits(limits=1):     # see api.evaluate: one thread for the metric phase
-        for spec in specs:
-            blocks.update(spec.fn(ctx))
-    out = {}
-    for key in directions:
-        value, ci, reason = _scalar(blocks.get(key))
-        out[key] = {"value": value, "ci95": ci}
-        if reason:
-            out[key]["unavailable"] = reason
-    return out, ctx.warnings
 
 
 def _set_info(failure, sets) -> dict:

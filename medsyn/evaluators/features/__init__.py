@@ -5,9 +5,11 @@
     out = ext.extract(images_uint8)                          # {"features": [N, 2048], ...}
 
 One file per space (``inception.py``, ``pixels.py``, ``classifier.py``, ``ssl.py``,
-``radiomics.py``, ``wavelet.py``); ``base.py`` holds the
-interface, ``registry.py`` the name -> factory table and ``extraction.py`` the batched
-extraction and the on-disk cache of real-set features.
+``radiomics.py``, ``wavelet.py``; encoders users bring, named ``source:target``, in
+``encoders/``); ``base.py`` holds the
+interface, ``registry.py`` the name -> factory table, ``extraction.py`` the batched
+extraction and the on-disk cache of real-set features, and ``sharding.py`` the split of that
+extraction across the ranks of a ``torchrun`` job (docs/scale.md).
 
 Every extractor states its conventions (input, resizing, normalisation, layer) and the
 checksum of its weights; both are part of the real-feature cache key and of the provenance
@@ -47,6 +49,7 @@ from medsyn.evaluators.features.registry import (
     parse_extractor_names,
     reads_setting,
     register_extractor,
+    register_source,
 )
 from medsyn.evaluators.features.wavelet import WaveletExtractor
 
@@ -55,7 +58,7 @@ __all__ = [
     "TorchModuleExtractor", "check_images", "dataset_features", "extract_features",
     "WaveletExtractor", "build_extractor", "extraction_threads", "feature_cache_key",
     "get_extractor", "is_fitted", "list_extractors", "parse_extractor_names", "reads_setting",
-    "register_extractor", "resolve_device", "resolve_inception_weights",
+    "register_extractor", "register_source", "resolve_device", "resolve_inception_weights",
 ]
 
 
@@ -108,3 +111,54 @@ register_extractor(
     "wavelet", lambda device=None, **_: WaveletExtractor(device=device),
     "log energies of every Haar wavelet-packet band, levels 1..4 (PyWavelets); no weights "
     "(Frechet Wavelet Distance-style)")
+
+
+def _encoder(module: str, factory: str):
+    # imported on use: transformers, timm and torchxrayvision load only for their own spaces
+    def build(**options):
+        import importlib
+
+        return getattr(importlib.import_module(
+            f"medsyn.evaluators.features.encoders.{module}"), factory)(**options)
+    return build
+
+
+# encoders users bring (docs/evaluation.md, "Encoders you bring"); nothing is downloaded
+register_source(
+    "hf", _encoder("hf", "hf_extractor"),
+    "a Hugging Face model folder (save_pretrained, safetensors): pooler_output, CLIP "
+    "image_embeds; the folder's image processor on the PIL path; needs the hf extra",
+    usage="<model folder>")
+register_source(
+    "rad-dino", _encoder("hf", "rad_dino_extractor"),
+    "RAD-DINO (microsoft/rad-dino folder) as CheXGenBench runs it: PIL bilinear 299, then "
+    "bicubic 518, CLS after LayerNorm, 768-d; --protocol chexgenbench", usage="<model folder>")
+register_source(
+    "cmmd-clip", _encoder("hf", "cmmd_clip_extractor"),
+    "CLIP (openai/clip-vit-large-patch14-336 folder) as CMMD embeds: centre square crop, PIL "
+    "bicubic 336, unit-norm image_embeds; --protocol cmmd", usage="<model folder>")
+register_source(
+    "open_clip", _encoder("openclip", "open_clip_extractor"),
+    "an open_clip model folder (open_clip_config.json + .safetensors): encode_image, "
+    "open_clip's eval transform; needs the openclip extra", usage="<model folder>")
+register_source(
+    "timm", _encoder("timm_source", "timm_extractor"),
+    "any timm model with a local weights file (.safetensors or a state dict): pooled "
+    "pre-logits, timm's eval transform", usage="<model>@<weights file>",
+    settings={"weights": "extractor_weights"})
+register_source(
+    "dinov2", _encoder("timm_source", "dinov2_extractor"),
+    "DINOv2 (hub state dict dinov2_<arch>_pretrain.pth) as dgm-eval runs it: PIL bicubic 224, "
+    "CLS after norm, the hub's position-embedding interpolation",
+    usage="<vits14|vitb14|vitl14|vitg14>@<file>", settings={"weights": "extractor_weights"})
+register_source(
+    "tf", _encoder("tf", "tf_extractor"),
+    "torch-fidelity 0.4 extractors run by its own forward (clip-*, vgg16, dinov2-vit-*-14, "
+    "inception-v3-compat), weights read safely (CLIP: a converted state dict)",
+    usage="<torch-fidelity name>@<weights file>",
+    settings={"weights": "extractor_weights", "inception_weights": "inception_weights"})
+register_source(
+    "torchxrayvision", _encoder("xrv", "xrv_extractor"),
+    "torchxrayvision DenseNet-121 (a state dict converted once): features2, 1024-d; needs "
+    "the xrv extra", usage="<densenet121-res224-*>@<state dict file>",
+    settings={"weights": "extractor_weights"})

@@ -25,12 +25,15 @@ from threadpoolctl import threadpool_limits
 from medsyn.device import extraction_threads
 from medsyn.errors import DataError
 from medsyn.evaluators.features.base import FeatureExtractor
+from medsyn.evaluators.features.sharding import active_group
 from medsyn.settings import cache_dir
 from medsyn.utils import atomic_write, progress, remove_stale_temp_files, write_json
 
 log = logging.getLogger(__name__)
 
 FEATURE_CACHE_VERSION = 1
+
+
 @dataclass
 class Features:
     """Features (and classifier logits, when the extractor has them) of one image set."""
@@ -65,9 +68,37 @@ def check_images(images: torch.Tensor, what: str) -> None:
 
 def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int = 64,
                      desc: str = "features") -> Features:
-    """Features of ``images`` (uint8 ``[N, C, H, W]``) in batches, with a progress bar."""
+    """Features of ``images`` (uint8 ``[N, C, H, W]``) in batches, with a progress bar.
+
+    Inside :func:`~medsyn.evaluators.features.sharding.collective_extraction` under
+    ``torchrun``, each rank extracts its shard of whole batches and every rank receives all the
+    features in the original order (sharding.py).
+    """
     check_images(images, desc)
     extractor.prepare(images[:1])
+    group = active_group()
+    if group is None:
+        feats, logits = _extract_batches(extractor, images, batch_size, desc)
+    else:
+        start, stop = group.shard(len(images), batch_size)
+        feats, logits = _extract_batches(
+            extractor, images[start:stop], batch_size,
+            f"{desc} [rank {group.rank}/{group.world_size}]")
+        feats = group.gather_rows(feats, extractor.feature_dim if feats is None
+                                  else feats.shape[1], np.float32)
+        logits = group.gather_rows(logits, None if logits is None else logits.shape[1],
+                                   None if logits is None else logits.dtype)
+    if not np.isfinite(feats).all():
+        raise DataError(f"{desc}: the extractor {extractor.name} produced non-finite features; "
+                        "its weights may be corrupt.")
+    return Features(feats, logits)
+
+
+def _extract_batches(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int,
+                     desc: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(features float32 [N, D], logits [N, K] or None)``; ``(None, None)`` for no images."""
+    if len(images) == 0:
+        return None, None
     feats, logits = [], []
     pin = extractor.device.type == "cuda"
     with threadpool_limits(limits=extraction_threads()), \
@@ -82,10 +113,7 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
                 logits.append(out["logits"])
             bar.update(len(batch))
     features = torch.cat(feats).numpy().astype(np.float32, copy=False)
-    if not np.isfinite(features).all():
-        raise DataError(f"{desc}: the extractor {extractor.name} produced non-finite features; "
-                        "its weights may be corrupt.")
-    return Features(features, torch.cat(logits).numpy() if logits else None)
+    return features, torch.cat(logits).numpy() if logits else None
 
 
 def feature_cache_key(dataset, extractor: FeatureExtractor) -> str:
@@ -128,41 +156,61 @@ def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
                      use_cache: bool = True) -> Features:
     """Features of a real dataset, read from the cache or extracted and stored there.
 
-    A damaged cache entry is discarded with a warning and recomputed (never an error).
+    A damaged cache entry is discarded with a warning and recomputed (never an error). Under
+    ``torchrun`` (inside ``collective_extraction``) rank 0 alone reads and writes the cache;
+    every rank receives the features.
     """
     check_images(dataset.images, f"{dataset.name}/{dataset.split}")
     extractor.prepare(dataset.images[:1])
     key = feature_cache_key(dataset, extractor)
-    data_path, meta_path = _cache_paths(key)
-    if use_cache:
-        remove_stale_temp_files(data_path.parent)
-    if use_cache and data_path.exists() and meta_path.exists():
-        try:
-            feats, logits = _read_cache_entry(data_path, meta_path, key, len(dataset),
-                                              extractor.feature_dim)
-            return Features(feats, logits, from_cache=True)
-        except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) alike
-            log.warning("discarding damaged feature cache entry %s (%s: %s); recomputing the "
-                        "features of %s/%s", data_path, type(exc).__name__, exc, dataset.name,
-                        dataset.split)
-            for p in (data_path, meta_path):
-                p.unlink(missing_ok=True)
+    group = active_group()
+    cached = _read_cache(dataset, extractor, key) if use_cache and \
+        (group is None or group.is_main) else None
+    if group is not None and group.broadcast_object(cached is not None):
+        return Features(group.broadcast_array(cached.features if cached else None),
+                        group.broadcast_array(cached.logits if cached else None),
+                        from_cache=True)
+    if cached is not None:
+        return cached
     out = extract_features(extractor, dataset.images, batch_size,
                            desc=f"{dataset.name}/{dataset.split} features")
-    if use_cache:
-        try:
-            arrays = {"features": out.features}
-            if out.logits is not None:
-                arrays["logits"] = out.logits
-            buf = io.BytesIO()
-            np.savez(buf, **arrays)
-            blob = buf.getvalue()
-            with atomic_write(data_path, expected_size=len(blob)) as f:
-                f.write(blob)
-            write_json(meta_path, {"key": key, "dataset": dataset.name, "split": dataset.split,
-                                   "fingerprint": dataset.fingerprint, "n": len(dataset),
-                                   "sha256": hashlib.sha256(blob).hexdigest(),
-                                   "extractor": extractor.cache_identity()})
-        except OSError as exc:  # a read-only or full disk only costs speed
-            log.warning("could not write feature cache %s: %s", data_path, exc)
+    if use_cache and (group is None or group.is_main):
+        _write_cache(dataset, extractor, key, out)
     return out
+
+
+def _read_cache(dataset, extractor: FeatureExtractor, key: str) -> Features | None:
+    data_path, meta_path = _cache_paths(key)
+    remove_stale_temp_files(data_path.parent)
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        feats, logits = _read_cache_entry(data_path, meta_path, key, len(dataset),
+                                          extractor.feature_dim)
+        return Features(feats, logits, from_cache=True)
+    except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) alike
+        log.warning("discarding damaged feature cache entry %s (%s: %s); recomputing the "
+                    "features of %s/%s", data_path, type(exc).__name__, exc, dataset.name,
+                    dataset.split)
+        for p in (data_path, meta_path):
+            p.unlink(missing_ok=True)
+    return None
+
+
+def _write_cache(dataset, extractor: FeatureExtractor, key: str, out: Features) -> None:
+    data_path, meta_path = _cache_paths(key)
+    try:
+        arrays = {"features": out.features}
+        if out.logits is not None:
+            arrays["logits"] = out.logits
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        blob = buf.getvalue()
+        with atomic_write(data_path, expected_size=len(blob)) as f:
+            f.write(blob)
+        write_json(meta_path, {"key": key, "dataset": dataset.name, "split": dataset.split,
+                               "fingerprint": dataset.fingerprint, "n": len(dataset),
+                               "sha256": hashlib.sha256(blob).hexdigest(),
+                               "extractor": extractor.cache_identity()})
+    except OSError as exc:  # a read-only or full disk only costs speed
+        log.warning("could not write feature cache %s: %s", data_path, exc)

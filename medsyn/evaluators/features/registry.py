@@ -12,6 +12,11 @@ what it declared, so no caller tests space names. The settings callers provide:
     classifier_recipe  the diagnostic classifier's recipe (--utility-recipe)
     ssl_recipe         the SimCLR encoder's recipe (--ssl-recipe)
     inception_weights  a local Inception weights file (--inception-weights), or None
+    extractor_weights  a local weights file of an encoder source (--extractor-weights), or None
+
+Besides fixed names, a *source* is registered under a prefix and names a family of spaces:
+``timm:<model>@<weights file>``, ``hf:<model folder>``, ``torchxrayvision:<weights>@<file>``
+(features/encoders/). Its factory receives the text after the prefix as ``target=``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ class SpaceSpec:
 
 
 _REGISTRY: dict[str, SpaceSpec] = {}
+# prefix (before the ":") -> the spec of every space "prefix:target"
+_SOURCES: dict[str, SpaceSpec] = {}
+_SOURCE_HELP: dict[str, str] = {}
 
 
 def register_extractor(name: str, factory: Callable[..., FeatureExtractor],
@@ -59,9 +67,35 @@ def register_extractor(name: str, factory: Callable[..., FeatureExtractor],
     _REGISTRY[name] = SpaceSpec(factory, description, fitted, declared)
 
 
+def register_source(prefix: str, factory: Callable[..., FeatureExtractor],
+                    description: str = "", usage: str = "", overwrite: bool = False,
+                    settings: Mapping[str, str] | Sequence[str] = ()) -> None:
+    """Make every name ``"prefix:target"`` a space built by ``factory(target=target, ...)``
+    (e.g. ``timm:resnet50@weights.safetensors``). ``usage`` is what follows the prefix, as
+    shown by ``--list`` (``"<model>@<weights file>"``). Sources are never fitted to the real
+    data: their weights come from the user."""
+    if ":" in prefix or not prefix:
+        raise ConfigError(f"source prefix {prefix!r} must be a non-empty name without ':'.")
+    if not overwrite and prefix in _SOURCES:
+        raise ConfigError(f"feature source {prefix!r} is already registered.")
+    declared = dict(settings) if isinstance(settings, Mapping) else {s: s for s in settings}
+    _SOURCES[prefix] = SpaceSpec(factory, description, False, declared)
+    _SOURCE_HELP[prefix] = f"{prefix}:{usage or '<target>'}"
+
+
 def list_extractors() -> dict[str, str]:
-    """Registered extractor names and their one-line descriptions."""
-    return {name: spec.description for name, spec in _REGISTRY.items()}
+    """Registered extractor names (and ``prefix:<target>`` sources) with their one-line
+    descriptions."""
+    return {**{name: spec.description for name, spec in _REGISTRY.items()},
+            **{_SOURCE_HELP[p]: spec.description for p, spec in _SOURCES.items()}}
+
+
+def _source_of(name: str) -> tuple[str, str] | None:
+    """``(prefix, target)`` when ``name`` names a registered source's space, else None."""
+    prefix, sep, target = name.partition(":")
+    if sep and prefix in _SOURCES and name not in _REGISTRY:
+        return prefix, target
+    return None
 
 
 def is_fitted(name: str) -> bool:
@@ -72,7 +106,8 @@ def is_fitted(name: str) -> bool:
 def reads_setting(name: str, setting: str) -> bool:
     """Whether the named space is built from the evaluation setting ``setting`` (e.g.
     ``"val"``: a caller loads the validation split only when a space or family reads it)."""
-    return name in _REGISTRY and setting in _REGISTRY[name].settings.values()
+    spec = _REGISTRY.get(name) or (_SOURCES[_source_of(name)[0]] if _source_of(name) else None)
+    return spec is not None and setting in spec.settings.values()
 
 
 def parse_extractor_names(names) -> list[str]:
@@ -84,27 +119,39 @@ def parse_extractor_names(names) -> list[str]:
         name = str(raw).strip()
         if name and name not in out:
             out.append(name)
-    unknown = [n for n in out if n not in _REGISTRY]
+    unknown = [n for n in out if n not in _REGISTRY and _source_of(n) is None]
     if unknown or not out:
         raise ConfigError(f"unknown feature extractor(s) {', '.join(unknown) or '(none given)'}; "
-                          f"registered: {', '.join(sorted(_REGISTRY))}.")
+                          f"registered: {_known()}.")
+    empty = [n for n in out if _source_of(n) is not None and not _source_of(n)[1].strip()]
+    if empty:
+        raise ConfigError(f"feature source {empty[0]!r} names no model: write it as "
+                          f"{_SOURCE_HELP[_source_of(empty[0])[0]]}.")
     return out
 
 
-def _spec(name: str) -> SpaceSpec:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown feature extractor {name!r}; registered: "
-                          f"{', '.join(sorted(_REGISTRY))}.")
-    return _REGISTRY[name]
+def _known() -> str:
+    return ", ".join([*sorted(_REGISTRY), *sorted(_SOURCE_HELP.values())])
+
+
+def _spec(name: str) -> tuple[SpaceSpec, dict]:
+    """The spec that builds ``name`` and the options its name gives (a source's target)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name], {}
+    source = _source_of(name)
+    if source is None:
+        raise ConfigError(f"unknown feature extractor {name!r}; registered: {_known()}.")
+    return _SOURCES[source[0]], {"target": source[1].strip()}
 
 
 def get_extractor(name: str, **options) -> FeatureExtractor:
-    return _spec(name).factory(**options)
+    spec, named = _spec(name)
+    return spec.factory(**{**options, **named})
 
 
 def build_extractor(name: str, settings: Mapping[str, object], **options) -> FeatureExtractor:
     """The named space built from the ``settings`` it declared (those ``settings`` holds) and
     ``options`` (``device``, and whatever the caller passes to every space; they win)."""
-    spec = _spec(name)
+    spec, named = _spec(name)
     declared = {kw: settings[s] for kw, s in spec.settings.items() if s in settings}
-    return spec.factory(**{**declared, **options})
+    return spec.factory(**{**declared, **options, **named})

@@ -55,7 +55,9 @@ _LAZY = {
     "metric_memorization": "privacy.memorization", "metric_mmd": "distribution.mmd",
     "metric_prdc": "prdc",
     "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
+    "metric_tests": "distribution.two_sample",
     "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
+    "metric_cmmd": "distribution.cmmd", "metric_chexgenbench": "distribution.chexgenbench",
 }
 
 __all__ = [
@@ -120,6 +122,15 @@ register_metric("fd_infinity", f"{_M}.distribution.fd_infinity:metric_fd_infinit
 register_metric("mmd", f"{_M}.distribution.mmd:metric_mmd",
                 "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth",
                 worse={"mmd": WORSE_HIGHER})
+# leaderboard protocols (docs/evaluation.md, "Encoders you bring"): opt-in, meant for the space
+# of their protocol (--protocol cmmd | chexgenbench picks both)
+register_metric("cmmd", f"{_M}.distribution.cmmd:metric_cmmd",
+                "CMMD as its reference code: biased RBF MMD x 1000, sigma 10, unit-norm "
+                "embeddings, float32 (use the cmmd-clip space)", default=False,
+                worse={"cmmd": WORSE_HIGHER})
+register_metric("chexgenbench", f"{_M}.distribution.chexgenbench:metric_chexgenbench",
+                "CheXGenBench's FID / KID / PRDC as its fid.py computes them (use the rad-dino "
+                "space)", default=False)
 # density (Naeem et al. 2020) is 1 in expectation for identical distributions; it falls when
 # fakes leave the real manifold and rises above 1 when they crowd into its dense regions
 # (copies, a collapsed mode): a departure either way is worse.
@@ -139,6 +150,10 @@ register_metric("alpha_precision",
 register_metric("vendi", f"{_M}.distribution.vendi:metric_vendi",
                 "Vendi score (cosine kernel) of the real and of the fake set: diversity",
                 worse={"vendi_fake": WORSE_LOWER}, unranked=("vendi_fake",))
+# a p-value, not a score to rank: no direction, and opt-in (its permutations cost seconds)
+register_metric("tests", f"{_M}.distribution.two_sample:metric_tests",
+                "two-sample permutation tests real vs synthetic on FD and MMD (p-value, "
+                "effect size; whole patients with a manifest)", default=False)
 # not a property of the fakes: no direction
 register_metric("real_floor", f"{_M}.fidelity:metric_real_floor",
                 "FID/KID between real halves and between real train and test",

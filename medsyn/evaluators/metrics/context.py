@@ -78,6 +78,8 @@ class EvalOptions:
     fd_inf_draws: int = 1
     mmd_sigma: float | None = None           # None: median heuristic on the real reference
     alpha_steps: int = 30
+    # permutations of the two-sample tests (--metrics tests, distribution/two_sample.py)
+    test_permutations: int = 199
     # FD-infinity and Vendi resamples each cost eigen-decompositions of the whole set (FD-inf:
     # one per subset size): at most this many resamples for them (None: n_bootstrap)
     costly_bootstrap: int | None = 20
@@ -133,6 +135,9 @@ class EvalOptions:
                                                and self.costly_bootstrap >= 0),
              f"costly_bootstrap must be an integer >= 0 or unset, got "
              f"{self.costly_bootstrap!r}.")
+        need(isinstance(self.test_permutations, int) and self.test_permutations >= 19,
+             f"test_permutations must be an integer >= 19 (a p-value below 0.05 needs at "
+             f"least 19), got {self.test_permutations!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
         from medsyn.evaluators.networks.recipes import get_recipe
@@ -263,6 +268,17 @@ class EvalContext:
             self.timings[f"{which}_features_cached"] = self._extra[which].from_cache
             self.extraction_s += took
         return self._extra[which]
+
+    def prefetch(self, reference: bool = True, splits: tuple = ()) -> None:
+        """Extract now the feature sets the families will read: the fakes, the reference
+        (``reference``) and the ``splits`` (``"train"``, ``"heldout"``, ``"val"``) there are.
+        Under ``torchrun`` this is the collective phase (features/sharding.py); a set missed
+        here is extracted later by rank 0 alone."""
+        self.fake  # noqa: B018 - extracted on first use
+        if reference:
+            self.real  # noqa: B018
+            for which in splits:
+                self.features_of(which)
 
     def provide_features(self, which: str, features: Features) -> None:
         """Hand over features computed elsewhere for ``"fake"``, ``"reference"``, ``"train"``

@@ -89,7 +89,7 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
                         n_real: int | None = None, n_split: int | None = None,
                         image_size: int | None = None, data_root=None, bit_depth="auto",
                         device=None, inception_weights=None, options=None,
-                        overwrite: bool = False, **settings) -> dict:
+                        overwrite: bool = False, **settings) -> dict | None:
     """Evaluate a checkpoint's samples against the dataset it was trained on; return the
     results dict, written to ``out_dir`` (default ``runs/NAME/eval/<stem>/``).
 
@@ -111,6 +111,7 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
     """
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
+    from medsyn.evaluators.features.sharding import shard_group
     from medsyn.evaluators.metrics import resolve_metrics
     from medsyn.evaluators.results import check_output_folder
     from medsyn.evaluators.scoring.evaluate import resolve_options
@@ -129,6 +130,9 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
     job = dict(out_dir=out_dir, reference=reference, metrics=metrics, n_samples=n_samples,
                n_real=n_real, image_size=image_size, data_root=data_root, overwrite=overwrite)
     if task is Task.SUPER_RESOLUTION:
+        if shard_group() is not None:
+            raise ConfigError(f"{path}: super-resolution checkpoints are evaluated in one "
+                              "process; run medsyn evaluate without torchrun for them.")
         return _evaluate_sr(gen, path, spaces, opts, **job)
     if not task.samples_from_noise:
         raise CheckpointError(f"{path} is a {task.value} checkpoint ({gen.kind}); medsyn "

@@ -28,7 +28,7 @@ def evaluate_folder(fake, real: str, *, out_dir=None, metrics=None, extractor="i
                     n_samples: int | None = None, n_real: int | None = None,
                     n_split: int | None = None, image_size: int | None = None,
                     data_root=None, bit_depth="auto", device=None, inception_weights=None,
-                    options=None, overwrite: bool = False, **settings) -> dict:
+                    options=None, overwrite: bool = False, **settings) -> dict | None:
     """Evaluate the images of ``fake`` (a folder: flat, one sub-folder per class, or with
     split folders; or an .npz of images [+ labels]) against ``real`` (``DATASET[:SPLIT]``, or a
     folder of images: every image it holds unless ``PATH:SPLIT``); return the results dict,

@@ -19,6 +19,7 @@ from medsyn.data.dataset import class_indices
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import FeatureExtractor, check_images
+from medsyn.evaluators.features.sharding import ShardGroup, collective_extraction, shard_group
 from medsyn.evaluators.metrics import EvalContext, EvalOptions, resolve_metrics, stats
 from medsyn.evaluators.results import (
     SCHEMA_VERSION,
@@ -95,7 +96,7 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
              discriminator: Callable | None = None, sampler: Callable | None = None,
              run: dict | None = None, provenance: dict | None = None,
              warnings: Sequence[str] = (), metric_options: dict | None = None,
-             **settings) -> dict:
+             **settings) -> dict | None:
     """Score ``fake_images`` against the real ``reference`` dataset; return the results dict.
 
     ``fake_images``: uint8 ``[N, C, H, W]`` with the reference's channels and size.
@@ -139,6 +140,11 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     one unit (:func:`medsyn.evaluators.results.staged_folder`); an existing evaluation there is
     replaced only with ``overwrite``. ``figures_dir``: without ``out_dir``, write only the
     figures there (for callers that write their own results files).
+
+    Under ``torchrun`` (a process group of more than one rank, joined with
+    :func:`medsyn.evaluators.features.sharding.join_torchrun` or by the caller), every rank
+    calls this with the same arguments: each extracts its shard of the features, rank 0
+    computes the metrics, writes and returns the results; the other ranks return ``None``.
     """
     started = time.perf_counter()
     check_images(fake_images, "fake images")
@@ -151,6 +157,10 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
         raise DataError(f"n_split (--n-memorization) must be an integer >= 2, got {n_split!r}.")
     specs = resolve_metrics(metrics, discriminator is not None)
     dev = resolve_device(device)
+    group = shard_group()
+    if group is not None:
+        fake_images, labels = _same_inputs_on_every_rank(group, fake_images, labels,
+                                                         (reference, train, heldout, val))
     if out_dir is not None:
         check_output_folder(out_dir, overwrite)      # before anything slow
     spaces: dict[str, FeatureExtractor] = {}
@@ -161,13 +171,32 @@ def evaluate(fake_images: torch.Tensor, fake_labels=None, *, reference,
     job = _Job(fake_images=fake_images, labels=labels, reference=reference, train=train,
                heldout=heldout, val=val, specs=specs, spaces=spaces, options=opts, device=dev,
                discriminator=discriminator, sampler=sampler, n_split=n_split, run=run,
-               provenance=provenance, warnings=tuple(warnings), started=started)
+               provenance=provenance, warnings=tuple(warnings), started=started, group=group)
+    if job.group is not None and not job.group.is_main:
+        return _run(job, None)          # extracts its shards, computes and writes nothing
     if out_dir is not None:
         with staged_folder(out_dir, overwrite) as stage:
             results = _run(job, Path(stage))
             write_results(results, stage)
         return results
     return _run(job, Path(figures_dir) if figures_dir is not None else None)
+
+
+def _same_inputs_on_every_rank(group: ShardGroup, fake_images, labels, datasets):
+    """Rank 0's fake images and labels on every rank (a generator sampled on each GPU need not
+    give the same bits), after checking that every rank loaded the same real data."""
+    if group.world_size > len(fake_images):
+        raise ConfigError(f"torchrun started {group.world_size} processes for "
+                          f"{len(fake_images)} fake images; start at most one per image "
+                          "(--nproc_per_node), or evaluate in one process.")
+    prints = [None if ds is None else ds.fingerprint for ds in datasets]
+    if any(p != prints for p in group.all_gather_objects(prints)):
+        raise DataError("the torchrun ranks loaded different real datasets (their fingerprints "
+                        "differ); give every node the same MEDSYN_DATA_ROOT contents.")
+    fake_images = group.broadcast_tensor(fake_images)
+    if labels is not None:
+        labels = group.broadcast_array(np.asarray(labels))
+    return fake_images, labels
 
 
 @dataclass
@@ -191,9 +220,10 @@ class _Job:
     provenance: dict | None
     warnings: tuple
     started: float
+    group: ShardGroup | None = None
 
 
-def _run(job: _Job, out_path: Path | None) -> dict:
+def _run(job: _Job, out_path: Path | None) -> dict | None:
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
     specs, spaces = job.specs, job.spaces
@@ -219,9 +249,16 @@ def _run(job: _Job, out_path: Path | None) -> dict:
     # first one (the Inception Score then reports itself unavailable, with the reason)
     logits_space = next((n for n in names if spaces[n].has_logits), names[0] if names else None)
     main = contexts[names[0]] if names else context(None, out_path, specs)
-    for name, ctx in contexts.items():
-        if per_space or (name == logits_space and any(s.needs_features for s in once)):
-            ctx.fake  # noqa: B018 - extracted up front, with all threads, outside the metric phase
+    # the fakes' features are extracted up front, with all threads, outside the metric phase
+    # (the real sets' on first use). Under torchrun every feature set the families read is
+    # extracted here, each rank its shard, and only rank 0 goes on to the metrics.
+    with collective_extraction() as group:
+        for name, ctx in contexts.items():
+            if per_space or (name == logits_space and any(s.needs_features for s in once)):
+                ctx.prefetch(reference=bool(per_space) and group is not None,
+                             splits=_splits_read(per_space))
+    if group is not None and not group.is_main:
+        return None
     space_metrics: dict[str, dict] = {n: {} for n in names}
     blocks: dict[str, dict] = {}           # family name -> its blocks (first space / once)
     # The metric phase mixes torch and numpy/scipy linear algebra. With both thread pools live,
@@ -269,6 +306,14 @@ def _run(job: _Job, out_path: Path | None) -> dict:
             "figures": figures, "warnings": warnings, "provenance": _provenance(job, timings)}
 
 
+def _splits_read(families) -> tuple:
+    """The real splits whose features the families read through ``ctx.features_of`` (the
+    privacy audit's baseline may be the validation split, metrics/privacy/baseline.py)."""
+    names = {spec.name for spec in families}
+    splits = ("train", "heldout") if names & set(SPLIT_FAMILIES) else ()
+    return splits + (("val",) if "privacy" in names else ())
+
+
 def _ds_info(ds):
     return None if ds is None else {
         "name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint, "n": len(ds),
@@ -297,7 +342,31 @@ def _provenance(job: _Job, timings: dict) -> dict:
         prov["spaces"] = names
         prov["extractors"] = {n: _describe(job.spaces[n]) for n in names}
     prov.update(job.provenance or {})
+    prov["receipt"] = _receipt(job, prov)
     return prov
+
+
+def _receipt(job: _Job, prov: dict) -> dict:
+    """The evaluation receipt: what a reader needs to trust or reproduce the numbers in one
+    place: the known-answer checks of this installation (metrics/conformance.py), library
+    versions, the weights of every feature space, and the input pipeline."""
+    import scipy
+    import sklearn
+
+    from medsyn.data.resize import RESIZE_FILTER
+    from medsyn.evaluators.metrics.conformance import installation_status
+
+    intensity = ((getattr(job.reference, "source", None) or {}).get("intensity") or {})
+    return {
+        "selftest": installation_status(),
+        "versions": {**prov["versions"], "numpy": np.__version__,
+                     "scipy": scipy.__version__, "scikit_learn": sklearn.__version__},
+        "weights_sha256": {n: ext.weights_sha256 for n, ext in job.spaces.items()},
+        "input_pipeline": {"resize_filter": RESIZE_FILTER, "resize": prov.get("resize"),
+                           "reference_intensity_rule": intensity.get("bit_depth_rule"),
+                           "feature_conventions": {n: ext.conventions
+                                                   for n, ext in job.spaces.items()}},
+    }
 
 
 def _describe(ext: FeatureExtractor) -> dict:

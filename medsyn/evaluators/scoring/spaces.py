@@ -4,6 +4,7 @@ feature registry (``features/registry.py``): no name of a space is tested here."
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import (
@@ -12,13 +13,16 @@ from medsyn.evaluators.features import (
     is_fitted,
     parse_extractor_names,
 )
+from medsyn.evaluators.features.sharding import main_first, shard_group
 
 
-def space_settings(options, train=None, val=None, inception_weights=None) -> dict:
+def space_settings(options, train=None, val=None, inception_weights=None,
+                   extractor_weights=None) -> dict:
     """The settings spaces are built from (registry.py lists them), from an
     :class:`~medsyn.evaluators.metrics.EvalOptions` and the real splits at hand."""
     settings = {"use_cache": options.use_cache, "classifier_recipe": options.utility_recipe,
-                "ssl_recipe": options.ssl_recipe, "inception_weights": inception_weights}
+                "ssl_recipe": options.ssl_recipe, "inception_weights": inception_weights,
+                "extractor_weights": extractor_weights}
     if train is not None:
         settings["train"] = train
         settings["val"] = val
@@ -47,7 +51,9 @@ def build_spaces(extractor, extractor_options: Mapping | None, device,
             ext = item
         else:
             item = parse_extractor_names([item])[0]
-            ext = build_extractor(item, settings, device=device, **dict(extractor_options or {}))
+            with main_first() if is_fitted(item) else nullcontext():
+                ext = build_extractor(item, settings, device=device,
+                                      **dict(extractor_options or {}))
         if name in spaces:
             raise ConfigError(f"feature space {name!r} is named twice; name each space once.")
         spaces[name] = ext
@@ -95,6 +101,13 @@ class FeatureSpaces:
     def _fitted(self, name, train, val):
         key = (name, train.fingerprint, None if val is None else val.fingerprint)
         if key not in self._built:
-            self._built[key] = build_extractor(name, {**self.settings, "train": train,
-                                                      "val": val}, device=self.device)
+            # under torchrun rank 0 trains (and caches) a fitted network first, the others
+            # read it: every rank then extracts with the very same weights
+            if shard_group() is not None and not self.settings.get("use_cache", True):
+                raise ConfigError(f"--extractor {name}: under torchrun the space fitted to the "
+                                  "real training split reaches every rank through the cache; "
+                                  "drop --no-cache (or evaluate in one process).")
+            with main_first():
+                self._built[key] = build_extractor(name, {**self.settings, "train": train,
+                                                          "val": val}, device=self.device)
         return self._built[key]

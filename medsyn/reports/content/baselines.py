@@ -38,6 +38,7 @@ CONDITION_LABELS = {
     "scale": "scale",
     "crop_border": "border crop",
     "y_channel": "luminance (Y) channel",
+    "protocol": "protocol",
 }
 
 _REQUIRED = ("id", "kind", "method", "short", "citation", "dataset", "resolution",

@@ -41,6 +41,7 @@ TABLES = {
     "fidelity": "Fidelity and diversity",
     "distribution": "Further distances, fidelity/diversity curves, authenticity and diversity "
                     "(any feature space)",
+    "protocols": "Leaderboard protocols: numbers as each protocol's code computes them",
     "utility": "Downstream utility (classifier trained on synthetic images, tested on real)",
     "sr": "Super-resolution",
 }
@@ -418,6 +419,22 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in [
     MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, _path_entry("fid"),
                "FID of the super-resolved images against the real high-resolution images.",
                direction_key="fid"),
+    # --protocol cmmd | chexgenbench (docs/evaluation.md, "Encoders you bring")
+    MetricSpec("cmmd", "CMMD", "protocols", 3, _path_entry("cmmd"),
+               "CMMD as google-research/cmmd computes it: biased Gaussian-kernel MMD x 1000, "
+               "sigma 10, unit-norm embeddings (CLIP ViT-L/14-336 in the cmmd-clip space)."),
+    MetricSpec("cxgb_fid", "FID (CheXGenBench)", "protocols", 3,
+               _path_entry("chexgenbench", "fid"),
+               "FID as CheXGenBench's fid.py computes it (torchmetrics 1.7.1), in the space of "
+               "the run (RAD-DINO for --protocol chexgenbench).", direction_key="fid"),
+    MetricSpec("cxgb_kid", "KID (CheXGenBench)", "protocols", 4,
+               _path_entry("chexgenbench", "kid"),
+               "KID as CheXGenBench computes it: subset size min(n_real, n_fake), 100 subsets.",
+               direction_key="kid"),
+    *[MetricSpec(f"cxgb_{k}", f"{k.capitalize()} (CheXGenBench)", "protocols", 3,
+                 _path_entry("chexgenbench", k), f"{k.capitalize()} with k = 5 (prdc 0.2), as "
+                 "CheXGenBench computes it.", direction_key=k)
+      for k in ("precision", "recall", "density", "coverage")],
 ]}
 
 # Which metric picks a run's "best" epoch by default, per results kind.
@@ -430,7 +447,8 @@ def metrics_for_table(table: str) -> list[MetricSpec]:
 
 
 def tables_for_kind(kind: str) -> list[str]:
-    return ["sr"] if kind == "super-resolution" else ["fidelity", "distribution", "utility"]
+    return ["sr"] if kind == "super-resolution" else \
+        ["fidelity", "distribution", "protocols", "utility"]
 
 
 def get_metric(key: str) -> MetricSpec:

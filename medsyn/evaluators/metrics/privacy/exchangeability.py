@@ -32,26 +32,34 @@ from __future__ import annotations
 import numpy as np
 
 from medsyn.evaluators.metrics import stats
-from medsyn.evaluators.metrics.groups import GroupResampler
+from medsyn.evaluators.metrics.permutation import (
+    exchangeable_units,
+    labels_for,
+    median_bandwidth,
+    min_p_combined,
+    mmd2_unbiased,
+    permutation_p_values,
+    permuted_labels,
+    permuted_labels_by_count,
+    squared_distances,
+    subsample_units,
+)
+
+# re-exported: the permutation machinery lives in metrics/permutation.py
+__all__ = ["auc_greater", "check_exchangeable", "describe_shift", "exchangeability_test",
+           "median_bandwidth", "mmd2_unbiased", "permuted_labels", "permuted_labels_by_count",
+           "probe_split", "squared_distances", "subsample_units"]
 
 SHIFT_ALPHA = 0.05            # level of the exchangeability check
 N_PERMUTATIONS = 500
 MAX_PER_SIDE = 1000           # probe and held-out images used by the check, at most (cost)
-_CHUNK = 128                  # permutations per kernel product (memory: N x _CHUNK floats)
-
-
-def _units(n: int, groups) -> list[np.ndarray]:
-    """Items grouped into exchangeable units: patients when known, else single images."""
-    if groups is None:
-        return [np.array([i]) for i in range(n)]
-    return GroupResampler(n, groups).members
 
 
 def probe_split(n_train: int, size: int, rng: np.random.Generator,
                 groups=None) -> tuple[np.ndarray, np.ndarray]:
     """Random (probe, reference) indices of a training set: about ``size`` probe images, whole
     patients on one side when ``groups`` are given (at least one patient left in reference)."""
-    units = _units(n_train, groups)
+    units = exchangeable_units(n_train, groups)
     if len(units) < 2:
         raise ValueError("a probe and a reference need at least two training images (patients)")
     order = rng.permutation(len(units))
@@ -65,55 +73,6 @@ def probe_split(n_train: int, size: int, rng: np.random.Generator,
     mask = np.ones(n_train, bool)
     mask[probe] = False
     return probe, np.flatnonzero(mask)
-
-
-def subsample_units(n: int, size: int, rng: np.random.Generator, groups=None) -> np.ndarray:
-    """Sorted indices of a random subset of about ``size`` items, whole groups at a time."""
-    if n <= size:
-        return np.arange(n)
-    units = _units(n, groups)
-    taken, count = [], 0
-    for u in rng.permutation(len(units)):
-        if count >= size:
-            break
-        taken.append(units[u])
-        count += len(units[u])
-    return np.sort(np.concatenate(taken))
-
-
-def permuted_labels(first_groups, second_groups, n_permutations: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Boolean [N, 1 + B] "belongs to the second set" labels of the pooled items (first set
-    then second): column 0 the observed labels, then ``n_permutations`` permutations of whole
-    units (each group id one unit). The number of units on
-    each side is kept; with unequal groups the number of items varies."""
-    n1 = len(first_groups)
-    pooled = np.concatenate([np.asarray(first_groups, dtype=str),
-                             np.asarray(second_groups, dtype=str)])
-    second = np.zeros(len(pooled), bool)
-    second[n1:] = True
-    units = _units(len(pooled), pooled)
-    if any(second[u].any() and not second[u].all() for u in units):
-        raise ValueError("a patient has images in both sets; the check needs patient-disjoint "
-                         "sets (drop held-out images of training patients first)")
-    n_second_units = sum(1 for u in units if second[u[0]])
-    labels = np.zeros((len(pooled), 1 + n_permutations), bool)
-    labels[:, 0] = second
-    for b in range(1, n_permutations + 1):
-        pick = rng.permutation(len(units))[:n_second_units]
-        labels[np.concatenate([units[u] for u in pick]), b] = True
-    return labels
-
-
-def permuted_labels_by_count(n_first: int, n_second: int, n_permutations: int,
-                             rng: np.random.Generator) -> np.ndarray:
-    """:func:`permuted_labels` for independent items (every image its own unit)."""
-    n = n_first + n_second
-    labels = np.zeros((n, 1 + n_permutations), bool)
-    labels[n_first:, 0] = True
-    for b in range(1, n_permutations + 1):
-        labels[rng.permutation(n)[:n_second], b] = True
-    return labels
 
 
 def auc_greater(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -132,49 +91,6 @@ def _rankdata(values: np.ndarray) -> np.ndarray:
     return rankdata(np.asarray(values, dtype=np.float64))
 
 
-def median_bandwidth(sq_dist: np.ndarray) -> float:
-    """The median heuristic: median pairwise Euclidean distance (off-diagonal) of the pool."""
-    iu = np.triu_indices(len(sq_dist), 1)
-    med = float(np.sqrt(np.median(np.maximum(sq_dist[iu], 0.0))))
-    return med if med > 0 else 1.0
-
-
-def squared_distances(features: np.ndarray) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float64)
-    sq = (x * x).sum(1)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
-    np.fill_diagonal(d2, 0.0)
-    return np.maximum(d2, 0.0)
-
-
-def mmd2_unbiased(kernel: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Unbiased MMD^2 between the first (False) and second (True) set for each column of
-    ``labels``, from the pooled kernel matrix: mean k within each set (diagonal excluded)
-    minus twice the mean k across."""
-    k0 = np.array(kernel, dtype=np.float64, copy=True)
-    np.fill_diagonal(k0, 0.0)
-    row = k0.sum(1)
-    total = float(row.sum())
-    out = np.empty(labels.shape[1])
-    for start in range(0, labels.shape[1], _CHUNK):
-        z = labels[:, start:start + _CHUNK].astype(np.float64)
-        s22 = (z * (k0 @ z)).sum(0)          # within the second set
-        s12 = row @ z - s22                   # across
-        s11 = total - s22 - 2 * s12           # within the first set
-        n2 = z.sum(0)
-        n1 = len(k0) - n2
-        out[start:start + _CHUNK] = (s11 / (n1 * (n1 - 1)) + s22 / (n2 * (n2 - 1))
-                                     - 2 * s12 / (n1 * n2))
-    return out
-
-
-def _perm_p(stat: np.ndarray) -> np.ndarray:
-    """Permutation p-value of every column's statistic (larger = more extreme) against all
-    columns, the observed one included: #(T_j >= T_b) / (B + 1)."""
-    order = np.sort(stat)
-    return (len(stat) - np.searchsorted(order, stat, side="left")) / len(stat)
-
-
 def exchangeability_test(probe_features: np.ndarray, held_features: np.ndarray,
                          d_probe: np.ndarray, d_held: np.ndarray, rng: np.random.Generator,
                          n_permutations: int = N_PERMUTATIONS, probe_groups=None,
@@ -187,23 +103,15 @@ def exchangeability_test(probe_features: np.ndarray, held_features: np.ndarray,
     n1, n2 = len(d_probe), len(d_held)
     if n1 < 2 or n2 < 2:
         raise ValueError(f"needs at least 2 probe and 2 held-out images, got {n1} and {n2}")
-    if probe_groups is None and held_groups is None:
-        labels = permuted_labels_by_count(n1, n2, n_permutations, rng)
-        units = "images"
-    else:
-        labels = permuted_labels(
-            probe_groups if probe_groups is not None else [f"probe{i}" for i in range(n1)],
-            held_groups if held_groups is not None else [f"held{i}" for i in range(n2)],
-            n_permutations, rng)
-        units = "patients"
+    labels, units = labels_for(n1, n2, n_permutations, rng, probe_groups, held_groups)
     d_all = np.concatenate([np.asarray(d_probe, np.float64), np.asarray(d_held, np.float64)])
     auc = auc_greater(d_all, labels)
     sq = squared_distances(np.concatenate([probe_features, held_features]))
     bandwidth = median_bandwidth(sq)
     mmd2 = mmd2_unbiased(np.exp(-sq / (2 * bandwidth ** 2)), labels)
-    p_dist_all, p_mmd_all = _perm_p(np.abs(auc - 0.5)), _perm_p(mmd2)
-    min_p = np.minimum(p_dist_all, p_mmd_all)
-    combined = float(np.mean(min_p <= min_p[0]))
+    p_dist_all = permutation_p_values(np.abs(auc - 0.5))
+    p_mmd_all = permutation_p_values(mmd2)
+    combined = min_p_combined(p_dist_all, p_mmd_all)
     med_probe, med_held = float(np.median(d_probe)), float(np.median(d_held))
     return {
         "p_value": combined, "alpha": alpha, "shift_detected": bool(combined < alpha),

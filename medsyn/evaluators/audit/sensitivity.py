@@ -1,0 +1,182 @@
+"""How much do the reference and the input pipeline alone move each metric?
+(``medsyn audit --reference-sensitivity`` and ``--preprocessing``; docs/statistics.md)
+
+Both score real images only, so whatever they measure is not the generator's doing:
+
+- **Reference sensitivity.** The audit's base sample (held-out real images) is scored against
+  other real references: ``draws`` random halves of the training reference (whole patients
+  when the dataset has patient ids), and references with one class left out (a cohort with
+  another disease mix; cxr3's classes also differ by source dataset). The spread of a metric
+  over these references is what the choice of reference alone does to it: a generator's
+  difference smaller than that is not evidence.
+- **Preprocessing sensitivity.** The same held-out images, decoded and resized by alternative,
+  reasonable pipelines, scored against the reference prepared by the default pipeline. Each
+  row is the score minus the default pipeline's score, so an identical pipeline gives exactly 0.
+  Alternatives: the resize filter (bicubic without antialiasing, bilinear with and without,
+  area), 8-bit quantisation (truncation instead of rounding after the resize), and, for files
+  stored with more than 8 bits, the bit-depth rule (global min/max, 16 bits). A DICOM dataset
+  has one window rule in medsyn (the file's VOI, else the full range): alternative windows are
+  not measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsyn.data.resize import RESIZE_FILTER, resize_uint8
+from medsyn.data.subsets import split_counts
+
+DEFAULT_DRAWS = 10
+
+
+def _summary(values: list[float | None]) -> dict:
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    if len(vals) == 0:
+        return {"values": values, "mean": None, "sd": None, "min": None, "max": None,
+                "range": None}
+    return {"values": values, "mean": float(vals.mean()),
+            "sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+            "min": float(vals.min()), "max": float(vals.max()),
+            "range": float(vals.max() - vals.min())}
+
+
+def reference_sensitivity(score_rows: Callable[[np.ndarray], dict], labels: np.ndarray,
+                          class_names: list[str], keys: list[str], seed: int,
+                          groups=None, draws: int = DEFAULT_DRAWS) -> dict:
+    """``score_rows(rows)`` -> ``{key: value}``: the base sample scored against the reference
+    rows ``rows``. Returns, per key, the spread over ``draws`` random halves (whole patients
+    when ``groups``) and the values with each class left out (equal sizes)."""
+    from medsyn.evaluators.metrics.groups import disjoint_halves
+
+    rng = np.random.default_rng([seed, 31])
+    n = len(labels)
+    halves = [disjoint_halves(rng, n, groups)[0] for _ in range(draws)]
+    half_scores = [score_rows(np.sort(rows)) for rows in halves]
+    counts = np.bincount(labels, minlength=len(class_names))
+    present = [c for c in range(len(class_names)) if counts[c]]
+    loo: dict = {}
+    if len(present) > 1:
+        size = min(n - counts[c] for c in present)
+        for c in present:
+            keep = counts.copy()
+            keep[c] = 0
+            quotas = split_counts(size, keep)
+            rows = np.sort(np.concatenate([
+                rng.choice(np.flatnonzero(labels == k), q, replace=False)
+                for k, q in enumerate(quotas) if q]))
+            loo[class_names[c]] = score_rows(rows)
+    out = {}
+    for key in keys:
+        block = {"halves": _summary([s.get(key) for s in half_scores])}
+        if loo:
+            block["leave_one_class_out"] = {
+                **{name: s.get(key) for name, s in loo.items()},
+                **{k: v for k, v in _summary([s.get(key) for s in loo.values()]).items()
+                   if k != "values"}}
+        out[key] = block
+    return {"keys": out, "draws": draws,
+            "half_size": int(np.median([len(h) for h in halves])),
+            "units": "patients" if groups is not None else "images",
+            "leave_one_class_out_size": int(size) if len(present) > 1 else None}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    aspect: str                # what it varies: resize filter, quantisation, bit depth
+    description: str
+
+
+def _interpolate(images: torch.Tensor, size: int, mode: str, antialias: bool,
+                 floor: bool = False, chunk: int = 256) -> torch.Tensor:
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].float()
+        kw = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+        if mode in ("bilinear", "bicubic"):
+            kw["antialias"] = antialias
+        y = F.interpolate(x, size=(size, size), mode=mode, **kw)
+        y = y.floor_() if floor else y.round_()
+        out[start:start + chunk] = y.clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+DEFAULT = Pipeline("default", "reference", f"medsyn's: {RESIZE_FILTER}, rounded to 8 bits")
+RESIZE_PIPELINES = (
+    (Pipeline("bicubic, no antialias", "resize filter",
+              "bicubic (a = -0.75) without antialiasing, rounded"),
+     lambda x, s: _interpolate(x, s, "bicubic", False)),
+    (Pipeline("bilinear, antialiased", "resize filter", "bilinear with antialiasing, rounded"),
+     lambda x, s: _interpolate(x, s, "bilinear", True)),
+    (Pipeline("bilinear, no antialias", "resize filter",
+              "bilinear without antialiasing, rounded"),
+     lambda x, s: _interpolate(x, s, "bilinear", False)),
+    (Pipeline("area", "resize filter", "area averaging (adaptive average pooling), rounded"),
+     lambda x, s: _interpolate(x, s, "area", False)),
+    (Pipeline("truncated to 8 bits", "8-bit quantisation",
+              "the default bicubic antialiased resize, truncated (floor) instead of rounded"),
+     lambda x, s: _interpolate(x, s, "bicubic", True, floor=True)),
+)
+
+
+def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_loader=None,
+                           identical: bool = False, has_dicom: bool = False
+                           ) -> list[tuple[Pipeline, torch.Tensor | None, str | None]]:
+    """(pipeline, images or None, reason when not applicable) for every alternative.
+
+    ``native``: the evaluated images as stored (uint8, before any resize); ``size``: the
+    evaluation size (None: stored size, no resize). ``high_depth_loader(bit_depth)`` -> the
+    same images decoded with another bit-depth rule, or None when no file has more than 8 bits.
+    ``identical``: add a second copy of the default pipeline (its row must read 0)."""
+    default = native if size is None else resize_uint8(native, size)
+    out: list = [(DEFAULT, default, None)]
+    if identical:
+        out.append((Pipeline("default, again", "reference", "the default pipeline run a "
+                             "second time (must move nothing)"), resize_uint8(native, size)
+                    if size is not None else native.clone(), None))
+    for pipeline, fn in RESIZE_PIPELINES:
+        if size is None or tuple(native.shape[-2:]) == (size, size):
+            out.append((pipeline, None, "no resize: the images are used at their stored size"))
+        else:
+            out.append((pipeline, fn(native, size), None))
+    for rule in ("minmax", 16):
+        pipeline = Pipeline(f"bit depth {rule}", "bit-depth rule",
+                            f"files with more than 8 bits scaled by the rule {rule!r} instead "
+                            "of the default (auto)")
+        images = None if high_depth_loader is None else high_depth_loader(rule)
+        if images is None:
+            out.append((pipeline, None, "every file is stored with 8 bits"))
+        else:
+            out.append((pipeline, images if size is None else resize_uint8(images, size), None))
+    out.append((Pipeline("DICOM window", "DICOM window", "file VOI vs full range vs "
+                         "percentile window"), None,
+                "not measured: medsyn decodes DICOM with one window rule (file VOI, else the "
+                "full stored range)" if has_dicom else "no DICOM file in the dataset"))
+    return out
+
+
+def preprocessing_sensitivity(variants, score_images: Callable[[torch.Tensor], dict],
+                              keys: list[str]) -> dict:
+    """Score every applicable variant; rows hold the values and their change from the
+    default pipeline's (the first variant)."""
+    rows = []
+    base = None
+    for pipeline, images, reason in variants:
+        row = {"pipeline": pipeline.name, "aspect": pipeline.aspect,
+               "description": pipeline.description}
+        if images is None:
+            rows.append({**row, "unavailable": reason})
+            continue
+        scores = score_images(images)
+        if base is None:
+            base = scores
+        row["values"] = {k: scores.get(k) for k in keys}
+        row["change"] = {k: (None if scores.get(k) is None or base.get(k) is None
+                             else float(scores[k] - base[k])) for k in keys}
+        rows.append(row)
+    return {"rows": rows, "keys": keys}

@@ -1,0 +1,138 @@
+"""The audit's optional statistics, run in each space after the trust card's sets:
+sample-size power (power.py), reference and preprocessing sensitivity (sensitivity.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medsyn.errors import ConfigError
+from medsyn.evaluators.audit import perturbations as P
+from medsyn.evaluators.audit import scoring
+
+
+@dataclass
+class Extras:
+    """The optional statistics of an audit run (power, reference and preprocessing
+    sensitivity) and what they found, per space."""
+
+    power: bool
+    reference: bool
+    preprocessing: bool
+    sizes: list | None = None
+    sizes_left_out: list | None = None
+    variants: list | None = None
+    power_out: dict | None = None
+    reference_out: dict | None = None
+    preprocessing_out: dict | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.power or self.reference or self.preprocessing
+
+    def blocks(self, repeats) -> dict:
+        from medsyn.evaluators.audit.power import ALPHA, TARGET_POWER
+
+        out = {}
+        if self.power:
+            out["power"] = {"settings": {"sizes": self.sizes, "sizes_left_out":
+                                         self.sizes_left_out, "repeats": repeats,
+                                         "alpha": ALPHA, "target": TARGET_POWER},
+                            "spaces": self.power_out or {}}
+        if self.reference:
+            out["reference_sensitivity"] = {"spaces": self.reference_out or {}}
+        if self.preprocessing:
+            out["preprocessing"] = {"spaces": self.preprocessing_out or {}}
+        return out
+
+
+def power_repeats(value, quick) -> int:
+    from medsyn.evaluators.audit.power import DEFAULT_REPEATS
+
+    repeats = (10 if quick else DEFAULT_REPEATS) if value is None else value
+    if not isinstance(repeats, int) or repeats < 5:
+        raise ConfigError(f"--power-repeats must be an integer >= 5 (draws per size and level), "
+                          f"got {repeats!r}.")
+    return repeats
+
+
+def power_sizes_for(sizes, pool_size):
+    from medsyn.evaluators.audit.power import power_sizes
+
+    if sizes is not None and any(not isinstance(v, int) or v < 2 for v in sizes):
+        raise ConfigError(f"--power-sizes: give integers >= 2, got {list(sizes)!r}.")
+    return power_sizes(sizes, pool_size)
+
+
+def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_root):
+    """The base sample's images as stored, put through every alternative pipeline."""
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.audit.sensitivity import preprocessing_variants
+
+    native = load_dataset(dataset, split, root=data_root)
+    rows = base_rows if pool_ds.parent is None else pool_ds.parent[1][base_rows]
+    rows_t = torch.from_numpy(np.asarray(rows))
+    depths = ((native.source or {}).get("intensity") or {}).get("bit_depths") or {}
+    has_dicom = any(k.startswith("DICOM") for k in depths)
+    has_high = any(not k.startswith("DICOM") and not k.endswith(" 8-bit") for k in depths)
+
+    def loader(rule):
+        if not has_high:
+            return None
+        return load_dataset(dataset, split, root=data_root, bit_depth=rule).images[rows_t]
+
+    return preprocessing_variants(native.images[rows_t], image_size, loader,
+                                  has_dicom=has_dicom)
+
+
+def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
+                    failures, repeats, seed, batch_size, reference, class_names):
+    from dataclasses import replace
+
+    from medsyn.evaluators.features import extract_features
+
+    values_args = {**ctx_args, "options": replace(options, n_bootstrap=0)}
+
+    def values(scored):
+        return {k: v["value"] for k, v in scored.items()}
+
+    def set_values(s, ref=ref_f, args=values_args):
+        feats = scoring.set_features(s, pool_f, ext, batch_size)
+        return values(scoring.score_set(s, feats, args, specs, directions, ref, pool_f)[0])
+
+    if extra.power:
+        from medsyn.evaluators.audit.power import audit_power
+
+        extra.power_out = extra.power_out or {}
+        extra.power_out[ext.name] = audit_power(failures, pool, set_values, extra.sizes,
+                                                repeats, directions, seed)
+    if extra.reference:
+        from medsyn.evaluators.audit.sensitivity import reference_sensitivity
+
+        base = P.real_set(pool)
+
+        def score_rows(rows):
+            sub = reference.subset(rows)
+            args = {**values_args, "reference": sub, "train": sub}
+            return set_values(base, ref=ref_f.take(rows), args=args)
+
+        groups = getattr(reference, "patient_ids", None)
+        extra.reference_out = extra.reference_out or {}
+        extra.reference_out[ext.name] = reference_sensitivity(
+            score_rows, reference.labels.numpy(), list(class_names), list(directions), seed,
+            groups=None if groups is None else np.asarray(groups, str))
+    if extra.preprocessing:
+        from medsyn.evaluators.audit.sensitivity import preprocessing_sensitivity
+
+        base = P.real_set(pool)
+
+        def score_images(images):
+            feats = extract_features(ext, images, batch_size, desc="preprocessing")
+            return values(scoring.score_set(base, feats, values_args, specs, directions,
+                                            ref_f, pool_f)[0])
+
+        extra.preprocessing_out = extra.preprocessing_out or {}
+        extra.preprocessing_out[ext.name] = preprocessing_sensitivity(
+            extra.variants, score_images, list(directions))

@@ -1,0 +1,98 @@
+"""The files of encoders users bring: found locally (nothing is downloaded at run time), read
+without running code (safetensors, or ``torch.load(weights_only=True)``), and checksummed for
+the provenance and the real-feature cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from medsyn.errors import ConfigError
+from medsyn.utils import file_digest
+from medsyn.weights import UnsafeWeightsError, read_state_dict
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for the session."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
+
+
+def folder_digest(folder: Path) -> str:
+    """One sha256 over the names and sha256s of every file in a model folder (weights,
+    config, preprocessor config): any change to any of them changes it."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file() and ".cache" not in q.parts):
+        h.update(f"{p.relative_to(folder).as_posix()}\0{digest(p)}\n".encode())
+    return h.hexdigest()
+
+
+def local_file(path: str | os.PathLike | None, what: str, how_to_get: str) -> Path:
+    """``path`` as an existing file, else a one-line error naming it and how to get it."""
+    if path is None or not str(path).strip():
+        raise ConfigError(f"{what}: no weights file given. {how_to_get}")
+    p = Path(str(path).strip()).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{what} {p}: file not found. {how_to_get}")
+    return p
+
+
+def local_folder(path: str | os.PathLike, what: str, how_to_get: str,
+                 needs: tuple[str, ...] = ("config.json",)) -> Path:
+    """``path`` as an existing model folder holding ``needs``, else a one-line error."""
+    p = Path(str(path).strip()).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"{what} {p}: folder not found (medsyn reads model folders "
+                          f"locally and downloads nothing). {how_to_get}")
+    for name in needs:
+        if not (p / name).is_file():
+            raise ConfigError(f"{what} {p / name}: file not found in the model folder. "
+                              f"{how_to_get}")
+    return p
+
+
+def read_weights(path: Path, what: str, fix: str = "") -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` (read by safetensors) or a ``torch.save`` file (read
+    with ``weights_only=True``). A TorchScript archive or a pickled module is refused without
+    running it, with ``fix`` (the one-line conversion) in the message."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - a damaged file means the same to a user
+            raise ConfigError(f"{what} {path} cannot be read as safetensors "
+                              f"({type(exc).__name__}: {str(exc)[:120]}). {fix}") from None
+    if _is_torchscript(path):
+        raise UnsafeWeightsError(
+            f"{what} {path} is a TorchScript archive: loading it runs the code it holds, so "
+            f"medsyn refuses it (nothing in the file was run). {fix}")
+    return read_state_dict(path, what, fix)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or n.split("/")[-2:-1] == ["code"]
+                       for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def need_package(module: str, extra: str, what: str):
+    """Import an optional package, or a one-line error saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{what} needs the Python package {module!r} ({exc.msg}); install "
+                          f"it with: pip install 'medsyn[{extra}]'.") from None

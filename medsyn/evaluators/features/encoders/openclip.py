@@ -1,0 +1,68 @@
+"""open_clip models from a local folder: ``open_clip:<folder>`` (``open_clip_config.json`` with
+``model_cfg`` and ``preprocess_cfg``, and ``open_clip_model.safetensors``, the layout
+open_clip's ``local-dir:`` schema and its Hugging Face uploads use).
+
+Features: ``model.encode_image(x)`` (projected, not unit-norm). Preprocessing: open_clip's eval
+transform from the model's ``preprocess_cfg``, on PIL images: resize the shortest edge
+(torchvision ``Resize``, bicubic by default) and centre crop to ``size``, or squash to
+``size``; ``x / 255``; its mean / std (OpenAI CLIP's by default).
+"""
+
+from __future__ import annotations
+
+from medsyn.errors import ConfigError
+from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
+from medsyn.evaluators.features.encoders.files import folder_digest, local_folder, need_package
+from medsyn.evaluators.features.encoders.preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
+    CenterCrop,
+    PilPipeline,
+    Resize,
+)
+
+HOW_TO_GET = ("On a machine with internet: hf download REPO --local-dir FOLDER for an open_clip "
+              "upload on the Hugging Face hub (e.g. laion/CLIP-ViT-B-32-laion2B-s34B-b79K), "
+              "then copy FOLDER here and name it.")
+
+
+def _pipeline(cfg: dict, source: str) -> PilPipeline:
+    size = cfg.get("size", 224)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    mode = cfg.get("resize_mode", "shortest")
+    interp = cfg.get("interpolation", "bicubic")
+    interp = "bilinear" if interp == "bilinear" else "bicubic"
+    if mode == "squash":
+        steps = (Resize(interp, size=(w, h)),)
+    elif mode == "shortest" and h == w:
+        steps = (Resize(interp, shortest_edge=h), CenterCrop((w, h), rounding="round"))
+    else:
+        raise ConfigError(f"{source}: open_clip resize mode {mode!r} at {h}x{w} is not "
+                          "supported by medsyn (it reads 'shortest' on square sizes, 'squash').")
+    return PilPipeline(steps, tuple(cfg.get("mean", CLIP_MEAN)), tuple(cfg.get("std", CLIP_STD)),
+                       "div", source="open_clip image_transform (eval) from the model's "
+                                     "preprocess_cfg")
+
+
+def open_clip_extractor(target: str, device=None, **_) -> EncoderExtractor:
+    what = "open_clip model folder (open_clip:FOLDER)"
+    folder = local_folder(target, what, HOW_TO_GET, needs=("open_clip_config.json",))
+    if not any(folder.glob("*.safetensors")):
+        raise ConfigError(f"{what} {folder} holds no .safetensors weights; medsyn reads "
+                          "open_clip weights as safetensors only (save the state dict with "
+                          "safetensors.torch.save_file into open_clip_model.safetensors).")
+    open_clip = need_package("open_clip", "openclip", "open_clip:")
+    try:
+        model = open_clip.create_model(f"local-dir:{folder}", device="cpu")
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ConfigError(f"{what} {folder} cannot be loaded by open_clip "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+    model.eval()
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    dim = int(model.visual.output_dim)
+    return EncoderExtractor(
+        f"open_clip:{folder.name}", model, lambda x: model.encode_image(x), _pipeline(cfg, what),
+        dim, folder_digest(folder),
+        {"network": f"open_clip {type(model).__name__} from {folder.name}",
+         "layer": "encode_image: projected image embedding (not unit-norm)"},
+        device=device, weights_path=str(folder))

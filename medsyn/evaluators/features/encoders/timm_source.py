@@ -1,0 +1,194 @@
+"""timm models with a local weights file: ``timm:<model>@<file>``, and DINOv2 as dgm-eval
+runs it: ``dinov2:<vits14|vitb14|vitl14|vitg14>@<file>``.
+
+``timm:``: ``timm.create_model(model, num_classes=0)`` given the state dict medsyn read safely
+(safetensors, or ``weights_only=True``) through timm's own loader (its ``checkpoint_filter_fn``
+and classifier handling); features = the pooled pre-logits (``model(x)`` with no classifier);
+preprocessing = timm's eval transform from the model's ``pretrained_cfg`` (resize the shortest
+edge to ``floor(size / crop_pct)``, centre crop, mean / std), on PIL images.
+
+``dinov2:``: DINOv2 as ``torch.hub.load("facebookresearch/dinov2", ...)`` computes it at
+224 x 224 (dgm-eval's encoder), without torch.hub: timm's ``vit_*_patch14_dinov2`` at 224 with
+the hub's state dict (``dinov2_vitl14_pretrain.pth``), and its position embeddings interpolated
+from the checkpoint's 37 x 37 grid by the hub's formula (bicubic, ``scale_factor = (16 + 0.1) /
+37``, no antialiasing). timm's own resampling of the grid differs from the hub's by up to 0.03
+in the features; with the hub's formula the features are equal (docs/encoders_research.md
+section 4). Input: PIL bicubic to 224 x 224 (aspect not kept), x / 255, ImageNet mean / std;
+features: the CLS token after the final norm.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+
+from medsyn.errors import ConfigError
+from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
+from medsyn.evaluators.features.encoders.files import (
+    digest,
+    local_file,
+    need_package,
+    read_weights,
+)
+from medsyn.evaluators.features.encoders.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterCrop,
+    PilPipeline,
+    Resize,
+)
+
+DINOV2_ARCHS = {"vits14": "vit_small_patch14_dinov2", "vitb14": "vit_base_patch14_dinov2",
+                "vitl14": "vit_large_patch14_dinov2", "vitg14": "vit_giant_patch14_dinov2"}
+DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_{arch}/dinov2_{arch}_pretrain.pth"
+_CONVERT = ("Convert it once where you trust the file: python -c \"import torch; "
+            "torch.save(torch.load('IN', weights_only=False).state_dict(), 'OUT.pth')\" "
+            "(or save it as .safetensors).")
+
+
+def split_target(target: str, source: str, usage: str) -> tuple[str, str | None]:
+    """``"model@file"`` -> ``("model", "file")``; ``"model"`` -> ``("model", None)``."""
+    name, sep, path = target.partition("@")
+    if not name.strip():
+        raise ConfigError(f"{source}:{target}: no model named; write {source}:{usage}.")
+    return name.strip(), (path.strip() or None) if sep else None
+
+
+def _timm_pipeline(model, source: str) -> PilPipeline:
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    _, h, w = cfg["input_size"]
+    crop_pct = cfg.get("crop_pct") or 0.875
+    if cfg.get("crop_mode", "center") not in (None, "center") or h != w:
+        raise ConfigError(f"{source}: timm's eval transform for this model uses crop mode "
+                          f"{cfg.get('crop_mode')!r} and input {h}x{w}; medsyn supports the "
+                          "'center' mode on square inputs.")
+    return PilPipeline((Resize(cfg["interpolation"], shortest_edge=math.floor(h / crop_pct)),
+                        CenterCrop((w, h), rounding="round")),
+                       tuple(cfg["mean"]), tuple(cfg["std"]), "div",
+                       source="timm resolve_data_config + create_transform (eval)")
+
+
+def _create(timm, name: str, what: str, state: dict, **kwargs):
+    """``timm.create_model(name, num_classes=0)`` with ``state`` loaded as timm's own
+    pretrained loader does (the architecture's ``checkpoint_filter_fn``, the classifier
+    dropped), but strictly: timm loads non-strictly once the classifier is dropped, so weights
+    of another architecture would leave a random network without a word."""
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    try:
+        if filter_fn is not None:
+            try:
+                state = filter_fn(state, model)
+            except TypeError:
+                state = filter_fn(state)
+        classifiers = model.pretrained_cfg.get("classifier") or ()
+        for head in (classifiers,) if isinstance(classifiers, str) else classifiers:
+            state.pop(f"{head}.weight", None)
+            state.pop(f"{head}.bias", None)
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{what}: the weights do not fit timm's {name!r} "
+                          f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})."
+                          ) from None
+    if result.missing_keys or result.unexpected_keys:
+        missing, extra = result.missing_keys, result.unexpected_keys
+        raise ConfigError(f"{what}: the weights do not fit timm's {name!r} ({len(missing)} "
+                          f"tensors missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. "
+                          f"{extra[:2]}).")
+    return model
+
+
+def timm_extractor(target: str, weights: str | None = None, device=None,
+                   model_kwargs: dict | None = None, **_) -> EncoderExtractor:
+    """``target`` = ``"model@file"`` (or ``"model"`` with ``weights=file``)."""
+    name, path = split_target(target, "timm", "<model>@<weights file>")
+    what = f"timm:{name} weights"
+    file = local_file(path or weights, what,
+                      f"Give a local file: timm:{name}@FILE or --extractor-weights FILE. On a "
+                      f"machine with internet: python -c \"import timm, safetensors.torch as s; "
+                      f"m = timm.create_model('{name}', pretrained=True); "
+                      f"s.save_file(m.state_dict(), '{name}.safetensors')\".")
+    timm = need_package("timm", "dev", "timm:")
+    if name not in timm.list_models():
+        raise ConfigError(f"timm:{name}: timm {timm.__version__} has no model of that name "
+                          "(timm.list_models() lists them).")
+    state = read_weights(file, what, _CONVERT)
+    model = _create(timm, name, f"{what} {file}", state, **(model_kwargs or {}))
+    return EncoderExtractor(
+        f"timm:{name}", model, model, _timm_pipeline(model, f"timm:{name}"),
+        model.num_features, digest(file),
+        {"network": f"timm {name} (num_classes=0)",
+         "layer": "pooled pre-logits: forward_head(forward_features(x), pre_logits=True)"},
+        device=device, weights_path=str(file))
+
+
+def hub_pos_embed(pos_embed: torch.Tensor, size: int, patch: int = 14,
+                  offset: float = 0.1) -> torch.Tensor:
+    """DINOv2's ``interpolate_pos_encoding`` (facebookresearch/dinov2@b8931f7,
+    vision_transformer.py 180-211) for a ``size`` x ``size`` input: ``[1, 1 + N, D]`` with the
+    class token's embedding first."""
+    cls, grid = pos_embed[:, :1].float(), pos_embed[:, 1:].float()
+    n, dim = grid.shape[1], grid.shape[2]
+    m = int(math.sqrt(n))
+    if m * m != n:
+        raise ConfigError(f"DINOv2 position embeddings: {n} patches is not a square grid.")
+    w0 = size // patch
+    if w0 == m:
+        return pos_embed
+    scale = float(w0 + offset) / m
+    out = torch.nn.functional.interpolate(grid.reshape(1, m, m, dim).permute(0, 3, 1, 2),
+                                          mode="bicubic", antialias=False,
+                                          scale_factor=(scale, scale))
+    if tuple(out.shape[-2:]) != (w0, w0):
+        raise ConfigError(f"DINOv2 position embeddings: interpolated to {tuple(out.shape[-2:])},"
+                          f" expected {(w0, w0)}.")
+    return torch.cat([cls, out.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1).to(
+        pos_embed.dtype)
+
+
+def dinov2_model(arch: str, path: str | None, model_kwargs: dict | None = None,
+                 size: int = 224, source: str = "dinov2"):
+    """``(timm model, weights file)``: DINOv2 ``arch`` at ``size`` px with the hub's
+    position-embedding interpolation, from the hub's state dict in ``path``."""
+    if arch not in DINOV2_ARCHS:
+        raise ConfigError(f"{source}:{arch}: unknown architecture; choose one of "
+                          f"{', '.join(DINOV2_ARCHS)}.")
+    what = f"{source}:{arch} weights"
+    file = local_file(path, what,
+                      f"Download the hub's state dict on a machine with internet: "
+                      f"{DINOV2_URL.format(arch=arch)} (Apache-2.0), then name it here.")
+    timm = need_package("timm", "dev", f"{source}:")
+    state = read_weights(file, what, _CONVERT)
+    if "pos_embed" not in state:
+        raise ConfigError(f"{what} {file}: no 'pos_embed' tensor; expected the hub's DINOv2 "
+                          "state dict (dinov2_<arch>_pretrain.pth).")
+    model = _create(timm, DINOV2_ARCHS[arch], f"{what} {file}", dict(state), img_size=size,
+                    **(model_kwargs or {}))
+    with torch.no_grad():
+        model.pos_embed.copy_(hub_pos_embed(state["pos_embed"], size,
+                                            model.patch_embed.patch_size[0]))
+    return model, file
+
+
+def dinov2_extractor(target: str, weights: str | None = None, device=None,
+                     model_kwargs: dict | None = None, **_) -> EncoderExtractor:
+    """``target`` = ``"vitl14@file"`` (or ``"vitl14"`` with ``weights=file``); the hub's
+    ``dinov2_<arch>_pretrain.pth`` state dict, or the same as .safetensors."""
+    arch, path = split_target(target, "dinov2", "<vits14|vitb14|vitl14|vitg14>@<file>")
+    size = 224
+    model, file = dinov2_model(arch, path or weights, model_kwargs, size)
+    pipeline = PilPipeline((Resize("bicubic", size=(size, size)),), IMAGENET_MEAN,
+                           IMAGENET_STD, "div",
+                           source="dgm-eval models/dinov2.py (layer6ai-labs/dgm-eval@74c79f7): "
+                                  "TF.Resize((224, 224), BICUBIC) on the PIL image, ToTensor, "
+                                  "Normalize")
+    return EncoderExtractor(
+        f"dinov2:{arch}", model, model, pipeline, model.num_features, digest(file),
+        {"network": f"DINOv2 {arch} (timm {DINOV2_ARCHS[arch]}, img_size 224, position "
+                    "embeddings interpolated by the torch.hub model's formula)",
+         "layer": "x_norm_clstoken: CLS token after the final norm"},
+        device=device, weights_path=str(file))

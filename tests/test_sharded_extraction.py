@@ -1,0 +1,163 @@
+"""Feature extraction split across torchrun ranks (evaluators/features/sharding.py): two gloo
+processes on CPU give the single process's results.json, every metric value to the last bit;
+shards are whole batches; misconfigurations are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from medsyn.cli import app
+from medsyn.errors import ConfigError
+from medsyn.evaluators.features.sharding import ShardGroup, join_torchrun
+from medsyn.evaluators.scoring.evaluate import _same_inputs_on_every_rank
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(cache: Path) -> dict:
+    # torchrun gives each rank one thread; the single process gets the same, so that the
+    # metric phase (not only the features) runs the same arithmetic
+    return {**os.environ, "PYTHONPATH": str(REPO), "MEDSYN_CACHE_DIR": str(cache),
+            "OMP_NUM_THREADS": "1", "MEDSYN_PROGRESS": "off", "MPLBACKEND": "Agg"}
+
+
+def _torchrun(n: int, *args, env: dict, timeout: int = 240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("n, batch, world", [(10, 4, 2), (3, 4, 2), (64, 16, 3), (5, 1, 4),
+                                             (7, 64, 1)])
+def test_shards_are_whole_batches_in_rank_order_covering_every_image(n, batch, world):
+    ranges = [ShardGroup(r, world, "gloo").shard(n, batch) for r in range(world)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+        assert stop == start
+    for start, stop in ranges:
+        assert start % batch == 0 and (stop == n or stop % batch == 0)
+    sizes = [(stop - start + batch - 1) // batch for start, stop in ranges]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_extraction_split_over_two_gloo_ranks_equals_one_process(tmp_path):
+    """Uneven shards, an idle rank, logits in float64, the cache read back under the group."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _torchrun(2, REPO / "tests" / "sharding_worker.py", out, env=_env(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for found in ranks:
+        assert found["world_size"] == 2
+        for case in found["cases"]:
+            assert case["features_equal"] and case["logits_equal"], case
+            assert case["logits_dtype"] == "float64"
+        assert found["cache"] == {"first_from_cache": False, "second_from_cache": True,
+                                  "equal": True}
+    # each image was extracted by exactly one rank; one batch of 3 images: rank 0 stays idle
+    for a, b in zip(ranks[0]["cases"], ranks[1]["cases"], strict=True):
+        assert a["extracted_here"] + b["extracted_here"] == a["n"]
+    assert [c["extracted_here"] for c in ranks[0]["cases"]] == [4, 0, 5, 1]
+
+
+def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_root):
+    """`torchrun --nproc_per_node 2 -m medsyn evaluate` (gloo): every metric value and interval
+    of results.json equals one process's, the cache entries are the same files, and rank 1
+    prints and writes nothing."""
+    from medsyn.data import load_dataset
+
+    test = load_dataset("pneumoniamnist", split="test", root=data_root)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for i in range(64):
+        Image.fromarray(test.images[i, 0].numpy()).save(fake / f"{i:02d}.png")
+    # two spaces; the privacy audit reads the validation split (its default baseline)
+    args = ["--fake", fake, "--real", "pneumoniamnist", "--n-real", "64", "--extractor",
+            "pixels,wavelet", "--metrics", "fid,kid,prdc,real_floor,memorization,privacy",
+            "--bootstrap", "10",
+            "--batch-size", "16", "--device", "cpu", "--data-root", data_root]
+    one = subprocess.run([sys.executable, "-m", "medsyn", "evaluate", *map(str, args), "--out",
+                          str(tmp_path / "one")], env=_env(tmp_path / "cache1"),
+                         capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun(2, "-m", "medsyn", "evaluate", *args, "--out", tmp_path / "two",
+                    env=_env(tmp_path / "cache2"))
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert set(a["metrics"]) >= {"fid", "kid", "precision", "real_floor", "memorization",
+                                 "privacy", "spaces"}
+    assert b["provenance"]["timings"]["val_features_s"] >= 0    # extracted in shards too
+    assert a["metrics"] == b["metrics"]
+    assert a["warnings"] == b["warnings"] and a["figures"] == b["figures"]
+    assert (tmp_path / "one" / "metrics.csv").read_text() == \
+        (tmp_path / "two" / "metrics.csv").read_text()
+    assert two.stdout.count("results:") == 1          # rank 0's summary only
+    entries = sorted(p.name for p in (tmp_path / "cache1" / "features").iterdir())
+    assert entries and entries == sorted(p.name for p in (tmp_path / "cache2" /
+                                                          "features").iterdir())
+    for name in entries:
+        if name.endswith(".npz"):
+            assert (tmp_path / "cache1" / "features" / name).read_bytes() == \
+                (tmp_path / "cache2" / "features" / name).read_bytes()
+
+
+def test_nccl_on_cpu_ranks_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MEDSYN_DIST_BACKEND", "nccl")
+    with pytest.raises(ConfigError, match="nccl needs GPUs but this rank runs on cpu"):
+        join_torchrun("cpu")
+    monkeypatch.setenv("MEDSYN_DIST_BACKEND", "mpi")
+    with pytest.raises(ConfigError, match="choose gloo"):
+        join_torchrun("cpu")
+
+
+def test_more_ranks_than_fake_images_is_a_one_line_error():
+    images = torch.zeros((2, 1, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="started 3 processes for 2 fake images"):
+        _same_inputs_on_every_rank(ShardGroup(0, 3, "gloo"), images, None,
+                                   (SimpleNamespace(fingerprint="x"),))
+
+
+def test_audit_under_torchrun_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["audit", "--dataset", "pneumoniamnist"])
+    assert result.exit_code == 1
+    assert "runs in one process" in result.output and "Traceback" not in result.output
+
+
+def test_a_single_process_never_joins_a_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert join_torchrun("cpu") == torch.device("cpu")
+    from medsyn.evaluators.features.sharding import shard_group
+
+    assert shard_group() is None
+
+
+def test_a_fitted_space_without_the_cache_is_refused_under_torchrun(monkeypatch):
+    from medsyn.evaluators.scoring import spaces
+
+    monkeypatch.setattr(spaces, "shard_group", lambda: ShardGroup(0, 2, "gloo"))
+    fitted = spaces.FeatureSpaces(["radiomics"], torch.device("cpu"), {"use_cache": False})
+    with pytest.raises(ConfigError, match="drop --no-cache"):
+        fitted.get(SimpleNamespace(fingerprint="x"), None)

@@ -1,0 +1,119 @@
+"""Preprocessing and reference sensitivity (evaluators/audit/sensitivity.py): an identical
+pipeline moves nothing, the default pipeline is the dataset loader's, the alternatives are the
+filters they name, and the reference spread through the audit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medsyn.evaluators.audit.sensitivity import (
+    preprocessing_sensitivity,
+    preprocessing_variants,
+    reference_sensitivity,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _images(n=12, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8)
+
+
+def test_identical_pipeline_scores_zero_and_alternatives_move():
+    native = _images()
+    variants = preprocessing_variants(native, 16, identical=True)
+    names = [p.name for p, _, _ in variants]
+    assert names[:2] == ["default", "default, again"]
+
+    def score(images):        # any deterministic metric of the images
+        x = images.float()
+        return {"mean": float(x.mean()), "sd": float(x.std())}
+
+    table = preprocessing_sensitivity(variants, score, ["mean", "sd"])
+    rows = {r["pipeline"]: r for r in table["rows"]}
+    assert rows["default"]["change"] == {"mean": 0.0, "sd": 0.0}
+    assert rows["default, again"]["change"] == {"mean": 0.0, "sd": 0.0}
+    # no antialiasing keeps more of the noise's spread than the antialiased default
+    assert rows["bicubic, no antialias"]["change"]["sd"] > 0
+    # truncation lowers every pixel by half a grey level on average
+    assert rows["truncated to 8 bits"]["change"]["mean"] == pytest.approx(-0.5, abs=0.1)
+    assert "8 bits" in rows["bit depth minmax"]["unavailable"]
+    assert rows["DICOM window"]["unavailable"] == "no DICOM file in the dataset"
+
+
+def test_alternative_filters_are_the_ones_named():
+    native = _images()
+    got = {p.name: im for p, im, _ in preprocessing_variants(native, 16)}
+    x = native.float()
+    expected = {
+        "bilinear, antialiased": F.interpolate(x, size=(16, 16), mode="bilinear",
+                                               antialias=True, align_corners=False),
+        "area": F.avg_pool2d(x, 2),            # area to half size = 2x2 means
+    }
+    for name, want in expected.items():
+        assert torch.equal(got[name], want.round().clamp(0, 255).to(torch.uint8)), name
+    # no resize at the stored size: the resize rows do not apply
+    same = {p.name: reason for p, _, reason in preprocessing_variants(native, None)}
+    assert same["area"].startswith("no resize")
+
+
+def test_reference_sensitivity_spread_and_patients():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    groups = np.repeat(np.arange(30).astype(str), 2)
+    feats = rng.normal(size=(60, 3)) + labels[:, None]
+    seen = []
+
+    def score_rows(rows):
+        seen.append(rows)
+        return {"m": float(feats[rows].mean())}
+
+    out = reference_sensitivity(score_rows, labels, ["a", "b", "c"], ["m"], seed=0,
+                                groups=groups, draws=5)
+    halves = seen[:5]
+    for rows in halves:                   # whole patients only
+        picked = set(groups[rows])
+        assert all(set(np.flatnonzero(groups == p)) <= set(rows) for p in picked)
+    block = out["keys"]["m"]
+    assert len(block["halves"]["values"]) == 5 and block["halves"]["sd"] > 0
+    loo = block["leave_one_class_out"]
+    # leaving class 2 out (the highest features) gives the lowest mean
+    assert loo["c"] == loo["min"] and loo["a"] == loo["max"]
+    assert out["units"] == "patients" and out["leave_one_class_out_size"] == 40
+
+
+@pytest.mark.real_data
+def test_audit_preprocessing_and_reference_on_pixels(data_root):
+    """Through the audit, PneumoniaMNIST resized to 32 px in pixel space: the default row is
+    the loader's own pipeline (change exactly 0), the alternatives move FD, and the
+    reference table lists every audited key."""
+    from medsyn.data import load_dataset
+    from medsyn.data.resize import resize_uint8
+    from medsyn.evaluators.audit import audit
+    from medsyn.evaluators.audit.card import card_html, card_markdown
+
+    native = load_dataset("pneumoniamnist", "test", root=data_root)
+    loaded = load_dataset("pneumoniamnist", "test", image_size=32, root=data_root)
+    assert torch.equal(resize_uint8(native.images[:50], 32), loaded.images[:50])
+
+    result = audit("pneumoniamnist", "test", extractors="pixels", metrics="fid,mmd",
+                   failures="blur", quick=True, data_root=data_root, image_size=32,
+                   preprocessing=True, reference_sensitivity=True, use_cache=False)
+    rows = {r["pipeline"]: r for r in result["preprocessing"]["spaces"]["pixels16"]["rows"]}
+    assert rows["default"]["change"] == {"fid": 0.0, "mmd": 0.0}
+    assert rows["area"]["change"]["fid"] != 0.0
+    # the default pipeline's score is the audit's own level-0 score of the same images
+    real = result["spaces"]["pixels16"]["real_vs_real"]["fid"]["value"]
+    assert rows["default"]["values"]["fid"] == pytest.approx(real, rel=1e-9)
+    ref = result["reference_sensitivity"]["spaces"]["pixels16"]
+    assert set(ref["keys"]) == {"fid", "mmd"}
+    assert set(ref["keys"]["fid"]["leave_one_class_out"]) >= {"normal", "pneumonia"}
+    card = card_markdown(result)
+    assert "Preprocessing sensitivity: pixels16" in card
+    assert "Reference sensitivity: pixels16" in card
+    html = card_html(result)                  # what medsyn report shows
+    assert "Preprocessing sensitivity: pixels16</h3>" in html and "nan" not in html
