@@ -13,7 +13,9 @@ stopped.
         --gpus 1 --cpus 8 --mem-gb 32 --time-min 720                       # SLURM (docs/scale.md)
 
 Every step is a ``medsyn`` command run in its own process, exactly what a user would type; the
-commands, their wall times and exit codes are appended to ``OUT/steps.jsonl`` and every step's
+commands, their wall times, their own CPU times (``cpu_s``: user + system of the step's process,
+which on a shared machine says what the step would take alone on one core), the load average
+before and after, and the exit codes are appended to ``OUT/steps.jsonl`` and every step's
 output goes to ``OUT/logs/``. A step is done when its product exists: a training run when its
 last epoch's checkpoint exists (a killed run resumes from ``last.pt``), an evaluation when its
 ``results.json`` exists (evaluations are written as one unit, so a killed one leaves nothing),
@@ -50,6 +52,7 @@ Protocol file (TOML)::
     name = "acgan-pneumoniamnist-28"   # run folder OUT/runs/NAME
     kind = "acgan"
     evaluate_epochs = [5, 10, 20]      # the last one is the number of epochs trained
+    utility = true                     # false: never a utility step for this run (default true)
     [run.train]                        # options of `medsyn train KIND`
     dataset = "pneumoniamnist"
     image_size = 28
@@ -69,6 +72,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import math
+import os
 import shlex
 import sys
 import threading
@@ -109,6 +113,7 @@ class RunSpec:
     kind: str
     evaluate_epochs: list[int]
     train: dict = field(default_factory=dict)
+    utility: bool = True               # false: no utility step for this run (budget)
 
     @property
     def epochs(self) -> int:
@@ -165,7 +170,11 @@ def load_protocol(path: Path, out: Path | None = None) -> Protocol:
             if reserved in train:
                 raise ProtocolError(f"{where} ({name}): [run.train] {reserved} is set by the "
                                     "benchmark (from evaluate_epochs and the run name); remove it")
-        runs.append(RunSpec(name, r["kind"], epochs, train))
+        utility = r.get("utility", True)
+        if not isinstance(utility, bool):
+            raise ProtocolError(f"{where} ({name}): utility must be true or false, got "
+                                f"{utility!r}")
+        runs.append(RunSpec(name, r["kind"], epochs, train, utility))
     if not runs:
         raise ProtocolError(f"{path}: no [[run]] entries")
     names = [r.name for r in runs]
@@ -189,13 +198,18 @@ def load_protocol(path: Path, out: Path | None = None) -> Protocol:
                     resources)
 
 
-def cli_flags(options: dict) -> list[str]:
-    """``{"n_real": 1000, "compile": True}`` -> ``["--n-real", "1000", "--compile"]``."""
+def cli_flags(options: dict, negate_false: bool = False) -> list[str]:
+    """``{"n_real": 1000, "compile": True}`` -> ``["--n-real", "1000", "--compile"]``.
+
+    ``negate_false``: ``False`` gives ``--no-KEY`` (training options are ``--x/--no-x`` pairs,
+    and a recipe may have switched ``x`` on); otherwise ``False`` leaves the flag out."""
     flags = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             flags.append(flag)
+        elif value is False and negate_false:
+            flags.append("--no-" + flag[2:])
         elif value is False or value is None:
             continue
         else:
@@ -233,7 +247,8 @@ class Benchmark:
     # ------------------------------------------------------------ steps
     def train_command(self, run: RunSpec) -> list[str]:
         every = math.gcd(*run.evaluate_epochs)
-        cmd = [self.python, "-m", "medsyn", "train", run.kind, *cli_flags(run.train),
+        cmd = [self.python, "-m", "medsyn", "train", run.kind,
+               *cli_flags(run.train, negate_false=True),
                "--epochs", str(run.epochs), "--checkpoint-every", str(every),
                "--keep-last", "0", "--out", str(self.run_dir(run))]
         last = self.run_dir(run) / "last.pt"
@@ -265,11 +280,15 @@ class Benchmark:
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{(run.name + '-') if run else ''}{step.replace(' ', '-')}.log"
         _say(f"start {label} (log {log_path})")
+        load_before = os.getloadavg()[0]
         outcome = self.steps.run(label, step.split()[0], cmd, log_path)
         rc, wall = outcome["returncode"], outcome["wall_s"]
         record = {"date": dt.datetime.now().isoformat(timespec="seconds"),
                   "run": run.name if run else None, "step": step, "command": shlex.join(cmd),
                   "wall_s": wall, "returncode": rc}
+        if "cpu_s" in outcome:      # a local step's own CPU time (not known for a cluster job)
+            record.update(cpu_s=outcome["cpu_s"], load_before=round(load_before, 2),
+                          load_after=round(os.getloadavg()[0], 2))
         if "job_id" in outcome:
             record.update(executor=outcome["executor"], job_id=outcome["job_id"])
         with self._log_lock, open(self.steps_log, "a") as f:
@@ -292,12 +311,15 @@ class Benchmark:
         return path.exists() and "utility" in json.loads(path.read_text()).get("metrics", {})
 
     def utility_epochs(self, run: RunSpec) -> list[int]:
-        if self.p.select == "fid" or run.kind == "dcgan":   # dcgan: no labels, no TSTR
+        if self.p.select == "fid" or not self._has_utility_step(run):
             return []
         if self.p.select == "tstr_acc":
             return list(run.evaluate_epochs)
         scored = [(f, e) for e in run.evaluate_epochs if (f := self.fid_of(run, e)) is not None]
         return sorted(e for _, e in sorted(scored)[:self.p.shortlist])
+
+    def _has_utility_step(self, run: RunSpec) -> bool:
+        return run.kind != "dcgan" and run.utility         # dcgan: no labels, no TSTR
 
     def pending(self, run: RunSpec) -> list[str]:
         left = []
@@ -305,7 +327,7 @@ class Benchmark:
             left.append(f"train to epoch {run.epochs}")
         left += [f"evaluate epoch {e}" for e in run.evaluate_epochs
                  if not (self.eval_dir(run, e) / "results.json").exists()]
-        if self.p.select != "fid" and run.kind != "dcgan":
+        if self.p.select != "fid" and self._has_utility_step(run):
             done = [e for e in run.evaluate_epochs if self.has_utility(run, e)]
             left.append(f"utility ({self.p.select}; done for epochs {done or 'none'})")
         return left
@@ -313,7 +335,7 @@ class Benchmark:
     def run_one(self, run: RunSpec) -> None:
         if not self.checkpoint(run, run.epochs).exists():
             self.execute("train", run, self.train_command(run))
-        utility_now = self.p.select == "tstr_acc" and run.kind != "dcgan"
+        utility_now = self.p.select == "tstr_acc" and self._has_utility_step(run)
         for epoch in run.evaluate_epochs:
             if not (self.eval_dir(run, epoch) / "results.json").exists():
                 self.execute(f"evaluate epoch{epoch:03d}", run,
@@ -394,12 +416,17 @@ def markdown_tables(bench: Benchmark, runs: list[RunSpec]) -> str:
             kind = rec["step"].split()[0]
             walls.setdefault(rec["run"], {}).setdefault(kind, 0.0)
             walls[rec["run"]][kind] += rec["wall_s"]
-    lines += ["| run | train | evaluations | utility re-evaluations | total |",
-              "|---|---|---|---|---|"]
+            if kind == "train" and rec.get("cpu_s") is not None:
+                walls[rec["run"]]["train_cpu"] = walls[rec["run"]].get("train_cpu", 0.0) \
+                    + rec["cpu_s"]
+    lines += ["| run | train | train CPU time | evaluations | utility re-evaluations | total |",
+              "|---|---|---|---|---|---|"]
     for run in runs:
         w = walls.get(run.name, {})
         cols = [w.get("train", 0.0), w.get("evaluate", 0.0), w.get("utility", 0.0)]
-        lines.append(f"| {run.name} | " + " | ".join(f"{c / 60:.1f} min" for c in cols)
+        cpu = f"{w['train_cpu'] / 60:.1f} min" if "train_cpu" in w else "-"
+        lines.append(f"| {run.name} | {cols[0] / 60:.1f} min | {cpu} | "
+                     + " | ".join(f"{c / 60:.1f} min" for c in cols[1:])
                      + f" | {sum(cols) / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 

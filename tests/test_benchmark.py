@@ -67,6 +67,8 @@ def write_protocol(tmp_path, select="fid", text=None) -> Path:
     (("g_width = 8", "epochs = 8"), "epochs is set by the benchmark"),
     (("bootstrap = 0", "out = \"x\""), r"\[evaluate\] out is set by the benchmark"),
     (("name = \"cgan-tiny\"", "name = \"a/b\""), "folder-safe name"),
+    (("evaluate_epochs = [1, 2]", "evaluate_epochs = [1, 2]\nutility = \"no\""),
+     "utility must be true or false"),
 ])
 def test_bad_protocols_are_refused_with_the_entry_named(tmp_path, change, message):
     text = PROTOCOL.format(select="fid").replace(*change)
@@ -100,6 +102,9 @@ def test_commands_follow_the_protocol(tmp_path):
     assert "--overwrite" not in ev
     assert benchmark.cli_flags({"compile": True, "quiet": False, "n_real": 5}) == [
         "--compile", "--n-real", "5"]
+    # training options are --x/--no-x pairs: false switches off what a recipe switched on
+    assert benchmark.cli_flags({"spectral_norm": False, "ema_decay": 0.0},
+                               negate_false=True) == ["--no-spectral-norm", "--ema-decay", "0.0"]
 
 
 def _fake_result(bench, run, epoch, fid, utility=False):
@@ -128,6 +133,20 @@ def test_fid_then_tstr_shortlists_the_lowest_fid_epochs(tmp_path):
         "tstr_acc,fid")
     dcgan = benchmark.RunSpec("d", "dcgan", [1, 2])
     assert bench.utility_epochs(dcgan) == []
+
+
+def test_a_run_can_opt_out_of_utility(tmp_path):
+    text = PROTOCOL.format(select="fid-then-tstr").replace(
+        "evaluate_epochs = [1, 2]", "evaluate_epochs = [1, 2]\nutility = false")
+    p = benchmark.load_protocol(write_protocol(tmp_path, text=text), out=tmp_path / "out")
+    bench = benchmark.Benchmark(p, python="python")
+    run = p.runs[0]
+    assert run.utility is False
+    for epoch, fid in {1: 90.0, 2: 40.0}.items():
+        _fake_result(bench, run, epoch, fid)
+    assert bench.utility_epochs(run) == []
+    assert not any(step.startswith("utility") for step in bench.pending(run))
+    assert benchmark.load_protocol(write_protocol(tmp_path, "fid-then-tstr")).runs[0].utility
 
 
 def test_a_changed_protocol_is_refused_unless_allowed(tmp_path):
@@ -160,6 +179,9 @@ def test_tiny_protocol_end_to_end_and_resumed(tmp_path, data_root, capsys):
     assert [s["step"] for s in steps] == ["train", "evaluate epoch001", "evaluate epoch002",
                                           "report"]
     assert all(s["returncode"] == 0 and s["wall_s"] >= 0 for s in steps)
+    # each step's own CPU time (wait4), and the machine's load around it
+    assert all(0 < s["cpu_s"] and s["load_before"] >= 0 and s["load_after"] >= 0
+               for s in steps)
 
     assert benchmark.main([str(path), "--out", str(out)]) == 0
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]

@@ -239,10 +239,12 @@ def test_families_declare_only_their_own_options():
                 assert dataclasses.replace(spec, help="") == \
                     dataclasses.replace(SHARED_OPTIONS[spec.name], help="")
     # the resume rules the GAN and SR trainers had as explicit lists before the shared base
+    # (plus the training recipe and its parts, issue 27: they define the optimisation too)
     assert gan.FIXED_ON_RESUME == (
         "dataset", "split", "image_size", "batch_size", "lr", "beta1", "beta2", "seed",
         "noise_dim", "g_width", "d_width", "embed_dim", "dropout", "label_smoothing",
-        "sample_columns")
+        "sample_columns", "recipe", "loss", "spectral_norm", "conditioning", "twin_classifier",
+        "augment", "ema_decay", "fake_labels", "lr_d")
     assert sr.SR_FIXED_ON_RESUME == (
         "dataset", "split", "scale", "hr_size", "patch_size", "pretrain_epochs",
         "lr_decay_epoch", "batch_size", "lr", "beta1", "beta2", "seed", "init_from", "n_blocks",

@@ -238,7 +238,8 @@ def test_label_smoothing_is_one_sided(tmp_path, data_root, monkeypatch, kind, sm
 
     monkeypatch.setattr(gan_step, "bce_with_logits", recording_bce)
     opts = {} if smoothing is None else {"label_smoothing": smoothing}
-    run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, **TINY, **opts)
+    run = train(kind, out=str(tmp_path / "run"), epochs=1, max_steps=2, recipe="cxr-acgan",
+                **TINY, **opts)
     expected = 1.0 - real_target
     assert json.loads((run / "config.json").read_text())["label_smoothing"] == \
         pytest.approx(expected)
@@ -340,7 +341,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root, 
 
     monkeypatch.setattr(gan_step, "bce_with_logits", bce_turning_nan)
     with pytest.raises(TrainingDiverged, match="loss_d = nan at step 11 \\(epoch 2\\)") as err:
-        train("dcgan", out=str(tmp_path / "run"), epochs=3, **TINY)
+        train("dcgan", out=str(tmp_path / "run"), epochs=3, recipe="cxr-acgan", **TINY)
     run = tmp_path / "run"
     assert "epoch001.pt, is untouched" in str(err.value)
     assert not (run / "epoch002.pt").exists()

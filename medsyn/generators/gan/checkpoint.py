@@ -64,6 +64,10 @@ class GanCheckpoint:
     ``kind``, ``class_names``, ``conditional``, ``image_size``, ``channels``, ``num_classes``,
     ``noise_dim``, ``metadata`` (the checkpoint minus the network/optimizer/RNG state),
     ``generator`` and ``discriminator`` (in eval mode on ``device``), ``path``.
+
+    ``generator`` is the network that :meth:`sample` uses: the EMA generator when the run kept
+    one (``ema``: True; checkpoint entry ``models.generator_ema``), else the trained one.
+    ``trained_generator`` is always the trained (not averaged) network.
     """
 
     def __init__(self, payload: dict, device: torch.device, path: Path | None = None):
@@ -84,14 +88,20 @@ class GanCheckpoint:
         self.epoch = int(payload["epoch"])
         self.step = int(payload["step"])
         g, d = self._spec.build(arch)
+        models = payload["models"]
+        self.ema = models.get("generator_ema") is not None
+        g_ema = self._spec.build(arch)[0] if self.ema else None
         try:
-            g.load_state_dict(payload["models"]["generator"])
-            d.load_state_dict(payload["models"]["discriminator"])
+            g.load_state_dict(models["generator"])
+            d.load_state_dict(models["discriminator"])
+            if g_ema is not None:
+                g_ema.load_state_dict(models["generator_ema"])
         except (KeyError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: the network weights do not match its recorded "
                                   f"{self.kind} architecture ({first}).") from None
-        self.generator = g.to(device).eval()
+        self.trained_generator = g.to(device).eval()
+        self.generator = g_ema.to(device).eval() if g_ema is not None else self.trained_generator
         self.discriminator = d.to(device).eval()
 
     def __repr__(self) -> str:
@@ -167,7 +177,7 @@ class GanCheckpoint:
         for i in range(0, n, batch_size):
             x = to_model_range(images[i:i + batch_size].to(self.device))
             lb = None if labels is None else labels[i:i + batch_size].to(self.device)
-            src, cls = self.discriminator(x, lb)
+            src, cls = self.discriminator(x, lb)[:2]
             p_real.append(torch.sigmoid(src.float()).cpu())
             if cls is not None:
                 logits.append(cls.float().cpu())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medsyn.errors import ConfigError
 from medsyn.generators.config import (
     FIXED,
     RESET,
@@ -29,7 +30,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "are resized to it. (default: 112)", minimum=8, on_resume=FIXED),
     shared("epochs", "Epochs to train (in total, counting those before --resume). "
            "(default: acgan 388, cgan/dcgan 100)"),
-    shared("max_steps"), shared("batch_size"), shared("lr"), shared("beta1"), shared("beta2"),
+    shared("max_steps"), shared("batch_size"),
+    shared("lr", "Adam learning rate of the generator, and of the discriminator unless --lr-d "
+           "is given. (default: from the recipe: cxr-acgan 2e-4, stable 1e-4)"),
+    shared("beta1", "Adam beta1. (default: from the recipe: cxr-acgan 0.5, stable 0.0)"),
+    shared("beta2", "Adam beta2. (default: from the recipe: cxr-acgan 0.999, stable 0.9)"),
     shared("seed", "Random seed (weights, noise, data order). (default: 0)"),
     shared("out", "Run folder to write. (default: runs/KIND-DATASET-SIZEpx; with --resume, the "
            "checkpoint's folder)"),
@@ -56,6 +61,36 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("sample_columns", int, "Columns of the per-epoch sample grid (one row per "
                "class). (default: 8)", minimum=1, maximum=64, on_resume=FIXED),
     shared("quiet"),
+    OptionSpec("recipe", str, "Training recipe: default values of the options below "
+               "(docs/training.md). stable: spectral norm, hinge loss, projection D (cgan), "
+               "twin classifier (acgan), DiffAugment, EMA generator, fake labels from the class "
+               "prior, two learning rates; cxr-acgan: the seed's CXR-ACGAN / DCGAN recipe, "
+               "unchanged. Options given explicitly override it. (default: see "
+               "docs/training.md)", choices=("stable", "cxr-acgan"), on_resume=FIXED),
+    OptionSpec("loss", str, "Adversarial loss: bce (non-saturating) or hinge. (default: from "
+               "the recipe)", choices=("bce", "hinge"), on_resume=FIXED),
+    OptionSpec("spectral_norm", bool, "Spectral normalisation of every discriminator layer (and "
+               "no batch norm in it). (default: from the recipe)", on_resume=FIXED),
+    OptionSpec("conditioning", str, "How the discriminator gets the label: concat (one-hot "
+               "planes appended to the image) or projection (Miyato & Koyama 2018). (default: "
+               "from the recipe)", choices=("concat", "projection"), kinds=("cgan",),
+               on_resume=FIXED),
+    OptionSpec("twin_classifier", bool, "A second class head on the discriminator, trained on "
+               "generated images, whose loss the generator maximises (TAC-GAN, Gong et al. "
+               "2019): removes AC-GAN's pull towards one easy-to-classify image per class. "
+               "(default: from the recipe)", kinds=("acgan",), on_resume=FIXED),
+    OptionSpec("augment", str, "Differentiable augmentation of every image the discriminator "
+               "sees: a comma list of translation, cutout, brightness, contrast, or none. "
+               "(default: from the recipe)", on_resume=FIXED),
+    OptionSpec("ema_decay", float, "Decay of the exponential moving average of the generator's "
+               "weights that is sampled, evaluated and saved; 0 turns it off. (default: from the "
+               "recipe)", minimum=0, maximum=1, exclusive_max=True, on_resume=FIXED),
+    OptionSpec("fake_labels", str, "Class labels of generated images during training: uniform or "
+               "prior (the training set's class frequencies). (default: from the recipe)",
+               choices=("uniform", "prior"), kinds=("acgan", "cgan"), on_resume=FIXED),
+    OptionSpec("lr_d", float, "Adam learning rate of the discriminator (two time-scale "
+               "update rule). (default: from the recipe: cxr-acgan --lr, stable 4e-4)", minimum=0,
+               exclusive_min=True, on_resume=FIXED),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 FIXED_ON_RESUME = names_on_resume(OPTIONS, FIXED)
@@ -78,10 +113,61 @@ class TrainConfig(BaseTrainConfig):
     dropout: float | None = None
     label_smoothing: float | None = None
     sample_columns: int = 8
+    # the training recipe and its parts (gan/recipes.py); the defaults below are the seed's
+    # (cxr-acgan) recipe, which a TrainConfig built by hand gets
+    recipe: str | None = None
+    loss: str = "bce"
+    spectral_norm: bool = False
+    conditioning: str | None = None
+    twin_classifier: bool | None = None
+    augment: str = "none"
+    ema_decay: float = 0.0
+    fake_labels: str | None = None
+    lr_d: float | None = None
 
 
 def options_for(kind: str) -> list[OptionSpec]:
     return options_of_kind(OPTIONS, kind)
+
+
+def _apply_recipe(kind: str, values: dict, payload: dict | None, given: set[str]) -> None:
+    """Fill the options nobody set from the run's recipe, in place; check the combination.
+
+    A checkpoint written before recipes existed has no ``recipe`` in its config: it was trained
+    with the seed's recipe, which its continuation keeps (and options of the recipe that it did
+    not record cannot be given a different value on resume).
+    """
+    from medsyn.generators.gan import recipes
+
+    if payload is not None and "recipe" not in (payload.get("config") or {}):
+        legacy = recipes.recipe_values(recipes.LEGACY_RECIPE, kind, values["image_size"])
+        legacy["recipe"] = recipes.LEGACY_RECIPE
+        for name in sorted(given & set(legacy) & set(FIXED_ON_RESUME)):
+            if values[name] != legacy[name]:
+                raise ConfigError(
+                    f"{OPTION_BY_NAME[name].flag} {values[name]!r} differs from the checkpoint, "
+                    f"which was trained with the {recipes.LEGACY_RECIPE} recipe "
+                    f"({legacy[name]!r}): on --resume the options of the recipe are fixed. "
+                    "Start a new run to change them.")
+        values["recipe"] = recipes.LEGACY_RECIPE
+    if values.get("recipe") is None:
+        values["recipe"] = recipes.default_recipe(kind)
+    for name, value in recipes.recipe_values(values["recipe"], kind,
+                                             values["image_size"]).items():
+        if values.get(name) is None:
+            values[name] = value
+    for spec in OPTIONS:
+        if spec.kinds is not None and kind not in spec.kinds:
+            values[spec.name] = None
+    from medsyn.generators.stabilisers.augment import parse_policy
+
+    parse_policy(values["augment"])
+    if values["loss"] == "hinge" and values.get("label_smoothing"):
+        if "label_smoothing" in given:
+            raise ConfigError(f"--label-smoothing {values['label_smoothing']} applies to --loss "
+                              "bce only (it is the BCE target of real images); the hinge loss "
+                              "has no target. Drop it or use --loss bce.")
+        values["label_smoothing"] = 0.0         # the recipe's BCE target, unused by the hinge
 
 
 def resolve_config(kind: str, options: dict | None = None, config_file=None,
@@ -90,6 +176,7 @@ def resolve_config(kind: str, options: dict | None = None, config_file=None,
 
     ``options``: what the user gave explicitly (``None`` values mean "not given").
     """
+    from medsyn.generators.gan import recipes
     from medsyn.generators.gan.kinds import gan_kind
     from medsyn.generators.gan.nets import size_plan
 
@@ -97,7 +184,9 @@ def resolve_config(kind: str, options: dict | None = None, config_file=None,
     defaults = TrainConfig.defaults()
     defaults.update(spec_kind.train_defaults)
     defaults.update(spec_kind.arch_defaults)
-    values, payload, _ = resolve_options(kind, OPTIONS, defaults, options, config_file)
+    defaults.update({k: None for k in recipes.RECIPE_OPTIONS})     # filled from the recipe
+    values, payload, given = resolve_options(kind, OPTIONS, defaults, options, config_file)
+    _apply_recipe(kind, values, payload, given)
     if values.get("out") is None:
         values["out"] = str(default_run_dir(kind, values["dataset"], values["image_size"]))
     size_plan(values["image_size"])

@@ -7,7 +7,9 @@ networks are built.
 | `cgan`  | noise (+) one-hot label  | image (+) one-hot planes   | real/fake                |
 | `dcgan` | noise                    | image                      | real/fake                |
 
-The losses of each kind are in :mod:`medsyn.generators.gan.step`.
+The losses of each kind are in :mod:`medsyn.generators.gan.step`. Options of the recipe that
+change the networks (spectral norm, the projection discriminator, the twin classifier) are part
+of the architecture a checkpoint records; a checkpoint without them has them off.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from medsyn.generators.gan.nets import (
     DcganGenerator,
     init_weights,
     size_plan,
+    spectrally_normalise,
 )
 
 
@@ -55,14 +58,18 @@ class GanKind:
         if self.name == "acgan":
             g = AcganGenerator(k, c, s, noise_dim=arch["noise_dim"], embed_dim=arch["embed_dim"],
                                width=arch["g_width"])
-            d = AcganDiscriminator(k, c, s, width=arch["d_width"], dropout=arch["dropout"])
+            d = AcganDiscriminator(k, c, s, width=arch["d_width"], dropout=arch["dropout"],
+                                   twin_classifier=bool(arch.get("twin_classifier")))
         else:
             cond = k if self.conditional else 0
             g = DcganGenerator(c, s, noise_dim=arch["noise_dim"], num_classes=cond,
                                width=arch["g_width"])
-            d = DcganDiscriminator(c, s, num_classes=cond, width=arch["d_width"])
+            d = DcganDiscriminator(c, s, num_classes=cond, width=arch["d_width"],
+                                   projection=arch.get("conditioning") == "projection")
         init_weights(g)
         init_weights(d)
+        if arch.get("spectral_norm"):          # checkpoints from before recipes: absent = off
+            spectrally_normalise(d)
         return g, d
 
 
@@ -71,17 +78,18 @@ GAN_KINDS: dict[str, GanKind] = {
         "acgan", "AC-GAN of CXR-ACGAN: label embedding + noise, class head on the discriminator",
         conditional=True, label_input_to_d=False, aux_classifier=True,
         arch_defaults={"noise_dim": 100, "embed_dim": 50, "g_width": 128, "d_width": 64,
-                       "dropout": 0.5},
+                       "dropout": 0.5, "spectral_norm": False, "twin_classifier": False},
         train_defaults={"epochs": 388, "label_smoothing": 0.1}),
     "cgan": GanKind(
         "cgan", "conditional DCGAN: one-hot label joined to the noise and to the image",
         conditional=True, label_input_to_d=True, aux_classifier=False,
-        arch_defaults={"noise_dim": 100, "g_width": 64, "d_width": 64},
+        arch_defaults={"noise_dim": 100, "g_width": 64, "d_width": 64, "spectral_norm": False,
+                       "conditioning": "concat"},
         train_defaults={"epochs": 100, "label_smoothing": 0.0}),
     "dcgan": GanKind(
         "dcgan", "DCGAN: the cGAN networks without labels",
         conditional=False, label_input_to_d=False, aux_classifier=False,
-        arch_defaults={"noise_dim": 100, "g_width": 64, "d_width": 64},
+        arch_defaults={"noise_dim": 100, "g_width": 64, "d_width": 64, "spectral_norm": False},
         train_defaults={"epochs": 100, "label_smoothing": 0.0}),
 }
 

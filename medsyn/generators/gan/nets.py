@@ -105,11 +105,12 @@ class AcganDiscriminator(nn.Module):
 
     ``k`` blocks of convolution (kernel 3, stride 2), batch norm, LeakyReLU(0.2), dropout(0.5)
     down to ``s0 x s0 x (width * 2**(k-1))``; flatten; a dense source head and a dense class
-    head (sigmoid and softmax are applied by the losses).
+    head (sigmoid and softmax are applied by the losses). ``twin_classifier``: a second dense
+    class head (TAC-GAN), returned third.
     """
 
     def __init__(self, num_classes: int, channels: int, image_size: int, width: int = 64,
-                 kernel: int = 3, dropout: float = 0.5):
+                 kernel: int = 3, dropout: float = 0.5, twin_classifier: bool = False):
         super().__init__()
         start, stages = size_plan(image_size)
         layers: list[nn.Module] = []
@@ -124,9 +125,16 @@ class AcganDiscriminator(nn.Module):
         flat = cin * start * start
         self.source = nn.Linear(flat, 1)
         self.classifier = nn.Linear(flat, num_classes)
+        # TAC-GAN's twin classifier (Gong et al. 2019): a second class head, trained on
+        # generated images, whose loss the generator maximises
+        self.twin = nn.Linear(flat, num_classes) if twin_classifier else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        """``(source logit, class logits)``, plus the twin head's class logits when it has
+        one."""
         h = self.features(x).flatten(1)
+        if self.twin is not None:
+            return self.source(h).squeeze(1), self.classifier(h), self.twin(h)
         return self.source(h).squeeze(1), self.classifier(h)
 
 
@@ -173,13 +181,21 @@ class DcganDiscriminator(nn.Module):
 
     ``k`` convolutions (kernel 4, stride 2) with LeakyReLU(0.2), batch norm on all but the first,
     then a convolution of kernel ``s0`` to one logit.
+
+    ``projection=True`` (conditional only): the label is not appended to the image; instead the
+    logit gets the inner product of a learned class embedding with the last feature map summed
+    over space, ``D(x, y) = psi(phi(x)) + <e_y, sum phi(x)>`` (the projection discriminator of
+    Miyato & Koyama 2018; ``psi`` is the same kernel-``s0`` convolution as above).
     """
 
-    def __init__(self, channels: int, image_size: int, num_classes: int = 0, width: int = 64):
+    def __init__(self, channels: int, image_size: int, num_classes: int = 0, width: int = 64,
+                 projection: bool = False):
         super().__init__()
         start, stages = size_plan(image_size)
         self.num_classes = num_classes
-        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, width, 4, 2, 1, bias=False),
+        self.projection = bool(projection and num_classes)
+        planes = 0 if self.projection else num_classes
+        layers: list[nn.Module] = [nn.Conv2d(channels + planes, width, 4, 2, 1, bias=False),
                                    nn.LeakyReLU(0.2, inplace=True)]
         cin = width
         for i in range(1, stages):
@@ -189,11 +205,44 @@ class DcganDiscriminator(nn.Module):
             cin = cout
         layers += [nn.Conv2d(cin, 1, start, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
+        if self.projection:
+            self.class_embedding = nn.Embedding(num_classes, cin)
+            nn.init.xavier_uniform_(self.class_embedding.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        if self.num_classes and labels is None:
+            raise ValueError("this conditional discriminator needs labels")
+        if self.projection:
+            features = self.net[:-1](x)
+            projected = (self.class_embedding(labels).to(features.dtype)
+                         * features.sum(dim=(2, 3))).sum(1)
+            return self.net[-1](features).flatten() + projected, None
         if self.num_classes:
-            if labels is None:
-                raise ValueError("this conditional discriminator needs labels")
             planes = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
             x = torch.cat([x, planes.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
         return self.net(x).flatten(), None
+
+
+# ------------------------------------------------------------------ spectral normalisation
+
+
+def spectrally_normalise(discriminator: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution, dense layer and
+    embedding of ``discriminator``, in place, and its batch norm layers removed.
+
+    Each weight is divided by an estimate of its largest singular value (one power iteration
+    per forward pass in training mode, ``torch.nn.utils.parametrizations.spectral_norm``), which
+    bounds the discriminator's Lipschitz constant. Batch norm goes, as in SN-GAN's
+    discriminators: it would undo the bound, and on separate real and generated batches it lets
+    the discriminator tell them apart by batch statistics. Call it after the initialisation.
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for name, child in list(discriminator.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(discriminator, name, nn.Identity())
+        elif isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            spectral_norm(child)
+        else:
+            spectrally_normalise(child)
+    return discriminator

@@ -23,6 +23,8 @@ from medsyn.generators.gan.config import TrainConfig, resolve_config
 from medsyn.generators.gan.kinds import gan_kind
 from medsyn.generators.gan.step import CollapseDetector, GanStep
 from medsyn.generators.grid import save_grid
+from medsyn.generators.stabilisers.augment import DiffAugment
+from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import NORMALISATION
 from medsyn.settings import ENV_DATA_ROOT
 
@@ -83,12 +85,15 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     disc_net = disc_net.to(device, memory_format=fmt)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(gen_net.parameters(), lr=config.lr, betas=betas)
-    opt_d = torch.optim.Adam(disc_net.parameters(), lr=config.lr, betas=betas)
+    opt_d = torch.optim.Adam(disc_net.parameters(), lr=config.lr_d or config.lr, betas=betas)
+    ema = GeneratorEMA(gen_net, config.ema_decay) if config.ema_decay else None
     precision = engine.resolve_precision(config.precision, device)
     scaler = precision.grad_scaler()
 
     rows = ds.num_classes if spec.conditional else 4
-    networks = {"generator": gen_net, "discriminator": disc_net}
+    # the EMA generator is saved as models.generator_ema: what sample() and evaluation use
+    networks = {"generator": gen_net, "discriminator": disc_net,
+                "generator_ema": ema.module if ema is not None else None}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     if payload is not None:
         state = run.restore_training_state(payload, config, dist, networks, optimizers, scaler)
@@ -107,9 +112,14 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
     d_train = engine.maybe_compile(engine.wrap_ddp(disc_net, dist, device), config.compile)
     # G's step goes through D past its DDP wrapper (D's weights are frozen there)
     d_for_g = engine.maybe_compile(disc_net, config.compile) if dist.enabled else d_train
+    label_prior = None
+    if spec.conditional and config.fake_labels == "prior":
+        label_prior = torch.bincount(ds.labels, minlength=ds.num_classes).to(device, torch.float32)
+        label_prior /= label_prior.sum()
     step = GanStep(spec, g_train, d_train, opt_g, opt_d, scaler, precision, arch["noise_dim"],
                    arch["num_classes"], config.label_smoothing, channels_last,
-                   discriminator_for_g=d_for_g)
+                   discriminator_for_g=d_for_g, loss=config.loss,
+                   augment=DiffAugment(config.augment) or None, ema=ema, label_prior=label_prior)
     batches = engine.BatchSource([ds.images, ds.labels], config.batch_size, device=device,
                                  seed=config.seed, dist=dist, on_device=config.data_on_device,
                                  what=f"{ds.name}/{ds.split}")
@@ -138,10 +148,21 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         }
         return engine.save_checkpoint(ckpt, run_dir, st.current_epoch, config.keep_last)
 
+    def draw_inputs(n: int, rng: torch.Generator):
+        z = torch.randn(n, arch["noise_dim"], generator=rng)
+        if not spec.conditional:
+            return z, None
+        prior = (label_prior.cpu() if label_prior is not None
+                 else torch.full((arch["num_classes"],), 1.0 / arch["num_classes"]))
+        return z, torch.multinomial(prior, n, replacement=True, generator=rng)
+
     def end_of_epoch(st: engine.LoopState) -> None:
+        if ema is not None:      # before the grid and the checkpoint use it; on every rank
+            ema.recompute_batch_norm(draw_inputs)
         if not dist.is_main:
             return
-        images = generate(gen_net, fixed_noise, fixed_labels, device, precision=precision)
+        images = generate(ema.module if ema is not None else gen_net, fixed_noise, fixed_labels,
+                          device, precision=precision)
         names = list(ds.class_names) if spec.conditional else None
         save_grid(run_dir / "samples" / f"epoch{st.current_epoch:03d}.png", images, rows, names)
 
@@ -153,7 +174,7 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback,
         last_checkpoint=Path(config.resume) if config.resume else None,
-        health_check=CollapseDetector(),
+        health_check=CollapseDetector(run_config=config.to_dict()),
         divergence_advice=lambda last: run.divergence_advice(config.kind, run_dir,
                                                              precision.name, last))
     run.say(config, dist,
