@@ -1,0 +1,171 @@
+"""PGGAN's networks (Karras et al. 2018), conditional by class.
+
+Both networks hold every level from the start, so their parameters (and the optimizer state)
+never change shape when the run grows; ``level`` and ``alpha`` choose the path at each call:
+
+- generator: noise and a class embedding, pixel-normalised, -> a dense layer to the start map
+  -> one block per doubling (nearest 2x upsampling, two 3x3 convolutions, leaky ReLU 0.2 and
+  pixel norm after each) -> ``to_rgb`` (1x1) of the current level. While ``level`` fades in,
+  the output is ``fade(upsample(to_rgb[level-1](h)), to_rgb[level](block(h)), alpha)``.
+- discriminator: ``from_rgb`` (1x1) of the current level -> blocks (two 3x3 convolutions, 2x
+  average pooling) down to the start map -> minibatch standard deviation -> 3x3 convolution
+  -> dense -> one logit, plus the class projection of Miyato & Koyama 2018 (``<embed(y), h>``).
+  While ``level`` fades in, ``fade(from_rgb[level-1](avgpool(x)), block(from_rgb[level](x)),
+  alpha)`` enters the next block.
+
+Every convolution and dense layer uses the equalised learning rate
+(:mod:`medsyn.generators.highres.layers`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medsyn.generators.highres.layers import (
+    EqualisedConv2d,
+    EqualisedLinear,
+    fade,
+    minibatch_stddev,
+    pixel_norm,
+)
+
+LEAK = 0.2
+MAX_WIDTH_FACTOR = 8     # channels double from the highest resolution towards the start, to 8x
+
+
+def level_widths(levels: int, width: int) -> list[int]:
+    """Channels of each level, start first: ``width`` at the last level, doubling towards the
+    start up to ``MAX_WIDTH_FACTOR * width``."""
+    return [width * 2 ** min(levels - 1 - i, MAX_WIDTH_FACTOR.bit_length() - 1)
+            for i in range(levels)]
+
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, LEAK)
+
+
+class GeneratorBlock(nn.Module):
+    """Nearest 2x upsampling, then two 3x3 convolutions, each followed by leaky ReLU and pixel
+    norm."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = EqualisedConv2d(cin, cout, 3, padding=1)
+        self.conv2 = EqualisedConv2d(cout, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = pixel_norm(_act(self.conv1(x)))
+        return pixel_norm(_act(self.conv2(x)))
+
+
+class PgganGenerator(nn.Module):
+    def __init__(self, resolutions: tuple[int, ...], channels: int, num_classes: int,
+                 noise_dim: int, width: int):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.noise_dim = noise_dim
+        self.num_classes = num_classes
+        widths = level_widths(len(resolutions), width)
+        self.start_size = resolutions[0]
+        self.embed = nn.Embedding(num_classes, noise_dim) if num_classes > 1 else None
+        in_dim = noise_dim * (2 if self.embed is not None else 1)
+        self.dense = EqualisedLinear(in_dim, widths[0] * self.start_size ** 2,
+                                     gain=2 ** 0.5 / 4)
+        self.start_conv = EqualisedConv2d(widths[0], widths[0], 3, padding=1)
+        self.blocks = nn.ModuleList(GeneratorBlock(widths[i - 1], widths[i])
+                                    for i in range(1, len(resolutions)))
+        self.to_rgb = nn.ModuleList(EqualisedConv2d(w, channels, 1, gain=1.0) for w in widths)
+
+    @property
+    def last_level(self) -> int:
+        return len(self.resolutions) - 1
+
+    def features(self, z: torch.Tensor, labels: torch.Tensor | None, level: int) -> torch.Tensor:
+        """The feature map of ``level`` (before ``to_rgb``) through the stable path."""
+        x = pixel_norm(z)
+        if self.embed is not None:
+            x = torch.cat([x, pixel_norm(self.embed(labels))], dim=1)
+        x = self.dense(x).reshape(len(z), -1, self.start_size, self.start_size)
+        x = pixel_norm(_act(x))
+        x = pixel_norm(_act(self.start_conv(x)))
+        for block in self.blocks[:level]:
+            x = block(x)
+        return x
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """Images in [-1, 1] (no tanh, as in the paper) at ``resolutions[level]``; ``level``
+        None: the last."""
+        level = self.last_level if level is None else int(level)
+        if level == 0 or alpha >= 1.0:
+            return self.to_rgb[level](self.features(z, labels, level))
+        h = self.features(z, labels, level - 1)
+        old = F.interpolate(self.to_rgb[level - 1](h), scale_factor=2, mode="nearest")
+        new = self.to_rgb[level](self.blocks[level - 1](h))
+        return fade(old, new, alpha)
+
+
+class DiscriminatorBlock(nn.Module):
+    """Two 3x3 convolutions with leaky ReLU, then 2x average pooling."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = EqualisedConv2d(cin, cin, 3, padding=1)
+        self.conv2 = EqualisedConv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(_act(self.conv2(_act(self.conv1(x)))), 2)
+
+
+class PgganDiscriminator(nn.Module):
+    def __init__(self, resolutions: tuple[int, ...], channels: int, num_classes: int,
+                 width: int):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        widths = level_widths(len(resolutions), width)
+        self.from_rgb = nn.ModuleList(EqualisedConv2d(channels, w, 1) for w in widths)
+        # blocks[i - 1] takes level i down to level i - 1
+        self.blocks = nn.ModuleList(DiscriminatorBlock(widths[i], widths[i - 1])
+                                    for i in range(1, len(resolutions)))
+        w0, s0 = widths[0], resolutions[0]
+        self.final_conv = EqualisedConv2d(w0 + 1, w0, 3, padding=1)
+        self.final_dense = EqualisedLinear(w0 * s0 * s0, w0)
+        self.out = EqualisedLinear(w0, 1, gain=1.0)
+        self.project = nn.Embedding(num_classes, w0) if num_classes > 1 else None
+        if self.project is not None:
+            nn.init.normal_(self.project.weight, 0.0, w0 ** -0.5)
+
+    @property
+    def last_level(self) -> int:
+        return len(self.resolutions) - 1
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """One logit per image (``[N]``) for images at ``resolutions[level]``."""
+        level = self.last_level if level is None else int(level)
+        h = _act(self.from_rgb[level](x))
+        if level > 0:
+            h = self.blocks[level - 1](h)
+            if alpha < 1.0:
+                old = _act(self.from_rgb[level - 1](F.avg_pool2d(x, 2)))
+                h = fade(old, h, alpha)
+            for i in range(level - 1, 0, -1):
+                h = self.blocks[i - 1](h)
+        h = _act(self.final_conv(minibatch_stddev(h)))
+        h = _act(self.final_dense(h.flatten(1)))
+        logit = self.out(h).squeeze(1)
+        if self.project is not None:
+            logit = logit + (self.project(labels) * h).sum(dim=1)
+        return logit
+
+
+def build_pggan(arch: dict) -> tuple[PgganGenerator, PgganDiscriminator]:
+    """Fresh generator and discriminator from an ``arch`` dict (what a checkpoint stores)."""
+    res = tuple(arch["resolutions"])
+    g = PgganGenerator(res, arch["channels"], arch["num_classes"], arch["noise_dim"],
+                       arch["g_width"])
+    d = PgganDiscriminator(res, arch["channels"], arch["num_classes"], arch["d_width"])
+    return g, d
