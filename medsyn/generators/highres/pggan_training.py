@@ -144,7 +144,9 @@ class _Pggan(HighResRun):
         return fields
 
     def checkpoint_extra(self, arch, state: engine.LoopState) -> dict:
-        return {"growth": growth_at(arch, state.step, self.config.batch_size)}
+        # the position the weights were last trained at (what sampling uses); a resume
+        # continues from the step count, which the schedule turns into the next position
+        return {"growth": growth_at(arch, max(state.step - 1, 0), self.config.batch_size)}
 
     def grid_images(self, arch, fixed, state: engine.LoopState) -> torch.Tensor:
         from medsyn.generators.highres.checkpoint import generate_pggan
