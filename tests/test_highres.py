@@ -256,3 +256,38 @@ def test_megan_trains_samples_and_resumes_bit_exact(tmp_path, data_root):
     assert torch.equal(images, gen.sample(4, seed=1))
     assert not torch.equal(images, gen.sample(4, seed=2))
     assert "edge_bank" not in gen.metadata
+
+
+# -- seam statistics and peak memory
+
+
+def test_seam_statistics_against_a_hand_count():
+    from medsyn.evaluators.metrics.seams import seam_comparison, seam_statistics
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 1, 8, 8)).astype(np.uint8)
+    border, interior = [], []
+    for img in images[:, 0].astype(float):
+        for r in range(8):
+            for c in range(7):
+                (border if c == 3 else interior).append((img[r, c + 1] - img[r, c]) ** 2)
+                (border if c == 3 else interior).append((img[c + 1, r] - img[c, r]) ** 2)
+    stats = seam_statistics(images, 4)
+    assert stats["border_energy"] == pytest.approx(np.mean(border))
+    assert stats["interior_energy"] == pytest.approx(np.mean(interior))
+    # tiles with offsets of their own: seams only on the tile borders
+    smooth = np.tile(np.linspace(0, 60, 16), (16, 1))[None, None]
+    tiled = smooth + np.kron(np.array([[0, 50], [50, 0]]), np.ones((8, 8)))[None, None]
+    res = seam_comparison(tiled.astype(np.uint8), smooth.astype(np.uint8), 8)
+    assert res["real"]["ratio"] < 2 < res["fake"]["ratio"] and res["ratio_excess"] > 2
+    with pytest.raises(ValueError, match="divide"):
+        seam_statistics(images, 3)
+
+
+def test_peak_memory_sees_a_known_allocation():
+    from medsyn.generators.highres.memory import peak_memory
+
+    size = 200 * 2**20
+    res = peak_memory(lambda: torch.ones(size // 4, dtype=torch.float32).sum(), "cpu")
+    assert 0.9 * size < res["peak_bytes"] < 1.3 * size
+    assert "VmHWM" in res["method"]
