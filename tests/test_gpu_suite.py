@@ -66,7 +66,7 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert doc["dry_run"] is True and doc["finished"]
-    assert set(doc["stages"]) == {"throughput", "schedule", "eval"}
+    assert set(doc["stages"]) == {"throughput", "schedule", "eval", "highres"}
     for name, stage in doc["stages"].items():
         assert stage["status"] == "ok", (name, stage)
         assert stage["goal"]["met"] is None            # toy CPU figures judge no goal
@@ -87,6 +87,8 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
         assert ev[key] > 0, key
     assert ev["weights"] == gpu_suite.RANDOM_WEIGHTS
     assert not any(k.startswith("fid_untrained") for k in ev)   # no FID from random weights
+    hr = doc["stages"]["highres"]["figure"]
+    assert hr["pggan_img_s"] > 0 and hr["megan_img_s"] > 0 and "memory" not in hr
     assert "medsyn GPU suite (DRY RUN" in proc.stdout
     print(f"dry run wall time {wall:.1f} s")
 

@@ -83,8 +83,8 @@ class MeganCheckpoint(HighResCheckpoint):
         self.patch_size = int(self.arch["patch_size"])
         nets = build_megan(self.arch)
         models = payload["models"]
-        self.generators = [self._load(nets[f"generator_{s}"], {"g": models.get(
-            f"generator_{s}_ema")}, "g") for s in range(len(self.scales))]
+        self.generators = [self._load(nets[f"generator_{s}"], models, f"generator_{s}_ema")
+                           for s in range(len(self.scales))]
         bank = models.get("edge_bank") or {}
         self.edge_bank = {"edges": bank.get("edges"), "labels": bank.get("labels")}
         if self.edge_bank["edges"] is None or self.edge_bank["labels"] is None:
