@@ -17,14 +17,15 @@ from medsyn.errors import ConfigError, DataError
 from medsyn.generators import load_checkpoint, read_checkpoint
 from medsyn.generators.engine import read_jsonl
 from medsyn.generators.highres.config import GrowthSchedule, growth_plan, scale_plan
-from medsyn.generators.highres.layers import (
+from medsyn.generators.highres.patches import assemble, tile_positions
+from medsyn.generators.highres.pggan_nets import (
     EqualisedConv2d,
     EqualisedLinear,
+    PgganDiscriminator,
+    PgganGenerator,
     minibatch_stddev,
     pixel_norm,
 )
-from medsyn.generators.highres.patches import assemble, tile_positions
-from medsyn.generators.highres.pggan_nets import PgganDiscriminator, PgganGenerator
 from medsyn.generators.highres.pggan_training import train_pggan
 from medsyn.generators.interface import Task
 
@@ -262,7 +263,7 @@ def test_megan_trains_samples_and_resumes_bit_exact(tmp_path, data_root):
 
 
 def test_seam_statistics_against_a_hand_count():
-    from medsyn.evaluators.metrics.seams import seam_comparison, seam_statistics
+    from medsyn.evaluators.metrics.highres import seam_comparison, seam_statistics
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (2, 1, 8, 8)).astype(np.uint8)

@@ -80,9 +80,9 @@ class EvalOptions:
     # FD-infinity and Vendi resamples each cost eigen-decompositions of the whole set (FD-inf:
     # one per subset size): at most this many resamples for them (None: n_bootstrap)
     costly_bootstrap: int | None = 20
-    # tile size of the 'seams' family (metrics/seams.py): a tiled generator's patch size
+    # tile size of the 'seams' family (metrics/highres.py): a tiled generator's patch size
     seam_patch: int | None = None
-    # sizes of the 'scale_fid' family (metrics/scales.py): FID with both sets downsampled
+    # sizes of the 'scale_fid' family (metrics/highres.py): FID with both sets downsampled
     fid_scales: tuple | None = None
 
     def bootstrap_for_costly(self) -> int:

@@ -2,8 +2,8 @@
 
     config.py          HighResTrainConfig, the growth plan and schedule, MEGAN's scale plan
                        (torch-free)
-    layers.py          equalised learning rate, pixel norm, minibatch stddev, fade-in
-    pggan_nets.py      PGGAN's generator and discriminator (every level built from the start)
+    pggan_nets.py      PGGAN's layers (equalised learning rate, pixel norm, minibatch stddev,
+                       fade-in) and networks (every level built from the start)
     pggan_training.py  one PGGAN step at its growth position; train_pggan()
     megan_nets.py      MEGAN's U-Net, patch generator and patch discriminator
     patches.py         MEGAN's scales, patch crops and the assembly of tiles (the seam rule)

@@ -8,7 +8,7 @@ conditions at its position (upscaled previous scale, edge map, noise plane), and
 place unchanged: no overlap, no blending, no cropping of borders. The only thing that keeps
 neighbouring tiles consistent is their conditioning on the previous scale, which the tiles
 share (the MEGAN paper's argument); whatever seams remain are measured by the seam statistic
-(:mod:`medsyn.evaluators.metrics.seams`, docs/highres.md), not hidden.
+(:mod:`medsyn.evaluators.metrics.highres`, docs/highres.md), not hidden.
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ from medsyn.generators.highres.config import (
     growth_plan,
     resolve_config,
 )
-from medsyn.generators.highres.layers import fade
-from medsyn.generators.highres.pggan_nets import build_pggan
+from medsyn.generators.highres.pggan_nets import build_pggan, fade
 from medsyn.generators.highres.runner import HighResRun, open_high_res_run
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import to_model_range

@@ -1,19 +1,31 @@
-"""Seam statistics of images generated in tiles (MEGAN, docs/highres.md): is the intensity
-gradient larger across tile borders than inside tiles?
+"""Evaluation at high resolution (docs/highres.md): seams of images generated in tiles, and FID
+at several scales.
 
-For a grid of ``patch x patch`` tiles, the squared differences of horizontally and vertically
-adjacent pixels (gray = mean of channels, [0, 255] units) are split into *border* pairs (the
-two pixels lie in different tiles: columns/rows ``k * patch - 1`` and ``k * patch``) and
-*interior* pairs (all others). ``border_energy`` and ``interior_energy`` are their means;
-``ratio = border / interior``. An image with no tile structure has a ratio near 1 (the border
-columns are ordinary columns); visible seams raise it. The synthetic images' ratio is compared
-with the real images' on the same grid (:func:`seam_comparison`; the ``seams`` metric family,
-``medsyn evaluate --metrics seams --seam-patch 64``, reports ``fake ratio / real ratio``).
+**Seams** (the ``seams`` family, ``--seam-patch``): is the intensity gradient of images
+generated in tiles (MEGAN) larger across tile borders than inside tiles? For a grid of ``patch
+x patch`` tiles, the squared differences of horizontally and vertically adjacent pixels (gray =
+mean of channels, [0, 255] units) are split into *border* pairs (the two pixels lie in
+different tiles: columns/rows ``k * patch - 1`` and ``k * patch``) and *interior* pairs (all
+others). ``border_energy`` and ``interior_energy`` are their means; ``ratio = border /
+interior``. An image with no tile structure has a ratio near 1 (the border columns are ordinary
+columns); visible seams raise it. The family reports the synthetic images' ratio over the real
+images' on the same grid (:func:`seam_comparison`).
+
+**Per-scale FID** (the ``scale_fid`` family, ``--fid-scales``): the synthetic and the real
+images both downsampled to each size (the datasets' antialiased resize,
+:func:`medsyn.data.resize_uint8`), then FID in the evaluation's feature space. A generator good
+at coarse structure and poor at fine detail (the failure high-resolution generators are prone
+to) scores well at the small sizes and badly near full size; the full-size FID is the ``fid``
+family's.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from medsyn.data import resize_uint8
+from medsyn.evaluators.metrics.context import EvalContext, entry, unavailable
+from medsyn.evaluators.metrics.fidelity import fid_entry
 
 
 def _per_image(images, patch: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -76,8 +88,6 @@ def seam_comparison(fake, real, patch: int, n_bootstrap: int = 0,
 def metric_seams(ctx) -> dict:
     """The ``seams`` family: ``fake ratio / real ratio`` on the grid of ``--seam-patch``, with
     a bootstrap interval over both image sets; unavailable without a patch size."""
-    from medsyn.evaluators.metrics.context import entry, unavailable
-
     patch = ctx.options.seam_patch
     if patch is None:
         return {"seams": unavailable("no tile size given: pass --seam-patch N (the generator's "
@@ -96,3 +106,25 @@ def metric_seams(ctx) -> dict:
                            fake_interior_energy=res["fake"]["interior_energy"],
                            real_border_energy=res["real"]["border_energy"],
                            real_interior_energy=res["real"]["interior_energy"])}
+
+def metric_scale_fid(ctx: EvalContext) -> dict:
+    """``fid_<S>px`` for each scale S of ``ctx.options.fid_scales`` below the image size."""
+    from medsyn.evaluators.features import extract_features
+
+    scales = ctx.options.fid_scales
+    if not scales:
+        return {"scale_fid": unavailable("no scales given: pass --fid-scales, e.g. 32,64,128")}
+    size = int(ctx.fake_images.shape[-1])
+    out = {}
+    for s in sorted(set(scales)):
+        key = f"fid_{s}px"
+        if s >= size:
+            out[key] = unavailable(f"{s} px is not below the images' {size} px (the full-size "
+                                   "FID is the 'fid' family)")
+            continue
+        fake = extract_features(ctx.extractor, resize_uint8(ctx.fake_images, s),
+                                ctx.options.batch_size, desc=f"fake features at {s} px")
+        real = extract_features(ctx.extractor, resize_uint8(ctx.reference.images, s),
+                                ctx.options.batch_size, desc=f"real features at {s} px")
+        out[key] = fid_entry(ctx, fake.features, real.features, f"scale_fid_{s}", scale=s)[0]
+    return out
