@@ -97,10 +97,11 @@ def test_discriminator_fade_in_at_the_phase_boundaries():
     _, d = _nets()
     x, labels = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 2])
     with torch.no_grad():
-        old = d(F.avg_pool2d(x, 2), labels, level=1)
-        assert torch.allclose(d(x, labels, level=2, alpha=0.0), old, atol=1e-6)
-        assert torch.equal(d(x, labels, level=2, alpha=1.0), d(x, labels, level=2))
-        assert not torch.allclose(d(x, labels, level=2, alpha=0.5), old)
+        old = d(F.avg_pool2d(x, 2), labels, level=1)[0]
+        assert torch.allclose(d(x, labels, level=2, alpha=0.0)[0], old, atol=1e-6)
+        assert torch.equal(d(x, labels, level=2, alpha=1.0)[0], d(x, labels, level=2)[0])
+        assert not torch.allclose(d(x, labels, level=2, alpha=0.5)[0], old)
+        assert d(x, labels)[1] is None            # projection: no class head
 
 
 def test_growth_schedule_positions():
@@ -235,6 +236,20 @@ def test_pggan_trains_grows_and_resumes_bit_exact_across_a_growth_phase(tmp_path
     # a checkpoint from before the growth finished samples at the image size
     early = load_checkpoint(tmp_path / "early.pt")
     assert early.growth["resolution"] == 16 and early.sample(2, seed=0).shape == (2, 1, 32, 32)
+
+
+def test_pggan_with_an_auxiliary_class_head(tmp_path, data_root):
+    run_dir = train_pggan(out=str(tmp_path / "aux"), max_steps=3, conditioning="aux",
+                          data_root=str(data_root), **PGGAN_TINY)
+    records = _log(run_dir)
+    assert all(0 <= r["aux_acc_real"] <= 1 and 0 <= r["aux_acc_fake"] <= 1 for r in records)
+    gen = load_checkpoint(run_dir / "last.pt")
+    assert gen.arch["conditioning"] == "aux" and gen.discriminator.project is None
+    images = gen.sample(4, seed=0)
+    out = gen.discriminate(images, gen.sample_labels(4))
+    assert out["class_logits"].shape == (4, 2) and out["p_real"].shape == (4,)
+    with pytest.raises(ConfigError, match="--conditioning .* differs"):
+        train_pggan(resume=str(run_dir / "last.pt"), conditioning="projection", max_steps=4)
 
 
 def test_megan_trains_samples_and_resumes_bit_exact(tmp_path, data_root):

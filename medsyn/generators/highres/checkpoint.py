@@ -159,8 +159,9 @@ class PgganCheckpoint(HighResCheckpoint):
     @torch.no_grad()
     def discriminate(self, images: torch.Tensor, labels=None, batch_size: int = 256) -> dict:
         """The discriminator at the growth position on uint8 images [N, C, S, S] (average-
-        pooled to the resolution reached): ``{"p_real": float32 [N], "class_logits": None}``.
-        A conditional PGGAN's projection discriminator needs the labels."""
+        pooled to the resolution reached): ``{"p_real": float32 [N], "class_logits": float32
+        [N, K] (auxiliary head) or None}``. A conditional PGGAN's discriminator needs the
+        labels (the projection reads them; the auxiliary head does not)."""
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a torch.uint8 tensor [N, C, H, W]")
         expected = (self.channels, self.image_size, self.image_size)
@@ -170,16 +171,21 @@ class PgganCheckpoint(HighResCheckpoint):
         if self.conditional and labels is None:
             raise ValueError("a conditional pggan discriminator needs the labels of the images")
         labels = self._labels_for(len(images), labels) if self.conditional else None
-        res, p_real = self.growth["resolution"], []
+        res, p_real, logits = self.growth["resolution"], [], []
         for i in range(0, len(images), batch_size):
             x = to_model_range(images[i:i + batch_size].to(self.device))
             if x.shape[-1] != res:
                 x = F.adaptive_avg_pool2d(x, res)
             lb = None if labels is None else labels[i:i + batch_size].to(self.device)
-            logit = self.discriminator(x, lb, self.growth["level"], self.growth["alpha"])
+            logit, classes = self.discriminator(x, lb, self.growth["level"],
+                                                self.growth["alpha"])
             p_real.append(torch.sigmoid(logit.float()).cpu())
+            if classes is not None:
+                logits.append(classes.float().cpu())
+        aux = self.arch.get("conditioning") == "aux" and self.conditional
         return {"p_real": torch.cat(p_real) if p_real else torch.empty(0),
-                "class_logits": None}
+                "class_logits": (torch.cat(logits) if logits else
+                                 torch.empty(0, self.num_classes)) if aux else None}
 
 
 def load_pggan_checkpoint(payload: dict, device: torch.device, path: Path | None = None):

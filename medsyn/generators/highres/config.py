@@ -38,6 +38,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("stable_images", int, "Real images shown at each resolution once it has faded "
                "in (also at the start resolution). (default: 60000)", minimum=1,
                kinds=("pggan",), on_resume=FIXED),
+    OptionSpec("conditioning", str, "How the discriminator reads the class: projection "
+               "(Miyato & Koyama 2018) or aux (an auxiliary class head, AC-GAN). (default: "
+               "projection)", choices=("projection", "aux"), kinds=("pggan",), on_resume=FIXED),
     OptionSpec("low_size", int, "Size of the low-resolution whole image the U-Net generates; "
                "each scale above it doubles up to --image-size. (default: 64)", minimum=1,
                kinds=("megan",), on_resume=FIXED),
@@ -94,6 +97,7 @@ class HighResTrainConfig(BaseTrainConfig):
     start_size: int | None = 4
     fade_images: int | None = 60_000
     stable_images: int | None = 60_000
+    conditioning: str | None = "projection"
     low_size: int | None = 64
     patch_size: int | None = 64
     batch_size: int = 16

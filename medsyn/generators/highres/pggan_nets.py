@@ -9,7 +9,8 @@ never change shape when the run grows; ``level`` and ``alpha`` choose the path a
   the output is ``fade(upsample(to_rgb[level-1](h)), to_rgb[level](block(h)), alpha)``.
 - discriminator: ``from_rgb`` (1x1) of the current level -> blocks (two 3x3 convolutions, 2x
   average pooling) down to the start map -> minibatch standard deviation -> 3x3 convolution
-  -> dense -> one logit, plus the class projection of Miyato & Koyama 2018 (``<embed(y), h>``).
+  -> dense -> one logit, plus the class projection of Miyato & Koyama 2018 (``<embed(y), h>``;
+  the default) or an auxiliary class head (AC-GAN; ``conditioning="aux"``).
   While ``level`` fades in, ``fade(from_rgb[level-1](avgpool(x)), block(from_rgb[level](x)),
   alpha)`` enters the next block.
 
@@ -98,6 +99,9 @@ def fade(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 LEAK = 0.2
+# how the discriminator reads the class: a projection term (Miyato & Koyama 2018) or an
+# auxiliary classification head (AC-GAN, Odena et al. 2017)
+CONDITIONINGS = ("projection", "aux")
 MAX_WIDTH_FACTOR = 8     # channels double from the highest resolution towards the start, to 8x
 
 
@@ -188,8 +192,10 @@ class DiscriminatorBlock(nn.Module):
 
 class PgganDiscriminator(nn.Module):
     def __init__(self, resolutions: tuple[int, ...], channels: int, num_classes: int,
-                 width: int):
+                 width: int, conditioning: str = "projection"):
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
         self.resolutions = tuple(resolutions)
         widths = level_widths(len(resolutions), width)
         self.from_rgb = nn.ModuleList(EqualisedConv2d(channels, w, 1) for w in widths)
@@ -200,17 +206,23 @@ class PgganDiscriminator(nn.Module):
         self.final_conv = EqualisedConv2d(w0 + 1, w0, 3, padding=1)
         self.final_dense = EqualisedLinear(w0 * s0 * s0, w0)
         self.out = EqualisedLinear(w0, 1, gain=1.0)
-        self.project = nn.Embedding(num_classes, w0) if num_classes > 1 else None
+        conditional = num_classes > 1
+        self.project = nn.Embedding(num_classes, w0) \
+            if conditional and conditioning == "projection" else None
         if self.project is not None:
             nn.init.normal_(self.project.weight, 0.0, w0 ** -0.5)
+        self.class_head = EqualisedLinear(w0, num_classes, gain=1.0) \
+            if conditional and conditioning == "aux" else None
 
     @property
     def last_level(self) -> int:
         return len(self.resolutions) - 1
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
-        """One logit per image (``[N]``) for images at ``resolutions[level]``."""
+                level: int | None = None, alpha: float = 1.0,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logit [N], class logits [N, K] or None)`` for images at ``resolutions[level]``;
+        class logits come from the auxiliary head (``conditioning="aux"``)."""
         level = self.last_level if level is None else int(level)
         h = _act(self.from_rgb[level](x))
         if level > 0:
@@ -225,7 +237,7 @@ class PgganDiscriminator(nn.Module):
         logit = self.out(h).squeeze(1)
         if self.project is not None:
             logit = logit + (self.project(labels) * h).sum(dim=1)
-        return logit
+        return logit, (self.class_head(h) if self.class_head is not None else None)
 
 
 def build_pggan(arch: dict) -> tuple[PgganGenerator, PgganDiscriminator]:
@@ -233,5 +245,6 @@ def build_pggan(arch: dict) -> tuple[PgganGenerator, PgganDiscriminator]:
     res = tuple(arch["resolutions"])
     g = PgganGenerator(res, arch["channels"], arch["num_classes"], arch["noise_dim"],
                        arch["g_width"])
-    d = PgganDiscriminator(res, arch["channels"], arch["num_classes"], arch["d_width"])
+    d = PgganDiscriminator(res, arch["channels"], arch["num_classes"], arch["d_width"],
+                           arch.get("conditioning", "projection"))
     return g, d

@@ -5,7 +5,8 @@
 One step: the growth schedule gives (level, alpha) from the images seen so far; the real batch
 is average-pooled to the level's resolution and, while a level fades in, blended with its own
 2x-downsampled-then-upsampled version by the same alpha (as the paper's reals); then D's step
-and G's step (non-saturating logistic loss, the StyleGAN default, through
+and G's step (non-saturating logistic loss, the StyleGAN default, plus the class head's
+cross-entropy with ``--conditioning aux``, through
 :class:`~medsyn.generators.adversarial.AdversarialUpdate`) and the EMA generator's update.
 """
 
@@ -82,20 +83,34 @@ class PgganStep:
         d = self.update.discriminator_step(
             real=lambda net: net(x, real_labels, level, alpha),
             fake=lambda net: net(fake.detach(), fake_labels, level, alpha),
-            loss_real=lambda out: bce_with_logits(out, 1.0),
-            loss_fake=lambda out: bce_with_logits(out, 0.0))
+            loss_real=lambda out: self._loss(out, 1.0, real_labels),
+            loss_fake=lambda out: self._loss(out, 0.0, fake_labels))
         g = self.update.generator_step(
             forward=lambda net: net(fake, fake_labels, level, alpha),
-            loss_terms=lambda out: {"loss_g": bce_with_logits(out, 1.0)})
+            loss_terms=lambda out: {"loss_g": self._loss(out, 1.0, fake_labels)})
         self.ema.update(self.ema_source, state.step)
         with torch.no_grad():
-            return {
+            stats = {
                 "loss_d": (d.loss_real + d.loss_fake).detach(), "loss_g": g.loss.detach(),
-                "d_x": torch.sigmoid(d.real.float()).mean(),
-                "d_g_z1": torch.sigmoid(d.fake.float()).mean(),
-                "d_g_z2": torch.sigmoid(g.out.float()).mean(),
+                "d_x": torch.sigmoid(d.real[0].float()).mean(),
+                "d_g_z1": torch.sigmoid(d.fake[0].float()).mean(),
+                "d_g_z2": torch.sigmoid(g.out[0].float()).mean(),
                 "g_std": fake.detach().float().std(0).mean() if n > 1 else fake.new_zeros(()),
             }
+            if d.real[1] is not None:
+                stats["aux_acc_real"] = (d.real[1].argmax(1) == real_labels).float().mean()
+                stats["aux_acc_fake"] = (d.fake[1].argmax(1) == fake_labels).float().mean()
+            return stats
+
+    @staticmethod
+    def _loss(out, target: float, labels) -> torch.Tensor:
+        """Non-saturating logistic loss, plus the class head's cross-entropy (``aux``): on the
+        real and the generated images for D, on the generated images for G (AC-GAN)."""
+        logit, classes = out
+        loss = bce_with_logits(logit, target)
+        if classes is not None:
+            loss = loss + F.cross_entropy(classes.float(), labels)
+        return loss
 
 
 def pggan_arch(config: HighResTrainConfig, num_classes: int, channels: int) -> dict:
@@ -103,6 +118,7 @@ def pggan_arch(config: HighResTrainConfig, num_classes: int, channels: int) -> d
             "num_classes": num_classes,
             "resolutions": list(growth_plan(config.start_size, config.image_size)),
             "noise_dim": config.noise_dim, "g_width": config.g_width, "d_width": config.d_width,
+            "conditioning": config.conditioning,
             "fade_images": config.fade_images, "stable_images": config.stable_images,
             "batch_size": config.batch_size}
 
