@@ -34,7 +34,8 @@ after each stage, so a stage that fails or runs out of time loses no other stage
   highres     ``medsyn train pggan`` (growth shortened so every timed step is at full size) and
               ``medsyn train megan`` (64 px U-Net, 64 px patches) on cxr3 at 256 px, batch 16:
               real images/s over 20 steps after 5; then the peak GPU memory of MEGAN's
-              generation against the whole-image generator (docs/highres.md). No goal; runs
+              generation and training step against the whole-image generator
+              (docs/highres.md). No goal; runs
               in what the first three stages left of the budget.
 
 The output is ONE JSON (``$OUT/gpu_suite.json`` when ``$OUT`` is set, else ``gpu_suite.json``;
@@ -669,13 +670,20 @@ def stage_highres(cfg: dict, device, report: StageReport) -> None:
         report.write(figure=figure)
     if cfg.get("memory") and device.type == "cuda":
         from medsyn.generators.highres.config import scale_plan
-        from medsyn.generators.highres.memory import compare_generation_memory
+        from medsyn.generators.highres.memory import (
+            compare_generation_memory,
+            compare_training_memory,
+        )
 
         m = cfg["megan"]
         arch = {"image_size": cfg["image_size"], "channels": 1, "num_classes": 3,
                 "scales": list(scale_plan(m["low_size"], cfg["image_size"], m["patch_size"])),
                 "patch_size": m["patch_size"], "g_width": m["g_width"], "d_width": m["d_width"]}
-        figure["memory"] = compare_generation_memory(arch, device, **cfg["memory"])
+        mem = cfg["memory"]
+        figure["memory"] = {
+            "generation": compare_generation_memory(arch, device, n=mem["n"],
+                                                    tile_batch=mem["tile_batch"]),
+            "training_step": compare_training_memory(arch, device, n=cfg["batch_size"])}
     report.write(figure=figure, settings={k: cfg[k] for k in (
         "image_size", "batch_size", "warmup", "steps", "pggan", "megan")})
     print(f"  highres: pggan {figure['pggan_img_s']:.1f} img/s, megan "
@@ -814,11 +822,12 @@ def print_table(doc: dict) -> None:
                     print(f"  {name:10s} {label:14s} {r.get('status')}: "
                           f"{r.get('reason') or r.get('error')}")
         elif name == "highres":
-            mem = fig.get("memory")
+            mem = fig.get("memory") or {}
             print(f"  {name:10s} pggan {fig['pggan_img_s']:.1f} img/s, megan "
-                  f"{fig['megan_img_s']:.1f} img/s"
-                  + (f"; peak memory megan {mem['megan_peak_bytes'] / 2**20:.0f} MiB vs whole "
-                     f"image {mem['whole_image_peak_bytes'] / 2**20:.0f} MiB" if mem else ""))
+                  f"{fig['megan_img_s']:.1f} img/s")
+            for what, m in mem.items():
+                print(f"  {'':10s} peak memory, {what}: megan {m['megan_peak_bytes'] / 2**20:.0f} "
+                      f"MiB vs whole image {m['whole_image_peak_bytes'] / 2**20:.0f} MiB")
         elif name == "schedule":
             print(f"  {name:10s} {fig['steps_per_s']:.2f} steps/s, epoch end "
                   f"{fig.get('epoch_end_s', float('nan')):.2f} s -> {fig['epochs']} epochs "

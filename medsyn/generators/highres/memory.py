@@ -1,8 +1,10 @@
-"""Peak memory of MEGAN's tile-by-tile generation against a whole-image generator of the same
-output size.
+"""Peak memory of MEGAN's tile-by-tile generation and patch training against a whole-image
+generator of the same output size.
 
-    from medsyn.generators.highres.memory import compare_generation_memory
+    from medsyn.generators.highres.memory import (compare_generation_memory,
+                                                  compare_training_memory)
     compare_generation_memory(arch, device="cuda", n=4)
+    compare_training_memory(arch, device="cuda", n=16)
 
 **What is measured.** Generating ``n`` images with fresh (untrained) networks of ``arch``
 (memory does not depend on the weights), in inference mode (``torch.no_grad``):
@@ -11,6 +13,10 @@ output size.
   it: the low-resolution U-Net, then each scale tile by tile, ``tile_batch`` tiles at a time;
 - ``whole_image``: the same networks with the tile as large as the scale (each patch
   generator applied to its whole scale at once): the whole-image generator MEGAN replaces.
+
+and, for training (:func:`compare_training_memory`), one step (forward and backward of G and
+D, adversarial + L1 loss) of the highest scale's patch GAN on ``n`` patches against the same
+networks on ``n`` whole images.
 
 **How.** On a GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus
 the memory allocated before (the networks' weights), i.e. the peak of the activations and
@@ -94,6 +100,52 @@ def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int
     return peak_memory(go, device)
 
 
+def _training_peak(arch: dict, device: str, n: int, seed: int, size: int) -> dict:
+    """Peak memory of one training step (forward and backward of G and D, adversarial + L1
+    loss) of the highest scale's networks on ``n`` inputs of ``size`` pixels."""
+    from medsyn.generators.highres.megan_nets import build_megan
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    top = len(arch["scales"]) - 1
+    nets = build_megan(arch)
+    g = nets[f"generator_{top}"].to(device)
+    d = nets[f"discriminator_{top}"].to(device)
+    c, k = arch["channels"], arch["num_classes"]
+    cond = torch.randn(n, c + 1 + (k if k > 1 else 0), size, size, device=device)
+    noise = torch.randn(n, 1, size, size, device=device)
+    real = torch.rand(n, c, size, size, device=device) * 2 - 1
+
+    def step():
+        fake = g(torch.cat([cond[:, :c + 1], noise, cond[:, c + 1:]], dim=1))
+        loss = d(torch.cat([cond, fake], dim=1)).mean() + (fake - real).abs().mean()
+        loss.backward()
+    return peak_memory(step, device)
+
+
+def _in_fresh_processes(fn, jobs: list[tuple], device: str) -> list[dict]:
+    if device.startswith("cuda"):
+        return [fn(*job) for job in jobs]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return [pool.apply(fn, job) for job in jobs]
+
+
+def compare_training_memory(arch: dict, device: torch.device | str = "cpu", n: int = 16,
+                            seed: int = 0) -> dict:
+    """Peak memory of one training step of the highest scale's patch GAN on ``n`` patches
+    (MEGAN) against the same networks on ``n`` whole images (the whole-image GAN)."""
+    device = str(torch.device(device))
+    megan, whole = _in_fresh_processes(_training_peak, [
+        (arch, device, n, seed, arch["patch_size"]), (arch, device, n, seed, arch["image_size"])],
+        device)
+    return {"image_size": arch["image_size"], "patch_size": arch["patch_size"], "n": n,
+            "device": device, "method": megan["method"],
+            "megan_peak_bytes": megan["peak_bytes"], "whole_image_peak_bytes": whole["peak_bytes"],
+            "ratio": whole["peak_bytes"] / max(megan["peak_bytes"], 1)}
+
+
 def compare_generation_memory(arch: dict, device: torch.device | str = "cpu", n: int = 1,
                               tile_batch: int = 16, seed: int = 0) -> dict:
     """Peak memory of generating ``n`` images the MEGAN way and as whole images. On the CPU
@@ -102,13 +154,7 @@ def compare_generation_memory(arch: dict, device: torch.device | str = "cpu", n:
     device = str(torch.device(device))
     jobs = [(arch, device, n, tile_batch, seed, None),
             (arch, device, n, tile_batch, seed, arch["image_size"])]
-    if device.startswith("cuda"):
-        megan, whole = (_generation_peak(*job) for job in jobs)
-    else:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            megan, whole = (pool.apply(_generation_peak, job) for job in jobs)
+    megan, whole = _in_fresh_processes(_generation_peak, jobs, device)
     return {"image_size": arch["image_size"], "scales": list(arch["scales"]),
             "patch_size": arch["patch_size"], "n": n, "tile_batch": tile_batch,
             "device": device, "method": megan["method"],
