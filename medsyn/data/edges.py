@@ -29,6 +29,12 @@ class CannyParams:
     low_quantile: float = 0.80    # hysteresis: weak edges, as a quantile of gradient magnitude
     high_quantile: float = 0.90   # strong edges
 
+    @classmethod
+    def from_dict(cls, values: dict) -> CannyParams:
+        """The parameters :meth:`as_dict` recorded (in a checkpoint, for instance)."""
+        return cls(float(values["sigma"]), float(values["low_quantile"]),
+                   float(values["high_quantile"]))
+
     def as_dict(self) -> dict:
         return {"method": "skimage.feature.canny", "sigma": self.sigma,
                 "low_quantile": self.low_quantile, "high_quantile": self.high_quantile,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from medsyn.data.edges import DEFAULT_CANNY, CannyParams
 from medsyn.errors import CheckpointError
 from medsyn.generators.highres.checkpoint import HighResCheckpoint, check_finite
 from medsyn.generators.highres.megan_nets import build_megan, class_planes, join
@@ -55,6 +56,8 @@ def generate_megan(generators: list, arch: dict, edges_low_u8: torch.Tensor,
     tile size (the whole-image comparison of :mod:`.memory` passes the image size)."""
     k, c, patch = arch["num_classes"], arch["channels"], patch_size or arch["patch_size"]
     scales = arch["scales"]
+    # an arch written by hand (memory.py's comparisons) may leave the edges at their defaults
+    canny = CannyParams.from_dict(arch["edges"]) if "edges" in arch else DEFAULT_CANNY
     n = len(edges_low_u8)
     labels_d = None if labels is None else labels.to(device)
     e0 = to_model_range(edges_low_u8.to(device))
@@ -62,7 +65,7 @@ def generate_megan(generators: list, arch: dict, edges_low_u8: torch.Tensor,
     x = generators[0](join(e0, z0, class_planes(labels_d, k, scales[0])))
     for s in range(1, len(scales)):
         up = upscale(x)
-        edges = edge_condition(up)
+        edges = edge_condition(up, canny)
         z = torch.randn(n, 1, scales[s], scales[s], generator=rng).to(device)
         net = generators[s]
 

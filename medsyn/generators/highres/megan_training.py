@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from medsyn.data.edges import DEFAULT_CANNY, canny_edges
+from medsyn.data.edges import DEFAULT_CANNY, CannyParams, canny_edges
 from medsyn.generators import engine
 from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.highres.config import HighResTrainConfig, resolve_config, scale_plan
@@ -40,16 +40,18 @@ from medsyn.model_range import to_model_range, to_uint8
 EDGE_CHUNK = 128
 
 
-def offline_edges(images: torch.Tensor, scales: tuple[int, ...]) -> list[torch.Tensor]:
+def offline_edges(images: torch.Tensor, scales: tuple[int, ...],
+                  params: CannyParams = DEFAULT_CANNY) -> list[torch.Tensor]:
     """uint8 edge maps of every image at every scale: ``[N, 1, scales[0], scales[0]]`` of the
     low-resolution image, then ``[N, 1, s, s]`` of the upscaled previous scale."""
     out: list[list[torch.Tensor]] = [[] for _ in scales]
     for i in range(0, len(images), EDGE_CHUNK):
         x = to_model_range(images[i:i + EDGE_CHUNK])
         levels = [downscale(x, s) for s in scales]
-        out[0].append(torch.from_numpy(canny_edges(to_uint8(levels[0]))))
+        out[0].append(torch.from_numpy(canny_edges(to_uint8(levels[0]), params)))
         for s in range(1, len(scales)):
-            out[s].append(torch.from_numpy(canny_edges(to_uint8(upscale(levels[s - 1])))))
+            out[s].append(torch.from_numpy(canny_edges(to_uint8(upscale(levels[s - 1])),
+                                                       params)))
     return [torch.cat(parts) for parts in out]
 
 
@@ -129,7 +131,8 @@ class _Megan(HighResRun):
     def build(self, ds, payload):
         arch = dict(payload["arch"]) if payload is not None else \
             megan_arch(self.config, ds.num_classes, ds.channels)
-        edges = offline_edges(ds.images, tuple(arch["scales"]))
+        edges = offline_edges(ds.images, tuple(arch["scales"]),
+                              CannyParams.from_dict(arch["edges"]))
         self.bank = {"edges": edges[0], "labels": ds.labels.clone()}
         self.seed()
         return arch, build_megan(arch), [ds.images, ds.labels, *edges]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from medsyn.generators import engine
 from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
+from medsyn.generators.highres.checkpoint import generate_pggan
 from medsyn.generators.highres.config import (
     GrowthSchedule,
     HighResTrainConfig,
@@ -164,8 +165,6 @@ class _Pggan(HighResRun):
         return {"growth": growth_at(arch, max(state.step - 1, 0), self.config.batch_size)}
 
     def grid_images(self, arch, fixed, state: engine.LoopState) -> torch.Tensor:
-        from medsyn.generators.highres.checkpoint import generate_pggan
-
         where = growth_at(arch, max(state.step - 1, 0), self.config.batch_size)
         return generate_pggan(self.ema.module, fixed["noise"], fixed["labels"], self.device,
                               where["level"], where["alpha"], out_size=None)
