@@ -18,6 +18,7 @@ from medsyn.evaluators import commands as evaluate_commands
 from medsyn.evaluators.audit import commands as audit_commands
 from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
+from medsyn.generators.highres import commands as highres_commands
 from medsyn.generators.sr import commands as sr_commands
 from medsyn.reports import commands as report_commands
 
@@ -180,6 +181,7 @@ gan_commands.register_training(train_app)
 generator_commands.register(app)        # medsyn sample
 sr_commands.register_training(train_app)
 sr_commands.register(app)               # medsyn sr
+highres_commands.register_training(train_app)
 evaluate_commands.register(app)
 audit_commands.register(app)
 report_commands.register(app)
