@@ -36,6 +36,12 @@ after each stage, so a stage that fails or runs out of time loses no other stage
               batch 64 and 256): what ``torchrun --nproc_per_node N -m medsyn evaluate``
               (docs/scale.md) multiplies by up to N, since each rank extracts its own shard
               and only the features (8 KB an image) are gathered.
+  highres     ``medsyn train pggan`` (growth shortened so every timed step is at full size) and
+              ``medsyn train megan`` (64 px U-Net, 64 px patches) on cxr3 at 256 px, batch 16:
+              real images/s over 20 steps after 5; then the peak GPU memory of MEGAN's
+              generation and training step against the whole-image generator
+              (docs/highres.md). No goal; runs
+              in what the first three stages left of the budget.
 
 The output is ONE JSON (``$OUT/gpu_suite.json`` when ``$OUT`` is set, else ``gpu_suite.json``;
 ``--out`` wins) and a short table. Each stage records ``status``: ``ok``, ``skipped``
@@ -68,16 +74,19 @@ sys.path.insert(0, str(REPO / "bench"))
 from medsyn.utils import write_json  # noqa: E402
 
 SUITE_VERSION = 1
-STAGES = ("throughput", "schedule", "eval")
+STAGES = ("throughput", "schedule", "eval", "highres")
 STAGE_TITLES = {"throughput": "training throughput, medsyn vs plain loop",
                 "schedule": "timed slice of the 388-epoch cxr3 AC-GAN schedule",
-                "eval": "evaluation time of 10,000 images (FID + KID)"}
+                "eval": "evaluation time of 10,000 images (FID + KID)",
+                "highres": "pggan and megan training throughput at 256 px, MEGAN peak memory"}
 GOALS = {"throughput": "medsyn >= 2x the plain PyTorch loop (acgan, cxr3, 112 px, batch 64)",
          "schedule": "the 388-epoch cxr3 AC-GAN schedule in < 1 h (3600 s)",
-         "eval": "FID + KID of 10,000 images against the real reference in < 30 s"}
+         "eval": "FID + KID of 10,000 images against the real reference in < 30 s",
+         "highres": "none (figures for docs/highres.md: images/s, peak memory)"}
 # seconds; the whole suite must fit in 9 minutes (540 s) including the Python start-ups
 DEFAULT_BUDGET_S = 525
-DEFAULT_STAGE_BUDGETS = {"throughput": 220, "schedule": 140, "eval": 150}
+# highres runs last, in whatever the first three left of the suite's budget (at most 120 s)
+DEFAULT_STAGE_BUDGETS = {"throughput": 220, "schedule": 140, "eval": 150, "highres": 120}
 RANDOM_WEIGHTS = "random-init (timing only; FID values meaningless)"
 PACK_SITE_PACKAGES = ("torch_fidelity", "medmnist")   # pure Python, missing on the GPU image
 PACK_MANIFEST = "pack.json"
@@ -93,6 +102,10 @@ FULL = {
     "eval": {"dataset": "cxr3", "image_size": 112, "n": 10_000, "reference_limit": None,
              "bootstrap": 50, "batch_size": 64, "throughput_n": 5_000,
              "throughput_batches": [64, 256], "throughput_min_left_s": 25},
+    "highres": {"dataset": "cxr3", "image_size": 256, "batch_size": 16, "warmup": 5,
+                "steps": 20, "pggan": {"start_size": 4, "g_width": 16, "d_width": 16},
+                "megan": {"low_size": 64, "patch_size": 64, "g_width": 16, "d_width": 16},
+                "memory": {"n": 4, "tile_batch": 16}},
 }
 DRY = {
     "throughput": {"dataset": "cxr3", "image_size": 28, "batch_size": 8,
@@ -105,6 +118,10 @@ DRY = {
     "eval": {"dataset": "cxr3", "image_size": 28, "n": 16, "reference_limit": 16,
              "bootstrap": 5, "batch_size": 16, "throughput_n": 16,
              "throughput_batches": [8, 16], "throughput_min_left_s": 5},
+    "highres": {"dataset": "cxr3", "image_size": 32, "batch_size": 8, "warmup": 1, "steps": 3,
+                "pggan": {"start_size": 8, "g_width": 4, "d_width": 4},
+                "megan": {"low_size": 16, "patch_size": 16, "g_width": 4, "d_width": 4},
+                "memory": None},
 }
 # ranks of a sharded extraction (docs/scale.md) the one-GPU figure is extrapolated to
 SHARDED_GPUS = (2, 4, 8)
@@ -656,7 +673,86 @@ def extraction_throughput(extractor, images, batch_sizes, device, report: StageR
     return out
 
 
-STAGE_FUNCTIONS = {"throughput": stage_throughput, "schedule": stage_schedule, "eval": stage_eval}
+class _StepsDone(Exception):
+    pass
+
+
+class StepTimer:
+    """Step callback: the wall time of ``steps`` steps after ``warmup`` (device synchronised
+    at both ends), then stops the run."""
+
+    def __init__(self, warmup: int, steps: int, sync):
+        self.warmup, self.steps, self.sync = warmup, steps, sync
+        self.t0 = self.seconds = None
+
+    def __call__(self, state) -> None:
+        if state.step == self.warmup:
+            self.sync()
+            self.t0 = time.perf_counter()
+        elif state.step == self.warmup + self.steps:
+            self.sync()
+            self.seconds = time.perf_counter() - self.t0
+            raise _StepsDone
+
+
+def stage_highres(cfg: dict, device, report: StageReport) -> None:
+    """``medsyn train pggan`` (growth schedule shortened so that every timed step runs at the
+    full size) and ``medsyn train megan`` at ``image_size``: real images per second over
+    ``steps`` steps after ``warmup``, within the first epoch (no checkpoint or grid timed).
+    On a GPU also the peak memory of MEGAN's generation against the whole-image generator."""
+    import torch
+
+    from medsyn.generators.highres.megan_training import train_megan
+    from medsyn.generators.highres.pggan_training import train_pggan
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    common = {"dataset": cfg["dataset"], "data_root": cfg["data_root"],
+              "image_size": cfg["image_size"], "batch_size": cfg["batch_size"],
+              "device": str(device), "quiet": True}
+    figure = {}
+    trainers = {"pggan": (train_pggan, {"fade_images": 1, "stable_images": 1}),
+                "megan": (train_megan, {"epochs": 1})}
+    for kind, (train, extra) in trainers.items():
+        timer = StepTimer(cfg["warmup"], cfg["steps"], sync)
+        with tempfile.TemporaryDirectory(prefix=f"gpu-suite-{kind}-") as tmp:
+            try:
+                train(out=str(Path(tmp) / "run"), step_callback=timer, **common,
+                      **cfg[kind], **extra)
+            except _StepsDone:
+                pass
+        if timer.seconds is None:
+            raise RuntimeError(f"{kind}: the run ended before {cfg['warmup'] + cfg['steps']} "
+                               "steps")
+        figure[f"{kind}_img_s"] = cfg["steps"] * cfg["batch_size"] / timer.seconds
+        figure[f"{kind}_step_s"] = timer.seconds / cfg["steps"]
+        report.write(figure=figure)
+    if cfg.get("memory") and device.type == "cuda":
+        from medsyn.generators.highres.config import scale_plan
+        from medsyn.generators.highres.memory import (
+            compare_generation_memory,
+            compare_training_memory,
+        )
+
+        m = cfg["megan"]
+        arch = {"image_size": cfg["image_size"], "channels": 1, "num_classes": 3,
+                "scales": list(scale_plan(m["low_size"], cfg["image_size"], m["patch_size"])),
+                "patch_size": m["patch_size"], "g_width": m["g_width"], "d_width": m["d_width"]}
+        mem = cfg["memory"]
+        figure["memory"] = {
+            "generation": compare_generation_memory(arch, device, n=mem["n"],
+                                                    tile_batch=mem["tile_batch"]),
+            "training_step": compare_training_memory(arch, device, n=cfg["batch_size"])}
+    report.write(figure=figure, settings={k: cfg[k] for k in (
+        "image_size", "batch_size", "warmup", "steps", "pggan", "megan")})
+    print(f"  highres: pggan {figure['pggan_img_s']:.1f} img/s, megan "
+          f"{figure['megan_img_s']:.1f} img/s", file=sys.stderr, flush=True)
+
+
+STAGE_FUNCTIONS = {"throughput": stage_throughput, "schedule": stage_schedule, "eval": stage_eval,
+                   "highres": stage_highres}
 
 
 def run_stage_child(argv: list[str]) -> int:
@@ -753,7 +849,7 @@ def run_child(name: str, cfg: dict, timeout: float, env: dict, workdir: Path) ->
 def goal_verdict(name: str, report: dict, dry_run: bool) -> dict:
     fig = report.get("figure") or {}
     value = {"throughput": fig.get("ratio"), "schedule": fig.get("extrapolated_full_s"),
-             "eval": fig.get("total_s")}[name]
+             "eval": fig.get("total_s"), "highres": None}[name]
     met = None
     if value is not None and not dry_run:
         met = value >= 2.0 if name == "throughput" else value < (3600 if name == "schedule"
@@ -786,6 +882,13 @@ def print_table(doc: dict) -> None:
                 else:
                     print(f"  {name:10s} {label:14s} {r.get('status')}: "
                           f"{r.get('reason') or r.get('error')}")
+        elif name == "highres":
+            mem = fig.get("memory") or {}
+            print(f"  {name:10s} pggan {fig['pggan_img_s']:.1f} img/s, megan "
+                  f"{fig['megan_img_s']:.1f} img/s")
+            for what, m in mem.items():
+                print(f"  {'':10s} peak memory, {what}: megan {m['megan_peak_bytes'] / 2**20:.0f} "
+                      f"MiB vs whole image {m['whole_image_peak_bytes'] / 2**20:.0f} MiB")
         elif name == "schedule":
             print(f"  {name:10s} {fig['steps_per_s']:.2f} steps/s, epoch end "
                   f"{fig.get('epoch_end_s', float('nan')):.2f} s -> {fig['epochs']} epochs "

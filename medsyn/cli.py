@@ -19,6 +19,7 @@ from medsyn.evaluators import selftest as selftest_commands
 from medsyn.evaluators.audit import commands as audit_commands
 from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
+from medsyn.generators.highres import commands as highres_commands
 from medsyn.generators.sr import commands as sr_commands
 from medsyn.reports import commands as report_commands
 
@@ -181,6 +182,7 @@ gan_commands.register_training(train_app)
 generator_commands.register(app)        # medsyn sample
 sr_commands.register_training(train_app)
 sr_commands.register(app)               # medsyn sr
+highres_commands.register_training(train_app)
 evaluate_commands.register(app)
 audit_commands.register(app)
 selftest_commands.register(app)

@@ -66,7 +66,7 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert doc["dry_run"] is True and doc["finished"]
-    assert set(doc["stages"]) == {"throughput", "schedule", "eval"}
+    assert set(doc["stages"]) == {"throughput", "schedule", "eval", "highres"}
     for name, stage in doc["stages"].items():
         assert stage["status"] == "ok", (name, stage)
         assert stage["goal"]["met"] is None            # toy CPU figures judge no goal
@@ -96,6 +96,8 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
     assert ext["eval_features_s_at"]["2"] == pytest.approx(ext["eval_features_s_at"]["1"] / 2,
                                                            rel=1e-3)
     assert "torchrun over 2 GPUs <=" in proc.stdout
+    hr = doc["stages"]["highres"]["figure"]
+    assert hr["pggan_img_s"] > 0 and hr["megan_img_s"] > 0 and "memory" not in hr
     assert "medsyn GPU suite (DRY RUN" in proc.stdout
     print(f"dry run wall time {wall:.1f} s")
 

@@ -47,6 +47,16 @@ def protocol_choice(protocol: str, extractor: str, metrics: str | None,
     return space.format(weights=weights), families + (f",{metrics}" if metrics else "")
 
 
+def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+    """``"32,64"`` -> ``(32, 64)``; None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated integers, got {text!r}.") from None
+
+
 def _print_summary(results: dict, out_dir: Path | None):
     from rich.console import Console
     from rich.table import Table
@@ -173,6 +183,12 @@ def evaluate_command(
         "(the validation split, else the test split), val, test, or reserve[:FRACTION] (a "
         "random part of the training split, 10% unless FRACTION, that the generator was "
         "trained without); docs/privacy.md."),
+    seam_patch: int | None = typer.Option(
+        None, "--seam-patch", help="Tile size of the 'seams' metric family (--metrics ...,seams): "
+        "a tiled generator's patch size, e.g. 64 for a MEGAN; docs/highres.md."),
+    fid_scales: str | None = typer.Option(
+        None, "--fid-scales", help="Sizes of the 'scale_fid' family (--metrics ...,scale_fid), "
+        "comma-separated, e.g. 32,64,128: FID with both sets downsampled to each."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing evaluation "
                                    "in the output folder (all its files and figures); without "
                                    "it an existing results.json is never overwritten."),
@@ -264,7 +280,8 @@ def evaluate_command(
                           kid_subset_size=kid_subset_size, use_cache=not no_cache,
                           utility_recipe=recipe, utility_seeds=seeds,
                           utility_ratio=utility_ratio, ssl_recipe=ssl,
-                          privacy_baseline=privacy_baseline)
+                          privacy_baseline=privacy_baseline, seam_patch=seam_patch,
+                          fid_scales=_int_list("--fid-scales", fid_scales))
     options.validate()
     paths = inputs.expand_checkpoints(checkpoint) if checkpoint is not None else None
     if fake is not None and not fake.expanduser().exists():

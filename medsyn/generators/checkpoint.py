@@ -19,7 +19,9 @@ the digest existed load with a warning.
     register_kind("mykind", "mypackage.module:load_my_checkpoint", task=Task.CONDITIONAL)
 
 The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan.checkpoint`) and
-``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`).
+``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`), ``pggan``
+(:mod:`medsyn.generators.highres.checkpoint`) and ``megan``
+(:mod:`medsyn.generators.highres.megan_sampling`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ _LOADERS: dict[str, Loader | str] = {
     "dcgan": "medsyn.generators.gan.checkpoint:load_gan_checkpoint",
     "srresnet": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
     "srgan": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
+    "pggan": "medsyn.generators.highres.checkpoint:load_pggan_checkpoint",
+    "megan": "medsyn.generators.highres.megan_sampling:load_megan_checkpoint",
 }
 
 

@@ -39,6 +39,9 @@ _TASKS: dict[str, Task] = {
     "dcgan": Task.UNCONDITIONAL,
     "srresnet": Task.SUPER_RESOLUTION,
     "srgan": Task.SUPER_RESOLUTION,
+    # one class: unconditional; the loaded checkpoint's .task says which
+    "pggan": Task.CONDITIONAL,
+    "megan": Task.CONDITIONAL,
 }
 
 

@@ -116,6 +116,14 @@ register_metric("is", f"{_M}.fidelity:metric_is",
 register_metric("intra_fid", f"{_M}.fidelity:metric_intra_fid",
                 "FID and KID per class, and their mean",
                 provides=("intra_kid",), worse={"intra_fid": WORSE_HIGHER})
+# seams of tiled generators (MEGAN): not a default, and no direction is declared (neither
+# audited nor ranked) until it has been measured on real runs (docs/highres.md)
+register_metric("seams", f"{_M}.highres:metric_seams",
+                "gradient energy across tile borders vs inside tiles, synthetic / real "
+                "(needs --seam-patch)", default=False, needs_features=False)
+register_metric("scale_fid", f"{_M}.highres:metric_scale_fid",
+                "FID of both sets downsampled to each of --fid-scales (fid_<S>px)",
+                default=False)
 register_metric("fd_infinity", f"{_M}.distribution.fd_infinity:metric_fd_infinity",
                 "FD extrapolated to infinite n (Chong & Forsyth 2020), 15 subset sizes",
                 worse={"fd_infinity": WORSE_HIGHER})

@@ -83,6 +83,10 @@ class EvalOptions:
     # FD-infinity and Vendi resamples each cost eigen-decompositions of the whole set (FD-inf:
     # one per subset size): at most this many resamples for them (None: n_bootstrap)
     costly_bootstrap: int | None = 20
+    # tile size of the 'seams' family (metrics/highres.py): a tiled generator's patch size
+    seam_patch: int | None = None
+    # sizes of the 'scale_fid' family (metrics/highres.py): FID with both sets downsampled
+    fid_scales: tuple | None = None
 
     def bootstrap_for_costly(self) -> int:
         if self.costly_bootstrap is None:
@@ -138,6 +142,15 @@ class EvalOptions:
         need(isinstance(self.test_permutations, int) and self.test_permutations >= 19,
              f"test_permutations must be an integer >= 19 (a p-value below 0.05 needs at "
              f"least 19), got {self.test_permutations!r}.")
+        need(self.seam_patch is None or (isinstance(self.seam_patch, int)
+                                         and not isinstance(self.seam_patch, bool)
+                                         and self.seam_patch >= 2),
+             f"seam_patch (tile size of the seams metric) must be an integer >= 2 or unset, "
+             f"got {self.seam_patch!r}.")
+        need(self.fid_scales is None or (len(self.fid_scales) >= 1 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 8 for s in self.fid_scales)),
+             f"fid_scales must be sizes in pixels (integers >= 8) or unset, got "
+             f"{self.fid_scales!r}.")
         need(isinstance(self.alpha_steps, int) and self.alpha_steps >= 2,
              f"alpha_steps must be an integer >= 2, got {self.alpha_steps!r}.")
         from medsyn.evaluators.networks.recipes import get_recipe
