@@ -19,6 +19,7 @@ from medsyn.evaluators.audit import commands as audit_commands
 from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
 from medsyn.generators.sr import commands as sr_commands
+from medsyn.generators.translation import commands as translation_commands
 from medsyn.reports import commands as report_commands
 
 app = MedsynTyper(
@@ -180,6 +181,8 @@ gan_commands.register_training(train_app)
 generator_commands.register(app)        # medsyn sample
 sr_commands.register_training(train_app)
 sr_commands.register(app)               # medsyn sr
+translation_commands.register_training(train_app)
+translation_commands.register(app)      # medsyn translate
 evaluate_commands.register(app)
 audit_commands.register(app)
 report_commands.register(app)

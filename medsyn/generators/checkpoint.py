@@ -19,7 +19,8 @@ the digest existed load with a warning.
     register_kind("mykind", "mypackage.module:load_my_checkpoint", task=Task.CONDITIONAL)
 
 The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan.checkpoint`) and
-``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`).
+``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`), ``pix2pix``, ``cyclegan``
+(:mod:`medsyn.generators.translation.checkpoint`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ FORMAT_VERSION = 1
 DIGEST_KEY = "payload_sha256"
 
 # Heavy entries left out of ``metadata`` (the state of networks, optimizers and RNGs).
-STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels")
+STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels",
+              "image_pools")
 
 Loader = Callable[..., object]
 _LOADERS: dict[str, Loader | str] = {
@@ -56,6 +58,8 @@ _LOADERS: dict[str, Loader | str] = {
     "dcgan": "medsyn.generators.gan.checkpoint:load_gan_checkpoint",
     "srresnet": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
     "srgan": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
+    "pix2pix": "medsyn.generators.translation.checkpoint:load_translation_checkpoint",
+    "cyclegan": "medsyn.generators.translation.checkpoint:load_translation_checkpoint",
 }
 
 
@@ -212,6 +216,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
     For ``srresnet`` / ``srgan``: a :class:`medsyn.generators.sr.checkpoint.SRCheckpoint` with
     ``kind``, ``scale``, ``channels``, ``metadata`` and ``upscale(lr_uint8) -> uint8``.
+    For ``pix2pix`` / ``cyclegan``: a
+    :class:`medsyn.generators.translation.checkpoint.TranslationCheckpoint` with ``kind``,
+    ``channels``, ``metadata`` and ``translate(images) -> uint8``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
     """
     from medsyn.device import resolve_device

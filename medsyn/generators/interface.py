@@ -39,6 +39,8 @@ _TASKS: dict[str, Task] = {
     "dcgan": Task.UNCONDITIONAL,
     "srresnet": Task.SUPER_RESOLUTION,
     "srgan": Task.SUPER_RESOLUTION,
+    "pix2pix": Task.TRANSLATION,
+    "cyclegan": Task.TRANSLATION,
 }
 
 
