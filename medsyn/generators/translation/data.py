@@ -171,7 +171,7 @@ def _read(path: Path) -> np.ndarray:
     from medsyn.data.intensity import decode_image
 
     arr = decode_image(path)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), order="C")
 
 
 def load_folder_pairs(folder: str | os.PathLike, split: str = "train",
