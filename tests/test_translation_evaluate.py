@@ -122,6 +122,7 @@ def test_evaluate_command_on_a_translation_checkpoint(tmp_path, runs):
     assert saved["kind"] == "translation"
     assert saved["metrics"]["fid"]["value"] is not None and "psnr_y_bicubic" in saved["metrics"]
     bad = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(runs["cyclegan"] / "last.pt"),
-                                   "--out", str(tmp_path / "x"), "--n-samples", "4"])
+                                   "--out", str(tmp_path / "x"), "--n-samples", "4",
+                                   "--extractor", "pixels"])
     assert bad.exit_code == 1 and "does not apply to translation" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
