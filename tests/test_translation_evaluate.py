@@ -48,7 +48,7 @@ def test_paired_metrics_equal_independent_computations():
     assert mae_y(rgb, np.zeros_like(rgb)) == pytest.approx(round(65.481 + 16) - 16)
 
 
-def test_paired_evaluation_scores_the_model_and_the_baselines(tmp_path, runs, inception_weights):
+def test_paired_evaluation_scores_the_model_and_the_baselines(tmp_path, runs):
     out = tmp_path / "eval"
     results = evaluate_translation_checkpoint(runs["pix2pix"] / "last.pt", out_dir=out,
                                               n_real=8, kid_subset_size=4, extractor="pixels")
@@ -77,6 +77,18 @@ def test_paired_evaluation_scores_the_model_and_the_baselines(tmp_path, runs, in
     assert m["mae_y_mean_image"]["value"] == pytest.approx(expected)
     assert saved["provenance"]["translation"]["condition"]["condition"] == "lowres"
     assert (out / "translation_examples.png").is_file()
+    # the report shows it in a translation table, with the baselines beside the model
+    from typer.testing import CliRunner
+
+    from medsyn.cli import app
+
+    report = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert "unknown kind" not in report.output
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "- translation" in summary and "Image-to-image translation" in summary
+    assert f"{m['psnr_y']['value']:.2f}" in summary
+    assert f"{m['psnr_y_mean_image']['value']:.2f}" in summary
 
 
 def test_unpaired_evaluation_protocol(tmp_path, runs):

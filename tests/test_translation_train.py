@@ -172,3 +172,13 @@ def test_translate_command_writes_images_and_manifest(tmp_path, runs):
                                    str(tmp_path / "o2"), "--device", "cpu"])
     assert odd.exit_code == 1 and "multiples of 4" in odd.output
     assert len(odd.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
+def test_bf16_autocast_path_on_cpu(tmp_path, data_root, kind):
+    options = dict(PIX if kind == "pix2pix" else CYC, max_steps=2, precision="bf16")
+    run = train_translation(kind, out=str(tmp_path / kind), **options)
+    assert all(np.isfinite(r["loss_g"]) for r in read_jsonl(run / "log.jsonl"))
+    assert read_checkpoint(run / "last.pt")["precision"] == "bf16"
+    assert load_checkpoint(run / "last.pt").translate(
+        torch.zeros(1, 1, 32, 32, dtype=torch.uint8)).shape == (1, 1, 32, 32)
