@@ -56,11 +56,12 @@ TRANSLATION_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("noise_std", float, "pix2pix noise: standard deviation of the added noise on the "
                "0..255 scale. (default: 25)", minimum=0, exclusive_min=True, kinds=("pix2pix",),
                on_resume=FIXED),
+    # the examples leave the split empty: rich would print ':train:' as an emoji in --help
     OptionSpec("source", str, "cyclegan: domain A, DATASET[:SPLIT][:CLASS], e.g. "
-               "'cxr3:train:Normal' (default split train, every class).", kinds=("cyclegan",),
-               on_resume=FIXED),
+               "'cxr3::Normal' (an empty or no split: train; no class: every class).",
+               kinds=("cyclegan",), on_resume=FIXED),
     OptionSpec("target", str, "cyclegan: domain B, DATASET[:SPLIT][:CLASS], e.g. "
-               "'cxr3:train:Viral Pneumonia'.", kinds=("cyclegan",), on_resume=FIXED),
+               "'cxr3::Viral Pneumonia'.", kinds=("cyclegan",), on_resume=FIXED),
     OptionSpec("image_size", int, "Resize every image to this square size in px (bicubic, "
                "antialiased). (default: the dataset's size; cyclegan: the source's)",
                minimum=16, on_resume=FIXED),
