@@ -75,7 +75,7 @@ from medsyn.utils import write_json  # noqa: E402
 
 SUITE_VERSION = 1
 STAGES = ("throughput", "schedule", "eval", "highres")
-STAGE_TITLES = {"throughput": "training throughput, medsyn vs plain loop",
+STAGE_TITLES = {"throughput": "training throughput, medsyn vs plain loop (+ pix2pix img/s)",
                 "schedule": "timed slice of the 388-epoch cxr3 AC-GAN schedule",
                 "eval": "evaluation time of 10,000 images (FID + KID)",
                 "highres": "pggan and megan training throughput at 256 px, MEGAN peak memory"}
@@ -96,7 +96,10 @@ CXR3_SPLITS = ("train", "val", "test")
 FULL = {
     "throughput": {"dataset": "cxr3", "image_size": 112, "batch_size": 64, "widths": {},
                    "kinds": ["acgan", "cgan", "dcgan"], "compile": True, "warmup": 10,
-                   "steps": 30, "repeats": 2},
+                   "steps": 30, "repeats": 2,
+                   "translation": {"kind": "pix2pix", "image_size": 128, "batch_size": 16,
+                                   "options": {"condition": "edges"}, "warmup": 5,
+                                   "steps": 20}},
     "schedule": {"dataset": "cxr3", "options": {}, "warmup_steps": 20, "slice_s": 60.0,
                  "max_timed_steps": 100_000},
     "eval": {"dataset": "cxr3", "image_size": 112, "n": 10_000, "reference_limit": None,
@@ -111,7 +114,10 @@ DRY = {
     "throughput": {"dataset": "cxr3", "image_size": 28, "batch_size": 8,
                    "widths": {"g_width": 8, "d_width": 8, "noise_dim": 16},
                    "kinds": ["acgan", "cgan", "dcgan"], "compile": False, "warmup": 1,
-                   "steps": 3, "repeats": 1},
+                   "steps": 3, "repeats": 1,
+                   "translation": {"kind": "pix2pix", "image_size": 32, "batch_size": 8,
+                                   "options": {"condition": "edges", "features": 8,
+                                               "d_features": 8}, "warmup": 1, "steps": 2}},
     "schedule": {"dataset": "cxr3", "options": {"image_size": 28, "batch_size": 8, "g_width": 8,
                                                 "d_width": 8, "noise_dim": 16},
                  "warmup_steps": 2, "slice_s": 2.0, "max_timed_steps": 14},
@@ -387,8 +393,50 @@ def stage_throughput(cfg: dict, device, report: StageReport) -> None:
         first = rows[0] if rows else {}
         raise RuntimeError(f"the acgan measurement failed: {first.get('error', 'no figures')}")
     best = max(acgan, key=lambda r: r["ratio"])
+    if cfg.get("translation"):
+        report.write(translation=translation_throughput(cfg, dev, report))
     report.write(figure={"kind": "acgan", "compile": best["compile"], "ratio": best["ratio"],
                          "medsyn_img_s": best["medsyn_img_s"], "plain_img_s": best["plain_img_s"]})
+
+
+def translation_throughput(cfg: dict, device: str, report: StageReport) -> dict:
+    """images/s of ``medsyn train pix2pix`` (medsyn's defaults for the device) over timed steps
+    after a warm-up, with a device synchronisation at each end; no plain-loop comparison."""
+    import tempfile
+
+    import torch
+
+    from medsyn.generators.translation.training import train_translation
+
+    t = cfg["translation"]
+    row = {"kind": t["kind"], "image_size": t["image_size"], "batch_size": t["batch_size"],
+           **t["options"], "warmup_steps": t["warmup"], "timed_steps": t["steps"]}
+    if report.left() < 40:
+        return {**row, "status": "skipped", "reason": f"not enough of the stage budget left "
+                f"({report.left():.0f} s)"}
+    marks: dict[str, float] = {}
+
+    def after_step(state):
+        if state.step in (t["warmup"], t["warmup"] + t["steps"]):
+            if device != "cpu":
+                torch.cuda.synchronize()
+            marks["start" if state.step == t["warmup"] else "end"] = time.perf_counter()
+
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_translation(t["kind"], dataset=cfg["dataset"], data_root=cfg["data_root"],
+                              image_size=t["image_size"], batch_size=t["batch_size"],
+                              epochs=1000, max_steps=t["warmup"] + t["steps"], device=device,
+                              out=str(Path(tmp) / "run"), quiet=True, step_callback=after_step,
+                              **t["options"])
+    except Exception as exc:  # noqa: BLE001 - recorded; the GAN figures stand
+        return {**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    seconds = marks["end"] - marks["start"]
+    img_s = t["steps"] * t["batch_size"] / seconds
+    print(f"  throughput {t['kind']}: medsyn {img_s:.1f} img/s", file=sys.stderr, flush=True)
+    return {**row, "status": "ok", "medsyn_img_s": img_s, "timed_s": seconds,
+            "wall_s": time.perf_counter() - t0}
 
 
 class _SliceDone(Exception):
@@ -882,6 +930,13 @@ def print_table(doc: dict) -> None:
                 else:
                     print(f"  {name:10s} {label:14s} {r.get('status')}: "
                           f"{r.get('reason') or r.get('error')}")
+            tr = st.get("translation")
+            if tr:
+                label = f"{tr['kind']} {tr['image_size']}px"
+                text = (f"medsyn {tr['medsyn_img_s']:9.1f} img/s  (translation, no plain loop)"
+                        if tr.get("status") == "ok" else
+                        f"{tr.get('status')}: {tr.get('reason') or tr.get('error')}")
+                print(f"  {name:10s} {label:14s} {text}")
         elif name == "highres":
             mem = fig.get("memory") or {}
             print(f"  {name:10s} pggan {fig['pggan_img_s']:.1f} img/s, megan "

@@ -21,6 +21,7 @@ from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
 from medsyn.generators.highres import commands as highres_commands
 from medsyn.generators.sr import commands as sr_commands
+from medsyn.generators.translation import commands as translation_commands
 from medsyn.reports import commands as report_commands
 
 app = MedsynTyper(
@@ -183,6 +184,8 @@ generator_commands.register(app)        # medsyn sample
 sr_commands.register_training(train_app)
 sr_commands.register(app)               # medsyn sr
 highres_commands.register_training(train_app)
+translation_commands.register_training(train_app)
+translation_commands.register(app)      # medsyn translate
 evaluate_commands.register(app)
 audit_commands.register(app)
 selftest_commands.register(app)

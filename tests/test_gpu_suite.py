@@ -76,6 +76,9 @@ def test_dry_run_every_stage_ok(packed, tmp_path):
         if r["status"] == "ok":
             assert r["medsyn_img_s"] > 0 and r["plain_img_s"] > 0 and r["ratio"] > 0
     assert doc["stages"]["throughput"]["figure"]["ratio"] > 0
+    translation = doc["stages"]["throughput"]["translation"]
+    assert translation["status"] == "ok" and translation["kind"] == "pix2pix"
+    assert translation["medsyn_img_s"] > 0 and translation["timed_steps"] == 2
     sched = doc["stages"]["schedule"]["figure"]
     assert sched["epochs"] == 388 and sched["steps_per_epoch"] == 6     # 48 images, batch 8
     assert sched["timed_steps"] > 0 and sched["steps_per_s"] > 0

@@ -20,8 +20,9 @@ the digest existed load with a warning.
 
 The built-in kinds: ``acgan``, ``cgan``, ``dcgan`` (:mod:`medsyn.generators.gan.checkpoint`) and
 ``srresnet``, ``srgan`` (:mod:`medsyn.generators.sr.checkpoint`), ``pggan``
-(:mod:`medsyn.generators.highres.checkpoint`) and ``megan``
-(:mod:`medsyn.generators.highres.megan_sampling`).
+(:mod:`medsyn.generators.highres.checkpoint`), ``megan``
+(:mod:`medsyn.generators.highres.megan_sampling`), ``pix2pix`` and ``cyclegan``
+(:mod:`medsyn.generators.translation.checkpoint`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ FORMAT_VERSION = 1
 DIGEST_KEY = "payload_sha256"
 
 # Heavy entries left out of ``metadata`` (the state of networks, optimizers and RNGs).
-STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels")
+STATE_KEYS = ("models", "optimizers", "grad_scaler", "rng", "fixed_noise", "fixed_labels",
+              "image_pools")
 
 Loader = Callable[..., object]
 _LOADERS: dict[str, Loader | str] = {
@@ -60,6 +62,8 @@ _LOADERS: dict[str, Loader | str] = {
     "srgan": "medsyn.generators.sr.checkpoint:load_sr_checkpoint",
     "pggan": "medsyn.generators.highres.checkpoint:load_pggan_checkpoint",
     "megan": "medsyn.generators.highres.megan_sampling:load_megan_checkpoint",
+    "pix2pix": "medsyn.generators.translation.checkpoint:load_translation_checkpoint",
+    "cyclegan": "medsyn.generators.translation.checkpoint:load_translation_checkpoint",
 }
 
 
@@ -238,6 +242,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     seed=None)``, ``sample_labels(n)`` and ``discriminate(images)``.
     For ``srresnet`` / ``srgan``: a :class:`medsyn.generators.sr.checkpoint.SRCheckpoint` with
     ``kind``, ``scale``, ``channels``, ``metadata`` and ``upscale(lr_uint8) -> uint8``.
+    For ``pix2pix`` / ``cyclegan``: a
+    :class:`medsyn.generators.translation.checkpoint.TranslationCheckpoint` with ``kind``,
+    ``channels``, ``metadata`` and ``translate(images) -> uint8``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``.
     """
     from medsyn.device import resolve_device

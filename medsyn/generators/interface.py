@@ -42,6 +42,8 @@ _TASKS: dict[str, Task] = {
     # one class: unconditional; the loaded checkpoint's .task says which
     "pggan": Task.CONDITIONAL,
     "megan": Task.CONDITIONAL,
+    "pix2pix": Task.TRANSLATION,
+    "cyclegan": Task.TRANSLATION,
 }
 
 

@@ -163,7 +163,7 @@ def build_sections(runs: list[Run], baselines: list[Baseline], best_only: bool =
     sections = []
     for (kind, dataset, size), evals in sorted(groups.items(), key=lambda kv: kv[0]):
         title = f"{dataset or 'unknown dataset'}" + (f" at {size} px" if size else "") + \
-            (" - super-resolution" if kind == "super-resolution" else "")
+            (f" - {kind}" if kind in ("super-resolution", "translation") else "")
         section = Section(title=title, kind=kind, dataset=dataset or None,
                           image_size=size or None)
         conditions = _run_conditions(evals)
@@ -180,7 +180,7 @@ def build_sections(runs: list[Run], baselines: list[Baseline], best_only: bool =
             table = _table(table_key, kind, evals, baselines, refs, conditions)
             if table is not None:
                 section.tables.append(table)
-        if kind != "super-resolution":
+        if kind not in ("super-resolution", "translation"):
             section.agreement = ranking_agreement([(e.label, e.metrics) for _, e in evals])
         sections.append(section)
     return sections

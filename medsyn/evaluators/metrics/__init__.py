@@ -191,3 +191,12 @@ register_metric("utility", f"{_M}.utility.family:metric_utility",
 register_results("super_resolution",
                  "PSNR and SSIM on the luminance channel of super-resolved images",
                  worse={"psnr_y": WORSE_LOWER, "ssim_y": WORSE_LOWER})
+# written by the translation evaluation (medsyn.evaluators.translation); psnr_y / ssim_y / fid
+# are the keys declared above, the baselines (*_condition, *_bicubic, *_mean_image,
+# fid_identity) and the unrelated-pair feature distance are references with no direction
+register_results("translation",
+                 "MAE on luminance, content preservation, cycle error and target-class rate of "
+                 "translated images",
+                 worse={"mae_y": WORSE_HIGHER, "cycle_mae_y": WORSE_HIGHER,
+                        "content_ssim_y": WORSE_LOWER, "content_feature_distance": WORSE_HIGHER,
+                        "target_class_rate": WORSE_LOWER})

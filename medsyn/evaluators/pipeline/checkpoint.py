@@ -99,7 +99,8 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
     training split (the reference), its test split (held out) and, when a space or family
     reads it, its validation split; the discriminator diagnostics and the utility protocol's
     extra samples come from the checkpoint. Super-resolution checkpoints: PSNR/SSIM-Y and FID
-    on the test split (:func:`medsyn.evaluators.sr.evaluate_sr_model`).
+    on the test split (:func:`medsyn.evaluators.sr.evaluate_sr_model`); translation
+    checkpoints: :func:`medsyn.evaluators.translation.evaluate_translation_model`.
 
     ``n_real``: at most this many reference images (stratified); ``n_split``: at most this
     many train and test images for the floor and memorization (default ``n_real``).
@@ -134,10 +135,12 @@ def evaluate_checkpoint(checkpoint, *, out_dir=None, reference: str | None = Non
             raise ConfigError(f"{path}: super-resolution checkpoints are evaluated in one "
                               "process; run medsyn evaluate without torchrun for them.")
         return _evaluate_sr(gen, path, spaces, opts, **job)
+    if task is Task.TRANSLATION:
+        return _evaluate_translation(gen, path, spaces, opts, n_split=n_split, **job)
     if not task.samples_from_noise:
         raise CheckpointError(f"{path} is a {task.value} checkpoint ({gen.kind}); medsyn "
-                              "evaluate scores generators that sample from noise and "
-                              "super-resolution models.")
+                              "evaluate scores generators that sample from noise, "
+                              "super-resolution and translation models.")
     return _evaluate_generator(gen, path, spaces, specs, opts, dev, n_split=n_split,
                                bit_depth=bit_depth, **job)
 
@@ -232,4 +235,30 @@ def _evaluate_sr(model, path: Path, spaces, opts, *, out_dir, reference, metrics
         batch_size=opts.batch_size, metrics=metrics, extractor=spaces.fixed(),
         n_bootstrap=opts.n_bootstrap, n_real=n_real, seed=opts.seed, use_cache=opts.use_cache,
         data_root=data_root_for(data_root, (meta.get("dataset") or {}).get("root")),
+        kid_subset_size=opts.kid_subset_size, overwrite=overwrite)
+
+
+def _evaluate_translation(model, path: Path, spaces, opts, *, out_dir, reference, metrics,
+                          n_samples, n_real, n_split, image_size, data_root, overwrite) -> dict:
+    """A translation checkpoint: paired or unpaired metrics on the test split
+    (medsyn.evaluators.translation.checkpoint)."""
+    from medsyn.evaluators.translation import evaluate_translation_model
+
+    for flag, value in (("--n-samples", n_samples), ("--image-size", image_size),
+                        ("--metrics", metrics)):
+        if value is not None:
+            raise ConfigError(f"{flag} does not apply to translation checkpoints ({path}): "
+                              "every test image is translated at the model's size and scored "
+                              "with the translation protocol; use --n-real N for a subset.")
+    meta = model.metadata if isinstance(model.metadata, dict) else {}
+    if spaces.fitted_names or len(spaces.names) > 1:
+        raise ConfigError(f"{path}: translation checkpoints are scored in one fixed feature "
+                          f"space (inception, pixels or wavelet), got --extractor "
+                          f"{','.join(spaces.names)}.")
+    return evaluate_translation_model(
+        model, split="test" if reference is None else reference, out_dir=out_dir,
+        batch_size=opts.batch_size, extractor=spaces.fixed(), n_bootstrap=opts.n_bootstrap,
+        n_real=n_real, seed=opts.seed, use_cache=opts.use_cache,
+        data_root=data_root_for(data_root, (meta.get("dataset") or {}).get("root")),
+        classifier_recipe=opts.utility_recipe, n_split=n_split,
         kid_subset_size=opts.kid_subset_size, overwrite=overwrite)

@@ -19,7 +19,7 @@ from medsyn.generators.interface import task_of_kind
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 RESULTS_NAME = "results.json"
-KINDS = ("generation", "super-resolution")
+KINDS = ("generation", "super-resolution", "translation")
 _EPOCH_RE = re.compile(r"epoch[_-]?(\d+)", re.IGNORECASE)
 
 

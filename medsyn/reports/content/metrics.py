@@ -44,6 +44,7 @@ TABLES = {
     "protocols": "Leaderboard protocols: numbers as each protocol's code computes them",
     "utility": "Downstream utility (classifier trained on synthetic images, tested on real)",
     "sr": "Super-resolution",
+    "translation": "Image-to-image translation (docs/translation.md)",
 }
 
 
@@ -212,6 +213,41 @@ def _path_entry(*path: str) -> Callable[[Mapping[str, Any]], Cell | None]:
     def extract(metrics: Mapping[str, Any]) -> Cell | None:
         return entry_cell(_dig(metrics, path))
     return extract
+
+
+def _translation_columns() -> list[MetricSpec]:
+    """The translation table (results kind ``translation``): the model's paired scores, the
+    best simple baseline's, and the unpaired protocol's (docs/translation.md). Keys start with
+    ``tr_`` (the SR table owns ``psnr_y``); directions are the results' keys'."""
+    def col(key, label, digits, path, text, direction=None, percent=False):
+        return MetricSpec(f"tr_{key}", label, "translation", digits, _path_entry(path), text,
+                          percent=percent, direction_key=direction)
+
+    return [
+        col("mae_y", "MAE-Y", 2, "mae_y", "Mean absolute error on luminance (0..255) against "
+            "the paired targets.", "mae_y"),
+        col("psnr_y", "PSNR-Y (dB)", 2, "psnr_y", "PSNR on luminance against the paired "
+            "targets.", "psnr_y"),
+        col("ssim_y", "SSIM-Y", 4, "ssim_y", "SSIM on luminance against the paired targets.",
+            "ssim_y"),
+        col("psnr_y_condition", "Input PSNR-Y (dB)", 2, "psnr_y_condition", "Baseline: the "
+            "input image itself against the targets."),
+        col("psnr_y_bicubic", "Bicubic PSNR-Y (dB)", 2, "psnr_y_bicubic", "Baseline: the "
+            "bicubic (lowres) input against the targets."),
+        col("psnr_y_mean_image", "Mean-image PSNR-Y (dB)", 2, "psnr_y_mean_image", "Baseline: "
+            "the mean training target against the targets."),
+        col("fid", "FID", 2, "fid", "FID of the outputs against the real targets (paired) or "
+            "the target domain's test images (unpaired).", "fid"),
+        col("fid_identity", "FID of the inputs", 2, "fid_identity", "Baseline: the "
+            "untranslated inputs against the target domain."),
+        col("target_class_rate", "Target-class rate", 3, "target_class_rate", "Share of "
+            "outputs the real-data classifier puts in the target class.", "target_class_rate",
+            percent=True),
+        col("content_ssim_y", "Content SSIM-Y", 4, "content_ssim_y", "SSIM on luminance of "
+            "each input and its output.", "content_ssim_y"),
+        col("cycle_mae_y", "Cycle MAE-Y", 2, "cycle_mae_y", "MAE on luminance between each "
+            "input and its reconstruction.", "cycle_mae_y"),
+    ]
 
 
 def _t_interval(values: list[float]) -> tuple[float, float] | None:
@@ -435,11 +471,13 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in [
                  _path_entry("chexgenbench", k), f"{k.capitalize()} with k = 5 (prdc 0.2), as "
                  "CheXGenBench computes it.", direction_key=k)
       for k in ("precision", "recall", "density", "coverage")],
+    *_translation_columns(),
 ]}
 
 # Which metric picks a run's "best" epoch by default, per results kind.
 DEFAULT_SELECTION = {"generation": ("fid", "kid", "intra_fid"),
-                     "super-resolution": ("psnr_y", "ssim_y")}
+                     "super-resolution": ("psnr_y", "ssim_y"),
+                     "translation": ("psnr_y", "fid")}
 
 
 def metrics_for_table(table: str) -> list[MetricSpec]:
@@ -447,6 +485,8 @@ def metrics_for_table(table: str) -> list[MetricSpec]:
 
 
 def tables_for_kind(kind: str) -> list[str]:
+    if kind == "translation":
+        return ["translation"]
     return ["sr"] if kind == "super-resolution" else \
         ["fidelity", "distribution", "protocols", "utility"]
 
