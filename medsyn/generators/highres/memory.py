@@ -22,7 +22,7 @@ networks on ``n`` whole images.
 the memory allocated before (the networks' weights), i.e. the peak of the activations and
 images on the GPU. On the CPU (Linux only): the peak resident set size of the process
 (``VmHWM`` of ``/proc/self/status``, reset to the current size by writing ``5`` to
-``/proc/self/clear_refs`` before the run) minus the resident size before. The CPU figure
+``/proc/self/clear_refs`` before the run) minus that reset value, floored at 0. The CPU figure
 counts everything the process touches (Canny's NumPy arrays included) and allocator reuse can
 lower it, so each CPU measurement runs in a fresh process (one-time allocations such as
 thread pools are charged to both alike).
@@ -71,10 +71,14 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> dict:
     except OSError as exc:
         raise MedsynError(f"cannot reset the peak resident size ({CLEAR_REFS}: {exc}); "
                           "measure on a GPU instead.") from None
-    before = _status_kib("VmRSS")
+    before = _status_kib("VmHWM")      # the resident size at the reset
     fn()
-    return {"peak_bytes": int((_status_kib("VmHWM") - before) * 1024),
-            "method": "peak RSS (VmHWM after clear_refs=5) - RSS before"}
+    peak = max(_status_kib("VmHWM"), _status_kib("VmRSS"))
+    # the kernel updates VmHWM lazily: pages reclaimed under memory pressure lower the resident
+    # size without raising it first, so a run that allocates almost nothing can read a few pages
+    # below its start (-64 KiB seen on the loaded test machine); that is a peak of 0
+    return {"peak_bytes": int(max(0, peak - before) * 1024),
+            "method": "peak RSS (VmHWM after clear_refs=5) - VmHWM at the reset, floored at 0"}
 
 
 def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int,
