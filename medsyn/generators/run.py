@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medsyn import __version__
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators.config import BaseTrainConfig
 from medsyn.generators.engine import (
@@ -235,6 +236,22 @@ def restore_training_state(payload: dict, config: BaseTrainConfig, dist: DistInf
             f"this job has {dist.world_size}: random streams restart from a new seed, so "
             "this continuation is not bit-identical to an uninterrupted run.")
     return state
+
+
+RUN_DATASET_KEYS = ("name", "split", "fingerprint", "n_images", "class_names", "image_size",
+                    "channels")
+
+
+def resolved_settings(device: torch.device, precision, channels_last: bool, batches,
+                      dist: DistInfo, dataset: dict, **family: object) -> dict:
+    """What every trainer's options resolved to, for ``config.json``: device, precision, the
+    batches and processes, then the family's own entries (``arch`` ...), the versions and the
+    dataset's identity."""
+    return {"device": str(device), "precision": precision.name, "channels_last": channels_last,
+            "data_on_device": batches.on_device, "world_size": dist.world_size,
+            "steps_per_epoch": batches.num_batches, **family, "medsyn_version": __version__,
+            "torch_version": str(torch.__version__),
+            "dataset": {k: dataset[k] for k in RUN_DATASET_KEYS}}
 
 
 def write_run_config(run_dir: Path, config: BaseTrainConfig, resolved: dict,

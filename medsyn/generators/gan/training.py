@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from medsyn import __version__
 from medsyn.device import training_threads
 from medsyn.generators import engine, run
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
@@ -124,14 +123,8 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
                                  seed=config.seed, dist=dist, on_device=config.data_on_device,
                                  what=f"{ds.name}/{ds.split}")
 
-    resolved = {
-        "device": str(device), "precision": precision.name, "channels_last": channels_last,
-        "data_on_device": batches.on_device, "world_size": dist.world_size,
-        "steps_per_epoch": batches.num_batches, "arch": arch, "medsyn_version": __version__,
-        "torch_version": str(torch.__version__),
-        "dataset": {k: dataset[k] for k in ("name", "split", "fingerprint", "n_images",
-                                             "class_names", "image_size", "channels")},
-    }
+    resolved = run.resolved_settings(device, precision, channels_last, batches, dist, dataset,
+                                      arch=arch)
     run.write_run_config(run_dir, config, resolved, payload, dist)
     log = engine.JsonlLog(run_dir / engine.LOG_FILE, records, enabled=dist.is_main)
 

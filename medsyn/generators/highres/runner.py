@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from medsyn import __version__
 from medsyn.device import training_threads
 from medsyn.errors import ConfigError
 from medsyn.generators import engine, run
@@ -137,14 +136,8 @@ class HighResRun:
         batches = engine.BatchSource(tensors, config.batch_size, device=device, seed=config.seed,
                                      dist=dist, on_device=config.data_on_device,
                                      what=f"{ds.name}/{ds.split}")
-        resolved = {
-            "device": str(device), "precision": precision.name, "channels_last": channels_last,
-            "data_on_device": batches.on_device, "world_size": dist.world_size,
-            "steps_per_epoch": batches.num_batches, "epochs": config.epochs, "arch": arch,
-            "medsyn_version": __version__, "torch_version": str(torch.__version__),
-            "dataset": {k: dataset[k] for k in ("name", "split", "fingerprint", "n_images",
-                                                 "class_names", "image_size", "channels")},
-        }
+        resolved = run.resolved_settings(device, precision, channels_last, batches, dist, dataset,
+                                          epochs=config.epochs, arch=arch)
         run.write_run_config(run_dir, config, resolved, payload, dist)
         log = engine.JsonlLog(run_dir / engine.LOG_FILE, records, enabled=dist.is_main)
 

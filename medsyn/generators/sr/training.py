@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 
-from medsyn import __version__
 from medsyn.errors import CheckpointError, ConfigError
 from medsyn.generators import engine, run
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
@@ -248,15 +247,9 @@ def _train(config: SRTrainConfig, payload: dict | None, dist: engine.DistInfo,
                "patch_size": patch, "lr_patch_size": patch // config.scale if patch else 0,
                "degradation": dataset["degradation"], "hr_mode": pairs.hr_mode,
                "pretrain_loss": PRETRAIN_LOSS}
-    resolved = {
-        "device": str(device), "precision": precision.name, "channels_last": channels_last,
-        "data_on_device": batches.on_device, "world_size": dist.world_size,
-        "steps_per_epoch": batches.num_batches, "arch": arch, "sr": sr_info,
-        "content_loss": content_info, "phases": phase_plan(config),
-        "medsyn_version": __version__, "torch_version": str(torch.__version__),
-        "dataset": {k: dataset[k] for k in ("name", "split", "fingerprint", "n_images",
-                                             "class_names", "image_size", "channels")},
-    }
+    resolved = run.resolved_settings(device, precision, channels_last, batches, dist, dataset,
+                                      arch=arch, sr=sr_info, content_loss=content_info,
+                                      phases=phase_plan(config))
     if initialised_from is not None:
         resolved["initialised_from"] = initialised_from
     run.write_run_config(run_dir, config, resolved, payload, dist)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from medsyn import __version__
 from medsyn.errors import ConfigError
 from medsyn.generators import engine, run
 from medsyn.generators.checkpoint import checkpoint_header
@@ -261,14 +260,8 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
         translation_info.update({"source": dataset["source"], "target": dataset["target"],
                                  "sampling": "source batches in epoch order, target images "
                                              "drawn at random per step"})
-    resolved = {
-        "device": str(device), "precision": precision.name, "channels_last": channels_last,
-        "data_on_device": batches.on_device, "world_size": dist.world_size,
-        "steps_per_epoch": batches.num_batches, "arch": arch, "translation": translation_info,
-        "medsyn_version": __version__, "torch_version": str(torch.__version__),
-        "dataset": {k: dataset[k] for k in ("name", "split", "fingerprint", "n_images",
-                                             "class_names", "image_size", "channels")},
-    }
+    resolved = run.resolved_settings(device, precision, channels_last, batches, dist, dataset,
+                                      arch=arch, translation=translation_info)
     run.write_run_config(run_dir, config, resolved, payload, dist)
     log = engine.JsonlLog(run_dir / engine.LOG_FILE, records, enabled=dist.is_main)
 
