@@ -24,68 +24,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from medsyn.errors import ConfigError, DataError
+from medsyn.errors import ConfigError
+from medsyn.generators.image_files import expand_inputs, output_names, read_model_image
 
 log = logging.getLogger(__name__)
 MANIFEST = "sr.json"
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder stands for the image files directly inside it (sorted)."""
-    from medsyn.data.imageio import READABLE_EXTENSIONS, is_ignored, unsupported_reason
-
-    if not inputs:
-        raise ConfigError("no input images given.")
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            candidates = sorted(p for p in path.iterdir() if p.is_file() and not is_ignored(p))
-            found = [p for p in candidates if unsupported_reason(p) is None]
-            other = [p.name for p in candidates if p not in found]
-            if other:
-                log.warning("%s: %d file(s) not read (not images): %s", path, len(other),
-                            ", ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
-            if not found:
-                raise DataError(f"{path} is a folder without image files "
-                                f"({', '.join(READABLE_EXTENSIONS)}).")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder.")
-    return files
-
-
-def _output_names(files: Sequence[Path]) -> list[str]:
-    names = [f"{p.stem}.png" for p in files]
-    seen: dict[str, Path] = {}
-    for name, path in zip(names, files, strict=True):
-        if name in seen and seen[name].resolve() != path.resolve():
-            raise ConfigError(f"{seen[name]} and {path} would both be written as {name}; "
-                              "upscale them into different --out folders, or rename one.")
-        seen[name] = path
-    return names
-
-
-def read_lr_image(path: Path, channels: int) -> np.ndarray:
-    """One image as uint8 ``[C, H, W]`` with the model's ``channels``."""
-    from medsyn.data.intensity import decode_image
-
-    arr = decode_image(path)          # [H, W] grayscale or [H, W, 3] colour
-    if arr.ndim == 2:
-        arr = arr[None]
-        if channels == 3:
-            arr = np.repeat(arr, 3, axis=0)
-        return np.array(arr)          # a writable copy (PIL's arrays are read-only)
-    if channels == 1:
-        raise DataError(
-            f"{path} is a colour image (its R, G and B differ) but the model was trained on "
-            "grayscale images; convert it to grayscale first if that is what you mean (e.g. "
-            "PIL: Image.open(f).convert('L').save(g)).")
-    return np.array(arr.transpose(2, 0, 1), order="C")
 
 
 def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
@@ -106,7 +49,7 @@ def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder.")
     files = expand_inputs(inputs)
-    names = _output_names(files)
+    names = output_names(files, "upscale")
     targets = [out / n for n in names] + [out / MANIFEST]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
@@ -122,7 +65,7 @@ def upscale_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathL
     model = load_sr_checkpoint(payload, resolve_device(device), Path(checkpoint))
     del payload
     # decode (and check) everything first: a bad file among many must not leave half a folder
-    images = [read_lr_image(p, model.channels) for p in files]
+    images = [read_model_image(p, model.channels) for p in files]
     out.mkdir(parents=True, exist_ok=True)
     written, entries = [], []
     mode = "L" if model.channels == 1 else "RGB"

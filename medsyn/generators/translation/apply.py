@@ -19,57 +19,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from medsyn.errors import ConfigError, DataError
+from medsyn.generators.image_files import expand_inputs, output_names, read_model_image
 
 log = logging.getLogger(__name__)
 MANIFEST = "translate.json"
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder stands for the image files directly inside it (sorted)."""
-    from medsyn.data.imageio import READABLE_EXTENSIONS, is_ignored, unsupported_reason
-
-    if not inputs:
-        raise ConfigError("no input images given.")
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not is_ignored(p)
-                           and unsupported_reason(p) is None)
-            if not found:
-                raise DataError(f"{path} is a folder without image files "
-                                f"({', '.join(READABLE_EXTENSIONS)}).")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder.")
-    names: dict[str, Path] = {}
-    for path in files:
-        name = f"{path.stem}.png"
-        if name in names and names[name].resolve() != path.resolve():
-            raise ConfigError(f"{names[name]} and {path} would both be written as {name}; "
-                              "translate them into different --out folders, or rename one.")
-        names[name] = path
-    return files
-
-
-def read_image(path: Path, channels: int) -> np.ndarray:
-    """One image as uint8 ``[C, H, W]`` with ``channels`` (grayscale repeated to RGB; a colour
-    image for a grayscale model is an error)."""
-    from medsyn.data.intensity import decode_image
-
-    arr = decode_image(path)
-    if arr.ndim == 2:
-        arr = arr[None]
-        return np.array(np.repeat(arr, 3, axis=0) if channels == 3 else arr)
-    if channels == 1:
-        raise DataError(f"{path} is a colour image but the model takes grayscale images; "
-                        "convert it to grayscale first.")
-    return np.array(arr.transpose(2, 0, 1), order="C")
 
 
 def translate_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike],
@@ -89,7 +43,8 @@ def translate_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.Pat
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder.")
     files = expand_inputs(inputs)
-    targets = [out / f"{p.stem}.png" for p in files] + [out / MANIFEST]
+    names = output_names(files, "translate")
+    targets = [out / n for n in names] + [out / MANIFEST]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise ConfigError(f"{len(existing)} output file(s) exist already ({', '.join(existing[:3])}"
@@ -105,7 +60,7 @@ def translate_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.Pat
         raise ConfigError("--from-images applies to pix2pix models trained with --condition.")
     read_channels = model.channels if from_images else \
         (model.input_channels if direction == "forward" else model.channels)
-    images = [torch.from_numpy(read_image(p, read_channels)) for p in files]
+    images = [torch.from_numpy(read_model_image(p, read_channels)) for p in files]
     prepared = []
     for path, image in zip(files, images, strict=True):
         try:
@@ -117,12 +72,12 @@ def translate_files(checkpoint: str | os.PathLike, inputs: Sequence[str | os.Pat
         prepared.append(x)
     out.mkdir(parents=True, exist_ok=True)
     written, entries = [], []
-    for path, x in progress(list(zip(files, prepared, strict=True)), desc=model.kind,
-                            unit="img"):
+    for path, name, x in progress(list(zip(files, names, prepared, strict=True)),
+                                  desc=model.kind, unit="img"):
         y = model.translate(x, direction=direction).numpy()
         picture = Image.fromarray(y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0),
                                   "L" if y.shape[0] == 1 else "RGB")
-        target = out / f"{path.stem}.png"
+        target = out / name
         with atomic_write(target) as f:
             picture.save(f, format="PNG")
         written.append(target)
