@@ -280,3 +280,42 @@ def test_open_clip_uses_create_model_and_transforms(online, monkeypatch):
     assert ext.weights_sha256 == state_dict_digest(returned[0].state_dict())
     with pytest.raises(ConfigError, match="no pretrained weights 'nosuch'"):
         get_extractor("open_clip:ViT-B-32@nosuch", device="cpu")
+
+
+# ------------------------------------------------------------------ torchxrayvision
+
+def test_xrv_uses_its_own_download_and_cache(online, monkeypatch, tmp_path):
+    xrv = pytest.importorskip("torchxrayvision")
+
+    name = "densenet121-res224-all"
+    cache = tmp_path / "xrv-cache"
+    monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(cache) + "/")
+    url = xrv.models.model_urls[name]["weights_url"]
+    calls = []
+
+    def fake_get_weights(weights, cache_dir=None):
+        calls.append(weights)
+        cache.mkdir(exist_ok=True)
+        torch.save(xrv.models.DenseNet(num_classes=18).eval(), cache / url.rsplit("/", 1)[1])
+        return str(cache / url.rsplit("/", 1)[1])
+    monkeypatch.setattr(xrv.models, "get_weights", fake_get_weights)
+    # its DenseNet files are pickled modules: downloaded, then refused like a local one
+    with pytest.raises(UnsafeWeightsError, match="will not unpickle") as err:
+        get_extractor(f"torchxrayvision:{name}", device="cpu")
+    assert calls == [name] and "state_dict()" in str(err.value)
+    # a state dict placed where its download puts the file is used without downloading
+    torch.manual_seed(0)
+    torch.save(xrv.models.DenseNet(num_classes=18).state_dict(), cache / url.rsplit("/", 1)[1])
+    ext = get_extractor(f"torchxrayvision:{name}", device="cpu")
+    assert calls == [name] and ext.weights_path == str(cache / url.rsplit("/", 1)[1])
+
+    def no_network(weights, cache_dir=None):
+        raise OSError("Failed to establish a new connection")
+    monkeypatch.setattr(xrv.models, "get_weights", no_network)
+    (cache / url.rsplit("/", 1)[1]).unlink()
+    with pytest.raises(ConfigError) as err:
+        get_extractor("torchxrayvision:resnet50-res512-all", device="cpu")
+    msg = _one_line(err)
+    resnet_url = xrv.models.model_urls["resnet50-res512-all"]["weights_url"]
+    assert "download failed (OSError" in msg and resnet_url in msg
+    assert str(cache / resnet_url.rsplit("/", 1)[1]) in msg and "--extractor-weights" in msg
