@@ -11,6 +11,8 @@ from an environment variable, otherwise from a per-user default. Nothing is hard
 | ``MEDSYN_VGG19_WEIGHTS``   | local torchvision VGG19 weights for the SRGAN content loss     |
 | ``MEDSYN_PROGRESS``        | ``auto`` (bar on a terminal, plain lines otherwise), ``bar``,  |
 |                            | ``plain`` or ``off``                                           |
+| ``MEDSYN_OFFLINE``         | ``1``: encoder sources never download weights (also when       |
+|                            | ``HF_HUB_OFFLINE=1``); a missing file is a one-line error      |
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ ENV_CACHE_DIR = "MEDSYN_CACHE_DIR"
 ENV_INCEPTION_WEIGHTS = "MEDSYN_INCEPTION_WEIGHTS"
 ENV_VGG19_WEIGHTS = "MEDSYN_VGG19_WEIGHTS"
 ENV_PROGRESS = "MEDSYN_PROGRESS"
+ENV_OFFLINE = "MEDSYN_OFFLINE"
+# variables that make encoder sources offline: medsyn's own and the Hugging Face hub's
+OFFLINE_VARIABLES = (ENV_OFFLINE, "HF_HUB_OFFLINE")
 PROGRESS_MODES = ("auto", "bar", "plain", "off")
 
 
@@ -66,3 +71,13 @@ def writable_data_root(root: str | os.PathLike | None = None) -> Path:
 def env_path(variable: str) -> Path | None:
     value = os.environ.get(variable)
     return Path(value).expanduser() if value else None
+
+
+def offline_variable() -> str | None:
+    """The variable (``MEDSYN_OFFLINE``, else ``HF_HUB_OFFLINE``) that forbids downloading
+    weights, when one is set to a true value (1, true, yes, on); None when downloads are
+    allowed."""
+    for variable in OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on"):
+            return variable
+    return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medsyn.settings import ENV_CACHE_DIR, ENV_DATA_ROOT, ENV_INCEPTION_WEIGHTS
+from medsyn.settings import ENV_CACHE_DIR, ENV_DATA_ROOT, ENV_INCEPTION_WEIGHTS, ENV_OFFLINE
 
 
 def _missing(reason: str):
@@ -31,6 +31,13 @@ def _isolated_cache(tmp_path_factory):
     os.environ[ENV_CACHE_DIR] = str(path)
     yield path
     os.environ.pop(ENV_CACHE_DIR, None)
+
+
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(monkeypatch):
+    """Encoder sources never download in tests (MEDSYN_OFFLINE=1); the tests of the download
+    path unset it and replace the libraries' download functions."""
+    monkeypatch.setenv(ENV_OFFLINE, "1")
 
 
 @pytest.fixture(scope="session")

@@ -60,9 +60,11 @@ class _Payload:
 
 def test_sources_are_listed_and_parsed():
     listed = list_extractors()
-    for usage in ("timm:<model>@<weights file>", "hf:<model folder>", "rad-dino:<model folder>",
-                  "cmmd-clip:<model folder>", "torchxrayvision:<densenet121-res224-*>@"
-                  "<state dict file>"):
+    for usage in ("timm:<model>[@<weights file>]", "hf:<model folder or repo id>",
+                  "rad-dino:<model folder or microsoft/rad-dino>",
+                  "open_clip:<model folder>|<model>@<pretrained tag>",
+                  "torchxrayvision:<densenet121-res224-*|resnet50-res512-all>"
+                  "[@<state dict file>]"):
         assert usage in listed
     assert parse_extractor_names("inception,timm:test_vit@w.pt") == \
         ["inception", "timm:test_vit@w.pt"]
@@ -347,6 +349,48 @@ def test_xrv_equals_torchxrayvision_loader(tmp_path):
         theirs = lib.features2(torch.stack(xs))
     assert_same(ours, theirs, atol=1e-4)
     assert ext.feature_dim == 1024
+
+
+def test_xrv_resnet50_equals_torchxrayvision_loader(tmp_path):
+    xrv = pytest.importorskip("torchxrayvision")
+    import torchvision
+    from torchxrayvision.models import model_urls
+
+    name = "resnet50-res512-all"
+    cache = tmp_path / "xrv"
+    cache.mkdir()
+    net = torchvision.models.resnet50(num_classes=18, weights=None)
+    net.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    torch.manual_seed(0)
+    # ResNet-50's 23.5 M weights as views of small storages (the file is KBs, not 94 MB); its
+    # file is a state dict of torchvision's resnet50 with a one-channel stem, as xrv's
+    state = {}
+    for k, v in net.state_dict().items():
+        if not v.is_floating_point():
+            state[k] = v
+        elif k.endswith("running_var"):
+            state[k] = torch.rand(v.shape) + 0.5
+        elif v.ndim > 1:
+            state[k] = (torch.randn(v.shape[1:]) / math.sqrt(v[0].numel())).expand(v.shape)
+        else:
+            state[k] = torch.randn(v.shape) * 0.1
+    fname = os.path.basename(model_urls[name]["weights_url"])
+    torch.save(state, cache / fname)
+    assert (cache / fname).stat().st_size < 3_000_000
+    lib = xrv.models.ResNet(weights=name, cache_dir=str(cache)).eval()
+    ext = get_extractor(f"torchxrayvision:{name}@{cache / fname}", device="cpu")
+    batch = images(2, 520, channels=3)
+    ours = ext.extract(batch)["features"]
+
+    crop, resize = xrv.datasets.XRayCenterCrop(), xrv.datasets.XRayResizer(512)
+    xs = []
+    for img in batch.numpy().transpose(0, 2, 3, 1):   # the README's recipe, at 512
+        x = xrv.datasets.normalize(img, 255).mean(2)[None, ...]
+        xs.append(torch.from_numpy(resize(crop(x))))
+    with torch.no_grad():
+        theirs = lib.features(torch.stack(xs))
+    assert_same(ours, theirs, atol=1e-4)
+    assert ext.feature_dim == 2048 and "512x512" in ext.conventions["resize"]
 
 
 # ------------------------------------------------------------------ torch-fidelity (tf:)

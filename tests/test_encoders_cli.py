@@ -61,9 +61,13 @@ def test_missing_weights_is_one_line(tmp_path):
                              tmp_path / "out")
     assert result.exit_code != 0
     assert str(missing) in result.output and "Traceback" not in result.output
+    # no folder: the hub's snapshot of microsoft/rad-dino, not downloaded offline (conftest)
     result, text = _evaluate("--fake", tmp_path / "ref", "--real", tmp_path / "ref",
                              "--protocol", "chexgenbench", "--out", tmp_path / "out")
-    assert result.exit_code != 0 and "--extractor-weights" in result.output
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    line = " ".join(result.output.split())
+    assert "microsoft/rad-dino" in line and "MEDSYN_OFFLINE" in line
+    assert "--extractor-weights" in line
     result, text = _evaluate("--fake", tmp_path / "ref", "--real", tmp_path / "ref",
                              "--protocol", "cmmd", "--extractor", "pixels",
                              "--extractor-weights", tmp_path, "--out", tmp_path / "out")

@@ -72,3 +72,36 @@ def test_report_names_protocol_and_compares_only_same_protocol(tmp_path):
                        baselines_path=tmp_path / "b.toml")
     html = out.index_html.read_text()
     assert "different protocol (chexgenbench vs ours medsyn)" in html
+
+
+def test_shipped_chexgenbench_rows_sit_only_beside_their_protocol(tmp_path):
+    """The CheXGenBench leaderboard rows of medsyn/reports/baselines.toml (FID (RadDino)): in
+    the "Leaderboard protocols" table only, directly comparable only with runs computed by
+    --protocol chexgenbench on CheXGenBench's real set."""
+    rows = {b.id: b for b in load_baselines()}
+    sana = rows["chexgenbench-sana"]
+    assert sana.cell("cxgb_fid").value == 54.23 and sana.cell("fid") is None
+    assert rows["chexgenbench-sd-v2"].cell("cxgb_fid").value == 194.72
+    assert sum(1 for i in rows if i.startswith("chexgenbench-")) == 11
+    same = {"protocol": {"chexgenbench"}, "dataset": {"mimic-cxr-chexgenbench-test"}}
+    assert compare(sana, same).comparable
+    assert not compare(sana, {**same, "protocol": {"medsyn"}}).comparable
+    assert not compare(sana, {**same, "protocol": {"dgm-eval"}}).comparable
+    assert not compare(sana, {**same, "dataset": {"cxr3"}}).comparable
+
+    runs = tmp_path / "runs"
+    run = make_generation_run(runs, "gan-a", {2: 120.0}, utility=False)
+    out = build_report(out_dir=tmp_path / "plain", runs_root=runs)
+    assert "CheXGenBench: Sana" not in out.index_html.read_text()   # no protocol table
+    results = run / "eval" / "epoch002" / "results.json"
+    data = json.loads(results.read_text())
+    data["metrics"]["chexgenbench"] = _cxgb_block(61.5)
+    results.write_text(json.dumps(data))
+    html = build_report(out_dir=tmp_path / "cxgb", runs_root=runs).index_html.read_text()
+    assert "CheXGenBench: Sana (0.6B)" in html and "54.23" in html and "194.72" in html
+    assert "Directly comparable" not in html           # same protocol, another real set
+    assert "different dataset (MIMIC-CXR (CheXGenBench test prompts) vs ours" in html
+    data["metrics"]["chexgenbench"]["protocol"] = "dgm-eval"
+    results.write_text(json.dumps(data))
+    html = build_report(out_dir=tmp_path / "other", runs_root=runs).index_html.read_text()
+    assert "different protocol (chexgenbench vs ours dgm-eval)" in html

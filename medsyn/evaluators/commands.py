@@ -22,29 +22,28 @@ from medsyn.evaluators.pipeline.checkpoint import (
 from medsyn.evaluators.pipeline.folder import evaluate_folder, folder_out_dir
 
 # leaderboard protocols (docs/evaluation.md, "Encoders you bring"): the space, as a source
-# prefix given --extractor-weights, and the metric families computed as the protocol's code does
+# prefix given --extractor-weights (else the weights its library downloads: a Hugging Face repo
+# id, the hub's DINOv2 file), and the metric families computed as the protocol's code does
 PROTOCOLS = {
-    "chexgenbench": ("rad-dino:{weights}", "chexgenbench",
-                     "the microsoft/rad-dino model folder"),
-    "cmmd": ("cmmd-clip:{weights}", "cmmd", "the openai/clip-vit-large-patch14-336 folder"),
-    "dgm-eval": ("dinov2:vitl14@{weights}", "fid", "dinov2_vitl14_pretrain.pth"),
+    "chexgenbench": ("rad-dino:{weights}", "chexgenbench", "microsoft/rad-dino"),
+    "cmmd": ("cmmd-clip:{weights}", "cmmd", "openai/clip-vit-large-patch14-336"),
+    "dgm-eval": ("dinov2:vitl14@{weights}", "fid,dgm_eval", ""),
 }
 
 
 def protocol_choice(protocol: str, extractor: str, metrics: str | None,
                     weights: Path | None) -> tuple[str, str]:
-    """``(extractor, metrics)`` of ``--protocol``; the user's --metrics are added to its own."""
+    """``(extractor, metrics)`` of ``--protocol``; the user's --metrics are added to its own.
+    Without --extractor-weights the space's library downloads its weights (not offline)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got "
                           f"{protocol!r}.")
-    space, families, needs = PROTOCOLS[protocol]
+    space, families, default = PROTOCOLS[protocol]
     if extractor != "inception":
         raise ConfigError(f"--protocol {protocol} sets the feature space ({space.split(':')[0]})"
                           f"; drop --extractor {extractor}.")
-    if weights is None:
-        raise ConfigError(f"--protocol {protocol} needs --extractor-weights: {needs} "
-                          "(docs/evaluation.md, 'Encoders you bring', says where to get it).")
-    return space.format(weights=weights), families + (f",{metrics}" if metrics else "")
+    target = space.format(weights=weights if weights is not None else default)
+    return target.rstrip("@"), families + (f",{metrics}" if metrics else "")
 
 
 def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
@@ -131,12 +130,14 @@ def evaluate_command(
         "in each (e.g. inception,ssl,radiomics,wavelet; see --list)."),
     extractor_weights: Path | None = typer.Option(
         None, "--extractor-weights", help="Local weights of an encoder you bring: the file of "
-        "timm:MODEL, dinov2:ARCH, torchxrayvision:NAME (or write SPACE@FILE), or the model "
-        "folder of --protocol. Nothing is downloaded."),
+        "timm:MODEL, dinov2:ARCH, tf:NAME, torchxrayvision:NAME (or write SPACE@FILE), or the "
+        "model folder of --protocol. Without it the encoder's library downloads its weights "
+        "(not with MEDSYN_OFFLINE=1 or HF_HUB_OFFLINE=1)."),
     protocol: str | None = typer.Option(
         None, "--protocol", help="Compute a leaderboard's numbers as its code does: "
         "chexgenbench (RAD-DINO FID / KID / PRDC), cmmd (CLIP CMMD) or dgm-eval (DINOv2 "
-        "ViT-L/14 FD); needs --extractor-weights."),
+        "ViT-L/14 FD, FD-infinity, KD, PRDC, Vendi); weights from --extractor-weights, else "
+        "downloaded."),
     ssl_recipe: str = typer.Option(
         "quick", "--ssl-recipe", help="Training recipe of the 'ssl' space's SimCLR encoder: "
         "quick (CPU, minutes at 28 px) or standard (100 epochs; a GPU recipe)."),

@@ -23,7 +23,7 @@ from medsyn.reports.content.metrics import (
 from medsyn.reports.model import Row, Section, Table
 
 # result blocks written by a leaderboard protocol's family (they name their protocol)
-PROTOCOL_BLOCKS = ("cmmd", "chexgenbench")
+PROTOCOL_BLOCKS = ("cmmd", "chexgenbench", "dgm_eval")
 GENERATION_BASELINE_KINDS = {"fidelity": ("generation",), "protocols": ("generation",),
                              "utility": ("generation", "classification")}
 
@@ -140,7 +140,8 @@ def _run_conditions(evals: list[tuple[Run, Evaluation]]) -> dict[str, set]:
 
 def run_protocol(metrics: Mapping) -> str:
     """The leaderboard protocol whose code computed a run's numbers (the ``protocol`` of its
-    cmmd / chexgenbench blocks): ``"medsyn"`` when none did, ``"several"`` when more than one."""
+    cmmd / chexgenbench / dgm_eval blocks): ``"medsyn"`` when none did, ``"several"`` when
+    more than one."""
     found = {str(metrics[k]["protocol"]) for k in PROTOCOL_BLOCKS
              if isinstance(metrics.get(k), Mapping) and metrics[k].get("protocol")}
     return found.pop() if len(found) == 1 else "several" if found else "medsyn"

@@ -47,6 +47,11 @@ def audit_command(
     inception_weights: Path | None = typer.Option(
         None, "--inception-weights", help="Local inception-v3-compat weights (default: "
         "$MEDSYN_INCEPTION_WEIGHTS)."),
+    extractor_weights: Path | None = typer.Option(
+        None, "--extractor-weights", help="Local weights of an encoder you bring, as for medsyn "
+        "evaluate: the file of timm:MODEL, dinov2:ARCH, tf:NAME, torchxrayvision:NAME (or write "
+        "SPACE@FILE). Without it the encoder's library downloads its weights (not with "
+        "MEDSYN_OFFLINE=1 or HF_HUB_OFFLINE=1)."),
     data_root: Path | None = typer.Option(None, "--data-root", file_okay=False,
                                           help="Folder holding the datasets."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write cached "
@@ -103,6 +108,7 @@ def audit_command(
                    n_bootstrap=bootstrap, seed=seed, device=device, batch_size=batch_size,
                    image_size=image_size, data_root=data_root, out_dir=out,
                    use_cache=not no_cache, inception_weights=inception_weights,
+                   extractor_weights=extractor_weights,
                    overwrite=overwrite, power=power, power_sizes=sizes,
                    power_repeats=power_repeats,
                    reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)

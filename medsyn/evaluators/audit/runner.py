@@ -75,7 +75,7 @@ def audited_metrics(metrics=None):
 
 
 def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
-                     image_size):
+                     image_size, extractor_weights=None):
     """The named space, built from the settings it declares: a space fitted to the real data
     fits the training split, a classifier is selected on the validation split (never on the
     held-out images it is audited on)."""
@@ -89,7 +89,7 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
         except DataError:
             val = None
     settings = {"train": train, "val": val, "use_cache": use_cache,
-                "inception_weights": inception_weights}
+                "inception_weights": inception_weights, "extractor_weights": extractor_weights}
     return build_extractor(name, settings, device=device)
 
 
@@ -99,7 +99,8 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
           n_reference: int | None = None, n_bootstrap: int | None = None, seed: int = 0,
           k: int = 5, device: str | None = None, batch_size: int = 64,
           image_size: int | None = None, data_root=None, out_dir=None, use_cache: bool = True,
-          inception_weights=None, overwrite: bool = False, power: bool = False,
+          inception_weights=None, extractor_weights=None, overwrite: bool = False,
+          power: bool = False,
           power_sizes: Sequence[int] | None = None, power_repeats: int | None = None,
           reference_sensitivity: bool = False, preprocessing: bool = False) -> dict:
     """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
@@ -108,6 +109,10 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     docs/architecture.md); with ``out_dir``, also writes audit.json, the trust card
     (card.md, card.html) and the figures there, as one unit (:mod:`medsyn.outputs`); an
     earlier audit there is replaced only with ``overwrite``, anything else never.
+
+    ``extractor_weights``: the local weights file (or model folder) of the encoder spaces that
+    read one (``timm:``, ``dinov2:``, ``tf:``, ``torchxrayvision:``), as ``medsyn evaluate
+    --extractor-weights``.
 
     ``quick``: the CPU-sized defaults (:data:`QUICK`); explicit ``n`` / ``n_pool`` /
     ``n_reference`` / ``n_bootstrap`` win over either preset.
@@ -198,7 +203,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     def space(name):
         if name not in built:
             built[name] = _build_extractor(name, dev, train, inception_weights, use_cache,
-                                           split, data_root, image_size)
+                                           split, data_root, image_size, extractor_weights)
         return built[name]
 
     def real_features(ext):

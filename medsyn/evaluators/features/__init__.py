@@ -123,42 +123,48 @@ def _encoder(module: str, factory: str):
     return build
 
 
-# encoders users bring (docs/evaluation.md, "Encoders you bring"); nothing is downloaded
+# encoders users bring (docs/evaluation.md, "Encoders you bring"): a local file or folder, else
+# the weights their library downloads (never with MEDSYN_OFFLINE=1 or HF_HUB_OFFLINE=1)
 register_source(
     "hf", _encoder("hf", "hf_extractor"),
-    "a Hugging Face model folder (save_pretrained, safetensors): pooler_output, CLIP "
-    "image_embeds; the folder's image processor on the PIL path; needs the hf extra",
-    usage="<model folder>")
+    "a Hugging Face model folder (save_pretrained, safetensors) or repo id (the hub's "
+    "snapshot): pooler_output, CLIP image_embeds; the folder's image processor on the PIL path; "
+    "needs the hf extra", usage="<model folder or repo id>")
 register_source(
     "rad-dino", _encoder("hf", "rad_dino_extractor"),
     "RAD-DINO (microsoft/rad-dino folder) as CheXGenBench runs it: PIL bilinear 299, then "
-    "bicubic 518, CLS after LayerNorm, 768-d; --protocol chexgenbench", usage="<model folder>")
+    "bicubic 518, CLS after LayerNorm, 768-d; --protocol chexgenbench",
+    usage="<model folder or microsoft/rad-dino>")
 register_source(
     "cmmd-clip", _encoder("hf", "cmmd_clip_extractor"),
     "CLIP (openai/clip-vit-large-patch14-336 folder) as CMMD embeds: centre square crop, PIL "
-    "bicubic 336, unit-norm image_embeds; --protocol cmmd", usage="<model folder>")
+    "bicubic 336, unit-norm image_embeds; --protocol cmmd",
+    usage="<model folder or openai/clip-vit-large-patch14-336>")
 register_source(
     "open_clip", _encoder("openclip", "open_clip_extractor"),
-    "an open_clip model folder (open_clip_config.json + .safetensors): encode_image, "
-    "open_clip's eval transform; needs the openclip extra", usage="<model folder>")
+    "an open_clip model folder (open_clip_config.json + .safetensors) or a pretrained pair "
+    "of open_clip.list_pretrained(): encode_image, open_clip's eval transform; needs the "
+    "openclip extra", usage="<model folder>|<model>@<pretrained tag>")
 register_source(
     "timm", _encoder("timm_source", "timm_extractor"),
-    "any timm model with a local weights file (.safetensors or a state dict): pooled "
-    "pre-logits, timm's eval transform", usage="<model>@<weights file>",
+    "any timm model with a local weights file (.safetensors or a state dict), else timm's "
+    "pretrained weights: pooled pre-logits, timm's eval transform",
+    usage="<model>[@<weights file>]",
     settings={"weights": "extractor_weights"})
 register_source(
     "dinov2", _encoder("timm_source", "dinov2_extractor"),
     "DINOv2 (hub state dict dinov2_<arch>_pretrain.pth) as dgm-eval runs it: PIL bicubic 224, "
     "CLS after norm, the hub's position-embedding interpolation",
-    usage="<vits14|vitb14|vitl14|vitg14>@<file>", settings={"weights": "extractor_weights"})
+    usage="<vits14|vitb14|vitl14|vitg14>[@<file>]", settings={"weights": "extractor_weights"})
 register_source(
     "tf", _encoder("tf", "tf_extractor"),
     "torch-fidelity 0.4 extractors run by its own forward (clip-*, vgg16, dinov2-vit-*-14, "
     "inception-v3-compat), weights read safely (CLIP: a converted state dict)",
-    usage="<torch-fidelity name>@<weights file>",
+    usage="<torch-fidelity name>[@<weights file>]",
     settings={"weights": "extractor_weights", "inception_weights": "inception_weights"})
 register_source(
     "torchxrayvision", _encoder("xrv", "xrv_extractor"),
-    "torchxrayvision DenseNet-121 (a state dict converted once): features2, 1024-d; needs "
-    "the xrv extra", usage="<densenet121-res224-*>@<state dict file>",
+    "torchxrayvision DenseNet-121 (a state dict converted once: features2, 1024-d) or "
+    "ResNet-50 at 512 px (its state dict: pooled layer 4, 2048-d); needs the xrv extra",
+    usage="<densenet121-res224-*|resnet50-res512-all>[@<state dict file>]",
     settings={"weights": "extractor_weights"})

@@ -58,6 +58,7 @@ _LAZY = {
     "metric_tests": "distribution.two_sample",
     "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
     "metric_cmmd": "distribution.cmmd", "metric_chexgenbench": "distribution.chexgenbench",
+    "metric_dgm_eval": "distribution.dgm_eval",
 }
 
 __all__ = [
@@ -131,7 +132,7 @@ register_metric("mmd", f"{_M}.distribution.mmd:metric_mmd",
                 "unbiased Gaussian-RBF MMD^2 x 1000 (CMMD-style), median-heuristic bandwidth",
                 worse={"mmd": WORSE_HIGHER})
 # leaderboard protocols (docs/evaluation.md, "Encoders you bring"): opt-in, meant for the space
-# of their protocol (--protocol cmmd | chexgenbench picks both)
+# of their protocol (--protocol cmmd | chexgenbench | dgm-eval picks both)
 register_metric("cmmd", f"{_M}.distribution.cmmd:metric_cmmd",
                 "CMMD as its reference code: biased RBF MMD x 1000, sigma 10, unit-norm "
                 "embeddings, float32 (use the cmmd-clip space)", default=False,
@@ -139,6 +140,9 @@ register_metric("cmmd", f"{_M}.distribution.cmmd:metric_cmmd",
 register_metric("chexgenbench", f"{_M}.distribution.chexgenbench:metric_chexgenbench",
                 "CheXGenBench's FID / KID / PRDC as its fid.py computes them (use the rad-dino "
                 "space)", default=False)
+register_metric("dgm_eval", f"{_M}.distribution.dgm_eval:metric_dgm_eval",
+                "dgm-eval's FD, FD-infinity, KD, PRDC (k=5) and Vendi with its subset sizes "
+                "(use the dinov2:vitl14 space)", default=False)
 # density (Naeem et al. 2020) is 1 in expectation for identical distributions; it falls when
 # fakes leave the real manifold and rises above 1 when they crowd into its dense regions
 # (copies, a collapsed mode): a departure either way is worse.

@@ -455,7 +455,7 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in [
     MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, _path_entry("fid"),
                "FID of the super-resolved images against the real high-resolution images.",
                direction_key="fid"),
-    # --protocol cmmd | chexgenbench (docs/evaluation.md, "Encoders you bring")
+    # --protocol cmmd | chexgenbench | dgm-eval (docs/evaluation.md, "Encoders you bring")
     MetricSpec("cmmd", "CMMD", "protocols", 3, _path_entry("cmmd"),
                "CMMD as google-research/cmmd computes it: biased Gaussian-kernel MMD x 1000, "
                "sigma 10, unit-norm embeddings (CLIP ViT-L/14-336 in the cmmd-clip space)."),
@@ -471,6 +471,24 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in [
                  _path_entry("chexgenbench", k), f"{k.capitalize()} with k = 5 (prdc 0.2), as "
                  "CheXGenBench computes it.", direction_key=k)
       for k in ("precision", "recall", "density", "coverage")],
+    # --protocol dgm-eval (metrics.dgm_eval)
+    MetricSpec("dgm_fd", "FD (dgm-eval)", "protocols", 3, _path_entry("dgm_eval", "fd"),
+               "FD as dgm-eval computes it, in the space of the run (DINOv2 ViT-L/14 for "
+               "--protocol dgm-eval).", direction_key="fid"),
+    MetricSpec("dgm_fd_infinity", "FD∞ (dgm-eval)", "protocols", 3,
+               _path_entry("dgm_eval", "fd_infinity"),
+               "dgm-eval's FD-infinity: 15 fake-set sizes, the whole real set, value at 1/N = "
+               "0.", direction_key="fd_infinity"),
+    MetricSpec("dgm_kd", "KD (dgm-eval)", "protocols", 4, _path_entry("dgm_eval", "kd"),
+               "dgm-eval's KD: 100 subsets of min(1000, n) images, cubic polynomial kernel.",
+               direction_key="kid"),
+    *[MetricSpec(f"dgm_{k}", f"{k.capitalize()} (dgm-eval)", "protocols", 3,
+                 _path_entry("dgm_eval", k), f"{k.capitalize()} with k = 5 on dgm-eval's "
+                 "subsample (at most 10,000 images per set).", direction_key=k)
+      for k in ("precision", "recall", "density", "coverage")],
+    MetricSpec("dgm_vendi", "Vendi (dgm-eval)", "protocols", 2, _path_entry("dgm_eval", "vendi"),
+               "dgm-eval's mean Vendi score per class of the generated set (linear kernel on "
+               "L2-normalised features); diversity, not ranked.", direction_key="vendi_fake"),
     *_translation_columns(),
 ]}
 

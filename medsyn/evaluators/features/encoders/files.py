@@ -1,6 +1,7 @@
-"""The files of encoders users bring: found locally (nothing is downloaded at run time), read
-without running code (safetensors, or ``torch.load(weights_only=True)``), and checksummed for
-the provenance and the real-feature cache key."""
+"""The files of encoders users bring: a local file or folder when one is given, else the one the
+library's own download puts in its cache (unless ``MEDSYN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``);
+read without running code (safetensors, or ``torch.load(weights_only=True)``), whichever way
+they came, and checksummed for the provenance and the real-feature cache key."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from medsyn.errors import ConfigError
+from medsyn.errors import ConfigError, MedsynError
+from medsyn.settings import ENV_OFFLINE, offline_variable
 from medsyn.utils import file_digest
 from medsyn.weights import UnsafeWeightsError, read_state_dict
 
@@ -37,6 +39,60 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (sorted by
+    name): the weights a library loaded itself, whose file medsyn does not see."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def downloaded(what: str, fetch, place: str, from_cache=None):
+    """``fetch()``: the library's own download of the weights of ``what``. Offline
+    (``MEDSYN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) it is not called (``from_cache()``, a
+    look-up of the library's cache that never uses the network, is, when given), and that,
+    like a failed download, is a one-line error ending with ``place`` (which file to put
+    where, or which option to pass)."""
+    variable = offline_variable()
+    if variable is not None:
+        if from_cache is not None:
+            try:
+                return from_cache()
+            except MedsynError:
+                raise
+            except Exception:  # noqa: BLE001 - not in the cache, whatever the library says
+                pass
+        raise ConfigError(f"{what}: not found locally, and {variable} is set, so nothing is "
+                          f"downloaded. {place}")
+    try:
+        return fetch()
+    except MedsynError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no network, an HTTP error, a proxy: all the same
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"{what}: the download failed ({type(exc).__name__}: {first}). "
+                          f"{place} (set {ENV_OFFLINE}=1 to never try downloading).") from None
+
+
+def hub_cache_file(url: str, what: str, how: str, file_name: str | None = None) -> Path:
+    """The file of ``url`` in the torch hub cache (``$TORCH_HOME/hub/checkpoints/``, where
+    ``torch.hub.load_state_dict_from_url`` - torch-fidelity's and torchvision's download -
+    keeps it under ``file_name``, default the URL's base name), downloaded there when missing.
+    ``how``: the other way to give the file (an option)."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / (file_name or url.rsplit("/", 1)[1])
+    if path.is_file():
+        return path
+
+    def fetch():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+        return path
+    return downloaded(what, fetch, f"Place {url} at {path}, or {how}.")
+
+
 def local_file(path: str | os.PathLike | None, what: str, how_to_get: str) -> Path:
     """``path`` as an existing file, else a one-line error naming it and how to get it."""
     if path is None or not str(path).strip():
@@ -52,8 +108,8 @@ def local_folder(path: str | os.PathLike, what: str, how_to_get: str,
     """``path`` as an existing model folder holding ``needs``, else a one-line error."""
     p = Path(str(path).strip()).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"{what} {p}: folder not found (medsyn reads model folders "
-                          f"locally and downloads nothing). {how_to_get}")
+        raise ConfigError(f"{what} {p}: folder not found (a Hugging Face repo id, "
+                          f"OWNER/NAME, is downloaded instead). {how_to_get}")
     for name in needs:
         if not (p / name).is_file():
             raise ConfigError(f"{what} {p / name}: file not found in the model folder. "

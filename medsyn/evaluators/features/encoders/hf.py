@@ -12,9 +12,11 @@ Three sources share the loader:
   a square, PIL bicubic to the model's resolution (336 for ViT-L/14-336), x / 255, CLIP's
   mean / std, ``image_embeds`` divided by its L2 norm.
 
-The weights must be ``.safetensors`` (``use_safetensors=True``: a ``pytorch_model.bin`` pickle
-is refused), the model code transformers' own (``trust_remote_code=False``), nothing is
-downloaded (``local_files_only=True``). The processor is never transformers' torchvision
+The target is a local folder, or a Hugging Face repo id (``hf:microsoft/rad-dino``) whose hub
+snapshot is downloaded into the hub's cache (offline: read from it). The weights must be
+``.safetensors`` (``use_safetensors=True``: a ``pytorch_model.bin`` pickle is refused), the
+model code transformers' own (``trust_remote_code=False``), and transformers reads the folder
+with ``local_files_only=True``. The processor is never transformers' torchvision
 ("fast") backend: it differs from the PIL path that CheXGenBench's pinned transformers 4.50.3
 runs by up to 0.03 normalised units (docs/encoders_research.md section 2).
 """
@@ -27,7 +29,12 @@ from pathlib import Path
 
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
-from medsyn.evaluators.features.encoders.files import folder_digest, local_folder, need_package
+from medsyn.evaluators.features.encoders.files import (
+    downloaded,
+    folder_digest,
+    local_folder,
+    need_package,
+)
 from medsyn.evaluators.features.encoders.preprocess import (
     CLIP_MEAN,
     CLIP_STD,
@@ -39,8 +46,11 @@ from medsyn.evaluators.features.encoders.preprocess import (
 
 HOW_TO_GET = ("On a machine with internet: pip install huggingface_hub; hf download {repo} "
               "--local-dir FOLDER (or huggingface_hub.snapshot_download('{repo}', "
-              "local_dir=FOLDER)), then copy FOLDER here and name it.")
+              "local_dir=FOLDER)), then copy FOLDER here and name it (SPACE:FOLDER, or "
+              "--extractor-weights FOLDER with --protocol).")
 CLIP_TYPES = ("clip", "clip_vision_model")
+# what a hub snapshot fetches: configs, processor settings, the model card, safetensors weights
+HUB_FILES = ["*.json", "*.safetensors", "README.md", "LICENSE*"]
 
 
 def _licence(folder: Path) -> str:
@@ -56,10 +66,41 @@ def _licence(folder: Path) -> str:
     return ""
 
 
+def _is_repo_id(target: str) -> bool:
+    text = target.strip()
+    return (not Path(text).expanduser().exists() and not text.startswith((".", "/", "~"))
+            and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None)
+
+
+def model_folder(target: str, what: str, repo_hint: str) -> Path:
+    """The model folder ``target``, or for a Hugging Face repo id (``microsoft/rad-dino``) the
+    hub's snapshot of it: ``huggingface_hub.snapshot_download``, the download and cache that
+    ``AutoModel.from_pretrained(repo_id)`` uses, limited to the configs, the model card and the
+    ``.safetensors`` weights (a ``.bin`` pickle is never fetched). Offline, the snapshot
+    already in the hub's cache is used, else a one-line error."""
+    if not _is_repo_id(target):
+        return local_folder(target, what, HOW_TO_GET.format(repo=repo_hint))
+    repo = target.strip()
+    hub = need_package("huggingface_hub", "hf", what)
+
+    def snapshot(local_only: bool) -> Path:
+        return Path(hub.snapshot_download(repo, allow_patterns=HUB_FILES,
+                                          local_files_only=local_only))
+    folder = downloaded(f"{what} {repo} (Hugging Face hub)", lambda: snapshot(False),
+                        f"Give a local model folder instead: {HOW_TO_GET.format(repo=repo)}",
+                        from_cache=lambda: snapshot(True))
+    return local_folder(folder, f"{what} {repo}: the hub's snapshot",
+                        HOW_TO_GET.format(repo=repo))
+
+
+def _space_name(source: str, target: str, folder: Path) -> str:
+    return f"{source}:{target.strip()}" if _is_repo_id(target) else f"{source}:{folder.name}"
+
+
 def load_folder(target: str, what: str, repo_hint: str):
-    """``(model, config dict, folder)``: the transformers model in ``target``, in eval mode."""
-    how = HOW_TO_GET.format(repo=repo_hint)
-    folder = local_folder(target, what, how)
+    """``(model, config dict, folder)``: the transformers model in ``target`` (a folder or a
+    Hugging Face repo id), in eval mode."""
+    folder = model_folder(target, what, repo_hint)
     if not any(folder.glob("*.safetensors")):
         pickles = sorted(p.name for p in folder.glob("*.bin"))
         raise ConfigError(
@@ -130,7 +171,8 @@ def hf_extractor(target: str, device=None, **_) -> EncoderExtractor:
     pipeline = from_preprocessor_config(_processor_config(folder, what),
                                         "the folder's preprocessor_config.json, PIL backend")
     return EncoderExtractor(
-        f"hf:{folder.name}", model, _forward(model), pipeline, _output_dim(model),
+        _space_name("hf", target, folder), model, _forward(model), pipeline,
+        _output_dim(model),
         folder_digest(folder), {"network": f"transformers {type(model).__name__} "
                                            f"({config.get('model_type')})",
                                 "layer": _layer(model)},
@@ -149,7 +191,8 @@ def rad_dino_extractor(target: str, device=None, **_) -> EncoderExtractor:
         "then RAD-DINO's image processor on the PIL path (transformers 4.50.3 slow processor)",
         before=(Resize("bilinear", size=(299, 299)),))
     return EncoderExtractor(
-        f"rad-dino:{folder.name}", model, _forward(model), pipeline, _output_dim(model),
+        _space_name("rad-dino", target, folder), model, _forward(model), pipeline,
+        _output_dim(model),
         folder_digest(folder), {"network": "RAD-DINO (transformers Dinov2Model)",
                                 "layer": _layer(model)},
         device=device, weights_path=str(folder), licence=_licence(folder))
@@ -167,7 +210,8 @@ def cmmd_clip_extractor(target: str, device=None, **_) -> EncoderExtractor:
         source="CMMD io_util._center_crop_and_resize (google-research/cmmd@4c42994) and "
                "cmmd-pytorch embedding.py (sayakpaul/cmmd-pytorch@f7673a9)")
     return EncoderExtractor(
-        f"cmmd-clip:{folder.name}", model, _forward(model), pipeline, _output_dim(model),
+        _space_name("cmmd-clip", target, folder), model, _forward(model), pipeline,
+        _output_dim(model),
         folder_digest(folder), {"network": "CLIP vision tower with projection "
                                            "(transformers CLIPVisionModelWithProjection)",
                                 "layer": _layer(model)},

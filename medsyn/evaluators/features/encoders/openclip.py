@@ -1,6 +1,9 @@
-"""open_clip models from a local folder: ``open_clip:<folder>`` (``open_clip_config.json`` with
-``model_cfg`` and ``preprocess_cfg``, and ``open_clip_model.safetensors``, the layout
-open_clip's ``local-dir:`` schema and its Hugging Face uploads use).
+"""open_clip models: ``open_clip:<folder>`` (``open_clip_config.json`` with ``model_cfg`` and
+``preprocess_cfg``, and ``open_clip_model.safetensors``, the layout open_clip's ``local-dir:``
+schema and its Hugging Face uploads use), or ``open_clip:<model>@<pretrained tag>`` (a pair of
+``open_clip.list_pretrained()``, e.g. ``ViT-B-32@laion2b_s34b_b79k``): open_clip's own
+``create_model_and_transforms(model, pretrained=tag)``, which downloads the weights (unless
+offline) and reads them as safetensors or with ``torch.load(weights_only=True)``.
 
 Features: ``model.encode_image(x)`` (projected, not unit-norm). Preprocessing: open_clip's eval
 transform from the model's ``preprocess_cfg``, on PIL images: resize the shortest edge
@@ -10,9 +13,17 @@ transform from the model's ``preprocess_cfg``, on PIL images: resize the shortes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
-from medsyn.evaluators.features.encoders.files import folder_digest, local_folder, need_package
+from medsyn.evaluators.features.encoders.files import (
+    downloaded,
+    folder_digest,
+    local_folder,
+    need_package,
+    state_dict_digest,
+)
 from medsyn.evaluators.features.encoders.preprocess import (
     CLIP_MEAN,
     CLIP_STD,
@@ -44,8 +55,45 @@ def _pipeline(cfg: dict, source: str) -> PilPipeline:
                                      "preprocess_cfg")
 
 
+def _pretrained(open_clip, target: str, what: str):
+    """``(model, name, sha256, origin)`` of ``open_clip:<model>@<tag>``."""
+    name, _, tag = (part.strip() for part in target.partition("@"))
+    pairs = [tuple(p) for p in open_clip.list_pretrained()]
+    if (name, tag) not in pairs:
+        tags = sorted(t for n, t in pairs if n == name)
+        raise ConfigError(f"open_clip:{target}: open_clip has no pretrained weights {tag!r} "
+                          f"for model {name!r}; "
+                          + (f"its tags: {', '.join(tags)}." if tags else
+                             "open_clip.list_pretrained() lists the (model, tag) pairs."))
+    model, _, _ = downloaded(
+        f"{what} {name}@{tag} (open_clip's pretrained weights)",
+        lambda: open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
+                                                      weights_only=True),
+        f"Give a local folder instead: open_clip:FOLDER. {HOW_TO_GET}")
+    return model, f"{name}@{tag}", state_dict_digest(model.state_dict()), \
+        f"open_clip pretrained {name}@{tag}"
+
+
 def open_clip_extractor(target: str, device=None, **_) -> EncoderExtractor:
     what = "open_clip model folder (open_clip:FOLDER)"
+    if "@" in target and not Path(target.strip()).expanduser().is_dir():
+        open_clip = need_package("open_clip", "openclip", "open_clip:")
+        model, label, sha, origin = _pretrained(open_clip, target, "open_clip")
+    else:
+        model, label, sha, origin = _from_folder(target, what)
+        open_clip = need_package("open_clip", "openclip", "open_clip:")
+    model.eval()
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    dim = int(model.visual.output_dim)
+    return EncoderExtractor(
+        f"open_clip:{label}", model, lambda x: model.encode_image(x), _pipeline(cfg, what),
+        dim, sha,
+        {"network": f"open_clip {type(model).__name__} from {label}",
+         "layer": "encode_image: projected image embedding (not unit-norm)"},
+        device=device, weights_path=origin)
+
+
+def _from_folder(target: str, what: str):
     folder = local_folder(target, what, HOW_TO_GET, needs=("open_clip_config.json",))
     if not any(folder.glob("*.safetensors")):
         raise ConfigError(f"{what} {folder} holds no .safetensors weights; medsyn reads "
@@ -57,12 +105,4 @@ def open_clip_extractor(target: str, device=None, **_) -> EncoderExtractor:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ConfigError(f"{what} {folder} cannot be loaded by open_clip "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
-    model.eval()
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    dim = int(model.visual.output_dim)
-    return EncoderExtractor(
-        f"open_clip:{folder.name}", model, lambda x: model.encode_image(x), _pipeline(cfg, what),
-        dim, folder_digest(folder),
-        {"network": f"open_clip {type(model).__name__} from {folder.name}",
-         "layer": "encode_image: projected image embedding (not unit-norm)"},
-        device=device, weights_path=str(folder))
+    return model, folder.name, folder_digest(folder), str(folder)

@@ -1,10 +1,12 @@
 """torch-fidelity 0.4's extractors as spaces: ``tf:<name>@<file>``, each run by
 torch-fidelity's own forward (TF1-compatible bilinear resize without antialiasing, its
-normalisation), with weights medsyn read safely.
+normalisation), with weights medsyn read safely: the file given, else the one torch-fidelity's
+own download puts in the torch hub cache (``$TORCH_HOME/hub/checkpoints``; not offline).
 
 - ``tf:clip-rn50`` ... ``tf:clip-vit-l-14-336px``: OpenAI CLIP's visual tower
   (``ln_post(CLS) @ proj``, not unit-norm). OpenAI's files are TorchScript archives, which run
-  code when loaded: convert once (the refusal message gives the line) and name the state dict.
+  code when loaded: convert once (the refusal message gives the line) and name the state dict;
+  with no file, torch-fidelity's download fetches OpenAI's archive, which is refused likewise.
   torch-fidelity's ``build_model`` rounds the weights through fp16, as it does for its own.
 - ``tf:vgg16``: torchvision VGG16, ``fc2_relu`` (torch-fidelity's default for every metric).
 - ``tf:dinov2-vit-s-14`` ... ``-g-14``: torch-fidelity loads these only through torch.hub
@@ -23,7 +25,12 @@ import torch
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.base import _three_channels
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
-from medsyn.evaluators.features.encoders.files import digest, local_file, read_weights
+from medsyn.evaluators.features.encoders.files import (
+    digest,
+    hub_cache_file,
+    local_file,
+    read_weights,
+)
 from medsyn.evaluators.features.encoders.timm_source import dinov2_model, split_target
 
 TF_DINOV2 = {"dinov2-vit-s-14": "vits14", "dinov2-vit-b-14": "vitb14",
@@ -108,6 +115,20 @@ def _vgg16(file) -> torch.nn.Module:
                           f"({str(exc).strip().splitlines()[0][:200]}).") from None
 
 
+def _download_source(name: str) -> tuple[str, str]:
+    """``(url, file name)`` torch-fidelity 0.4 downloads extractor ``name``'s weights from
+    when it is given no file: CLIP through ``load_state_dict_from_url(MODEL_URLS[name],
+    file_name=f"{name}-{hash}.pt")``, VGG16 through torchvision's ``IMAGENET1K_V1`` weights."""
+    if name == "vgg16":
+        import torchvision
+
+        url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+        return url, url.rsplit("/", 1)[1]
+    from torch_fidelity.feature_extractor_clip import MODEL_METADATA, MODEL_URLS
+
+    return MODEL_URLS[name], f'{name}-{MODEL_METADATA[name]["hash"]}.pt'
+
+
 def tf_extractor(target: str, weights: str | None = None, device=None,
                  inception_weights=None, model_kwargs: dict | None = None, **_):
     """``target`` = ``"<torch-fidelity name>@file"`` (or the name with ``weights=file``)."""
@@ -120,7 +141,8 @@ def tf_extractor(target: str, weights: str | None = None, device=None,
 
         return InceptionExtractor(weights=path or inception_weights, device=device)
     if name in TF_DINOV2:
-        model, file = dinov2_model(TF_DINOV2[name], path, model_kwargs, 224, source="tf")
+        model, file = dinov2_model(TF_DINOV2[name], path, model_kwargs, 224, source="tf",
+                                   space=f"tf:{name}")
         return EncoderExtractor(
             f"tf:{name}", model, model, TorchFidelityDinoInput(), model.num_features,
             digest(file), {"network": f"DINOv2 {TF_DINOV2[name]} (timm, hub position "
@@ -131,11 +153,16 @@ def tf_extractor(target: str, weights: str | None = None, device=None,
     if name not in known:
         raise ConfigError(f"tf:{name}: torch-fidelity has no extractor of that name; choose "
                           f"one of {', '.join(known)}.")
-    how = ("Give a local file: tf:NAME@FILE or --extractor-weights FILE. "
-           + (_CLIP_CONVERT if name.startswith("clip-") else
-              "On a machine with internet: python -c \"import torch, torchvision; torch.save("
-              "torchvision.models.vgg16(weights='IMAGENET1K_V1').state_dict(), 'vgg16.pth')\"."))
-    file = local_file(path, f"tf:{name} weights", how)
+    how = f"give a local file: tf:{name}@FILE or --extractor-weights FILE"
+    if path:
+        file = local_file(path, f"tf:{name} weights", "Give a local file. " + (
+            _CLIP_CONVERT if name.startswith("clip-") else
+            "On a machine with internet: python -c \"import torch, torchvision; torch.save("
+            "torchvision.models.vgg16(weights='IMAGENET1K_V1').state_dict(), 'vgg16.pth')\"."))
+    else:
+        # torch-fidelity's own download: its URL, into the torch hub cache under its file name
+        url, file_name = _download_source(name)
+        file = hub_cache_file(url, f"tf:{name} weights", how, file_name)
     if name == "vgg16":
         module, dim, layer = _vgg16(file), 4096, "fc2_relu"
     else:

@@ -28,9 +28,12 @@ from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
     digest,
+    downloaded,
+    hub_cache_file,
     local_file,
     need_package,
     read_weights,
+    state_dict_digest,
 )
 from medsyn.evaluators.features.encoders.preprocess import (
     IMAGENET_MEAN,
@@ -102,28 +105,47 @@ def _create(timm, name: str, what: str, state: dict, **kwargs):
     return model
 
 
+def _timm_pretrained(timm, name: str, what: str, how: str, **kwargs):
+    """``timm.create_model(name, pretrained=True, num_classes=0)``: timm's own download (the
+    Hugging Face hub, else the model's URL) and loader, which reads safetensors or
+    ``torch.load(weights_only=True)`` (timm 1.0)."""
+    source = timm.models.get_pretrained_cfg(name)
+    where = getattr(source, "hf_hub_id", None) or getattr(source, "url", None) or "timm"
+    model = downloaded(f"{what} (timm's pretrained weights from {where})",
+                       lambda: timm.create_model(name, pretrained=True, num_classes=0,
+                                                 **kwargs),
+                       how)
+    return model.eval(), f"timm pretrained weights ({where})"
+
+
 def timm_extractor(target: str, weights: str | None = None, device=None,
                    model_kwargs: dict | None = None, **_) -> EncoderExtractor:
-    """``target`` = ``"model@file"`` (or ``"model"`` with ``weights=file``)."""
+    """``target`` = ``"model@file"`` (or ``"model"`` with ``weights=file``); with no file,
+    timm's own pretrained weights (downloaded by timm unless offline)."""
     name, path = split_target(target, "timm", "<model>@<weights file>")
     what = f"timm:{name} weights"
-    file = local_file(path or weights, what,
-                      f"Give a local file: timm:{name}@FILE or --extractor-weights FILE. On a "
-                      f"machine with internet: python -c \"import timm, safetensors.torch as s; "
-                      f"m = timm.create_model('{name}', pretrained=True); "
-                      f"s.save_file(m.state_dict(), '{name}.safetensors')\".")
+    how = (f"Give a local file: timm:{name}@FILE or --extractor-weights FILE. On a machine "
+           f"with internet: python -c \"import timm, safetensors.torch as s; m = "
+           f"timm.create_model('{name}', pretrained=True); s.save_file(m.state_dict(), "
+           f"'{name}.safetensors')\".")
     timm = need_package("timm", "dev", "timm:")
     if name not in timm.list_models():
         raise ConfigError(f"timm:{name}: timm {timm.__version__} has no model of that name "
                           "(timm.list_models() lists them).")
-    state = read_weights(file, what, _CONVERT)
-    model = _create(timm, name, f"{what} {file}", state, **(model_kwargs or {}))
+    if path or weights:
+        file = local_file(path or weights, what, how)
+        state = read_weights(file, what, _CONVERT)
+        model = _create(timm, name, f"{what} {file}", state, **(model_kwargs or {}))
+        sha, origin = digest(file), str(file)
+    else:
+        model, origin = _timm_pretrained(timm, name, what, how, **(model_kwargs or {}))
+        sha = state_dict_digest(model.state_dict())
     return EncoderExtractor(
         f"timm:{name}", model, model, _timm_pipeline(model, f"timm:{name}"),
-        model.num_features, digest(file),
+        model.num_features, sha,
         {"network": f"timm {name} (num_classes=0)",
          "layer": "pooled pre-logits: forward_head(forward_features(x), pre_logits=True)"},
-        device=device, weights_path=str(file))
+        device=device, weights_path=origin)
 
 
 def hub_pos_embed(pos_embed: torch.Tensor, size: int, patch: int = 14,
@@ -151,16 +173,21 @@ def hub_pos_embed(pos_embed: torch.Tensor, size: int, patch: int = 14,
 
 
 def dinov2_model(arch: str, path: str | None, model_kwargs: dict | None = None,
-                 size: int = 224, source: str = "dinov2"):
+                 size: int = 224, source: str = "dinov2", space: str | None = None):
     """``(timm model, weights file)``: DINOv2 ``arch`` at ``size`` px with the hub's
-    position-embedding interpolation, from the hub's state dict in ``path``."""
+    position-embedding interpolation, from the hub's state dict in ``path`` (None: the one
+    torch.hub downloads). ``space``: the space's name in messages (``source:arch``)."""
     if arch not in DINOV2_ARCHS:
         raise ConfigError(f"{source}:{arch}: unknown architecture; choose one of "
                           f"{', '.join(DINOV2_ARCHS)}.")
-    what = f"{source}:{arch} weights"
-    file = local_file(path, what,
-                      f"Download the hub's state dict on a machine with internet: "
-                      f"{DINOV2_URL.format(arch=arch)} (Apache-2.0), then name it here.")
+    space = space or f"{source}:{arch}"
+    what = f"{space} weights"
+    how = (f"give the file: {space}@FILE or --extractor-weights FILE (the hub's state dict, "
+           "Apache-2.0)")
+    # with no file: the hub's state dict where torch.hub's download keeps it
+    file = (local_file(path, what, f"Download {DINOV2_URL.format(arch=arch)} on a machine "
+                                   f"with internet, then {how}.") if path else
+            hub_cache_file(DINOV2_URL.format(arch=arch), what, how))
     timm = need_package("timm", "dev", f"{source}:")
     state = read_weights(file, what, _CONVERT)
     if "pos_embed" not in state:

@@ -1,0 +1,321 @@
+"""Encoder sources with no local file use their library's own download: each library's
+download function is replaced here (nothing touches the network), and the test checks that
+medsyn calls it with the right name / URL / tag, then loads what it returned, as safely as a
+local file, with its sha256 in the provenance. Offline (MEDSYN_OFFLINE=1, which conftest sets
+for every test, or HF_HUB_OFFLINE=1) and a failed download are one-line errors that say which
+file to place where, or which option to pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_encoders import _Payload, assert_same, images, pil_rgb
+
+from medsyn.errors import ConfigError
+from medsyn.evaluators.features import get_extractor
+from medsyn.evaluators.features.encoders.files import digest, folder_digest, state_dict_digest
+from medsyn.weights import UnsafeWeightsError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """Downloads allowed; the torch hub cache in tmp_path."""
+    monkeypatch.delenv("MEDSYN_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _one_line(err) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def _refuse_network(*args, **kwargs):
+    raise AssertionError(f"a download was attempted offline: {args} {kwargs}")
+
+
+# ------------------------------------------------------------------ offline
+
+@pytest.mark.parametrize("name, names", [
+    ("timm:test_vit", ["timm:test_vit@FILE", "--extractor-weights"]),
+    ("dinov2:vits14", ["dinov2_vits14_pretrain.pth", "--extractor-weights"]),
+    ("tf:vgg16", ["vgg16-397923af.pth", "tf:vgg16@FILE"]),
+    ("tf:dinov2-vit-l-14", ["dinov2_vitl14_pretrain.pth", "tf:dinov2-vit-l-14@FILE"]),
+    ("tf:clip-vit-b-32", ["clip-vit-b-32-", "tf:clip-vit-b-32@FILE"]),
+    ("rad-dino:microsoft/rad-dino", ["microsoft/rad-dino", "hf download microsoft/rad-dino"]),
+    ("open_clip:ViT-B-32@openai", ["ViT-B-32@openai", "open_clip:FOLDER"]),
+])
+def test_offline_is_a_one_line_error_naming_file_and_option(monkeypatch, tmp_path, name, names):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+    with pytest.raises(ConfigError) as err:
+        get_extractor(name, device="cpu")
+    msg = _one_line(err)
+    assert "MEDSYN_OFFLINE" in msg and "nothing is downloaded" in msg
+    for text in names:
+        assert text in msg, (text, msg)
+    if name.startswith(("tf:", "dinov2:")):      # where to place the file: the hub cache
+        assert str(tmp_path / "torch-home" / "hub" / "checkpoints") in msg
+
+
+def test_hf_hub_offline_counts_as_offline(monkeypatch, tmp_path):
+    monkeypatch.delenv("MEDSYN_OFFLINE")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        get_extractor("dinov2:vitl14", device="cpu")
+
+
+def test_offline_uses_a_file_already_in_the_cache(monkeypatch, tmp_path):
+    import timm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    kwargs = dict(embed_dim=32, depth=2, num_heads=2)
+    torch.manual_seed(0)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "dinov2_vits14_pretrain.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(timm.create_model("vit_small_patch14_dinov2", num_classes=0, **kwargs)
+               .state_dict(), cached)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+    ext = get_extractor("dinov2:vits14", device="cpu", model_kwargs=kwargs)
+    assert ext.weights_path == str(cached) and ext.weights_sha256 == digest(cached)
+
+
+# ------------------------------------------------------------------ torch hub URLs (tf:, dinov2:)
+
+def _small_vgg16_state():
+    import torchvision
+
+    torch.manual_seed(0)
+    return {k: torch.randn(v.shape[1:] or (1,)).expand(v.shape) if v.ndim > 1 else
+            torch.randn(v.shape) * 0.1
+            for k, v in torchvision.models.vgg16().state_dict().items()}
+
+
+def test_tf_vgg16_downloads_torch_fidelitys_file(online, monkeypatch):
+    import torchvision
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    calls = []
+
+    def fake_download(url, dst, progress=True):
+        calls.append((url, dst))
+        torch.save(_small_vgg16_state(), dst)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    ext = get_extractor("tf:vgg16", device="cpu")
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    path = online / "vgg16-397923af.pth"
+    assert calls == [(url, str(path))]
+    assert ext.weights_path == str(path) and ext.weights_sha256 == digest(path)
+    batch = images(2, 40, channels=3)
+    lib = FeatureExtractorVGG16("vgg16", ["fc2_relu"], feature_extractor_weights_path=path)
+    with torch.no_grad():
+        theirs = lib.eval()(batch)[0]
+    assert_same(ext.extract(batch)["features"], theirs, atol=0)
+    get_extractor("tf:vgg16", device="cpu")          # now in the cache: no second download
+    assert len(calls) == 1
+
+
+def test_dinov2_downloads_the_hub_state_dict(online, monkeypatch):
+    import timm
+
+    from medsyn.evaluators.features.encoders.timm_source import DINOV2_URL
+
+    kwargs = dict(embed_dim=32, depth=2, num_heads=2)
+    calls = []
+
+    def fake_download(url, dst, progress=True):
+        calls.append(url)
+        torch.manual_seed(0)
+        torch.save(timm.create_model("vit_small_patch14_dinov2", num_classes=0, **kwargs)
+                   .state_dict(), dst)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    ext = get_extractor("tf:dinov2-vit-s-14", device="cpu", model_kwargs=kwargs)
+    assert calls == [DINOV2_URL.format(arch="vits14")]
+    path = online / "dinov2_vits14_pretrain.pth"
+    assert ext.weights_path == str(path) and ext.weights_sha256 == digest(path)
+    same = get_extractor(f"tf:dinov2-vit-s-14@{path}", device="cpu", model_kwargs=kwargs)
+    batch = images(2, 30, channels=1)
+    assert_same(ext.extract(batch)["features"], same.extract(batch)["features"], atol=0)
+
+
+def test_a_downloaded_pickle_is_refused_like_a_local_one(online, monkeypatch, tmp_path):
+    marker = tmp_path / "pwned"
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda url, dst, progress=True: torch.save({"w": _Payload(marker)}, dst))
+    with pytest.raises(UnsafeWeightsError, match="will not unpickle"):
+        get_extractor("tf:vgg16", device="cpu")
+    assert not marker.exists()
+
+
+def test_failed_download_is_one_line_naming_url_and_place(online, monkeypatch):
+    from urllib.error import URLError
+
+    from torch_fidelity.feature_extractor_clip import MODEL_METADATA, MODEL_URLS
+
+    def no_network(url, dst, progress=True):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("tf:clip-vit-b-32", device="cpu")
+    msg = _one_line(err)
+    place = online / f"clip-vit-b-32-{MODEL_METADATA['clip-vit-b-32']['hash']}.pt"
+    assert "download failed (URLError" in msg and MODEL_URLS["clip-vit-b-32"] in msg
+    assert str(place) in msg and "--extractor-weights" in msg and "MEDSYN_OFFLINE=1" in msg
+    assert not place.exists()
+
+
+# ------------------------------------------------------------------ timm
+
+def test_timm_uses_create_model_pretrained(online, monkeypatch):
+    import timm
+
+    real_create = timm.create_model
+    calls, returned = [], []
+
+    def fake_create(name, pretrained=False, **kwargs):
+        if pretrained:
+            calls.append((name, kwargs))
+            torch.manual_seed(3)
+            returned.append(real_create(name, pretrained=False, **kwargs))
+            return returned[-1]
+        return real_create(name, pretrained=pretrained, **kwargs)
+    monkeypatch.setattr(timm, "create_model", fake_create)
+    ext = get_extractor("timm:test_vit", device="cpu")
+    assert calls == [("test_vit", {"num_classes": 0})]
+    assert ext.module is returned[0]
+    assert ext.weights_sha256 == state_dict_digest(returned[0].state_dict())
+    assert "timm pretrained weights" in ext.weights_path
+    batch = images(2, 40, channels=3)
+    from timm.data import create_transform, resolve_data_config
+
+    tf = create_transform(**resolve_data_config({}, model=returned[0]))
+    with torch.no_grad():
+        theirs = returned[0](torch.stack([tf(im) for im in pil_rgb(batch)]))
+    assert_same(ext.extract(batch)["features"], theirs)
+
+
+def test_timm_download_failure_is_one_line(online, monkeypatch):
+    import timm
+
+    def no_network(name, pretrained=False, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    monkeypatch.setattr(timm, "create_model", no_network)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:test_vit", device="cpu")
+    msg = _one_line(err)
+    assert "download failed (OSError" in msg and "timm:test_vit@FILE" in msg
+    assert "--extractor-weights FILE" in msg
+
+
+# ------------------------------------------------------------------ Hugging Face hub (hf:)
+
+def test_hf_repo_id_uses_the_hubs_snapshot(online, monkeypatch, tmp_path):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "snapshot"                # a hub snapshot: save_pretrained's layout
+    torch.manual_seed(0)
+    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    mlp_ratio=2, image_size=28, patch_size=14,
+                                    layerscale_value=1.0)
+    transformers.Dinov2Model(cfg).eval().save_pretrained(folder)
+    transformers.BitImageProcessor(
+        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+        image_mean=[0.5307] * 3, image_std=[0.2583] * 3, resample=3).save_pretrained(folder)
+    calls = []
+
+    def fake_snapshot(repo_id, allow_patterns=None, local_files_only=False, **kwargs):
+        calls.append((repo_id, tuple(allow_patterns), local_files_only))
+        return str(folder)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    ext = get_extractor("rad-dino:owner/tiny-rad-dino", device="cpu")
+    assert calls[0][0] == "owner/tiny-rad-dino" and calls[0][2] is False
+    assert "*.safetensors" in calls[0][1] and not any(".bin" in p for p in calls[0][1])
+    assert ext.name == "rad-dino:owner/tiny-rad-dino"
+    assert ext.weights_sha256 == folder_digest(folder)
+    local = get_extractor(f"rad-dino:{folder}", device="cpu")
+    batch = images(2, 40)
+    assert_same(ext.extract(batch)["features"], local.extract(batch)["features"], atol=0)
+    # offline: only the hub's cache is asked (local_files_only=True), never the network
+    monkeypatch.setenv("MEDSYN_OFFLINE", "1")
+    get_extractor("hf:owner/tiny-rad-dino", device="cpu")
+    assert calls[-1] == ("owner/tiny-rad-dino", calls[0][1], True)
+
+    def not_cached(repo_id, allow_patterns=None, local_files_only=False, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", not_cached)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("hf:owner/tiny-rad-dino", device="cpu")
+    msg = _one_line(err)
+    assert "MEDSYN_OFFLINE is set" in msg and "hf download owner/tiny-rad-dino" in msg
+
+
+# ------------------------------------------------------------------ open_clip
+
+def test_open_clip_uses_create_model_and_transforms(online, monkeypatch):
+    open_clip = pytest.importorskip("open_clip")
+    model_cfg = {"embed_dim": 16,
+                 "vision_cfg": {"image_size": 28, "layers": 2, "width": 32, "head_width": 16,
+                                "patch_size": 14},
+                 "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2,
+                              "layers": 1}}
+    calls, returned = [], []
+
+    def fake_create(name, pretrained=None, **kwargs):
+        calls.append((name, pretrained, kwargs.get("weights_only")))
+        torch.manual_seed(0)
+        returned.append(open_clip.CLIP(**model_cfg).eval())
+        return returned[-1], None, None
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    ext = get_extractor("open_clip:ViT-B-32@openai", device="cpu")
+    assert calls == [("ViT-B-32", "openai", True)]
+    assert ext.module is returned[0] and ext.name == "open_clip:ViT-B-32@openai"
+    assert ext.weights_sha256 == state_dict_digest(returned[0].state_dict())
+    with pytest.raises(ConfigError, match="no pretrained weights 'nosuch'"):
+        get_extractor("open_clip:ViT-B-32@nosuch", device="cpu")
+
+
+# ------------------------------------------------------------------ torchxrayvision
+
+def test_xrv_uses_its_own_download_and_cache(online, monkeypatch, tmp_path):
+    xrv = pytest.importorskip("torchxrayvision")
+
+    name = "densenet121-res224-all"
+    cache = tmp_path / "xrv-cache"
+    monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(cache) + "/")
+    url = xrv.models.model_urls[name]["weights_url"]
+    calls = []
+
+    def fake_get_weights(weights, cache_dir=None):
+        calls.append(weights)
+        cache.mkdir(exist_ok=True)
+        torch.save(xrv.models.DenseNet(num_classes=18).eval(), cache / url.rsplit("/", 1)[1])
+        return str(cache / url.rsplit("/", 1)[1])
+    monkeypatch.setattr(xrv.models, "get_weights", fake_get_weights)
+    # its DenseNet files are pickled modules: downloaded, then refused like a local one
+    with pytest.raises(UnsafeWeightsError, match="will not unpickle") as err:
+        get_extractor(f"torchxrayvision:{name}", device="cpu")
+    assert calls == [name] and "state_dict()" in str(err.value)
+    # a state dict placed where its download puts the file is used without downloading
+    torch.manual_seed(0)
+    torch.save(xrv.models.DenseNet(num_classes=18).state_dict(), cache / url.rsplit("/", 1)[1])
+    ext = get_extractor(f"torchxrayvision:{name}", device="cpu")
+    assert calls == [name] and ext.weights_path == str(cache / url.rsplit("/", 1)[1])
+
+    def no_network(weights, cache_dir=None):
+        raise OSError("Failed to establish a new connection")
+    monkeypatch.setattr(xrv.models, "get_weights", no_network)
+    (cache / url.rsplit("/", 1)[1]).unlink()
+    with pytest.raises(ConfigError) as err:
+        get_extractor("torchxrayvision:resnet50-res512-all", device="cpu")
+    msg = _one_line(err)
+    resnet_url = xrv.models.model_urls["resnet50-res512-all"]["weights_url"]
+    assert "download failed (OSError" in msg and resnet_url in msg
+    assert str(cache / resnet_url.rsplit("/", 1)[1]) in msg and "--extractor-weights" in msg
