@@ -78,6 +78,65 @@ def test_extraction_split_over_two_gloo_ranks_equals_one_process(tmp_path):
     assert [c["extracted_here"] for c in ranks[0]["cases"]] == [4, 0, 5, 1]
 
 
+def _cache_entries(cache: Path) -> dict[str, dict]:
+    """``{entry name: metadata}``; shard entries have ``rows``."""
+    folder = cache / "features"
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} \
+        if folder.is_dir() else {}
+
+
+def test_each_rank_caches_its_shard_and_a_rerun_reuses_the_finished_ones(tmp_path,
+                                                                          monkeypatch):
+    """Rank 1 fails after rank 0 stored its shard: the rerun extracts rank 1's shard only;
+    with the gathered entry gone, a third run extracts nothing. Features are those of one
+    process to the last bit, and the gathered set keeps the single-process key."""
+    from sharding_worker import MomentsWithLogits, TinySet
+
+    from medsyn.evaluators.features import dataset_features
+
+    cache, env = tmp_path / "cache", _env(tmp_path / "cache")
+    worker = REPO / "tests" / "sharding_worker.py"
+
+    def run(*mode):
+        out = tmp_path / "-".join(mode)
+        out.mkdir()
+        proc = _torchrun(2, worker, out, "shard-cache", *mode, env=env)
+        return proc, out
+
+    failed, _ = run("fail-rank-1")
+    assert failed.returncode != 0 and "rank 1 fails on purpose" in failed.stderr
+    entries = _cache_entries(cache)
+    assert [meta["rows"] for meta in entries.values()] == [[0, 4]]    # rank 0's shard only
+
+    again, out = run("rerun")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["extracted_here"] for r in ranks] == [0, 6]
+    assert all(r["features_equal"] and r["logits_equal"] for r in ranks)
+    assert not any(r["from_cache"] for r in ranks)           # rank 1 extracted
+    entries = _cache_entries(cache)
+    assert sorted(meta.get("rows", [0, 10]) for meta in entries.values()) == \
+        [[0, 4], [0, 10], [4, 10]]
+    gathered = next(name for name, meta in entries.items() if "rows" not in meta)
+
+    # the gathered entry is the one a single process reads: its key did not change
+    monkeypatch.setenv("MEDSYN_CACHE_DIR", str(cache))
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    ext = MomentsWithLogits()
+    assert dataset_features(TinySet(images), ext, 4).from_cache
+    assert getattr(ext, "seen", 0) == 0
+
+    for suffix in (".json", ".npz"):                   # a run that died before the gather
+        (cache / "features" / (gathered + suffix)).unlink()
+    third, out = run("shards-only")
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["extracted_here"] for r in ranks] == [0, 0]
+    assert all(r["from_cache"] and r["features_equal"] and r["logits_equal"] for r in ranks)
+    assert gathered in _cache_entries(cache)           # written again under the same key
+
+
 def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_root):
     """`torchrun --nproc_per_node 2 -m medsyn evaluate` (gloo): every metric value and interval
     of results.json equals one process's, the cache entries are the same files, and rank 1
@@ -111,13 +170,16 @@ def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_r
     assert (tmp_path / "one" / "metrics.csv").read_text() == \
         (tmp_path / "two" / "metrics.csv").read_text()
     assert two.stdout.count("results:") == 1          # rank 0's summary only
-    entries = sorted(p.name for p in (tmp_path / "cache1" / "features").iterdir())
-    assert entries and entries == sorted(p.name for p in (tmp_path / "cache2" /
-                                                          "features").iterdir())
-    for name in entries:
-        if name.endswith(".npz"):
-            assert (tmp_path / "cache1" / "features" / name).read_bytes() == \
-                (tmp_path / "cache2" / "features" / name).read_bytes()
+    # the gathered sets are the single process's entries, byte for byte; each rank's shard
+    # has an entry of its own besides
+    one_entries, two_entries = _cache_entries(tmp_path / "cache1"), \
+        _cache_entries(tmp_path / "cache2")
+    assert one_entries and not any("rows" in meta for meta in one_entries.values())
+    assert {n for n, meta in two_entries.items() if "rows" not in meta} == set(one_entries)
+    assert {n for n, meta in two_entries.items() if "rows" in meta}
+    for name in one_entries:
+        assert (tmp_path / "cache1" / "features" / f"{name}.npz").read_bytes() == \
+            (tmp_path / "cache2" / "features" / f"{name}.npz").read_bytes()
 
 
 def test_nccl_on_cpu_ranks_is_a_one_line_error(monkeypatch):
