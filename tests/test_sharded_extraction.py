@@ -15,9 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from medsyn.cli import app
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.sharding import ShardGroup, join_torchrun
 from medsyn.evaluators.scoring.evaluate import _same_inputs_on_every_rank
@@ -201,11 +199,71 @@ def test_more_ranks_than_fake_images_is_a_one_line_error():
                                    (SimpleNamespace(fingerprint="x"),))
 
 
-def test_audit_under_torchrun_is_refused_in_one_line(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    result = CliRunner().invoke(app, ["audit", "--dataset", "pneumoniamnist"])
-    assert result.exit_code == 1
-    assert "runs in one process" in result.output and "Traceback" not in result.output
+_EXTRACTION_PROBE = """
+import os, runpy, sys
+import medsyn.evaluators.features.extraction as extraction
+extract_batches = extraction._extract_batches
+def probe(extractor, images, batch_size, desc):
+    with open(os.environ["EXTRACTION_LOG"] + os.environ["RANK"], "a") as log:
+        log.write(desc + "\\n")
+    return extract_batches(extractor, images, batch_size, desc)
+extraction._extract_batches = probe
+sys.argv = ["medsyn", *sys.argv[1:]]
+runpy.run_module("medsyn", run_name="__main__")
+"""
+
+
+def test_two_process_audit_writes_the_single_process_audit(tmp_path, data_root):
+    """`torchrun --nproc_per_node 2 -m medsyn audit` (gloo): the sets' features are split
+    across the ranks (two spaces, pixel failures, k-means clusters, the reference sensitivity
+    and preprocessing blocks), rank 0 alone writes, and audit.json has the single process's
+    values."""
+    args = ["audit", "--dataset", "pneumoniamnist", "--extractor", "pixels,wavelet",
+            "--metrics", "fid,prdc", "--failures", "blur,noise,cluster_drop", "-n", "16",
+            "--n-pool", "40", "--n-reference", "40", "--bootstrap", "5", "--batch-size", "8",
+            "--reference-sensitivity", "--preprocessing", "--device", "cpu",
+            "--data-root", data_root]
+    one = subprocess.run([sys.executable, "-m", "medsyn", *map(str, args), "--out",
+                          str(tmp_path / "one")], env=_env(tmp_path / "cache1"),
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # `-m medsyn`, with every extraction of a batch run printed by the rank that ran it
+    probe = tmp_path / "probe.py"
+    probe.write_text(_EXTRACTION_PROBE)
+    two = _torchrun(2, probe, *args, "--out", tmp_path / "two",
+                    env={**_env(tmp_path / "cache2"),
+                         "EXTRACTION_LOG": str(tmp_path / "extracted-by-rank")}, timeout=300)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    extracted = [(str(rank), desc) for rank in (0, 1) for desc in
+                 (tmp_path / f"extracted-by-rank{rank}").read_text().splitlines()]
+    for what in ("pneumoniamnist/train features", "pneumoniamnist/test features",
+                 "blur level 4", "noise level 1", "preprocessing"):
+        assert sorted(rank for rank, desc in extracted if desc.startswith(what)) == \
+            ["0", "0", "1", "1"], \
+            (what, extracted)                   # in shards, in each of the two spaces
+    assert all("[rank " in desc for _, desc in extracted), extracted  # never by rank 0 alone
+    a = json.loads((tmp_path / "one" / "audit.json").read_text())
+    b = json.loads((tmp_path / "two" / "audit.json").read_text())
+    for key in ("spaces", "failures", "settings", "dataset", "directions", "warnings",
+                "reference_sensitivity", "preprocessing", "figures"):
+        assert a[key] == b[key], key
+    assert a["failures"]["blur"]["new_images"][1:] == [16] * 4     # extracted, not reused
+    assert a["preprocessing"]["spaces"]
+    assert two.stdout.count("audit: ") == 1                       # rank 0's card only
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "two").iterdir())
+    # the reference and the pool in both spaces: each rank stored its shard
+    shards = [meta for meta in _cache_entries(tmp_path / "cache2").values() if "rows" in meta]
+    assert len(shards) == 2 * 2 * 2
+
+
+def test_audit_power_under_torchrun_is_refused_in_one_line(monkeypatch):
+    from medsyn.evaluators.audit import runner
+
+    monkeypatch.setattr("medsyn.evaluators.features.sharding.shard_group",
+                        lambda: ShardGroup(0, 2, "gloo"))
+    with pytest.raises(ConfigError, match="--power under torchrun"):
+        runner.audit("pneumoniamnist", "test", power=True, failures="blur")
 
 
 def test_a_single_process_never_joins_a_group(monkeypatch):
