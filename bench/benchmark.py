@@ -492,8 +492,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark: error: {e}", file=sys.stderr)
         return 2
     failures = []
-    # one thread per run in flight: it submits the run's steps in the protocol's order (its
-    # utility shortlist depends on the FIDs of its evaluations) and waits for each
+    # One thread per run in flight: it submits the run's steps in the protocol's order (its
+    # utility shortlist depends on the FIDs of its evaluations) and waits for each; at most
+    # --jobs runs, so at most --jobs steps, at a time. This stays here rather than in
+    # submitit's local executor (issue 32 asked for it where that does the same job): submitit
+    # 1.5's LocalExecutor starts every submitted job at once (a controller process per
+    # submit), with no cap on jobs in flight and no dependencies between jobs (array
+    # parallelism and --dependency are SLURM parameters), and a step list decided as results
+    # come in cannot be submitted up front anyway. The same threads drive either executor
+    # (docs/scale.md, "--jobs").
     jobs = args.jobs if args.jobs is not None else \
         (len(runs) if args.executor == "submitit" else 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -1,23 +1,28 @@
 """Run by tests/test_sharded_extraction.py under torchrun (gloo, CPU):
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/sharding_worker.py OUT
+    ... tests/sharding_worker.py OUT shard-cache [fail-rank-1]
 
 Every rank extracts feature sets split across the ranks (uneven shards, an idle rank, logits,
 the real-feature cache) and compares them with what it extracts alone; it writes what it found
-to OUT/rank<R>.json.
+to OUT/rank<R>.json. ``shard-cache``: one real set through the cache, each rank counting the
+images it extracted itself; with ``fail-rank-1`` rank 1 fails once rank 0 has stored its shard.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medsyn.evaluators.features import FeatureExtractor, dataset_features, extract_features
+from medsyn.evaluators.features.extraction import _cache_paths, shard_cache_key
 from medsyn.evaluators.features.sharding import (
+    ShardGroup,
     collective_extraction,
     join_torchrun,
     leave_torchrun,
@@ -76,5 +81,43 @@ def main(out: Path) -> None:
     leave_torchrun()
 
 
+class FailsOnceRankZeroStored(MomentsWithLogits):
+    """Rank 1's extractor: waits until rank 0's shard is in the cache, then fails (a rank that
+    dies after another one finished its shard)."""
+
+    def __init__(self, stored: Path):
+        self.stored = stored
+
+    def extract(self, images):
+        deadline = time.monotonic() + 60
+        while not self.stored.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise RuntimeError("rank 1 fails on purpose")
+
+
+def shard_cache(out: Path, fail_rank_1: bool) -> None:
+    join_torchrun("cpu")
+    group = shard_group()
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    ds, batch = TinySet(images), 4
+    ext = MomentsWithLogits()
+    if fail_rank_1 and group.rank == 1:
+        rank0_rows = ShardGroup(0, group.world_size, group.backend).shard(len(ds), batch)
+        ext = FailsOnceRankZeroStored(_cache_paths(shard_cache_key(ds, ext, *rank0_rows,
+                                                                   batch))[1])
+    with collective_extraction():
+        shared = dataset_features(ds, ext, batch)
+    alone = extract_features(MomentsWithLogits(), images, batch)
+    (out / f"rank{group.rank}.json").write_text(json.dumps({
+        "extracted_here": getattr(ext, "seen", 0), "from_cache": shared.from_cache,
+        "features_equal": bool(np.array_equal(alone.features, shared.features)),
+        "logits_equal": bool(np.array_equal(alone.logits, shared.logits))}))
+    leave_torchrun()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[2:3] == ["shard-cache"]:
+        shard_cache(Path(sys.argv[1]), sys.argv[3:4] == ["fail-rank-1"])
+    else:
+        main(Path(sys.argv[1]))

@@ -3,9 +3,12 @@ small real protocol end to end (train two epochs, evaluate both, report)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,82 @@ def test_tiny_protocol_end_to_end_and_resumed(tmp_path, data_root, capsys):
     fid = json.loads((run_dir / "eval/epoch002/results.json").read_text())["metrics"]["fid"]
     assert f"| 2 | {fid['value']:.2f} |" in tables
     assert "| cgan-tiny | " in tables
+
+
+class _StepsInFlight:
+    """Stands in for the local executor: each step takes a moment and leaves its product (a
+    checkpoint; results.json with the FID of ``fids``), counting the steps in flight."""
+
+    name = "local"
+
+    def __init__(self, fids):
+        self.fids, self.lock = fids, threading.Lock()
+        self.now = self.most = 0
+        self.labels: list[str] = []
+
+    def run(self, label, kind, cmd, log_path):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.labels.append(label)
+        time.sleep(0.2)
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if kind == "train":
+            (out / f"epoch{int(cmd[cmd.index('--epochs') + 1]):03d}.pt").write_bytes(b"")
+        else:
+            metrics = {"fid": {"value": self.fids[out.parents[1].name][int(out.name[5:])]}}
+            if kind == "utility":
+                metrics["utility"] = {"arms": {}}
+            (out / "results.json").write_text(json.dumps({"metrics": metrics}))
+        with self.lock:
+            self.now -= 1
+        return {"returncode": 0, "wall_s": 0.2, "cpu_s": 0.1}
+
+
+def test_jobs_caps_the_steps_in_flight_and_keeps_each_runs_order(tmp_path, monkeypatch):
+    """--jobs 2 over three runs: never more than two steps at a time, two at some time, and
+    each run's steps in the protocol's order, its utility shortlist from its own FIDs."""
+    fids = {"r1": {1: 50.0, 2: 40.0}, "r2": {1: 30.0, 2: 60.0}, "r3": {1: 45.0, 2: 44.0}}
+    head, run_block = PROTOCOL.format(select="fid-then-tstr").split("[[run]]")
+    text = head + "".join("[[run]]" + run_block.replace('"cgan-tiny"', f'"{name}"')
+                          for name in fids)
+    steps = _StepsInFlight(fids)
+    monkeypatch.setattr(benchmark, "LocalSteps", lambda: steps)
+    assert benchmark.main([str(write_protocol(tmp_path, text=text)), "--out",
+                           str(tmp_path / "out"), "--jobs", "2", "--no-report"]) == 0
+    assert steps.most == 2
+    for name, utility_epoch in (("r1", 2), ("r2", 1), ("r3", 2)):
+        assert [label.split(": ")[1] for label in steps.labels if label.startswith(name)] == \
+            ["train", "evaluate epoch001", "evaluate epoch002",
+             f"utility epoch{utility_epoch:03d}"]
+
+
+def test_jobs_2_gives_the_report_of_jobs_1(tmp_path, data_root, capsys):
+    """Two tiny runs side by side (--jobs 2) end with the same report and results as one after
+    the other."""
+    one_epoch = PROTOCOL.format(select="fid").replace("evaluate_epochs = [1, 2]",
+                                                      "evaluate_epochs = [1]")
+    _, run_block = one_epoch.split("[[run]]")
+    text = one_epoch + "\n[[run]]" + run_block.replace('"cgan-tiny"', '"cgan-tiny-seed1"') \
+        + "seed = 1\n"
+    path = write_protocol(tmp_path, text=text)
+    outs = {jobs: tmp_path / f"jobs{jobs}" for jobs in (1, 2)}
+    for jobs, out in outs.items():
+        assert benchmark.main([str(path), "--out", str(out), "--jobs", str(jobs)]) == 0, \
+            capsys.readouterr()
+    starts = {}
+    for rec in (json.loads(line) for line in (outs[2] / "steps.jsonl").read_text().splitlines()):
+        if rec["step"] == "train":
+            end = dt.datetime.fromisoformat(rec["date"]).timestamp()
+            starts[rec["run"]] = (end - rec["wall_s"], end)
+    (a0, a1), (b0, b1) = starts.values()
+    # the two trainings ran side by side (the log's dates are whole seconds)
+    assert min(a1, b1) - max(a0, b0) > 2, starts
+    for name in ("summary.csv", "summary.md"):
+        assert (outs[1] / "report" / name).read_text().replace(str(outs[1]), "OUT") == \
+            (outs[2] / "report" / name).read_text().replace(str(outs[2]), "OUT")
+    for run in ("cgan-tiny", "cgan-tiny-seed1"):
+        a, b = (json.loads((out / "runs" / run / "eval/epoch001/results.json").read_text())
+                for out in outs.values())
+        assert a["metrics"] == b["metrics"]

@@ -15,9 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from medsyn.cli import app
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.sharding import ShardGroup, join_torchrun
 from medsyn.evaluators.scoring.evaluate import _same_inputs_on_every_rank
@@ -78,6 +76,65 @@ def test_extraction_split_over_two_gloo_ranks_equals_one_process(tmp_path):
     assert [c["extracted_here"] for c in ranks[0]["cases"]] == [4, 0, 5, 1]
 
 
+def _cache_entries(cache: Path) -> dict[str, dict]:
+    """``{entry name: metadata}``; shard entries have ``rows``."""
+    folder = cache / "features"
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")} \
+        if folder.is_dir() else {}
+
+
+def test_each_rank_caches_its_shard_and_a_rerun_reuses_the_finished_ones(tmp_path,
+                                                                          monkeypatch):
+    """Rank 1 fails after rank 0 stored its shard: the rerun extracts rank 1's shard only;
+    with the gathered entry gone, a third run extracts nothing. Features are those of one
+    process to the last bit, and the gathered set keeps the single-process key."""
+    from sharding_worker import MomentsWithLogits, TinySet
+
+    from medsyn.evaluators.features import dataset_features
+
+    cache, env = tmp_path / "cache", _env(tmp_path / "cache")
+    worker = REPO / "tests" / "sharding_worker.py"
+
+    def run(*mode):
+        out = tmp_path / "-".join(mode)
+        out.mkdir()
+        proc = _torchrun(2, worker, out, "shard-cache", *mode, env=env)
+        return proc, out
+
+    failed, _ = run("fail-rank-1")
+    assert failed.returncode != 0 and "rank 1 fails on purpose" in failed.stderr
+    entries = _cache_entries(cache)
+    assert [meta["rows"] for meta in entries.values()] == [[0, 4]]    # rank 0's shard only
+
+    again, out = run("rerun")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["extracted_here"] for r in ranks] == [0, 6]
+    assert all(r["features_equal"] and r["logits_equal"] for r in ranks)
+    assert not any(r["from_cache"] for r in ranks)           # rank 1 extracted
+    entries = _cache_entries(cache)
+    assert sorted(meta.get("rows", [0, 10]) for meta in entries.values()) == \
+        [[0, 4], [0, 10], [4, 10]]
+    gathered = next(name for name, meta in entries.items() if "rows" not in meta)
+
+    # the gathered entry is the one a single process reads: its key did not change
+    monkeypatch.setenv("MEDSYN_CACHE_DIR", str(cache))
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    ext = MomentsWithLogits()
+    assert dataset_features(TinySet(images), ext, 4).from_cache
+    assert getattr(ext, "seen", 0) == 0
+
+    for suffix in (".json", ".npz"):                   # a run that died before the gather
+        (cache / "features" / (gathered + suffix)).unlink()
+    third, out = run("shards-only")
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["extracted_here"] for r in ranks] == [0, 0]
+    assert all(r["from_cache"] and r["features_equal"] and r["logits_equal"] for r in ranks)
+    assert gathered in _cache_entries(cache)           # written again under the same key
+
+
 def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_root):
     """`torchrun --nproc_per_node 2 -m medsyn evaluate` (gloo): every metric value and interval
     of results.json equals one process's, the cache entries are the same files, and rank 1
@@ -111,13 +168,16 @@ def test_two_process_evaluate_writes_the_single_process_results(tmp_path, data_r
     assert (tmp_path / "one" / "metrics.csv").read_text() == \
         (tmp_path / "two" / "metrics.csv").read_text()
     assert two.stdout.count("results:") == 1          # rank 0's summary only
-    entries = sorted(p.name for p in (tmp_path / "cache1" / "features").iterdir())
-    assert entries and entries == sorted(p.name for p in (tmp_path / "cache2" /
-                                                          "features").iterdir())
-    for name in entries:
-        if name.endswith(".npz"):
-            assert (tmp_path / "cache1" / "features" / name).read_bytes() == \
-                (tmp_path / "cache2" / "features" / name).read_bytes()
+    # the gathered sets are the single process's entries, byte for byte; each rank's shard
+    # has an entry of its own besides
+    one_entries, two_entries = _cache_entries(tmp_path / "cache1"), \
+        _cache_entries(tmp_path / "cache2")
+    assert one_entries and not any("rows" in meta for meta in one_entries.values())
+    assert {n for n, meta in two_entries.items() if "rows" not in meta} == set(one_entries)
+    assert {n for n, meta in two_entries.items() if "rows" in meta}
+    for name in one_entries:
+        assert (tmp_path / "cache1" / "features" / f"{name}.npz").read_bytes() == \
+            (tmp_path / "cache2" / "features" / f"{name}.npz").read_bytes()
 
 
 def test_nccl_on_cpu_ranks_is_a_one_line_error(monkeypatch):
@@ -139,11 +199,71 @@ def test_more_ranks_than_fake_images_is_a_one_line_error():
                                    (SimpleNamespace(fingerprint="x"),))
 
 
-def test_audit_under_torchrun_is_refused_in_one_line(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    result = CliRunner().invoke(app, ["audit", "--dataset", "pneumoniamnist"])
-    assert result.exit_code == 1
-    assert "runs in one process" in result.output and "Traceback" not in result.output
+_EXTRACTION_PROBE = """
+import os, runpy, sys
+import medsyn.evaluators.features.extraction as extraction
+extract_batches = extraction._extract_batches
+def probe(extractor, images, batch_size, desc):
+    with open(os.environ["EXTRACTION_LOG"] + os.environ["RANK"], "a") as log:
+        log.write(desc + "\\n")
+    return extract_batches(extractor, images, batch_size, desc)
+extraction._extract_batches = probe
+sys.argv = ["medsyn", *sys.argv[1:]]
+runpy.run_module("medsyn", run_name="__main__")
+"""
+
+
+def test_two_process_audit_writes_the_single_process_audit(tmp_path, data_root):
+    """`torchrun --nproc_per_node 2 -m medsyn audit` (gloo): the sets' features are split
+    across the ranks (two spaces, pixel failures, k-means clusters, the reference sensitivity
+    and preprocessing blocks), rank 0 alone writes, and audit.json has the single process's
+    values."""
+    args = ["audit", "--dataset", "pneumoniamnist", "--extractor", "pixels,wavelet",
+            "--metrics", "fid,prdc", "--failures", "blur,noise,cluster_drop", "-n", "16",
+            "--n-pool", "40", "--n-reference", "40", "--bootstrap", "5", "--batch-size", "8",
+            "--reference-sensitivity", "--preprocessing", "--device", "cpu",
+            "--data-root", data_root]
+    one = subprocess.run([sys.executable, "-m", "medsyn", *map(str, args), "--out",
+                          str(tmp_path / "one")], env=_env(tmp_path / "cache1"),
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # `-m medsyn`, with every extraction of a batch run printed by the rank that ran it
+    probe = tmp_path / "probe.py"
+    probe.write_text(_EXTRACTION_PROBE)
+    two = _torchrun(2, probe, *args, "--out", tmp_path / "two",
+                    env={**_env(tmp_path / "cache2"),
+                         "EXTRACTION_LOG": str(tmp_path / "extracted-by-rank")}, timeout=300)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
+    extracted = [(str(rank), desc) for rank in (0, 1) for desc in
+                 (tmp_path / f"extracted-by-rank{rank}").read_text().splitlines()]
+    for what in ("pneumoniamnist/train features", "pneumoniamnist/test features",
+                 "blur level 4", "noise level 1", "preprocessing"):
+        assert sorted(rank for rank, desc in extracted if desc.startswith(what)) == \
+            ["0", "0", "1", "1"], \
+            (what, extracted)                   # in shards, in each of the two spaces
+    assert all("[rank " in desc for _, desc in extracted), extracted  # never by rank 0 alone
+    a = json.loads((tmp_path / "one" / "audit.json").read_text())
+    b = json.loads((tmp_path / "two" / "audit.json").read_text())
+    for key in ("spaces", "failures", "settings", "dataset", "directions", "warnings",
+                "reference_sensitivity", "preprocessing", "figures"):
+        assert a[key] == b[key], key
+    assert a["failures"]["blur"]["new_images"][1:] == [16] * 4     # extracted, not reused
+    assert a["preprocessing"]["spaces"]
+    assert two.stdout.count("audit: ") == 1                       # rank 0's card only
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "two").iterdir())
+    # the reference and the pool in both spaces: each rank stored its shard
+    shards = [meta for meta in _cache_entries(tmp_path / "cache2").values() if "rows" in meta]
+    assert len(shards) == 2 * 2 * 2
+
+
+def test_audit_power_under_torchrun_is_refused_in_one_line(monkeypatch):
+    from medsyn.evaluators.audit import runner
+
+    monkeypatch.setattr("medsyn.evaluators.features.sharding.shard_group",
+                        lambda: ShardGroup(0, 2, "gloo"))
+    with pytest.raises(ConfigError, match="--power under torchrun"):
+        runner.audit("pneumoniamnist", "test", power=True, failures="blur")
 
 
 def test_a_single_process_never_joins_a_group(monkeypatch):

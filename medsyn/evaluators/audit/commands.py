@@ -82,13 +82,9 @@ def audit_command(
     memorisation, loss of diversity) at graded severities, scored in every space; writes a
     trust card (audit.json, card.md, card.html, figures)."""
     from medsyn.evaluators.audit.runner import audit
+    from medsyn.evaluators.features.sharding import join_torchrun, leave_torchrun
     from medsyn.evaluators.inputs import parse_real
-    from medsyn.generators.engine.distributed import distributed_env
 
-    if distributed_env().enabled:
-        # every rank would run the whole audit and write the same folder
-        raise ConfigError("medsyn audit runs in one process; start it without torchrun "
-                          "(medsyn evaluate is the command that shards its extraction).")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}.")
     name, split = parse_real(dataset, default_split="test")
@@ -103,15 +99,23 @@ def audit_command(
         size = f"-{image_size}px" if image_size else ""
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
         out = Path("runs") / f"audit-{safe}{size}"
-    result = audit(name, split, extractors=extractor, metrics=metrics, failures=failures,
-                   quick=quick, n=n, n_pool=n_pool, n_reference=n_reference,
-                   n_bootstrap=bootstrap, seed=seed, device=device, batch_size=batch_size,
-                   image_size=image_size, data_root=data_root, out_dir=out,
-                   use_cache=not no_cache, inception_weights=inception_weights,
-                   extractor_weights=extractor_weights,
-                   overwrite=overwrite, power=power, power_sizes=sizes,
-                   power_repeats=power_repeats,
-                   reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)
+    # under torchrun: this rank's device, the process group joined; each rank extracts its
+    # shard of every feature set and rank 0 alone scores and writes (docs/scale.md)
+    dev = join_torchrun(device)
+    try:
+        result = audit(name, split, extractors=extractor, metrics=metrics, failures=failures,
+                       quick=quick, n=n, n_pool=n_pool, n_reference=n_reference,
+                       n_bootstrap=bootstrap, seed=seed, device=dev, batch_size=batch_size,
+                       image_size=image_size, data_root=data_root, out_dir=out,
+                       use_cache=not no_cache, inception_weights=inception_weights,
+                       extractor_weights=extractor_weights,
+                       overwrite=overwrite, power=power, power_sizes=sizes,
+                       power_repeats=power_repeats,
+                       reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)
+    finally:
+        leave_torchrun()
+    if result is None:          # a torchrun rank other than 0: it only extracted
+        return
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

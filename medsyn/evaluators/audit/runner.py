@@ -5,6 +5,11 @@ Cost: the real sets (reference and held-out pool) go through each network once a
 cached on disk (the evaluators' real-feature cache); a synthetic set made of unchanged pool
 images (class / cluster drop, label swaps, level 0) reuses the pool's features; any other set
 is extracted once per space. Metrics are the registry's own families, fed those features.
+
+Under ``torchrun`` (``torchrun --nproc_per_node N -m medsyn audit ...``) every rank builds the
+same sets and extracts its shard of each feature set (evaluators/features/sharding.py, as
+``medsyn evaluate`` does); rank 0 alone scores them and writes the audit. ``--power`` is
+refused there (see :func:`_refused_under_torchrun`).
 """
 
 from __future__ import annotations
@@ -74,13 +79,33 @@ def audited_metrics(metrics=None):
     return chosen, {k: directions[k] for k in keys}
 
 
+def _refused_under_torchrun(power: bool) -> None:
+    if power:
+        # each of its thousands of draws builds a small damaged set, extracts it and scores
+        # it before the next draw exists: a collective call per draw with rank 0 scoring in
+        # between, for sets of 25-2000 images; sharding would cost more than it saves
+        raise ConfigError("--power under torchrun: the power analysis extracts and scores "
+                          "each small draw in turn, which does not split across ranks; run "
+                          "the audit with --power in one process (without torchrun).")
+
+
 def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
                      image_size, extractor_weights=None):
     """The named space, built from the settings it declares: a space fitted to the real data
     fits the training split, a classifier is selected on the validation split (never on the
-    held-out images it is audited on)."""
+    held-out images it is audited on). Under ``torchrun`` rank 0 fits (and caches) such a
+    space first and the other ranks read it, so every rank extracts with the same weights."""
+    from contextlib import nullcontext
+
     from medsyn.data import load_dataset
-    from medsyn.evaluators.features import build_extractor, reads_setting
+    from medsyn.evaluators.features import build_extractor, is_fitted, reads_setting
+    from medsyn.evaluators.features.sharding import main_first, shard_group
+
+    fitted = is_fitted(name)
+    if fitted and shard_group() is not None and not use_cache:
+        raise ConfigError(f"--extractor {name}: under torchrun the space fitted to the real "
+                          "training split reaches every rank through the cache; drop "
+                          "--no-cache (or audit in one process).")
 
     val = None
     if reads_setting(name, "val") and held_split != "val":
@@ -90,7 +115,8 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
             val = None
     settings = {"train": train, "val": val, "use_cache": use_cache,
                 "inception_weights": inception_weights, "extractor_weights": extractor_weights}
-    return build_extractor(name, settings, device=device)
+    with main_first() if fitted else nullcontext():
+        return build_extractor(name, settings, device=device)
 
 
 def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str | None = None,
@@ -102,7 +128,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
           inception_weights=None, extractor_weights=None, overwrite: bool = False,
           power: bool = False,
           power_sizes: Sequence[int] | None = None, power_repeats: int | None = None,
-          reference_sensitivity: bool = False, preprocessing: bool = False) -> dict:
+          reference_sensitivity: bool = False, preprocessing: bool = False) -> dict | None:
     """Audit the metrics on ``dataset``: synthetic sets built from its ``split`` (held out;
     the reference is the training split), each failure at every severity level, scored in
     every space of ``extractors``. Returns the audit dict (the schema of audit.json,
@@ -121,15 +147,22 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     ``power_repeats`` draws, and the minimum n for 80 % power (power.py).
     ``reference_sensitivity`` / ``preprocessing``: how much the choice of real reference / the
     input pipeline alone moves each metric (sensitivity.py). Each adds a block to the result.
+
+    Under ``torchrun`` (a process group joined with
+    :func:`medsyn.evaluators.features.sharding.join_torchrun` or by the caller) every rank
+    calls this with the same arguments and extracts its shard of each feature set; rank 0
+    scores, writes and returns the audit, the other ranks return ``None``.
     """
     from medsyn.data import load_dataset
     from medsyn.data.subsets import stratified_subset
     from medsyn.device import resolve_device
     from medsyn.evaluators.features import (
         dataset_features,
+        extract_features,
         list_extractors,
         parse_extractor_names,
     )
+    from medsyn.evaluators.features.sharding import collective_extraction, shard_group
     from medsyn.evaluators.metrics import EvalOptions
     from medsyn.evaluators.scoring.evaluate import versions
 
@@ -154,6 +187,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         raise ConfigError(f"--extractor: a space is named twice ({', '.join(space_names)}).")
     chosen_failures = P.resolve_failures(failures)
     specs, directions = audited_metrics(metrics)
+    group = shard_group()
+    if group is not None:
+        _refused_under_torchrun(power)
     if not isinstance(n_bootstrap, int) or n_bootstrap < 2:
         raise ConfigError(f"--bootstrap must be an integer >= 2 (the real-vs-real interval is a "
                           f"bootstrap interval), got {n_bootstrap!r}.")
@@ -182,6 +218,8 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     if train.fingerprint == held.fingerprint:
         raise DataError(f"{dataset}: the {split} and {REFERENCE_SPLIT} splits are the same "
                         "images; an audit needs held-out images.")
+    if group is not None:
+        _same_data_on_every_rank(group, (train, held))
     reference = stratified_subset(train, n_reference, seed)
     pool_ds = stratified_subset(held, n_pool, seed)
     if not n_given:
@@ -208,8 +246,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     def real_features(ext):
         t0 = time.perf_counter()
-        ref = dataset_features(reference, ext, batch_size, use_cache)
-        pool_f = dataset_features(pool_ds, ext, batch_size, use_cache)
+        with collective_extraction():
+            ref = dataset_features(reference, ext, batch_size, use_cache)
+            pool_f = dataset_features(pool_ds, ext, batch_size, use_cache)
         timings[f"real_features_{ext.name}_s"] = round(time.perf_counter() - t0, 3)
         timings[f"real_features_{ext.name}_cached"] = ref.from_cache and pool_f.from_cache
         return ref, pool_f
@@ -218,8 +257,13 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     if any(f.needs_clusters for f in chosen_failures):
         from sklearn.cluster import KMeans
 
-        km = KMeans(n_clusters=min(P.N_CLUSTERS, len(pool_ds)), random_state=seed, n_init=10)
-        pool.clusters = km.fit_predict(first_real[1].features.astype(np.float64))
+        clusters = None
+        if group is None or group.is_main:
+            km = KMeans(n_clusters=min(P.N_CLUSTERS, len(pool_ds)), random_state=seed,
+                        n_init=10)
+            clusters = km.fit_predict(first_real[1].features.astype(np.float64))
+        # rank 0's clusters on every rank: k-means' arithmetic may follow the thread count
+        pool.clusters = clusters if group is None else group.broadcast_array(clusters)
         pool.cluster_space = space(space_names[0]).name
 
     sets = [P.real_set(pool)]
@@ -229,6 +273,8 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     for s in sets:
         for note in s.notes:
             warnings.append(f"{s.failure} level {s.level}: {note}")
+    if group is not None:
+        _same_sets_on_every_rank(group, sets)
 
     extra = S.Extras(power, reference_sensitivity, preprocessing)
     if power:
@@ -243,17 +289,25 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     for name in space_names:
         ext = space(name)
         ref_f, pool_f = first_real if name == space_names[0] else real_features(ext)
+        # every feature set of this space first (under torchrun: each rank its shards), then
+        # the scoring (rank 0 alone)
+        t0 = time.perf_counter()
+        with collective_extraction():
+            set_feats = [set_features(s, pool_f, ext, batch_size) for s in sets]
+            variant_feats = [None if images is None else
+                             extract_features(ext, images, batch_size, desc="preprocessing")
+                             for _, images, _ in extra.variants] if preprocessing else None
+        timings["extraction_s"] += time.perf_counter() - t0
+        if group is not None and not group.is_main:
+            continue
         ctx_args = {"reference": reference, "extractor": ext, "options": options, "device": dev,
                     "train": reference, "heldout": pool_ds, "split_features_needed": False}
         scores: dict = {}
-        for s in progress(sets, desc=f"audit [{ext.name}]", unit="set"):
-            t0 = time.perf_counter()
-            feats = set_features(s, pool_f, ext, batch_size)
+        for s, feats in progress(list(zip(sets, set_feats, strict=True)),
+                                 desc=f"audit [{ext.name}]", unit="set"):
             t1 = time.perf_counter()
             scored, warns = score_set(s, feats, ctx_args, specs, directions, ref_f, pool_f)
-            t2 = time.perf_counter()
-            timings["extraction_s"] += t1 - t0
-            timings["metrics_s"] += t2 - t1
+            timings["metrics_s"] += time.perf_counter() - t1
             scores[(s.failure, s.level)] = scored
             for w in warns:
                 if s.level == 0:
@@ -263,8 +317,10 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
             t0 = time.perf_counter()
             S.run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
                          pool, chosen_failures, repeats, seed, batch_size, reference,
-                         train.class_names)
+                         train.class_names, variant_feats)
             timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0
+    if group is not None and not group.is_main:
+        return None               # a torchrun rank other than 0: it only extracted
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
     timings["total_s"] = round(time.perf_counter() - started, 3)
 
@@ -307,6 +363,28 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
         write_audit(result, Path(out_dir), overwrite)
     return result
+
+
+def _same_data_on_every_rank(group, datasets) -> None:
+    prints = [ds.fingerprint for ds in datasets]
+    if any(p != prints for p in group.all_gather_objects(prints)):
+        raise DataError("the torchrun ranks loaded different real datasets (their fingerprints "
+                        "differ); give every node the same MEDSYN_DATA_ROOT contents.")
+
+
+def _same_sets_on_every_rank(group, sets) -> None:
+    """The synthetic sets are built from the seed on every rank (byte-identical by design,
+    perturbations.py); a rank whose sets differ would extract other images than rank 0
+    scores."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for s in sets:
+        digest.update(np.ascontiguousarray(s.images.numpy()).tobytes())
+        digest.update(np.ascontiguousarray(s.pool_rows).tobytes())
+    if len(set(group.all_gather_objects(digest.hexdigest()))) > 1:
+        raise DataError("the torchrun ranks built different synthetic sets from the same seed "
+                        "and data; run the audit in one process and report this as a bug.")
 
 
 def _set_info(failure, sets) -> dict:

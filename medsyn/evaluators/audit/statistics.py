@@ -88,10 +88,11 @@ def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_ro
 
 
 def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
-                    failures, repeats, seed, batch_size, reference, class_names):
+               failures, repeats, seed, batch_size, reference, class_names,
+               variant_features=None):
+    """``variant_features``: the features of ``extra.variants``' images, in their order
+    (extracted with the audit's sets, so that torchrun ranks share that work)."""
     from dataclasses import replace
-
-    from medsyn.evaluators.features import extract_features
 
     values_args = {**ctx_args, "options": replace(options, n_bootstrap=0)}
 
@@ -127,9 +128,11 @@ def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, 
         from medsyn.evaluators.audit.sensitivity import preprocessing_sensitivity
 
         base = P.real_set(pool)
+        features_of = {id(images): f for (_, images, _), f in
+                       zip(extra.variants, variant_features, strict=True)}
 
         def score_images(images):
-            feats = extract_features(ext, images, batch_size, desc="preprocessing")
+            feats = features_of[id(images)]
             return values(scoring.score_set(base, feats, values_args, specs, directions,
                                             ref_f, pool_f)[0])
 

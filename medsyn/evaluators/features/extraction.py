@@ -8,6 +8,12 @@ any change to the data or the network gives a new key and a stale entry is never
 Each entry's metadata records the sha256 of its data file: an entry that is damaged on disk
 (a flipped bit, an empty or truncated file, a killed copy) is detected, discarded with a
 warning and recomputed, so it never breaks later evaluations. Synthetic images are never cached.
+
+Under ``torchrun`` each rank also stores the features of its own shard of a real set, before
+the shards are gathered, under a key of that shard (its pixels, its batch boundaries and the
+same extractor identity): a sharded extraction that dies after some ranks finished does not
+redo their shards when started again with the same number of ranks. The gathered set is
+stored under the single-process key as well, so a later run of any size finds it.
 """
 
 from __future__ import annotations
@@ -76,14 +82,28 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
     """
     check_images(images, desc)
     extractor.prepare(images[:1])
+    return _extract(extractor, images, batch_size, desc, shard_cache_of=None)
+
+
+def _extract(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int, desc: str,
+             shard_cache_of) -> Features:
+    """:func:`extract_features`; with ``shard_cache_of`` (the real dataset ``images`` belong
+    to) each rank of a sharded extraction reads its shard from, or writes it to, the cache."""
     group = active_group()
+    from_cache = False
     if group is None:
         feats, logits = _extract_batches(extractor, images, batch_size, desc)
     else:
         start, stop = group.shard(len(images), batch_size)
-        feats, logits = _extract_batches(
-            extractor, images[start:stop], batch_size,
-            f"{desc} [rank {group.rank}/{group.world_size}]")
+        shard_desc = f"{desc} [rank {group.rank}/{group.world_size}]"
+        if shard_cache_of is None:
+            feats, logits = _extract_batches(extractor, images[start:stop], batch_size,
+                                             shard_desc)
+            here_cached = False
+        else:
+            feats, logits, here_cached = _cached_shard(shard_cache_of, extractor, start, stop,
+                                                       batch_size, shard_desc)
+        from_cache = shard_cache_of is not None and all(group.all_gather_objects(here_cached))
         feats = group.gather_rows(feats, extractor.feature_dim if feats is None
                                   else feats.shape[1], np.float32)
         logits = group.gather_rows(logits, None if logits is None else logits.shape[1],
@@ -91,7 +111,27 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, batch_si
     if not np.isfinite(feats).all():
         raise DataError(f"{desc}: the extractor {extractor.name} produced non-finite features; "
                         "its weights may be corrupt.")
-    return Features(feats, logits)
+    return Features(feats, logits, from_cache=from_cache)
+
+
+def _cached_shard(dataset, extractor: FeatureExtractor, start: int, stop: int, batch_size: int,
+                  desc: str) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
+    """This rank's shard ``[start, stop)`` of a real set: from its cache entry, or extracted
+    and stored there at once (before the gather, which a failing rank would never reach).
+    An idle rank (no rows) counts as cached."""
+    if stop <= start:
+        return None, None, True
+    key = shard_cache_key(dataset, extractor, start, stop, batch_size)
+    what = f"{dataset.name}/{dataset.split} rows {start}-{stop}"
+    cached = _read_cache(key, stop - start, extractor.feature_dim, what)
+    if cached is not None:
+        return cached.features, cached.logits, True
+    feats, logits = _extract_batches(extractor, dataset.images[start:stop], batch_size, desc)
+    _write_cache(key, Features(feats, logits), {
+        "key": key, "dataset": dataset.name, "split": dataset.split,
+        "shard_of": dataset.fingerprint, "rows": [start, stop], "batch_size": batch_size,
+        "n": stop - start, "extractor": extractor.cache_identity()})
+    return feats, logits, False
 
 
 def _extract_batches(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int,
@@ -122,6 +162,25 @@ def feature_cache_key(dataset, extractor: FeatureExtractor) -> str:
         "dataset": {"name": dataset.name, "split": dataset.split,
                     "fingerprint": dataset.fingerprint, "n": len(dataset),
                     "image_size": list(dataset.image_size), "channels": dataset.channels},
+        "extractor": extractor.cache_identity(),
+        "logits": extractor.has_logits,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def shard_cache_key(dataset, extractor: FeatureExtractor, start: int, stop: int,
+                    batch_size: int) -> str:
+    """The key of one rank's shard ``[start, stop)`` of a real set: the shard's own pixels
+    (not the whole set's fingerprint: the shard's features depend on nothing else), its rows
+    and batch size (the batches its images went through together, so a hit gives the bits
+    an extraction would), and the extractor fields of :func:`feature_cache_key`."""
+    pixels = np.ascontiguousarray(dataset.images[start:stop].numpy())
+    payload = {
+        "version": FEATURE_CACHE_VERSION,
+        "shard": {"name": dataset.name, "split": dataset.split,
+                  "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+                  "shape": list(pixels.shape), "rows": [start, stop],
+                  "batch_size": batch_size},
         "extractor": extractor.cache_identity(),
         "logits": extractor.has_logits,
     }
@@ -164,7 +223,8 @@ def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
     extractor.prepare(dataset.images[:1])
     key = feature_cache_key(dataset, extractor)
     group = active_group()
-    cached = _read_cache(dataset, extractor, key) if use_cache and \
+    cached = _read_cache(key, len(dataset), extractor.feature_dim,
+                         f"{dataset.name}/{dataset.split}") if use_cache and \
         (group is None or group.is_main) else None
     if group is not None and group.broadcast_object(cached is not None):
         return Features(group.broadcast_array(cached.features if cached else None),
@@ -172,32 +232,34 @@ def dataset_features(dataset, extractor: FeatureExtractor, batch_size: int = 64,
                         from_cache=True)
     if cached is not None:
         return cached
-    out = extract_features(extractor, dataset.images, batch_size,
-                           desc=f"{dataset.name}/{dataset.split} features")
+    out = _extract(extractor, dataset.images, batch_size,
+                   f"{dataset.name}/{dataset.split} features",
+                   shard_cache_of=dataset if use_cache else None)
     if use_cache and (group is None or group.is_main):
-        _write_cache(dataset, extractor, key, out)
+        _write_cache(key, out, {"key": key, "dataset": dataset.name, "split": dataset.split,
+                                "fingerprint": dataset.fingerprint, "n": len(dataset),
+                                "extractor": extractor.cache_identity()})
     return out
 
 
-def _read_cache(dataset, extractor: FeatureExtractor, key: str) -> Features | None:
+def _read_cache(key: str, n: int, dim: int, what: str) -> Features | None:
     data_path, meta_path = _cache_paths(key)
     remove_stale_temp_files(data_path.parent)
     if not (data_path.exists() and meta_path.exists()):
         return None
     try:
-        feats, logits = _read_cache_entry(data_path, meta_path, key, len(dataset),
-                                          extractor.feature_dim)
+        feats, logits = _read_cache_entry(data_path, meta_path, key, n, dim)
         return Features(feats, logits, from_cache=True)
     except Exception as exc:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) alike
         log.warning("discarding damaged feature cache entry %s (%s: %s); recomputing the "
-                    "features of %s/%s", data_path, type(exc).__name__, exc, dataset.name,
-                    dataset.split)
+                    "features of %s", data_path, type(exc).__name__, exc, what)
         for p in (data_path, meta_path):
             p.unlink(missing_ok=True)
     return None
 
 
-def _write_cache(dataset, extractor: FeatureExtractor, key: str, out: Features) -> None:
+def _write_cache(key: str, out: Features, meta: dict) -> None:
+    """Store ``out`` under ``key``; ``meta`` (its "key" first) gains the data's sha256."""
     data_path, meta_path = _cache_paths(key)
     try:
         arrays = {"features": out.features}
@@ -208,9 +270,8 @@ def _write_cache(dataset, extractor: FeatureExtractor, key: str, out: Features) 
         blob = buf.getvalue()
         with atomic_write(data_path, expected_size=len(blob)) as f:
             f.write(blob)
-        write_json(meta_path, {"key": key, "dataset": dataset.name, "split": dataset.split,
-                               "fingerprint": dataset.fingerprint, "n": len(dataset),
-                               "sha256": hashlib.sha256(blob).hexdigest(),
-                               "extractor": extractor.cache_identity()})
+        extractor_identity = meta.pop("extractor")
+        write_json(meta_path, {**meta, "sha256": hashlib.sha256(blob).hexdigest(),
+                               "extractor": extractor_identity})
     except OSError as exc:  # a read-only or full disk only costs speed
         log.warning("could not write feature cache %s: %s", data_path, exc)
