@@ -318,14 +318,27 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
 def _split_training(train, n_reference: int, n_pool: int | None, seed: int, k: int):
     """``--dataset NAME:train``: a stratified reference of ``n_reference`` training images and
-    a held-out pool drawn from the rest (disjoint rows). The pool is a subset of ``train``
-    itself (one ``parent`` level), so its rows map straight to the stored images."""
+    a held-out pool drawn from the rest (disjoint rows; with patient ids, whole patients in a
+    seeded order until ``n_reference`` images, so no patient is on both sides). The pool is a
+    subset of ``train`` itself (one ``parent`` level), so its rows map straight to the stored
+    images."""
     if n_reference >= len(train) - (k + 1):
         raise ConfigError(f"--n-reference {n_reference}: the {train.name} training split has "
                           f"{len(train)} images and the held-out pool is the rest; give "
                           f"--n-reference <= {len(train) - k - 2}.")
-    reference = stratified_subset(train, n_reference, seed)
+    if train.patient_ids is None:
+        reference = stratified_subset(train, n_reference, seed)
+    else:
+        _, codes = np.unique(np.asarray(train.patient_ids, dtype=str), return_inverse=True)
+        order = np.random.default_rng([seed, 30]).permutation(codes.max() + 1)
+        cumulative = np.cumsum(np.bincount(codes)[order])
+        chosen = order[:int(np.searchsorted(cumulative, n_reference)) + 1]
+        reference = train.subset(np.flatnonzero(np.isin(codes, chosen)))
     rest = np.setdiff1d(np.arange(len(train)), reference.parent[1])
+    if len(rest) <= k + 1:
+        raise ConfigError(f"--n-reference {n_reference}: whole patients leave only {len(rest)} "
+                          f"{train.name} training images for the held-out pool; give a smaller "
+                          "--n-reference.")
     pool_rows = rest
     if n_pool is not None and n_pool < len(rest):
         rest_labels = train.labels.numpy()[rest]
