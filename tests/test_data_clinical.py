@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 import pydicom
 import pytest
+import torch
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -134,6 +135,68 @@ def test_dicom_voi_lut_sequence_wins_and_monochrome1_window(tmp_path):
     _, got = _only_image(tmp_path / "m1")
     linear = _round_half_up(np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0, 1) * 255)
     np.testing.assert_array_equal(got, (255 - linear).astype(np.uint8))
+
+
+def _percentile_by_hand(values, q):
+    """numpy's default (linear) percentile, written out: rank q/100 * (N - 1) in the sorted
+    values, interpolated between its two neighbours."""
+    s = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    rank = q / 100 * (len(s) - 1)
+    below = int(np.floor(rank))
+    above = min(below + 1, len(s) - 1)
+    return s[below] + (rank - below) * (s[above] - s[below])
+
+
+def test_dicom_window_alternatives_by_hand(tmp_path, monkeypatch):
+    """The three window rules on a 12-bit file with rescale, a VOI window and one burnt-in
+    marker pixel (4095): 'file' is PS3.3 C.11.2.1.2.1's LINEAR window (the default, unchanged),
+    'full' the image's own min..max after rescale, 'percentile' its 0.5..99.5 percentiles."""
+    import medsyn.data.folder as folder
+
+    values = np.random.default_rng(21).integers(1000, 2000, (H, W))
+    values[0, 0] = 4095                                     # a marker far above the anatomy
+    c, w, slope, intercept = 400.0, 800.0, 1.0, -1024.0
+    root = tmp_path / "d"
+    _dicom(root / "a.dcm", values, slope=slope, intercept=intercept, window=(c, w))
+    _dicom(tmp_path / "m1" / "b.dcm", values, photometric="MONOCHROME1", slope=slope,
+           intercept=intercept, window=(c, w))
+    v = values * slope + intercept                          # C.11.1 modality values
+    by_rule = {
+        "file": np.where(v <= c - 0.5 - (w - 1) / 2, 0,
+                         np.where(v > c - 0.5 + (w - 1) / 2, 255,
+                                  _round_half_up(((v - (c - 0.5)) / (w - 1) + 0.5) * 255))),
+        "full": _round_half_up((v - v.min()) / (v.max() - v.min()) * 255),
+    }
+    lo, hi = _percentile_by_hand(v, 0.5), _percentile_by_hand(v, 99.5)
+    assert lo > v.min() and hi < v.max() == 3071             # the marker is clipped away
+    by_rule["percentile"] = _round_half_up(np.clip((v - lo) / (hi - lo), 0, 1) * 255)
+
+    keys = []
+    real_key = folder.array_cache_key
+    monkeypatch.setattr(folder, "array_cache_key", lambda **kw: keys.append(kw) or real_key(**kw))
+    default = load_dataset(f"folder:{root}", split="all")
+    for rule, expected in by_rule.items():
+        ds = load_dataset(f"folder:{root}", split="all", dicom_window=rule)
+        got = ds.images[0, 0].numpy()
+        np.testing.assert_array_equal(got, expected.astype(np.uint8), err_msg=rule)
+        inverted = load_dataset(f"folder:{tmp_path / 'm1'}", split="all", dicom_window=rule)
+        np.testing.assert_array_equal(inverted.images[0, 0].numpy(),
+                                      (255 - expected).astype(np.uint8), err_msg=rule)
+    # the three rules differ on this image, and the default is the file's window, bit for bit
+    assert len({by_rule[r].tobytes() for r in by_rule}) == 3
+    assert torch.equal(default.images, load_dataset(f"folder:{root}", split="all",
+                                                    dicom_window="file").images)
+    # the default's cache key has the parts it always had; another window adds one
+    folder_keys = [k for k in keys if k.get("kind") == "image-folder"]
+    assert "dicom_window" not in folder_keys[0] and "dicom_window" not in folder_keys[1]
+    assert {k.get("dicom_window") for k in folder_keys} == {None, "full", "percentile"}
+    full = load_dataset(f"folder:{root}", split="all", dicom_window="full")
+    assert full.source["intensity"]["dicom_window_rule"] == "full"
+    assert full.source["intensity"]["dicom_window_per_file"]["a.dcm"].startswith(
+        "full range of each image after rescale")
+    assert "dicom_window_rule" not in default.source["intensity"]
+    with pytest.raises(DataError, match="DICOM window must be one of file, full, percentile"):
+        load_dataset(f"folder:{root}", split="all", dicom_window="soft tissue")
 
 
 def test_dicom_compressed_rle_and_jpeg_ls_decode_like_uncompressed(tmp_path):

@@ -96,3 +96,73 @@ def test_bad_power_options_are_one_line_errors():
     out = runner.invoke(app, ["audit", "--dataset", "pneumoniamnist", "--power",
                               "--power-repeats", "2"])
     assert out.exit_code == 1 and "--power-repeats must be an integer >= 5" in out.output
+
+
+def _toy_train(n=60, patients=None):
+    import torch
+
+    from medsyn.data.dataset import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(n) % 3
+    return ImageDataset("toy", "train", images, labels, ["a", "b", "c"],
+                        patient_ids=None if patients is None else np.asarray(patients))
+
+
+def test_training_split_as_pool_is_disjoint_from_the_reference():
+    """--dataset NAME:train --n-reference N: the reference and the held-out pool are disjoint
+    rows of the training split (whole patients with ids); the pool's rows index the split."""
+    import torch
+
+    from medsyn.errors import ConfigError
+    from medsyn.evaluators.audit.runner import _split_training
+
+    train = _toy_train()
+    reference, pool = _split_training(train, 21, None, seed=0, k=5)
+    ref_rows, pool_rows = set(reference.parent[1]), set(pool.parent[1])
+    assert len(reference) == 21 and len(pool) == 39 and not ref_rows & pool_rows
+    assert np.bincount(reference.labels.numpy()).tolist() == [7, 7, 7]       # stratified
+    assert pool.parent[0] == train.fingerprint
+    assert torch.equal(pool.images, train.images[sorted(pool_rows)])
+    _, small = _split_training(train, 21, 12, seed=0, k=5)
+    assert len(small) == 12 and set(small.parent[1]) <= pool_rows
+
+    patients = np.repeat(np.arange(20), 3).astype(str)         # 3 images per patient
+    with_ids = _toy_train(patients=patients)
+    reference, pool = _split_training(with_ids, 20, None, seed=0, k=5)
+    assert len(reference) == 21                                 # 7 whole patients
+    assert not set(patients[reference.parent[1]]) & set(patients[pool.parent[1]])
+    with pytest.raises(ConfigError, match="--n-reference 55: .* give --n-reference <= 53"):
+        _split_training(train, 55, None, seed=0, k=5)
+
+
+def test_power_draws_are_without_replacement_and_sizes_above_half_the_pool_left_out():
+    from medsyn.data.subsets import stratified_rows
+
+    labels = np.repeat([0, 1], [300, 700])
+    for draw in range(5):
+        rows = stratified_rows(labels, 500, np.random.default_rng([0, 30, 0, 500, draw]))
+        assert len(np.unique(rows)) == 500                     # no image twice in a draw
+        assert np.bincount(labels[rows]).tolist() == [150, 350]
+    assert power_sizes([50, 100, 2000], 4208) == ([50, 100, 2000], [])
+    assert power_sizes(None, 603) == ([25, 50, 100, 200], [400, 800, 1600, 2000])
+
+
+@pytest.mark.real_data
+def test_power_sizes_above_half_the_pool_are_a_one_line_error(data_root):
+    from typer.testing import CliRunner
+
+    from medsyn.cli import app
+
+    out = CliRunner().invoke(app, ["audit", "--dataset", "pneumoniamnist", "--extractor",
+                                   "pixels", "--metrics", "fid", "--failures", "blur",
+                                   "--power", "--power-sizes", "400,2000"])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "every size is above half the held-out pool (624 images)" in out.stderr
+    assert "--dataset NAME:train --n-reference N" in out.stderr
+    out = CliRunner().invoke(app, ["audit", "--dataset", "pneumoniamnist:train",
+                                   "--n-reference", "4705", "--extractor", "pixels"])
+    assert out.exit_code == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "give --n-reference <= 4701" in out.stderr

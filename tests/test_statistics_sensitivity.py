@@ -42,7 +42,8 @@ def test_identical_pipeline_scores_zero_and_alternatives_move():
     # truncation lowers every pixel by half a grey level on average
     assert rows["truncated to 8 bits"]["change"]["mean"] == pytest.approx(-0.5, abs=0.1)
     assert "8 bits" in rows["bit depth minmax"]["unavailable"]
-    assert rows["DICOM window"]["unavailable"] == "no DICOM file in the dataset"
+    assert rows["DICOM window full range"]["unavailable"] == "no DICOM file in the dataset"
+    assert rows["DICOM window percentile"]["unavailable"] == "no DICOM file in the dataset"
 
 
 def test_alternative_filters_are_the_ones_named():
@@ -117,3 +118,64 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     assert "Reference sensitivity: pixels16" in card
     html = card_html(result)                  # what medsyn report shows
     assert "Preprocessing sensitivity: pixels16</h3>" in html and "nan" not in html
+
+
+def test_audit_preprocessing_scores_dicom_window_alternatives(tmp_path):
+    """A DICOM folder (train/test, two classes, 12-bit with a VOI window and a marker pixel):
+    --preprocessing scores the held-out sample under each window rule, the images of each row
+    are the loader's under that rule, and the default row is the file's window (change 0)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    from medsyn.data import load_dataset
+    from medsyn.evaluators.audit import audit
+    from medsyn.evaluators.audit.card import card_markdown
+    from medsyn.evaluators.audit.statistics import preprocessing_inputs
+
+    rng = np.random.default_rng(5)
+    for split, count in (("train", 24), ("test", 24)):
+        for c, name in enumerate(("a", "b")):
+            for i in range(count // 2):
+                values = rng.integers(800 + 400 * c, 2400 + 400 * c, (16, 16))
+                values[rng.integers(16), rng.integers(16)] = 4095       # burnt-in marker
+                ds = Dataset()
+                ds.file_meta = FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+                ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.SOPClassUID = SecondaryCaptureImageStorage
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+                ds.Rows = ds.Columns = 16
+                ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+                ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+                ds.PixelRepresentation = 0
+                ds.WindowCenter, ds.WindowWidth = 1800.0, 1600.0
+                ds.PixelData = values.astype("<u2").tobytes()
+                path = tmp_path / "dcm" / split / name / f"{i}.dcm"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).WindowCenter == 1800.0
+    root = f"folder:{tmp_path / 'dcm'}"
+
+    result = audit(root, "test", extractors="pixels", metrics="fid", failures="blur", n=8,
+                   n_bootstrap=2, preprocessing=True, use_cache=False)
+    rows = {r["pipeline"]: r for r in result["preprocessing"]["spaces"]["pixels16"]["rows"]}
+    assert rows["default"]["change"] == {"fid": 0.0}
+    for name in ("DICOM window full range", "DICOM window percentile"):
+        assert "unavailable" not in rows[name]
+        assert rows[name]["change"]["fid"] != 0.0
+    assert rows["bit depth 16"]["unavailable"].startswith("no file but DICOM")
+    card = card_markdown(result)
+    assert "| DICOM window percentile | DICOM window | " in card
+
+    # the images behind each row are the loader's under that window rule
+    test = load_dataset(root, "test")
+    base_rows = np.arange(8)
+    variants = {p.name: im for p, im, _ in preprocessing_inputs(root, "test", test, base_rows,
+                                                                None, None)}
+    for window, name in (("full", "DICOM window full range"),
+                         ("percentile", "DICOM window percentile")):
+        want = load_dataset(root, "test", dicom_window=window).images[:8]
+        assert torch.equal(variants[name], want)
+        assert not torch.equal(want, test.images[:8])

@@ -10,6 +10,16 @@ The pipeline is the one of DICOM PS3.3 C.11 (grayscale):
 4. the VOI output range mapped linearly to 0..255 (round half up); *MONOCHROME1* (white =
    low values) inverted to 255 - y so that every image reads "bright = dense" as MONOCHROME2.
 
+Step 3 is the default window rule, ``"file"``. Two alternatives replace it (``window``, for
+measuring how much the window alone moves a metric: ``medsyn audit --preprocessing``):
+
+- ``"full"``: the image's own minimum .. maximum after step 2 (the full range of the values
+  present, per image);
+- ``"percentile"``: the image's 0.5th .. 99.5th percentile after step 2 (numpy's linear
+  interpolation), which clips isolated extreme pixels (markers, burnt-in text, dead pixels).
+
+Both then map linearly to 0..255 with the same rounding and MONOCHROME1 inversion.
+
 8-bit colour files (RGB, or YBR converted to RGB by pydicom) are used as they are.
 Multi-frame files and files without pixel data are refused. Compressed transfer syntaxes are
 decoded by pydicom's plugins (RLE natively; JPEG / JPEG 2000 / JPEG-LS need the packages of
@@ -27,6 +37,10 @@ from medsyn.errors import DataError
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 FULL_RANGE_WINDOW = "full range of the stored bits after rescale (no window in the file)"
+# window rules: the file's VOI (default), the image's own min..max, its percentiles
+DICOM_WINDOWS = ("file", "full", "percentile")
+DEFAULT_DICOM_WINDOW = "file"
+PERCENTILE_WINDOW = (0.5, 99.5)
 # pip packages that give pydicom a decoder for each family of compressed transfer syntaxes
 CODEC_PACKAGES = {
     "JPEG Baseline/Extended": "pylibjpeg pylibjpeg-libjpeg (or Pillow)",
@@ -81,8 +95,20 @@ def _codec_hint(ds) -> str:
             f"pip install {CODEC_PACKAGES[family]}  (or pip install 'medsyn[dicom]').")
 
 
-def read_dicom(path: Path) -> DicomImage:
-    """Decode one DICOM file to a uint8 display image; errors name the file and the fix."""
+def parse_dicom_window(value) -> str:
+    """``None`` -> ``"file"``; one of :data:`DICOM_WINDOWS`; else a DataError."""
+    if value is None:
+        return DEFAULT_DICOM_WINDOW
+    if value not in DICOM_WINDOWS:
+        raise DataError(f"DICOM window must be one of {', '.join(DICOM_WINDOWS)} (default "
+                        f"{DEFAULT_DICOM_WINDOW}), got {value!r}.")
+    return value
+
+
+def read_dicom(path: Path, window: str | None = None) -> DicomImage:
+    """Decode one DICOM file to a uint8 display image; errors name the file and the fix.
+    ``window``: the VOI rule, one of :data:`DICOM_WINDOWS` (None: ``"file"``)."""
+    rule = parse_dicom_window(window)
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut
@@ -123,13 +149,31 @@ def read_dicom(path: Path) -> DicomImage:
         raise DataError(f"{path}: expected one 2-D image, got pixel data of shape "
                         f"{stored.shape}.")
     values = apply_modality_lut(stored, ds)
-    display, lo, hi, window = _voi(values, ds)
-    unit = (np.asarray(display, dtype=np.float64) - lo) / (hi - lo)
-    out = np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if rule == "file":
+        display, lo, hi, applied = _voi(values, ds)
+    else:
+        display, (lo, hi), applied = values, *_image_window(values, rule)
+    if hi > lo:
+        unit = (np.asarray(display, dtype=np.float64) - lo) / (hi - lo)
+        out = np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:                       # a constant image under a per-image rule: one grey, black
+        out = np.zeros(values.shape, dtype=np.uint8)
     if photometric == "MONOCHROME1":
         out = 255 - out
-        window += ", MONOCHROME1 inverted"
-    return DicomImage(out, window, bits_stored, photometric)
+        applied += ", MONOCHROME1 inverted"
+    return DicomImage(out, applied, bits_stored, photometric)
+
+
+def _image_window(values: np.ndarray, rule: str) -> tuple[tuple[float, float], str]:
+    """The range [lo, hi] that a per-image rule maps to 0..255, and its description."""
+    v = np.asarray(values, dtype=np.float64)
+    if rule == "full":
+        lo, hi = float(v.min()), float(v.max())
+        return (lo, hi), "full range of each image after rescale (its own min..max)"
+    low, high = PERCENTILE_WINDOW
+    lo, hi = (float(x) for x in np.percentile(v, [low, high]))
+    return (lo, hi), (f"{low:g}th..{high:g}th percentile of each image after rescale (linear "
+                      "interpolation)")
 
 
 def _voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float, str]:

@@ -35,6 +35,7 @@ from medsyn.data.cache import (
     store_cached_json,
 )
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
+from medsyn.data.dicom import DEFAULT_DICOM_WINDOW, parse_dicom_window
 from medsyn.data.imageio import (
     NOT_AN_IMAGE,
     decode_many,
@@ -332,14 +333,20 @@ def _dataset_depth_stats(listing: FolderListing, bit_depth) -> list[DepthStats |
 
 
 def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
-                      use_cache: bool = True, bit_depth=None) -> ImageDataset:
+                      use_cache: bool = True, bit_depth=None,
+                      dicom_window: str | None = None) -> ImageDataset:
     """One split of an image folder as uint8 tensors (``split="all"``: every image).
 
     ``bit_depth``: the intensity rule for files stored with more than 8 bits
     (:mod:`medsyn.data.intensity`): ``"auto"``/None, 8..16, or ``"minmax"``.
+    ``dicom_window``: the window rule of DICOM files (:mod:`medsyn.data.dicom`): ``"file"``/
+    None (the file's VOI), ``"full"`` or ``"percentile"``.
     """
     root = Path(root)
     option = parse_bit_depth(bit_depth)
+    window = parse_dicom_window(dicom_window)
+    # the default window leaves the cache key as it always was
+    window_key = {} if window == DEFAULT_DICOM_WINDOW else {"dicom_window": window}
     listing = scan_folder(root)
     files, labels, how = listing.select(split)
     class_names = listing.class_names
@@ -357,14 +364,14 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     ).hexdigest()
     key = array_cache_key(kind="image-folder", files=files_digest, split=split,
                           image_size=image_size, class_names=class_names,
-                          intensity=rule.key(), decoder=DECODER_VERSION)
+                          intensity=rule.key(), decoder=DECODER_VERSION, **window_key)
     cached = load_cached_arrays(key) if use_cache else None
     if cached is not None:
         images, label_arr, meta = cached
         fingerprint, intensity = meta.get("fingerprint"), meta.get("intensity")
         unreadable = [(root / p, why) for p, why in meta.get("unreadable", [])]
     else:
-        raws, unreadable = decode_many(files, desc=f"{name}/{split}")
+        raws, unreadable = decode_many(files, desc=f"{name}/{split}", dicom_window=window)
         keep = [i for i, raw in enumerate(raws) if raw is not None]
         if not keep:
             raise DataError(f"none of the {len(files)} image files of {root} ({split}) could "
@@ -375,6 +382,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
         label_arr = np.asarray([labels[i] for i in keep], dtype=np.int64)
         fingerprint = fingerprint_arrays(images, label_arr)
         intensity = describe_intensity(raws, [relpaths[i] for i in keep], rule)
+        if window_key:
+            intensity["dicom_window_rule"] = window
         if use_cache:
             store_cached_arrays(key, images, label_arr, {
                 "fingerprint": fingerprint, "intensity": intensity,

@@ -95,12 +95,14 @@ def png_significant_bits(path: Path) -> int | None:
         return None
 
 
-def decode_raw(path: str | os.PathLike) -> RawImage:
+def decode_raw(path: str | os.PathLike, dicom_window: str | None = None) -> RawImage:
     """Read one file. RGB files whose channels are identical (X-rays are often stored that way)
-    come back as grayscale; alpha is dropped; 16-bit grayscale keeps its values (uint16)."""
+    come back as grayscale; alpha is dropped; 16-bit grayscale keeps its values (uint16).
+    ``dicom_window``: the window rule of DICOM files (:data:`medsyn.data.dicom.DICOM_WINDOWS`,
+    None: the file's own)."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS and looks_like_dicom(path):
-        dcm = read_dicom(path)
+        dcm = read_dicom(path, dicom_window)
         return RawImage(_gray_if_equal(dcm.pixels), dcm.bits_stored, dcm.bits_stored,
                         dcm.window, "DICOM")
     try:
@@ -144,7 +146,8 @@ def _gray_if_equal(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def decode_many(paths: list[Path], desc: str = "decoding images"
+def decode_many(paths: list[Path], desc: str = "decoding images",
+                dicom_window: str | None = None
                 ) -> tuple[list[RawImage | None], list[tuple[Path, str]]]:
     """Decode files in parallel threads (PIL releases the GIL while decoding).
 
@@ -153,7 +156,7 @@ def decode_many(paths: list[Path], desc: str = "decoding images"
     """
     def attempt(path):
         try:
-            return decode_raw(path), None
+            return decode_raw(path, dicom_window), None
         except DataError as exc:
             message = str(exc)
             return None, message.removeprefix(f"{path}: ")

@@ -176,8 +176,8 @@ def describe_intensity(raws: list[RawImage], relpaths: list[str], rule: Intensit
     return info
 
 
-def decode_image(path: str | os.PathLike, bit_depth=None) -> np.ndarray:
+def decode_image(path: str | os.PathLike, bit_depth=None, dicom_window=None) -> np.ndarray:
     """One file as uint8 (``[H, W]`` or ``[H, W, 3]``), with the intensity rule of
-    this module applied to this file alone."""
-    raw = decode_raw(path)
+    this module applied to this file alone (``dicom_window``: see :mod:`medsyn.data.dicom`)."""
+    raw = decode_raw(path, dicom_window)
     return choose_rule([stats_of(raw, path)], bit_depth).to_uint8(raw)

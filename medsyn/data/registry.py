@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsyn.data.dataset import ImageDataset
+from medsyn.data.dicom import parse_dicom_window
 from medsyn.data.folder import SPLIT_NAMES, available_splits, load_image_folder
 from medsyn.data.npz import (
     MEDMNIST_SIZES,
@@ -149,7 +150,8 @@ def folder_path(name: str) -> Path | None:
 
 
 def load_dataset(name: str, split: str | None = None, image_size: int | None = None,
-                 root: str | os.PathLike | None = None, bit_depth=None) -> ImageDataset:
+                 root: str | os.PathLike | None = None, bit_depth=None,
+                 dicom_window: str | None = None) -> ImageDataset:
     """Load one split of a dataset as uint8 tensors.
 
     ``name``: ``cxr3``, ``mnist``, a 2D MedMNIST flag (``pneumoniamnist``, ``breastmnist``, ...)
@@ -158,15 +160,19 @@ def load_dataset(name: str, split: str | None = None, image_size: int | None = N
     many pixels (bicubic, antialiased); ``None`` keeps the stored size. ``root`` overrides
     ``MEDSYN_DATA_ROOT``. ``bit_depth``: the intensity rule for files stored with more than 8
     bits (``"auto"``/None, 8..16 or ``"minmax"``, see :mod:`medsyn.data.intensity`).
+    ``dicom_window``: the window rule of DICOM files in a folder (``"file"``/None, ``"full"``,
+    ``"percentile"``, see :mod:`medsyn.data.dicom`); the built-in npz datasets hold no DICOM.
     """
     image_size = _check_image_size(image_size)
+    parse_dicom_window(dicom_window)
     split = split or "train"
     path = folder_path(name)
     if path is not None:
         if not path.is_dir():
             raise DataError(f"image folder {path} (from dataset name {name!r}) does not exist.")
         label = name if name.startswith(FOLDER_PREFIX) else f"{FOLDER_PREFIX}{name}"
-        return load_image_folder(path, split, image_size, name=label, bit_depth=bit_depth)
+        return load_image_folder(path, split, image_size, name=label, bit_depth=bit_depth,
+                                 dicom_window=dicom_window)
     spec = _spec(name)
     if spec.kind != "image-folder" and split not in spec.splits:
         raise DataError(f"{name} has no split {split!r}; its splits are {list(spec.splits)}.")
@@ -174,7 +180,8 @@ def load_dataset(name: str, split: str | None = None, image_size: int | None = N
     if spec.kind == "image-folder":
         if name == "cxr3":
             _check_cxr3_layout(path)
-        return load_image_folder(path, split, image_size, name=name, bit_depth=bit_depth)
+        return load_image_folder(path, split, image_size, name=name, bit_depth=bit_depth,
+                                 dicom_window=dicom_window)
     if spec.kind == "mnist":
         return load_mnist(path, split, image_size)
     return load_medmnist(name, path, detail, split, image_size)

@@ -143,6 +143,8 @@ def cell_text(cell: Cell | None, spec: MetricSpec, *, with_n: bool = True) -> st
         text += f" ± {spec.format_number(cell.std).lstrip('+')} (std)"
     if with_n and cell.n:
         text += f" ({cell.n})"
+    if cell.reference is not None:
+        text += f" ({cell.reference.short})"
     return text
 
 
@@ -158,7 +160,11 @@ def write_markdown(path: Path, sections: list[Section], baselines: list[Baseline
              "Values: estimate [95% interval] (n = fake / real images, or real test images and "
              "training seeds). Published rows: value ± spread as published (not a 95% "
              "interval), marked †; **bold** = best in the column among our runs and directly "
-             "comparable published rows; n/a = could not be computed (reason in the notes).",
+             "comparable published rows; n/a = could not be computed (reason in the notes). "
+             "'ref. range a, class mix b' (from a trust card of the same dataset): how much "
+             "random halves of the real reference / a reference with one class left out move "
+             "the metric; 'within' when the run's distance to the real-vs-real floor is not "
+             "larger.",
              ""]
     used: dict[int, Baseline] = {}
     for section in sections:

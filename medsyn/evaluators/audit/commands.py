@@ -14,7 +14,9 @@ from medsyn.errors import ConfigError
 def audit_command(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", help="DATASET[:SPLIT]: the synthetic sets are built from SPLIT "
-        "(held out; default test), the reference is the train split."),
+        "(held out; default test), the reference is the train split. DATASET:train with "
+        "--n-reference N: a reference of N training images and a pool of the others (for "
+        "--power at large n)."),
     extractor: str | None = typer.Option(
         None, "--extractor", help="Comma-separated feature spaces (default: inception,pixels; "
         "see medsyn evaluate --list)."),
@@ -35,7 +37,8 @@ def audit_command(
     n_pool: int | None = typer.Option(None, "--n-pool", help="Held-out images to build from "
                                       "(default: the whole split; --quick 160)."),
     n_reference: int | None = typer.Option(None, "--n-reference", help="Reference (train) "
-                                           "images (default: all; --quick 320)."),
+                                           "images (default: all; --quick 320; required with "
+                                           "DATASET:train)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Bootstrap resamples per "
                                          "interval (default 50; --quick 20)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every sample, perturbation and "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsyn.data.subsets import stratified_rows
+from medsyn.data.subsets import stratified_rows, stratified_subset
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.audit import perturbations as P
 from medsyn.evaluators.audit import statistics as S
@@ -154,7 +154,6 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     scores, writes and returns the audit, the other ranks return ``None``.
     """
     from medsyn.data import load_dataset
-    from medsyn.data.subsets import stratified_subset
     from medsyn.device import resolve_device
     from medsyn.evaluators.features import (
         dataset_features,
@@ -199,10 +198,11 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     for flag, v in (("--n-pool", n_pool), ("--n-reference", n_reference)):
         if v is not None and (not isinstance(v, int) or v <= k + 1):
             raise ConfigError(f"{flag} must be an integer > k + 1 = {k + 1}, got {v!r}.")
-    if split == REFERENCE_SPLIT:
+    if split == REFERENCE_SPLIT and n_reference is None:
         raise ConfigError(f"--dataset {dataset}:{split}: the synthetic sets must be built from "
                           f"images held out from the reference ({REFERENCE_SPLIT}); choose the "
-                          "test or val split.")
+                          "test or val split, or give --n-reference N to split the training "
+                          "images into a reference of N and a held-out pool of the rest.")
     options = EvalOptions(n_bootstrap=n_bootstrap, seed=seed, k=k, batch_size=batch_size,
                           use_cache=use_cache, fid_method="gram")
     options.validate()
@@ -214,14 +214,21 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     dev = resolve_device(device)
 
     train = load_dataset(dataset, REFERENCE_SPLIT, image_size=image_size, root=data_root)
-    held = load_dataset(dataset, split, image_size=image_size, root=data_root)
-    if train.fingerprint == held.fingerprint:
-        raise DataError(f"{dataset}: the {split} and {REFERENCE_SPLIT} splits are the same "
-                        "images; an audit needs held-out images.")
+    if split == REFERENCE_SPLIT:
+        reference, pool_ds = _split_training(train, n_reference, n_pool, seed, k)
+        fit_on = reference      # a space fitted to real data never sees the held-out part
+        loaded = (train,)
+    else:
+        held = load_dataset(dataset, split, image_size=image_size, root=data_root)
+        if train.fingerprint == held.fingerprint:
+            raise DataError(f"{dataset}: the {split} and {REFERENCE_SPLIT} splits are the same "
+                            "images; an audit needs held-out images.")
+        reference = stratified_subset(train, n_reference, seed)
+        pool_ds = stratified_subset(held, n_pool, seed)
+        fit_on = train
+        loaded = (train, held)
     if group is not None:
-        _same_data_on_every_rank(group, (train, held))
-    reference = stratified_subset(train, n_reference, seed)
-    pool_ds = stratified_subset(held, n_pool, seed)
+        _same_data_on_every_rank(group, loaded)
     if not n_given:
         n = max(k + 2, min(n, len(pool_ds) // 2))
     if n > len(pool_ds):
@@ -240,7 +247,7 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     def space(name):
         if name not in built:
-            built[name] = _build_extractor(name, dev, train, inception_weights, use_cache,
+            built[name] = _build_extractor(name, dev, fit_on, inception_weights, use_cache,
                                            split, data_root, image_size, extractor_weights)
         return built[name]
 
@@ -281,7 +288,14 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         extra.sizes, extra.sizes_left_out = S.power_sizes_for(power_sizes, len(pool_ds))
         if not extra.sizes:
             raise ConfigError(f"--power-sizes: every size is above half the held-out pool "
-                              f"({len(pool_ds)} images); give sizes <= {len(pool_ds) // 2}.")
+                              f"({len(pool_ds)} images); give sizes <= {len(pool_ds) // 2}, "
+                              "or draw the pool from the training split (--dataset NAME:train "
+                              "--n-reference N).")
+        if extra.sizes_left_out:
+            warnings.append(f"--power: set sizes {', '.join(map(str, extra.sizes_left_out))} "
+                            f"are above half the held-out pool ({len(pool_ds)} images: the "
+                            "failures that replace images draw from the other half) and were "
+                            "left out.")
     if preprocessing:
         extra.variants = S.preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size,
                                                 data_root)
@@ -385,6 +399,38 @@ def _same_sets_on_every_rank(group, sets) -> None:
     if len(set(group.all_gather_objects(digest.hexdigest()))) > 1:
         raise DataError("the torchrun ranks built different synthetic sets from the same seed "
                         "and data; run the audit in one process and report this as a bug.")
+
+
+def _split_training(train, n_reference: int, n_pool: int | None, seed: int, k: int):
+    """``--dataset NAME:train``: a stratified reference of ``n_reference`` training images and
+    a held-out pool drawn from the rest (disjoint rows; with patient ids, whole patients in a
+    seeded order until ``n_reference`` images, so no patient is on both sides). The pool is a
+    subset of ``train`` itself (one ``parent`` level), so its rows map straight to the stored
+    images."""
+    if n_reference >= len(train) - (k + 1):
+        raise ConfigError(f"--n-reference {n_reference}: the {train.name} training split has "
+                          f"{len(train)} images and the held-out pool is the rest; give "
+                          f"--n-reference <= {len(train) - k - 2}.")
+    if train.patient_ids is None:
+        reference = stratified_subset(train, n_reference, seed)
+    else:
+        _, codes = np.unique(np.asarray(train.patient_ids, dtype=str), return_inverse=True)
+        order = np.random.default_rng([seed, 30]).permutation(codes.max() + 1)
+        cumulative = np.cumsum(np.bincount(codes)[order])
+        chosen = order[:int(np.searchsorted(cumulative, n_reference)) + 1]
+        reference = train.subset(np.flatnonzero(np.isin(codes, chosen)))
+    rest = np.setdiff1d(np.arange(len(train)), reference.parent[1])
+    if len(rest) <= k + 1:
+        raise ConfigError(f"--n-reference {n_reference}: whole patients leave only {len(rest)} "
+                          f"{train.name} training images for the held-out pool; give a smaller "
+                          "--n-reference.")
+    pool_rows = rest
+    if n_pool is not None and n_pool < len(rest):
+        rest_labels = train.labels.numpy()[rest]
+        pool_rows = rest[stratified_rows(rest_labels, n_pool, np.random.default_rng(seed))]
+    pool_ds = train.subset(np.sort(pool_rows))
+    pool_ds.split = f"{train.split}[not in the reference]"
+    return reference, pool_ds
 
 
 def _set_info(failure, sets) -> dict:

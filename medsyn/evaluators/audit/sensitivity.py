@@ -13,10 +13,10 @@ Both score real images only, so whatever they measure is not the generator's doi
   reasonable pipelines, scored against the reference prepared by the default pipeline. Each
   row is the score minus the default pipeline's score, so an identical pipeline gives exactly 0.
   Alternatives: the resize filter (bicubic without antialiasing, bilinear with and without,
-  area), 8-bit quantisation (truncation instead of rounding after the resize), and, for files
-  stored with more than 8 bits, the bit-depth rule (global min/max, 16 bits). A DICOM dataset
-  has one window rule in medsyn (the file's VOI, else the full range): alternative windows are
-  not measured.
+  area), 8-bit quantisation (truncation instead of rounding after the resize), for files
+  stored with more than 8 bits the bit-depth rule (global min/max, 16 bits), and for DICOM
+  files the window (each image's full range, its 0.5..99.5 percentiles; the default is the
+  file's own VOI, :mod:`medsyn.data.dicom`).
 """
 
 from __future__ import annotations
@@ -124,14 +124,25 @@ RESIZE_PIPELINES = (
 )
 
 
+DICOM_WINDOW_PIPELINES = (
+    ("full", Pipeline("DICOM window full range", "DICOM window",
+                      "each DICOM image's own min..max after rescale instead of the file's "
+                      "VOI window")),
+    ("percentile", Pipeline("DICOM window percentile", "DICOM window",
+                            "each DICOM image's 0.5th..99.5th percentile after rescale instead "
+                            "of the file's VOI window")),
+)
+
+
 def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_loader=None,
-                           identical: bool = False, has_dicom: bool = False
+                           identical: bool = False, dicom_loader=None
                            ) -> list[tuple[Pipeline, torch.Tensor | None, str | None]]:
     """(pipeline, images or None, reason when not applicable) for every alternative.
 
     ``native``: the evaluated images as stored (uint8, before any resize); ``size``: the
     evaluation size (None: stored size, no resize). ``high_depth_loader(bit_depth)`` -> the
-    same images decoded with another bit-depth rule, or None when no file has more than 8 bits.
+    same images decoded with another bit-depth rule, or None when no file has more than 8 bits;
+    ``dicom_loader(window)`` likewise with another DICOM window rule, None without DICOM files.
     ``identical``: add a second copy of the default pipeline (its row must read 0)."""
     default = native if size is None else resize_uint8(native, size)
     out: list = [(DEFAULT, default, None)]
@@ -150,13 +161,17 @@ def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_lo
                             "of the default (auto)")
         images = None if high_depth_loader is None else high_depth_loader(rule)
         if images is None:
-            out.append((pipeline, None, "every file is stored with 8 bits"))
+            out.append((pipeline, None, "every file is stored with 8 bits" if dicom_loader
+                        is None else "no file but DICOM is stored with more than 8 bits "
+                        "(DICOM files are windowed: see the DICOM window rows)"))
         else:
             out.append((pipeline, images if size is None else resize_uint8(images, size), None))
-    out.append((Pipeline("DICOM window", "DICOM window", "file VOI vs full range vs "
-                         "percentile window"), None,
-                "not measured: medsyn decodes DICOM with one window rule (file VOI, else the "
-                "full stored range)" if has_dicom else "no DICOM file in the dataset"))
+    for window, pipeline in DICOM_WINDOW_PIPELINES:
+        images = None if dicom_loader is None else dicom_loader(window)
+        if images is None:
+            out.append((pipeline, None, "no DICOM file in the dataset"))
+        else:
+            out.append((pipeline, images if size is None else resize_uint8(images, size), None))
     return out
 
 

@@ -83,8 +83,11 @@ def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_ro
             return None
         return load_dataset(dataset, split, root=data_root, bit_depth=rule).images[rows_t]
 
+    def dicom_loader(window):
+        return load_dataset(dataset, split, root=data_root, dicom_window=window).images[rows_t]
+
     return preprocessing_variants(native.images[rows_t], image_size, loader,
-                                  has_dicom=has_dicom)
+                                  dicom_loader=dicom_loader if has_dicom else None)
 
 
 def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from medsyn.evaluators.audit.card import AUDIT_NAME, CARD_CSS, card_html, load_audit
 from medsyn.reports.content.inputs import Problem
+from medsyn.reports.content.reference_spread import reference_spread
 from medsyn.utils import is_inside
 
 __all__ = ["CARD_CSS", "AuditCard", "attach", "find_audits", "split_inputs"]
@@ -102,7 +103,37 @@ def attach(sections, cards: list[AuditCard], assets) -> list[AuditCard]:
                 space = _extractor(row.evaluation)
                 card = next((c for c in mine if space in c.spaces), mine[0])
                 row.audit_anchor = card.anchor + (f"-{space}" if space in card.spaces else "")
+                _reference_spreads(row, table.columns, mine, space)
+        shown = [c.reference for t in section.tables for r in t.rows for c in r.cells.values()
+                 if c is not None and c.reference is not None]
+        if shown:
+            within = sum(s.within for s in shown)
+            section.notes.append(
+                "Under a value, from the trust card of this dataset (medsyn audit "
+                "--reference-sensitivity): how much the choice of real reference alone moves "
+                "that metric in that space ('ref. range': over random halves of the reference; "
+                "'class mix': a reference with one class left out). 'within' marks a run whose "
+                "distance to the real-vs-real floor is not larger than that: a difference the "
+                "reference choice alone could make, not evidence about the generator "
+                f"({within} of {len(shown)} values here). Hover a value for the sentence.")
     return unplaced
+
+
+def _reference_spreads(row, columns, cards: list[AuditCard], row_space: str | None) -> None:
+    """Put, beside each of the row's values, the spread that the choice of real reference
+    alone gives that metric in that space (the first card that measured it)."""
+    for spec in columns:
+        cell = row.cells.get(spec.key)
+        if cell is None or not cell.available:
+            continue
+        space = cell.extractor or row_space
+        for card in cards:
+            found = reference_spread(card.data, str(card.path), space, spec.key, spec.label,
+                                     cell.value, row.evaluation.metrics,
+                                     own_space=space == row_space)
+            if found is not None:
+                cell.reference = found
+                break
 
 
 def _extractor(evaluation) -> str | None:

@@ -66,6 +66,9 @@ class Cell:
     notes: list[str] = field(default_factory=list)      # shown on hover only
     best: bool = False
     footnote: int | None = None          # number of the table note giving `unavailable`
+    # how much the choice of real reference alone moves this metric in this space, from an
+    # audit of the same dataset (content.reference_spread.ReferenceSpread), when there is one
+    reference: Any = None
 
     @property
     def available(self) -> bool:

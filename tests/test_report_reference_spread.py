@@ -1,0 +1,122 @@
+"""Reference sensitivity beside a generator's score in the report (issue 30): a trust card with
+--reference-sensitivity of the same dataset puts, under each run's value, how much the choice of
+real reference alone moves that metric, and says when the run's distance to the floor is within
+it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from report_fakes import generation_results, write_png
+
+from medsyn.reports.content.reference_spread import (
+    BEYOND,
+    CLASS_MIX,
+    REDRAWN,
+    reference_spread,
+    spread_of,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _audit_block(halves, loo, full):
+    return {"kind": "audit", "settings": {"n": 48},
+            "spaces": {"pixels16": {"real_vs_real": {"fid": {"value": full}}}},
+            "reference_sensitivity": {"spaces": {"pixels16": {"keys": {"fid": {
+                "halves": {"min": min(halves), "max": max(halves)},
+                "leave_one_class_out": {"a": loo[0], "b": loo[1], "min": min(loo),
+                                        "max": max(loo)}}}}}}}
+
+
+def test_spread_and_verdicts_by_hand():
+    audit = _audit_block(halves=[10.0, 10.5, 11.0], loo=[12.0, 16.0], full=10.2)
+    halves_range, shift, full = spread_of(audit, "pixels16", "fid")
+    assert halves_range == pytest.approx(1.0)            # 11 - 10
+    assert shift == pytest.approx(5.8)                   # |16 - 10.2|
+    assert full == 10.2
+    assert spread_of(audit, "pixels16", "kid") is None
+    assert spread_of(audit, "inception-v3-compat", "fid") is None
+
+    own = {"real_floor": {"fid_halves": {"value": 4.0}}}
+    cases = ((4.9, REDRAWN), (3.1, REDRAWN), (9.0, CLASS_MIX), (9.9, BEYOND))
+    for value, verdict in cases:                         # distances 0.9, 0.9, 5.0, 5.9
+        got = reference_spread(audit, "a/audit.json", "pixels16", "fid", "FID", value, own,
+                               own_space=True)
+        assert got.verdict == verdict, value
+        assert got.floor == 4.0 and "this evaluation's real-vs-real floor" in got.sentence
+    # no floor of its own (or another space): the audit's real-vs-real score, with its n
+    got = reference_spread(audit, "a/audit.json", "pixels16", "fid", "FID", 11.0, {},
+                           own_space=True)
+    assert got.floor == 10.2 and got.verdict == REDRAWN and "n = 48" in got.sentence
+    assert got.short == "ref. range 1, class mix 5.8: within"
+    got = reference_spread(audit, "a/audit.json", "pixels16", "fid", "FID", 4.9, own,
+                           own_space=False)
+    assert got.floor == 10.2 and got.verdict == CLASS_MIX
+
+
+@pytest.fixture(scope="module")
+def audited_folder(tmp_path_factory):
+    """A small two-class PNG folder (train/test) and its audit with reference sensitivity."""
+    from medsyn.evaluators.audit import audit
+
+    root = tmp_path_factory.mktemp("refspread")
+    data = root / "data"
+    for split, n in (("train", 40), ("test", 40)):
+        for c, cls in enumerate(("dark", "bright")):
+            for i in range(n // 2):
+                path = write_png(data / split / cls / f"{i:03d}.png", size=(28, 28),
+                                 seed=1000 * c + i + (0 if split == "train" else 500))
+                img = np.asarray(Image.open(path)).astype(float) * 0.6 + 100 * c
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(path)
+    out = root / "audit"
+    result = audit(f"folder:{data}", "test", extractors="pixels", metrics="fid,prdc",
+                   failures="blur", n=16, n_pool=40, n_bootstrap=3, out_dir=out,
+                   reference_sensitivity=True, use_cache=False)
+    return root, out, result
+
+
+def test_report_shows_reference_spread_beside_each_run(audited_folder, tmp_path):
+    from medsyn.reports import build_report
+
+    _, audit_dir, audit = audited_folder
+    halves_range, shift, _ = spread_of(audit, "pixels16", "fid")
+    assert 0 < halves_range < shift
+    floor = 5.0
+    # three runs: distance to the floor inside the halves' range, between it and the
+    # class-mix shift, and beyond both
+    distances = {"close": 0.5 * halves_range, "mix": (halves_range + shift) / 2,
+                 "far": 2 * shift}
+    inputs = []
+    for name, distance in distances.items():
+        res = generation_results(name, 3, floor + distance, run_dir=None,
+                                 dataset=audit["dataset"]["name"], image_size=28,
+                                 classes=["bright", "dark"], utility=False, figures=())
+        for entry in res["metrics"].values():
+            if isinstance(entry, dict) and "extractor" in entry:
+                entry["extractor"] = "pixels16"
+        res["metrics"]["real_floor"]["fid_halves"]["value"] = floor
+        res["provenance"]["extractor"] = {"name": "pixels16"}
+        folder = tmp_path / "eval" / name
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(res))
+        inputs.append(folder)
+    built = build_report([*inputs, audit_dir], tmp_path / "report")
+    html = built.index_html.read_text()
+    short = f"ref. range {halves_range:.3g}, class mix {shift:.3g}"
+    assert f'<span class="refspread within" title="FID {floor + distances["close"]:.3g} is ' \
+           in html
+    assert html.count(f"{short}: within</span>") == 1
+    assert html.count(f"{short}: within class mix</span>") == 1
+    assert f"{short}</span>" in html                          # the far run: no 'within'
+    assert "not evidence of a difference from real data" in html
+    assert "larger than the reference choice moves the metric" in html
+    # the PRDC columns read their floor from the audit (no floor of their own in results.json)
+    assert "from the audit&#39;s real-vs-real score" in html or \
+        "from the audit's real-vs-real score" in html
+    assert "of 15 values here" in html      # 3 runs x FID, precision, recall, density, coverage
+    md = built.summary_md.read_text()
+    assert f"({short}: within)" in md
