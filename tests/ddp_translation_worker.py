@@ -3,7 +3,9 @@ pix2pix with DistributedDataParallel, then check on every rank that the weights 
 everywhere.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \
-        tests/ddp_translation_worker.py OUT
+        tests/ddp_translation_worker.py OUT [OPTION=JSON ...]
+
+e.g. ``spectral_norm=true ema_decay=0.9`` to train with the stabilisers.
 """
 
 import gc
@@ -32,16 +34,19 @@ def flat(module):
 
 
 def main(out: str, *extra: str):
-    options = dict(arg.split("=", 1) for arg in extra)
+    options = {k: json.loads(v) for k, v in (arg.split("=", 1) for arg in extra)}
     translation_step.Pix2PixStep = RecordingStep     # training imports it when it starts
     dist.init_process_group("gloo")         # kept after training so the weights can be compared
     training.train_translation("pix2pix", out=out, dataset="breastmnist", image_size=32,
                                condition="edges", features=8, d_features=8, batch_size=16,
                                epochs=1, max_steps=4, device="cpu", quiet=True,
-                               **{k: float(v) for k, v in options.items()})
+                               **options)
     step = captured["step"]
     result = {"world_size": dist.get_world_size()}
-    for name, module in (("generator", step.g), ("discriminator", step.update.d)):
+    modules = [("generator", step.g), ("discriminator", step.update.d)]
+    if step.ema is not None:
+        modules.append(("generator_ema", step.ema.module))
+    for name, module in modules:
         mine = flat(module)
         everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
         dist.all_gather(everyone, mine)

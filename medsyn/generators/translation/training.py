@@ -244,6 +244,10 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
     g_train = engine.maybe_compile(engine.wrap_ddp(gen_net, dist, device), config.compile)
     d_train = engine.maybe_compile(engine.wrap_ddp(disc_net, dist, device), config.compile)
     d_for_g = engine.maybe_compile(disc_net, config.compile) if dist.enabled else d_train
+    if ema is not None and payload is None and dist.enabled:
+        # each rank initialised its own weights (seed + rank) and DDP has just given every rank
+        # rank 0's: the average starts from those, so that it is the same on every rank
+        ema.module.load_state_dict(gen_net.state_dict())
     what = f"{dataset['name']}/{dataset['split']}" if paired else dataset["name"]
     augment = DiffAugment(config.augment) or None
     if paired:
