@@ -184,3 +184,76 @@ def make_sr_run(root: Path, name: str = "srgan-cxr3", epochs=(2, 4)) -> Path:
         (eval_dir / "results.json").write_text(json.dumps(data, indent=2))
         write_png(eval_dir / "strip.png", (4 * 64, 64), seed=epoch + 300)
     return run_dir
+
+
+def _ci(value, lo, hi, **extra):
+    return {"value": value, "ci95": [lo, hi], "n": 200, "n_fake": 200, "n_real": 200, **extra}
+
+
+def translation_results(run_name: str, *, paired: bool, epoch: int = 4) -> dict:
+    """A translation results.json with the keys of evaluators/translation (numbers invented,
+    of the size docs/translation.md reports). Paired: pix2pix edges -> cxr3; unpaired: a
+    CycleGAN whose classifier rate says success while FID and content say failure."""
+    y = dict(extractor="y")
+    if paired:
+        metrics = {
+            "mae_y": _ci(25.5, 23.8, 27.1, **y), "psnr_y": _ci(18.7, 18.3, 19.1, **y),
+            "ssim_y": _ci(0.669, 0.658, 0.680, **y),
+            "mae_y_condition": _ci(133.4, 130.9, 136.2, **y),
+            "psnr_y_condition": _ci(4.88, 4.72, 5.04, **y),
+            "ssim_y_condition": _ci(0.005, 0.004, 0.007, **y),
+            "mae_y_mean_image": _ci(40.2, 38.8, 41.8, **y),
+            "psnr_y_mean_image": _ci(14.5, 14.3, 14.8, **y),
+            "ssim_y_mean_image": _ci(0.670, 0.660, 0.690, **y),      # tied with the model
+            "fid": entry(274.1, 8.0, n_fake=200, n_real=200),
+            "fid_condition": entry(393.0, 10.0, n_fake=200, n_real=200),
+            "fid_mean_image": entry(343.8, 8.0, n_fake=200, n_real=200),
+            "real_floor": {"fid_halves": entry(61.0, 7.0, n_fake=100, n_real=100)},
+        }
+        info = {"paired": True, "examples": "input | output | target",
+                "condition": {"condition": "edges"}}
+    else:
+        metrics = {
+            "fid": entry(241.2, 8.0, n_fake=100, n_real=100),
+            "fid_identity": entry(169.9, 11.7, n_fake=100, n_real=100),
+            "real_floor": {"fid_halves": entry(76.7, 7.6, n_fake=50, n_real=50)},
+            "target_class_rate": {**_ci(0.98, 0.95, 1.0), "target_class": "Viral Pneumonia",
+                                  "inputs": _ci(0.0, 0.0, 0.0),
+                                  "real_target": _ci(0.97, 0.93, 1.0)},
+            "content_ssim_y": _ci(0.461, 0.451, 0.473, **y),
+            "content_feature_distance": _ci(17.89, 17.56, 18.23),
+            "content_feature_distance_unrelated": _ci(18.17, 17.84, 18.52),
+            "cycle_mae_y": _ci(22.1, 21.1, 23.3, **y),
+        }
+        info = {"paired": False, "examples": "input | output | reconstruction"}
+    return {"schema_version": 1, "kind": "translation",
+            "run": {"name": run_name, "checkpoint": f"runs/{run_name}/epoch{epoch:03d}.pt",
+                    "model_kind": "pix2pix" if paired else "cyclegan", "epoch": epoch,
+                    "step": 700, "run_dir": f"runs/{run_name}"},
+            "metrics": metrics,
+            "figures": {"translation_examples": "translation_examples.png"},
+            "provenance": {"dataset": {"name": "cxr3", "split": "test", "image_size": [64, 64],
+                                       "fingerprint": "cafe" * 16},
+                           "translation": info}}
+
+
+def make_translation_run(root: Path, name: str, *, paired: bool, epochs: int = 4) -> Path:
+    """runs/NAME of a pix2pix (paired) or CycleGAN run: config, log, per-epoch strips of
+    3 columns of 64 px cells, one evaluation with its test strip (4 rows)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    kind = "pix2pix" if paired else "cyclegan"
+    (run_dir / "config.json").write_text(json.dumps({
+        "kind": kind, "dataset": "cxr3", "image_size": 64, "epochs": epochs, "seed": 0}))
+    rows = [{"step": s, "epoch": (s - 1) // 10 + 1, "loss_g": 30.0 / s, "loss_d": 0.6,
+             "d_x": 0.6, "d_g_z1": 0.4, "d_g_z2": 0.4} for s in range(1, 10 * epochs + 1)]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for epoch in range(1, epochs + 1):
+        write_png(run_dir / "samples" / f"epoch{epoch:03d}.png", (3 * 66 + 2, 4 * 66 + 2),
+                  seed=epoch)
+    eval_dir = run_dir / "eval" / f"epoch{epochs:03d}"
+    eval_dir.mkdir(parents=True)
+    (eval_dir / "results.json").write_text(json.dumps(translation_results(name, paired=paired,
+                                                                          epoch=epochs)))
+    write_png(eval_dir / "translation_examples.png", (3 * 66 + 2, 4 * 66 + 2), seed=400)
+    return run_dir

@@ -2,6 +2,9 @@
 strips, checkpoints and their API, bit-exact resume, medsyn translate, bad input."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,8 @@ def _same_state(a, b):
     for net in a["models"]:
         for key, value in a["models"][net].items():
             assert torch.equal(value, b["models"][net][key]), f"{net}.{key} differs"
+        if net not in a["optimizers"]:          # the EMA generator has none
+            continue
         oa, ob = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
         for i in oa:
             for key in oa[i]:
@@ -182,3 +187,28 @@ def test_bf16_autocast_path_on_cpu(tmp_path, data_root, kind):
     assert read_checkpoint(run / "last.pt")["precision"] == "bf16"
     assert load_checkpoint(run / "last.pt").translate(
         torch.zeros(1, 1, 32, 32, dtype=torch.uint8)).shape == (1, 1, 32, 32)
+
+
+# ------------------------------------------------------------------ several processes
+
+
+@pytest.mark.parametrize("options", [[], ["spectral_norm=true", "ema_decay=0.9",
+                                          'augment="translation,cutout"', "lr_d=0.0001"]],
+                         ids=["default", "stabilised"])
+def test_torchrun_two_processes_keep_identical_weights(tmp_path, data_root, options):
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(repo / "tests" / "ddp_translation_worker.py"), str(tmp_path / "run"), *options]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    check = json.loads((tmp_path / "run" / "ddp_check.json").read_text())
+    expected = {"world_size": 2, "generator_identical": True, "discriminator_identical": True}
+    if options:
+        expected["generator_ema_identical"] = True
+    assert check == expected
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3, 4]             # one log, written by rank 0
+    payload = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["world_size"] == 2 and len(payload["rng"]) == 2
+    assert ("generator_ema" in payload["models"]) == bool(options)

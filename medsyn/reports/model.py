@@ -83,6 +83,7 @@ class Figure:
     caption: str = ""
     missing: str | None = None
     width: int | None = None        # display width in px for small images shown enlarged
+    native: bool = False            # never shrunk to the page: every pixel shown (strips)
 
 
 @dataclass

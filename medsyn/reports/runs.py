@@ -14,9 +14,14 @@ from medsyn.reports.content.agreement import metric_blocks
 from medsyn.reports.content.inputs import Evaluation, Run, dataset_name, finite, image_size
 from medsyn.reports.content.metrics import METRICS, metrics_for_table
 from medsyn.reports.content.privacy import privacy_view
+from medsyn.reports.content.translation import translation_verdict
 from medsyn.reports.content.verdict import evaluation_verdict, memorization_details, plain_number
 from medsyn.reports.model import Figure, RunView, slug
-from medsyn.reports.writers import Assets, display_width
+from medsyn.reports.writers import Assets, display_width, full_resolution_width
+
+TRAINING_STRIPS = ("From the run's samples/ folder, at full resolution: one row per fixed "
+                   "training image, input | output | target (CycleGAN: A | G_AB(A) | "
+                   "G_BA(G_AB(A)) rows, then B | G_BA(B) | G_AB(G_BA(B)) rows).")
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -233,6 +238,28 @@ def _tests_items(e: Evaluation) -> list[tuple[str, str]]:
     return items
 
 
+def _translation_view(e: Evaluation, assets: Assets, folder: str) -> dict | None:
+    """A translation evaluation's verdict in words and its test strips at full resolution."""
+    if e.kind != "translation":
+        return None
+    info = e.provenance.get("translation")
+    info = info if isinstance(info, Mapping) else {}
+    paired = info.get("paired", isinstance(e.metrics.get("psnr_y"), Mapping))
+    columns = str(info.get("examples") or ("input | output | target" if paired
+                                           else "input | output | reconstruction"))
+    strips = []
+    fig = assets.figure(e, "translation_examples", f"Test images: {columns}", folder,
+                        native=True)
+    if fig is not None:
+        fig.caption = ("One row per test image, shown at full resolution (each pixel a whole "
+                       "number of screen pixels, never smoothed)."
+                       + ("" if paired else " The reconstruction is G_BA(G_AB(input))."))
+        strips.append(fig)
+    return {"verdict": translation_verdict(e.metrics), "strips": strips,
+            "protocol": "paired: against the targets and the simple baselines" if paired
+            else "unpaired: against the target domain, the inputs and the classifier"}
+
+
 def _epoch_list(evaluations: list[Evaluation]) -> str:
     """'2, 3, 5 (2 evaluations: eval-a, eval-b)': each epoch once, repeats named by folder."""
     by_epoch: dict[int, list[Evaluation]] = {}
@@ -293,17 +320,22 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
                               "Shaded: 95% intervals. Dashed vertical line: the selected epoch."))
     if run.samples:
         last = run.samples[-1]
-        figures.append(Figure(f"Last sample grid ({last.name})",
+        # translation strips (input | output | target) are shown at full resolution
+        strips = run.kind == "translation"
+        width = full_resolution_width if strips else display_width
+        figures.append(Figure(f"Last sample {'strip' if strips else 'grid'} ({last.name})",
                               assets.copy(last, folder, f"samples-{last.name}"),
+                              TRAINING_STRIPS if strips else
                               "From the run's samples/ folder (generators: fixed noise, one row "
-                              "per class).", width=display_width(last)))
+                              "per class).", width=width(last), native=strips))
         if selected_epoch is not None:
             chosen = [p for p in run.samples if re.search(rf"epoch0*{selected_epoch}\b", p.stem)]
             if chosen and chosen[0] != last:
-                figures.append(Figure(f"Sample grid at the selected epoch ({chosen[0].name})",
+                figures.append(Figure(f"Sample {'strip' if strips else 'grid'} at the selected "
+                                      f"epoch ({chosen[0].name})",
                                       assets.copy(chosen[0], folder,
                                                   f"samples-{chosen[0].name}"),
-                                      width=display_width(chosen[0])))
+                                      width=width(chosen[0]), native=strips))
 
     at_selected = []
     if selected_epoch is not None and run.log:
@@ -329,7 +361,8 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
             if bars is not None:
                 view["figures"].append(Figure("Per-class intra-FID and KID", assets.rel(bars),
                                               "Error bars: 95% intervals."))
-        consumed = set()
+        view["translation"] = _translation_view(e, assets, sub)
+        consumed = {"translation_examples"} if view["translation"] else set()
         for key, title in (("tsne", "t-SNE of real and synthetic features"),
                            ("memorization", "Memorization: closest synthetic / training pairs")):
             fig = assets.figure(e, key, title, sub)
@@ -370,8 +403,9 @@ def build_run_view(run: Run, assets: Assets) -> RunView:
     verdict, verdict_of = None, ""
     judged = run.selected if run.selected is not None else (
         run.evaluations[-1] if run.evaluations else None)
-    if judged is not None and judged.kind == "generation":
-        verdict = evaluation_verdict(judged.metrics)
+    if judged is not None and judged.kind in ("generation", "translation"):
+        verdict = (evaluation_verdict if judged.kind == "generation"
+                   else translation_verdict)(judged.metrics)
         verdict_of = judged.label
     return RunView(run=run, anchor=anchor, facts=facts, figures=figures, per_eval=per_eval,
                    config_items=config_items, at_selected=at_selected, verdict=verdict,

@@ -70,6 +70,21 @@ def display_width(path: Path) -> int | None:
     return min(width * factor, 900)
 
 
+def full_resolution_width(path: Path) -> int | None:
+    """The width that shows every pixel of an image: its own, or a whole multiple of it for
+    small images (:func:`display_width`); never less."""
+    enlarged = display_width(path)
+    if enlarged is not None:
+        return enlarged
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return int(image.size[0])
+    except (OSError, ValueError):
+        return None
+
+
 class Assets:
     """Copies and draws the report's images under OUT/assets, returning relative paths.
     ``out_dir`` is the report's new (staging) folder."""
@@ -94,8 +109,10 @@ class Assets:
         shutil.copyfile(source, target)
         return self.rel(target)
 
-    def figure(self, evaluation: Evaluation, key: str, title: str, folder: str) -> Figure | None:
-        """A figure named in results.json 'figures', copied next to the report."""
+    def figure(self, evaluation: Evaluation, key: str, title: str, folder: str,
+               native: bool = False) -> Figure | None:
+        """A figure named in results.json 'figures', copied next to the report; ``native``:
+        shown at full resolution (:func:`full_resolution_width`, never shrunk)."""
         figures = evaluation.data.get("figures")
         if not isinstance(figures, Mapping) or key not in figures:
             return None
@@ -122,7 +139,8 @@ class Assets:
             self.problems.append(Problem(str(evaluation.path), message))
             return Figure(title, None, missing=message)
         return Figure(title, self.copy(source, folder, f"{slug(key)}{source.suffix.lower()}"),
-                      width=display_width(source))
+                      width=full_resolution_width(source) if native else display_width(source),
+                      native=native)
 
 
 # ---------------------------------------------------------------- text outputs

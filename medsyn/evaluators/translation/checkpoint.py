@@ -10,7 +10,8 @@ condition and settings, or the folder's ``test/A`` and ``test/B``):
   images, and the same for the simple baselines: the input itself where it is an image of the
   target's kind (``_bicubic`` for ``lowres``, ``_condition`` otherwise) and the mean training
   target (``_mean_image``);
-- ``fid`` / ``kid`` / ``prdc`` of the outputs against the targets, and ``fid_<baseline>``.
+- ``fid`` / ``kid`` / ``prdc`` of the outputs against the targets, next to the real-vs-real
+  floor (``real_floor``: two halves of the test targets), and ``fid_<baseline>``.
 
 Unpaired models (cyclegan) on the test split of the source domain, translated forward:
 
@@ -46,7 +47,8 @@ TRANSLATION_RESULTS_KIND = Task.TRANSLATION.results_kind
 PER_IMAGE_CSV = "per_image_translation.csv"
 EXAMPLES_FIGURE = "translation_examples.png"
 TRANSLATION_BOOTSTRAP = 1000        # resamples of the per-image intervals (cheap)
-PAIRED_FEATURE_METRICS = ("fid", "kid", "prdc")
+# real_floor: two halves of the test targets, what the report's verdict reads the FID against
+PAIRED_FEATURE_METRICS = ("fid", "kid", "prdc", "real_floor")
 UNPAIRED_FEATURE_METRICS = ("fid", "kid", "prdc", "real_floor", "memorization")
 
 

@@ -26,8 +26,8 @@ from medsyn.generators.gan.nets import (
     DcganGenerator,
     init_weights,
     size_plan,
-    spectrally_normalise,
 )
+from medsyn.generators.stabilisers.spectral import spectrally_normalise
 
 
 @dataclass(frozen=True)

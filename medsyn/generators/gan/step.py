@@ -24,6 +24,7 @@ from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.engine import Precision, unwrap
 from medsyn.generators.gan.kinds import GanKind
 from medsyn.generators.stabilisers import losses
+from medsyn.generators.stabilisers.collapse import class_spread
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import to_model_range
 
@@ -150,22 +151,6 @@ class GanStep:
                     aux_acc_fake=(cls_fake.argmax(1) == fake_labels).float().mean(),
                     d_acc=(acc_real + acc_fake) / 2, d_acc_real=acc_real, d_acc_fake=acc_fake)
         return stats
-
-
-def class_spread(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                 fallback: torch.Tensor) -> torch.Tensor:
-    """Mean over classes of the per-pixel standard deviation of ``images`` within the class
-    (classes with at least two images in the batch; ``fallback`` when none has two). A 0-d
-    tensor, computed without a host synchronisation."""
-    flat = images.float().flatten(1)
-    member = F.one_hot(labels, num_classes).to(flat.dtype)           # [n, K]
-    counts = member.sum(0)                                           # [K]
-    means = (member.T @ flat) / counts.clamp(min=1)[:, None]         # [K, P]
-    squares = member.T @ (flat - means[labels]) ** 2                 # [K, P]
-    spreads = (squares / (counts - 1).clamp(min=1)[:, None]).sqrt().mean(1)
-    valid = (counts >= 2).to(flat.dtype)
-    mean = (spreads * valid).sum() / valid.sum().clamp(min=1)
-    return torch.where(valid.sum() > 0, mean, fallback.float())
 
 
 @dataclass

@@ -74,8 +74,9 @@ class GeneratorEMA:
                              batch_size: int = STANDING_BATCH_SIZE) -> None:
         """Replace the running statistics of every batch norm layer by the average over
         ``batches`` batches of the EMA generator's own activations. ``draw_inputs(n,
-        generator)`` returns the generator's inputs ``(z, labels_or_None)`` for ``n`` images,
-        drawn with the given CPU ``torch.Generator``; they are moved to the network's device."""
+        generator)`` returns the generator's positional inputs for ``n`` images (a GAN's ``(z,
+        labels_or_None)``, pix2pix's ``(conditions,)``), drawn with the given CPU
+        ``torch.Generator``; tensors are moved to the network's device."""
         norms = [m for m in self.module.modules()
                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if not norms:
@@ -88,9 +89,14 @@ class GeneratorEMA:
                 m.reset_running_stats()
                 m.momentum = None                   # cumulative average over the batches
             self.module.train()
+            for m in self.module.modules():
+                # dropout off (pix2pix's U-Net has some): the statistics are those of the
+                # network as it translates, and the training RNG streams stay untouched
+                if isinstance(m, nn.modules.dropout._DropoutNd):
+                    m.eval()
             for _ in range(batches):
-                z, labels = draw_inputs(batch_size, rng)
-                self.module(z.to(device), None if labels is None else labels.to(device))
+                inputs = draw_inputs(batch_size, rng)
+                self.module(*(None if x is None else x.to(device) for x in inputs))
         finally:
             for m, momentum in zip(norms, momenta, strict=True):
                 m.momentum = momentum

@@ -35,7 +35,8 @@ class TranslationCheckpoint:
     size; the networks are fully convolutional, other sizes divisible alike also work),
     ``condition`` (pix2pix: how inputs were built), ``source`` / ``target`` (cyclegan: the
     domains), ``class_names`` (of the training data), ``epoch``, ``step``, ``metadata``,
-    ``generator`` (eval mode; cyclegan: both generators as ``.g_ab`` / ``.g_ba``), ``path``.
+    ``generator`` (eval mode; cyclegan: both generators as ``.g_ab`` / ``.g_ba``; the EMA
+    generator when the run kept one, ``ema`` True), ``path``.
     """
 
     def __init__(self, payload: dict, device: torch.device, path: Path | None = None):
@@ -57,9 +58,12 @@ class TranslationCheckpoint:
         self.class_names = list((payload.get("dataset") or {}).get("class_names") or [])
         self.epoch = int(payload["epoch"])
         self.step = int(payload["step"])
+        models = payload.get("models") or {}
+        # a run with --ema-decay saved its averaged generator: that one translates
+        self.ema = models.get("generator_ema") is not None
         generator, _ = build_translation_networks(arch)
         try:
-            generator.load_state_dict(payload["models"]["generator"])
+            generator.load_state_dict(models["generator_ema" if self.ema else "generator"])
         except (KeyError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: the generator weights do not match its recorded "

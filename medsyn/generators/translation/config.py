@@ -101,6 +101,22 @@ TRANSLATION_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("pool_size", int, "cyclegan: images in each history pool the discriminators "
                "also see; 0: no pool. (default: 50)", minimum=0, kinds=("cyclegan",),
                on_resume=FIXED),
+    # the stabilisers of generators/stabilisers/ that apply to translation; off by default (the
+    # papers' recipes, trained bit for bit as before they existed)
+    OptionSpec("spectral_norm", bool, "Spectral normalisation of every PatchGAN layer (Miyato "
+               "et al. 2018); pix2pix's batch norm in D goes with it, CycleGAN's instance norm "
+               "stays. (default: off)", on_resume=FIXED),
+    OptionSpec("augment", str, "DiffAugment (Zhao et al. 2020) of everything the "
+               "discriminators see: a comma list of translation, cutout, brightness, contrast, "
+               "or none. pix2pix: one draw per (input, image) pair, so both halves move "
+               "together. (default: none)", on_resume=FIXED),
+    OptionSpec("ema_decay", float, "Decay of the exponential moving average of the "
+               "generators' weights, which the strips, translate and evaluate use and the "
+               "checkpoint saves; 0 turns it off. (default: 0)", minimum=0, maximum=1,
+               exclusive_max=True, on_resume=FIXED),
+    OptionSpec("lr_d", float, "Adam learning rate of the discriminators, when it differs from "
+               "--lr (two time-scale update rule, Heusel et al. 2017). (default: --lr)",
+               minimum=0, exclusive_min=True, on_resume=FIXED),
     OptionSpec("sample_count", int, "Images in the per-epoch strip (input | output | target). "
                "(default: 4)", minimum=1, maximum=32, on_resume=FIXED),
     shared("quiet"),
@@ -133,6 +149,10 @@ class TranslationTrainConfig(BaseTrainConfig):
     identity_weight: float | None = None
     pool_size: int | None = None
     sample_count: int = 4
+    spectral_norm: bool = False
+    augment: str = "none"
+    ema_decay: float = 0.0
+    lr_d: float | None = None
 
 
 def translation_options_for(kind: str) -> list[OptionSpec]:
@@ -177,6 +197,9 @@ def resolve_translation_config(kind: str, options: dict | None = None, config_fi
             raise ConfigError("--condition builds inputs from --dataset; with --paired-folder "
                               "the inputs are the folder's A/ images. Give one of the two.")
         values["condition"] = None
+    from medsyn.generators.stabilisers.augment import parse_policy
+
+    parse_policy(values.get("augment"))
     if values.get("out") is None:
         values["out"] = str(default_run_dir(kind, _slug(values, kind), values["image_size"] or 0)
                             ).removesuffix("-0px")

@@ -60,20 +60,14 @@ class Domain:
 
 
 def canny_edges(images: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """Canny edge maps (scikit-image, ``sigma`` px) of uint8 ``[N, C, H, W]``: 255 on an edge,
-    0 elsewhere, with the images' channels (RGB images: edges of their luminance)."""
-    from skimage.feature import canny
+    """Canny edge maps of uint8 ``[N, C, H, W]`` in pix2pix's convention
+    (:func:`medsyn.data.edges.translation_canny`: luminance, absolute thresholds, ``sigma``
+    px): 255 on an edge, 0 elsewhere, repeated to the images' channels."""
+    from medsyn.data.edges import canny_edges as build_edges
+    from medsyn.data.edges import translation_canny
 
-    arr = images.numpy()
-    out = np.zeros_like(arr)
-    for i in range(arr.shape[0]):
-        if arr.shape[1] == 3:
-            gray = arr[i].astype(np.float64).transpose(1, 2, 0) @ np.array([0.299, 0.587, 0.114])
-        else:
-            gray = arr[i, 0].astype(np.float64)
-        edges = canny(gray / 255.0, sigma=sigma)
-        out[i] = np.where(edges, 255, 0).astype(np.uint8)[None]
-    return torch.from_numpy(out)
+    edges = torch.from_numpy(build_edges(images, translation_canny(sigma)))
+    return edges.repeat(1, images.shape[1], 1, 1)
 
 
 def lowres_inputs(images: torch.Tensor, scale: int = 4) -> torch.Tensor:

@@ -11,6 +11,11 @@
   backward, as DistributedDataParallel wants).
 
 Weights start from N(0, 0.02) (norm layers' scales from N(1, 0.02)), as in the reference.
+With ``--spectral-norm`` (``arch["discriminator"]["spectral_norm"]``) every layer of the
+PatchGANs is spectrally normalised after that initialisation
+(:func:`medsyn.generators.stabilisers.spectral.spectrally_normalise`): pix2pix's batch norm
+layers in D are removed with it, CycleGAN's instance norm (no parameters, no running
+statistics) stays, as in SPADE's spectral-instance-norm discriminators.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medsyn.generators.stabilisers.spectral import spectrally_normalise
 from medsyn.model_range import to_model_range, to_uint8
 
 
@@ -190,6 +196,8 @@ def build_translation_networks(arch: dict) -> tuple[nn.Module, nn.Module]:
                                    d["n_layers"])
     else:
         raise ValueError(f"unknown translation architecture {arch['kind']!r}")
+    if d.get("spectral_norm"):              # absent in checkpoints from before the option: off
+        spectrally_normalise(disc)
     return gen, disc
 
 

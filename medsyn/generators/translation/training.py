@@ -30,7 +30,7 @@ from medsyn.generators.translation.config import (
 )
 from medsyn.generators.translation.losses import ImagePool
 from medsyn.generators.translation.networks import build_translation_networks, translate_uint8
-from medsyn.model_range import NORMALISATION
+from medsyn.model_range import NORMALISATION, to_model_range
 from medsyn.settings import ENV_DATA_ROOT
 
 POOL_KEY = "image_pools"
@@ -116,7 +116,7 @@ def _pix2pix_arch(config: TranslationTrainConfig, in_channels: int, out_channels
                           "depth": depth, "dropout": 0.5},
             "discriminator": {"name": "patchgan", "in_channels": in_channels + out_channels,
                               "features": config.d_features, "n_layers": layers,
-                              "norm": "batch"}}
+                              "norm": "batch", **_spectral(config)}}
 
 
 def _cyclegan_arch(config: TranslationTrainConfig, channels_a: int, channels_b: int,
@@ -138,7 +138,12 @@ def _cyclegan_arch(config: TranslationTrainConfig, channels_a: int, channels_b: 
             "generator": {"name": "resnet", "channels_a": channels_a, "channels_b": channels_b,
                           "features": config.features, "n_blocks": n_blocks},
             "discriminator": {"name": "patchgan", "features": config.d_features,
-                              "n_layers": layers, "norm": "instance"}}
+                              "n_layers": layers, "norm": "instance", **_spectral(config)}}
+
+
+def _spectral(config: TranslationTrainConfig) -> dict:
+    # recorded only when on: the arch of a default run stays what it was before the option
+    return {"spectral_norm": True} if config.spectral_norm else {}
 
 
 # ------------------------------------------------------------------ sample strips
@@ -176,7 +181,13 @@ def cyclegan_strip(generators, a, b) -> torch.Tensor:
 def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.DistInfo,
            device: torch.device, step_callback) -> Path:
     from medsyn.generators.grid import save_grid
-    from medsyn.generators.translation.step import CycleGANStep, Pix2PixStep
+    from medsyn.generators.stabilisers.augment import DiffAugment
+    from medsyn.generators.stabilisers.ema import GeneratorEMA
+    from medsyn.generators.translation.step import (
+        CycleGANStep,
+        Pix2PixStep,
+        TranslationCollapseDetector,
+    )
 
     run_dir = run.open_run_dir(config, dist)
     paired = config.kind == "pix2pix"
@@ -205,10 +216,13 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
     disc_net = disc_net.to(device, memory_format=fmt)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(gen_net.parameters(), lr=config.lr, betas=betas)
-    opt_d = torch.optim.Adam(disc_net.parameters(), lr=config.lr, betas=betas)
+    opt_d = torch.optim.Adam(disc_net.parameters(), lr=config.lr_d or config.lr, betas=betas)
+    ema = GeneratorEMA(gen_net, config.ema_decay) if config.ema_decay else None
     precision = engine.resolve_precision(config.precision, device)
     scaler = precision.grad_scaler()
-    networks = {"generator": gen_net, "discriminator": disc_net}
+    # the EMA generator is saved as models.generator_ema: what translate() and evaluate use
+    networks = {"generator": gen_net, "discriminator": disc_net,
+                "generator_ema": ema.module if ema is not None else None}
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     n_strip = len(pairs) if paired else min(len(source), len(target))
     pools = (ImagePool(config.pool_size or 0), ImagePool(config.pool_size or 0))
@@ -230,10 +244,15 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
     g_train = engine.maybe_compile(engine.wrap_ddp(gen_net, dist, device), config.compile)
     d_train = engine.maybe_compile(engine.wrap_ddp(disc_net, dist, device), config.compile)
     d_for_g = engine.maybe_compile(disc_net, config.compile) if dist.enabled else d_train
+    if ema is not None and payload is None and dist.enabled:
+        # each rank initialised its own weights (seed + rank) and DDP has just given every rank
+        # rank 0's: the average starts from those, so that it is the same on every rank
+        ema.module.load_state_dict(gen_net.state_dict())
     what = f"{dataset['name']}/{dataset['split']}" if paired else dataset["name"]
+    augment = DiffAugment(config.augment) or None
     if paired:
         step = Pix2PixStep(config, g_train, d_train, opt_g, opt_d, scaler, precision,
-                           channels_last, discriminator_for_g=d_for_g)
+                           channels_last, discriminator_for_g=d_for_g, augment=augment, ema=ema)
         batches = engine.BatchSource([pairs.inputs, pairs.targets], config.batch_size,
                                      device=device, seed=config.seed, dist=dist,
                                      on_device=config.data_on_device, what=what)
@@ -247,7 +266,7 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
         images_b = target.images.to(device) if batches.on_device else target.images
         step = CycleGANStep(config, g_train, d_train, opt_g, opt_d, scaler, precision,
                             channels_last, images_b, pools, rank=dist.rank,
-                            discriminator_for_g=d_for_g)
+                            discriminator_for_g=d_for_g, augment=augment, ema=ema)
         strip_in, strip_out = source.images[strip].clone(), target.images[strip].clone()
         loss_keys = ("loss_adv", "loss_cycle", "loss_identity", "loss_g", "loss_d")
         show_keys = ("loss_cycle", "loss_adv", "loss_d")
@@ -276,10 +295,17 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
             ckpt[POOL_KEY] = {"a": pools[0].state(), "b": pools[1].state()}
         return engine.save_checkpoint(ckpt, run_dir, st.current_epoch, config.keep_last)
 
+    def draw_conditions(n: int, rng: torch.Generator) -> tuple[torch.Tensor]:
+        # training inputs for the EMA U-Net's batch norm statistics (fixed seed: they are a
+        # function of its weights alone)
+        return (to_model_range(pairs.inputs[torch.randint(0, len(pairs), (n,), generator=rng)]),)
+
     def end_of_epoch(st: engine.LoopState) -> None:
+        if ema is not None and paired:   # before the strip and the checkpoint use it; every rank
+            ema.recompute_batch_norm(draw_conditions)
         if not dist.is_main:
             return
-        net = engine.unwrap(gen_net)
+        net = ema.module if ema is not None else engine.unwrap(gen_net)
         images = (pix2pix_strip(net, strip_in, strip_out) if paired
                   else cyclegan_strip(net, strip_in, strip_out))
         save_grid(run_dir / "samples" / f"epoch{st.current_epoch:03d}.png", images,
@@ -291,6 +317,7 @@ def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.Di
         checkpoint_every=config.checkpoint_every, end_of_epoch=end_of_epoch, dist=dist,
         quiet=config.quiet, step_callback=step_callback,
         last_checkpoint=Path(config.resume) if config.resume else None,
+        health_check=TranslationCollapseDetector(run_config=config.to_dict()),
         divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
     data_line = (f"{what} ({dataset['n_images']} pairs, {dataset['condition']['description']})"
                  if paired else f"{what} ({len(source)} + {len(target)} images)")
