@@ -1,5 +1,6 @@
 """Run by test_train_run.py under torchrun (2 CPU processes, gloo): train a tiny AC-GAN with
-DistributedDataParallel, then check on every rank that the weights are identical everywhere.
+DistributedDataParallel and an EMA generator, then check on every rank that the weights (the
+EMA's included) are identical everywhere.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_train_worker.py OUT
 """
@@ -34,10 +35,11 @@ def main(out: str):
     dist.init_process_group("gloo")         # kept after train() so the weights can be compared
     training.train("acgan", out=out, dataset="breastmnist", image_size=28, batch_size=32,
                    g_width=8, d_width=8, noise_dim=16, epochs=1, max_steps=6, device="cpu",
-                   quiet=True)
+                   ema_decay=0.9, quiet=True)
     step = captured["step"]
     result = {"world_size": dist.get_world_size()}
-    for name, module in (("generator", step.g), ("discriminator", step.d)):
+    for name, module in (("generator", step.g), ("discriminator", step.d),
+                         ("generator_ema", step.ema.module)):
         mine = flat(module)
         everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
         dist.all_gather(everyone, mine)

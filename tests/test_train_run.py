@@ -445,7 +445,7 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path, data_root):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     check = json.loads((tmp_path / "run" / "ddp_check.json").read_text())
     assert check == {"world_size": 2, "generator_identical": True,
-                     "discriminator_identical": True}
+                     "discriminator_identical": True, "generator_ema_identical": True}
     log = read_jsonl(tmp_path / "run" / "log.jsonl")
     assert [r["step"] for r in log] == list(range(1, 7))    # one log, written by rank 0
     assert read_checkpoint(tmp_path / "run" / "last.pt")["world_size"] == 2

@@ -109,6 +109,10 @@ def _train(config: TrainConfig, payload: dict | None, dist: engine.DistInfo,
 
     g_train = engine.maybe_compile(engine.wrap_ddp(gen_net, dist, device), config.compile)
     d_train = engine.maybe_compile(engine.wrap_ddp(disc_net, dist, device), config.compile)
+    if ema is not None and payload is None and dist.enabled:
+        # each rank initialised its own weights (seed + rank) and DDP has just given every rank
+        # rank 0's: the average starts from those, so that it is the same on every rank
+        ema.module.load_state_dict(gen_net.state_dict())
     # G's step goes through D past its DDP wrapper (D's weights are frozen there)
     d_for_g = engine.maybe_compile(disc_net, config.compile) if dist.enabled else d_train
     label_prior = None
