@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given; a folder stands for the image files directly inside it (sorted; the other
     files there are named in a warning)."""
-    from medsyn.data.imageio import READABLE_EXTENSIONS, is_ignored, unsupported_reason
+    from medsyn.data.formats.imageio import READABLE_EXTENSIONS, is_ignored, unsupported_reason
 
     if not inputs:
         raise ConfigError("no input images given.")
@@ -65,7 +65,7 @@ def read_model_image(path: Path, channels: int) -> np.ndarray:
     """One image as uint8 ``[C, H, W]`` with the model's ``channels``: grayscale is repeated to
     RGB (as the data layer does in mixed folders); a colour image for a grayscale model is an
     error, since converting it would change what the model sees."""
-    from medsyn.data.intensity import decode_image
+    from medsyn.data.formats.intensity import decode_image
 
     arr = decode_image(path)          # [H, W] grayscale or [H, W, 3] colour
     if arr.ndim == 2:
