@@ -222,7 +222,7 @@ def test_dicom_compressed_rle_and_jpeg_ls_decode_like_uncompressed(tmp_path):
 
 
 def test_dicom_refusals_name_the_file_and_the_fix(tmp_path):
-    from medsyn.data.dicom import _codec_hint, read_dicom
+    from medsyn.data.formats.dicom import _codec_hint, read_dicom
 
     values = _rng_values(6, 0, 4096)
     multi = tmp_path / "multi.dcm"
@@ -243,7 +243,7 @@ def test_dicom_refusals_name_the_file_and_the_fix(tmp_path):
 def test_compressed_dicom_without_its_plugin_names_what_to_install(tmp_path, monkeypatch):
     from pydicom.uid import JPEG2000Lossless
 
-    from medsyn.data.dicom import read_dicom
+    from medsyn.data.formats.dicom import read_dicom
 
     path = tmp_path / "j2k.dcm"
     _dicom(path, _rng_values(12, 0, 4096), syntax=JPEG2000Lossless,
@@ -408,7 +408,7 @@ def test_cache_key_holds_the_intensity_rule(tmp_path):
 
 
 def test_single_file_decode_applies_the_rule_to_that_file(tmp_path):
-    from medsyn.data.intensity import decode_image
+    from medsyn.data.formats.intensity import decode_image
 
     originals = _twelve_bit_copies(tmp_path / "p", n=1)
     np.testing.assert_array_equal(decode_image(tmp_path / "p" / "0.png"), originals[0])
@@ -445,7 +445,7 @@ def test_dicom_8_bit_rgb_is_used_as_is(tmp_path):
                     raw_bytes=pixels.tobytes())
         ds.SamplesPerPixel, ds.PlanarConfiguration, ds.BitsAllocated = 3, 0, 8
         ds.save_as(tmp_path / name, enforce_file_format=True)
-    from medsyn.data.imageio import decode_raw
+    from medsyn.data.formats.imageio import decode_raw
 
     colour, grey = decode_raw(tmp_path / "colour.dcm"), decode_raw(tmp_path / "grey.dcm")
     np.testing.assert_array_equal(colour.pixels, rgb)

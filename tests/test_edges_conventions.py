@@ -1,8 +1,8 @@
-"""One Canny builder (medsyn.data.edges) for MEGAN's and pix2pix's edge maps: each convention
-gives, bit for bit, the maps its own builder gave before the two were merged.
+"""One Canny builder (medsyn.data.transforms.edges) for MEGAN's and pix2pix's edge maps: each
+convention gives, bit for bit, the maps its own builder gave before the two were merged.
 
 The digests below are sha256 prefixes of the maps computed by the two separate builders of
-commit de52ab7 (medsyn.data.edges.canny_edges for MEGAN, and
+commit de52ab7 (medsyn.data.transforms.edges.canny_edges for MEGAN, and
 medsyn.generators.translation.data.canny_edges for pix2pix) on the same images, before the
 merge; recomputing them needs that commit."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from medsyn.data.edges import DEFAULT_CANNY, CannyParams, canny_edges, translation_canny
+from medsyn.data.transforms.edges import DEFAULT_CANNY, CannyParams, canny_edges, translation_canny
 from medsyn.errors import DataError
 from medsyn.generators.translation.data import canny_edges as pix2pix_edges
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from medsyn.cli import app
-from medsyn.data.edges import CannyParams, canny_edges
+from medsyn.data.transforms.edges import CannyParams, canny_edges
 from medsyn.errors import ConfigError, DataError
 from medsyn.generators import load_checkpoint, read_checkpoint
 from medsyn.generators.engine import read_jsonl

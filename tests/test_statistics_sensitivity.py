@@ -93,7 +93,7 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     the loader's own pipeline (change exactly 0), the alternatives move FD, and the
     reference table lists every audited key."""
     from medsyn.data import load_dataset
-    from medsyn.data.resize import resize_uint8
+    from medsyn.data.transforms.resize import resize_uint8
     from medsyn.evaluators.audit import audit
     from medsyn.evaluators.audit.card import card_html, card_markdown
 

@@ -118,7 +118,7 @@ def test_canny_edges_equal_scikit_image():
 
 
 def test_lowres_is_matlab_bicubic_down_and_up():
-    from medsyn.data.matlab_resize import imresize
+    from medsyn.data.transforms.matlab_resize import imresize
 
     images = _images(size=32)
     out = lowres_inputs(images, 4)

@@ -13,7 +13,7 @@ from medsyn.data.registry import (
     load_dataset,
     locate,
 )
-from medsyn.data.resize import RESIZE_FILTER, resize_uint8
+from medsyn.data.transforms.resize import RESIZE_FILTER, resize_uint8
 
 __all__ = [
     "ImageDataset",

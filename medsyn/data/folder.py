@@ -35,15 +35,15 @@ from medsyn.data.cache import (
     store_cached_json,
 )
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
-from medsyn.data.dicom import DEFAULT_DICOM_WINDOW, parse_dicom_window
-from medsyn.data.imageio import (
+from medsyn.data.formats.dicom import DEFAULT_DICOM_WINDOW, parse_dicom_window
+from medsyn.data.formats.imageio import (
     NOT_AN_IMAGE,
     decode_many,
     is_ignored,
     stack_images,
     unsupported_reason,
 )
-from medsyn.data.intensity import (
+from medsyn.data.formats.intensity import (
     DepthStats,
     choose_rule,
     describe_intensity,
@@ -51,7 +51,7 @@ from medsyn.data.intensity import (
     probe,
 )
 from medsyn.data.manifest import apply_manifest
-from medsyn.data.resize import RESIZE_FILTER
+from medsyn.data.transforms.resize import RESIZE_FILTER
 from medsyn.errors import DataError
 from medsyn.outputs import incomplete_output, pid_alive
 from medsyn.utils import display_path, file_digest, format_bytes, is_utf8_name
@@ -338,8 +338,8 @@ def load_image_folder(root: Path, split: str, image_size: int | None, name: str,
     """One split of an image folder as uint8 tensors (``split="all"``: every image).
 
     ``bit_depth``: the intensity rule for files stored with more than 8 bits
-    (:mod:`medsyn.data.intensity`): ``"auto"``/None, 8..16, or ``"minmax"``.
-    ``dicom_window``: the window rule of DICOM files (:mod:`medsyn.data.dicom`): ``"file"``/
+    (:mod:`medsyn.data.formats.intensity`): ``"auto"``/None, 8..16, or ``"minmax"``.
+    ``dicom_window``: the window rule of DICOM files (:mod:`medsyn.data.formats.dicom`): ``"file"``/
     None (the file's VOI), ``"full"`` or ``"percentile"``.
     """
     root = Path(root)

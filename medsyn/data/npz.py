@@ -17,7 +17,7 @@ import torch
 
 from medsyn.data.cache import array_cache_key, load_cached_arrays, store_cached_arrays
 from medsyn.data.dataset import ImageDataset, fingerprint_arrays
-from medsyn.data.resize import RESIZE_FILTER, resize_uint8
+from medsyn.data.transforms.resize import RESIZE_FILTER, resize_uint8
 from medsyn.errors import DataError
 from medsyn.utils import file_digest
 

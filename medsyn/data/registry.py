@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsyn.data.dataset import ImageDataset
-from medsyn.data.dicom import parse_dicom_window
 from medsyn.data.folder import SPLIT_NAMES, available_splits, load_image_folder
+from medsyn.data.formats.dicom import parse_dicom_window
 from medsyn.data.npz import (
     MEDMNIST_SIZES,
     MNIST_SPLITS,
@@ -159,9 +159,10 @@ def load_dataset(name: str, split: str | None = None, image_size: int | None = N
     default; for a folder also ``all`` (every image). ``image_size`` resizes to a square of that
     many pixels (bicubic, antialiased); ``None`` keeps the stored size. ``root`` overrides
     ``MEDSYN_DATA_ROOT``. ``bit_depth``: the intensity rule for files stored with more than 8
-    bits (``"auto"``/None, 8..16 or ``"minmax"``, see :mod:`medsyn.data.intensity`).
+    bits (``"auto"``/None, 8..16 or ``"minmax"``, see :mod:`medsyn.data.formats.intensity`).
     ``dicom_window``: the window rule of DICOM files in a folder (``"file"``/None, ``"full"``,
-    ``"percentile"``, see :mod:`medsyn.data.dicom`); the built-in npz datasets hold no DICOM.
+    ``"percentile"``, see :mod:`medsyn.data.formats.dicom`); the built-in npz datasets hold no
+    DICOM.
     """
     image_size = _check_image_size(image_size)
     parse_dicom_window(dicom_window)

@@ -236,7 +236,7 @@ def evaluate_command(
         parse_privacy_baseline(privacy_baseline)
     except ConfigError as exc:
         raise ConfigError(f"--privacy-baseline: {exc}") from None
-    from medsyn.data.intensity import BIT_DEPTH_HELP, parse_bit_depth
+    from medsyn.data.formats.intensity import BIT_DEPTH_HELP, parse_bit_depth
 
     try:
         bit_depth = parse_bit_depth(bit_depth)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from medsyn.data.dataset import class_indices
-from medsyn.data.resize import RESIZE_FILTER, resize_uint8
 from medsyn.data.subsets import split_counts, stratified_subset  # noqa: F401 (public names here)
+from medsyn.data.transforms.resize import RESIZE_FILTER, resize_uint8
 from medsyn.errors import CheckpointError, DataError
 from medsyn.generators.interface import Task, task_of_kind
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from medsyn.reports.content.agreement import Agreement
 from medsyn.reports.content.baselines import Baseline, Comparability
+from medsyn.reports.content.cells import Cell
 from medsyn.reports.content.inputs import Evaluation, Problem, Run
-from medsyn.reports.content.metrics import Cell, MetricSpec
+from medsyn.reports.content.metrics import MetricSpec
 from medsyn.reports.content.verdict import Verdict
 
 

@@ -9,11 +9,11 @@ from collections.abc import Iterable, Mapping
 from medsyn.errors import ConfigError
 from medsyn.reports.content.agreement import ranking_agreement
 from medsyn.reports.content.baselines import Baseline, compare
+from medsyn.reports.content.cells import Cell
 from medsyn.reports.content.inputs import Evaluation, Run, class_names, dataset_name, image_size
 from medsyn.reports.content.metrics import (
     DEFAULT_SELECTION,
     TABLES,
-    Cell,
     MetricSpec,
     get_metric,
     mark_best,

@@ -21,8 +21,9 @@ from medsyn.outputs import OutputKind, check_output_folder
 from medsyn.reports.content import audits as audit_cards
 from medsyn.reports.content.agreement import markdown_lines
 from medsyn.reports.content.baselines import Baseline
+from medsyn.reports.content.cells import Cell
 from medsyn.reports.content.inputs import Evaluation, Problem, Run
-from medsyn.reports.content.metrics import METRICS, Cell, MetricSpec
+from medsyn.reports.content.metrics import METRICS, MetricSpec
 from medsyn.reports.content.privacy import markdown_line as privacy_markdown_line
 from medsyn.reports.model import Figure, Section, slug
 from medsyn.utils import atomic_write, is_inside, spreadsheet_safe

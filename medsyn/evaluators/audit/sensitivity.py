@@ -16,7 +16,7 @@ Both score real images only, so whatever they measure is not the generator's doi
   area), 8-bit quantisation (truncation instead of rounding after the resize), for files
   stored with more than 8 bits the bit-depth rule (global min/max, 16 bits), and for DICOM
   files the window (each image's full range, its 0.5..99.5 percentiles; the default is the
-  file's own VOI, :mod:`medsyn.data.dicom`).
+  file's own VOI, :mod:`medsyn.data.formats.dicom`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsyn.data.resize import RESIZE_FILTER, resize_uint8
 from medsyn.data.subsets import split_counts
+from medsyn.data.transforms.resize import RESIZE_FILTER, resize_uint8
 
 DEFAULT_DRAWS = 10
 

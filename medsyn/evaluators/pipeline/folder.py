@@ -43,7 +43,7 @@ def evaluate_folder(fake, real: str, *, out_dir=None, metrics=None, extractor="i
     :func:`~medsyn.evaluators.pipeline.checkpoint.evaluate_checkpoint`.
     """
     from medsyn.data import load_dataset
-    from medsyn.data.resize import RESIZE_FILTER
+    from medsyn.data.transforms.resize import RESIZE_FILTER
     from medsyn.device import resolve_device
     from medsyn.evaluators import inputs
     from medsyn.evaluators.metrics import resolve_metrics

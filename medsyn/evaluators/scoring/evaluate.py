@@ -353,7 +353,7 @@ def _receipt(job: _Job, prov: dict) -> dict:
     import scipy
     import sklearn
 
-    from medsyn.data.resize import RESIZE_FILTER
+    from medsyn.data.transforms.resize import RESIZE_FILTER
     from medsyn.evaluators.metrics.conformance import installation_status
 
     intensity = ((getattr(job.reference, "source", None) or {}).get("intensity") or {})

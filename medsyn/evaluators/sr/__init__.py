@@ -7,8 +7,8 @@
   test split (PSNR/SSIM, FID of the outputs, results.json of kind ``super-resolution``).
 
 The MATLAB-compatible bicubic resize (:func:`imresize`, :func:`imresize_batch`,
-:func:`modcrop`) lives in :mod:`medsyn.data.matlab_resize`, shared with the SR training data;
-it is importable from here too.
+:func:`modcrop`) lives in :mod:`medsyn.data.transforms.matlab_resize`, shared with the SR
+training data; it is importable from here too.
 
     from medsyn.evaluators.sr import psnr, ssim, imresize, evaluate_sr, evaluate_sr_checkpoint
 """

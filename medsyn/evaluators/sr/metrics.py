@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from medsyn.data.matlab_resize import (  # noqa: F401 (public names of this module)
+from medsyn.data.transforms.matlab_resize import (  # noqa: F401 (public names of this module)
     BICUBIC_KERNEL_WIDTH,
     ImageInputError,
     _check_scale,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from medsyn.data.edges import DEFAULT_CANNY, CannyParams
+from medsyn.data.transforms.edges import DEFAULT_CANNY, CannyParams
 from medsyn.errors import CheckpointError
 from medsyn.generators.highres.checkpoint import HighResCheckpoint, check_finite
 from medsyn.generators.highres.megan_nets import build_megan, class_planes, join

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from medsyn.data.edges import DEFAULT_CANNY, CannyParams, canny_edges
+from medsyn.data.transforms.edges import DEFAULT_CANNY, CannyParams, canny_edges
 from medsyn.generators import engine
 from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.highres.config import HighResTrainConfig, resolve_config, scale_plan

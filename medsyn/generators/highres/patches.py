@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from medsyn.data.edges import DEFAULT_CANNY, CannyParams, canny_edges
+from medsyn.data.transforms.edges import DEFAULT_CANNY, CannyParams, canny_edges
 from medsyn.model_range import to_model_range, to_uint8
 
 
@@ -34,8 +34,8 @@ def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def edge_condition(x: torch.Tensor, params: CannyParams = DEFAULT_CANNY) -> torch.Tensor:
-    """Canny edges (:func:`medsyn.data.edges.canny_edges`) of images in [-1, 1], as a [-1, 1]
-    map on the same device."""
+    """Canny edges (:func:`medsyn.data.transforms.edges.canny_edges`) of images in [-1, 1], as
+    a [-1, 1] map on the same device."""
     edges = canny_edges(to_uint8(x.detach().float()).cpu(), params)
     return to_model_range(torch.from_numpy(edges).to(x.device))
 

@@ -5,15 +5,15 @@
 
 Each input (PNG, JPEG, BMP, TIFF, WebP, DICOM; a folder stands for the image files directly
 inside it, other files there are named in a warning) is decoded as the data layer decodes images
-(:func:`medsyn.data.intensity.decode_image`: RGB files whose channels are identical count as
-grayscale, 12/16-bit grayscale goes through the bit-depth rule of :mod:`medsyn.data.intensity`
-for that file, DICOM through its window, alpha is dropped), upscaled by the checkpoint's
-generator and written as ``OUT/<name>.png`` (lossless). A grayscale image given to an RGB model
-is repeated to three channels (as the data layer does in mixed folders); a colour image given to
-a grayscale model is an error, since converting it would change what the model sees. Every input
-is read and checked before anything is written; existing files are never replaced without
-``overwrite``. ``OUT/sr.json`` records the checkpoint (path, sha256, kind, scale, epoch) and
-every input -> output pair.
+(:func:`medsyn.data.formats.intensity.decode_image`: RGB files whose channels are identical
+count as grayscale, 12/16-bit grayscale goes through the bit-depth rule of
+:mod:`medsyn.data.formats.intensity` for that file, DICOM through its window, alpha is dropped),
+upscaled by the checkpoint's generator and written as ``OUT/<name>.png`` (lossless). A grayscale
+image given to an RGB model is repeated to three channels (as the data layer does in mixed
+folders); a colour image given to a grayscale model is an error, since converting it would
+change what the model sees. Every input is read and checked before anything is written; existing
+files are never replaced without ``overwrite``. ``OUT/sr.json`` records the checkpoint (path,
+sha256, kind, scale, epoch) and every input -> output pair.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from medsyn.errors import CheckpointError, MedsynError
 from medsyn.generators.checkpoint import checkpoint_metadata
+from medsyn.generators.image_files import check_model_images
 from medsyn.generators.interface import Task
 from medsyn.generators.sr.networks import build_sr_networks, upscale_uint8
 
@@ -66,30 +66,6 @@ class SRCheckpoint:
                 f"content_loss={self.content_loss.get('description')!r}, "
                 f"path={str(self.path)!r})")
 
-    def _check_lr(self, lr) -> tuple[torch.Tensor, bool]:
-        if isinstance(lr, np.ndarray):
-            lr = torch.from_numpy(np.ascontiguousarray(lr))
-        if not isinstance(lr, torch.Tensor):
-            raise SRInputError(f"LR images must be a uint8 torch tensor [N, C, H, W], got "
-                               f"{type(lr).__name__}.")
-        if lr.dtype != torch.uint8:
-            raise SRInputError(f"LR images must be uint8 (0..255), got {lr.dtype}.")
-        single = lr.ndim == 3
-        if single:
-            lr = lr.unsqueeze(0)
-        if lr.ndim != 4:
-            raise SRInputError(f"LR images must be [N, C, H, W] (or one [C, H, W]), got shape "
-                               f"{tuple(lr.shape)}.")
-        if lr.shape[1] != self.channels:
-            what = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
-            raise SRInputError(
-                f"LR images have {lr.shape[1]} channel(s) but this {self.kind} model takes "
-                f"{what.get(self.channels, self.channels)} images (channels first: "
-                "[N, C, H, W]).")
-        if lr.shape[2] < 1 or lr.shape[3] < 1:
-            raise SRInputError(f"LR images are empty ({tuple(lr.shape)}).")
-        return lr, single
-
     def upscale(self, lr, batch_size: int = 16, amp: bool = False) -> torch.Tensor:
         """Super-resolve uint8 LR images ``[N, C, h, w]`` (or one ``[C, h, w]``) to uint8
         ``[N, C, h x scale, w x scale]`` on the CPU.
@@ -98,7 +74,8 @@ class SRCheckpoint:
         (:func:`~medsyn.generators.sr.networks.upscale_uint8`); ``amp``: float16 autocast on
         CUDA.
         """
-        lr, single = self._check_lr(lr)
+        lr, single = check_model_images(lr, self.channels, model=self.kind,
+                                        noun="LR images", error=SRInputError)
         if lr.shape[0] == 0:
             return torch.empty(0, self.channels, lr.shape[2] * self.scale,
                                lr.shape[3] * self.scale, dtype=torch.uint8)

@@ -2,8 +2,8 @@
 
 HR images are whole images (cut to a multiple of the scale), centre or random crops of
 ``hr_size``, or whole images resized to ``hr_size``; LR images are made from them with
-MATLAB-compatible bicubic :func:`medsyn.data.matlab_resize.imresize` (1/scale), as in the SR
-literature. Everything stays uint8 ``[N, C, H, W]``.
+MATLAB-compatible bicubic :func:`medsyn.data.transforms.matlab_resize.imresize` (1/scale), as
+in the SR literature. Everything stays uint8 ``[N, C, H, W]``.
 
     pairs = load_sr_pairs("cxr3", split="train", scale=4)        # HR 256 px, LR 64 px
     pairs.lr, pairs.hr, pairs.describe()
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from medsyn.data.matlab_resize import imresize_batch
+from medsyn.data.transforms.matlab_resize import imresize_batch
 from medsyn.errors import ConfigError
 
 HR_MODES = ("center", "random", "resize")

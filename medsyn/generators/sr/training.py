@@ -99,7 +99,7 @@ def strip_indices(n_images: int, count: int) -> list[int]:
 def sample_strip(generator, lr: torch.Tensor, hr: torch.Tensor, scale: int,
                  device: torch.device) -> torch.Tensor:
     """uint8 ``[4 N, C, H, W]``: for each image LR (nearest x scale) | bicubic | SR | HR."""
-    from medsyn.data.matlab_resize import imresize_batch
+    from medsyn.data.transforms.matlab_resize import imresize_batch
     from medsyn.generators.sr.networks import upscale_uint8
 
     sr = upscale_uint8(engine.unwrap(generator), lr, device=device)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from medsyn.errors import CheckpointError, MedsynError
 from medsyn.generators.checkpoint import checkpoint_metadata
+from medsyn.generators.image_files import check_model_images
 from medsyn.generators.interface import Task
 from medsyn.generators.translation.networks import build_translation_networks, translate_uint8
 
@@ -91,23 +91,8 @@ class TranslationCheckpoint:
         return self.generator.g_ba, self.channels, self.input_channels
 
     def _check(self, images, channels: int) -> tuple[torch.Tensor, bool]:
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images))
-        if not isinstance(images, torch.Tensor):
-            raise TranslationInputError(f"images must be a uint8 torch tensor [N, C, H, W], got "
-                                        f"{type(images).__name__}.")
-        if images.dtype != torch.uint8:
-            raise TranslationInputError(f"images must be uint8 (0..255), got {images.dtype}.")
-        single = images.ndim == 3
-        if single:
-            images = images.unsqueeze(0)
-        if images.ndim != 4:
-            raise TranslationInputError(f"images must be [N, C, H, W] (or one [C, H, W]), got "
-                                        f"shape {tuple(images.shape)}.")
-        if images.shape[1] != channels:
-            raise TranslationInputError(
-                f"images have {images.shape[1]} channel(s) but this {self.kind} model takes "
-                f"{channels} (channels first: [N, C, H, W]).")
+        images, single = check_model_images(images, channels, model=self.kind,
+                                            error=TranslationInputError)
         multiple = self._size_multiple()
         h, w = images.shape[2:]
         if h % multiple or w % multiple or h < multiple:

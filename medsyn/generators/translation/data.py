@@ -61,10 +61,10 @@ class Domain:
 
 def canny_edges(images: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """Canny edge maps of uint8 ``[N, C, H, W]`` in pix2pix's convention
-    (:func:`medsyn.data.edges.translation_canny`: luminance, absolute thresholds, ``sigma``
-    px): 255 on an edge, 0 elsewhere, repeated to the images' channels."""
-    from medsyn.data.edges import canny_edges as build_edges
-    from medsyn.data.edges import translation_canny
+    (:func:`medsyn.data.transforms.edges.translation_canny`: luminance, absolute thresholds,
+    ``sigma`` px): 255 on an edge, 0 elsewhere, repeated to the images' channels."""
+    from medsyn.data.transforms.edges import canny_edges as build_edges
+    from medsyn.data.transforms.edges import translation_canny
 
     edges = torch.from_numpy(build_edges(images, translation_canny(sigma)))
     return edges.repeat(1, images.shape[1], 1, 1)
@@ -73,7 +73,7 @@ def canny_edges(images: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
 def lowres_inputs(images: torch.Tensor, scale: int = 4) -> torch.Tensor:
     """MATLAB bicubic ``imresize`` down by ``scale`` and back up: the blurred input of a
     super-resolution-like task at the target's size (and the bicubic baseline itself)."""
-    from medsyn.data.matlab_resize import imresize_batch
+    from medsyn.data.transforms.matlab_resize import imresize_batch
 
     h, w = images.shape[2:]
     if h % scale or w % scale:
@@ -155,14 +155,14 @@ def paired_folder_dirs(folder: str | os.PathLike, split: str) -> tuple[Path, Pat
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
-    from medsyn.data.imageio import is_ignored, unsupported_reason
+    from medsyn.data.formats.imageio import is_ignored, unsupported_reason
 
     return {p.stem: p for p in sorted(folder.iterdir())
             if p.is_file() and not is_ignored(p) and unsupported_reason(p) is None}
 
 
 def _read(path: Path) -> np.ndarray:
-    from medsyn.data.intensity import decode_image
+    from medsyn.data.formats.intensity import decode_image
 
     arr = decode_image(path)
     return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), order="C")
@@ -175,7 +175,7 @@ def load_folder_pairs(folder: str | os.PathLike, split: str = "train",
     :class:`DataError` naming the files; images of another size than the others need
     ``image_size``."""
     from medsyn.data import fingerprint_arrays
-    from medsyn.data.resize import resize_uint8
+    from medsyn.data.transforms.resize import resize_uint8
 
     a_dir, b_dir, used_split = paired_folder_dirs(folder, split)
     a_files, b_files = _image_files(a_dir), _image_files(b_dir)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from medsyn.errors import ConfigError
-from medsyn.reports.content.metrics import METRICS, Cell
+from medsyn.reports.content.cells import Cell
+from medsyn.reports.content.metrics import METRICS
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -4,7 +4,8 @@ Every column of the summary tables is a :class:`MetricSpec`. Its ``extract`` fun
 ``metrics`` object of a results.json (docs/architecture.md, section 3) into a :class:`Cell`, or
 ``None`` when the evaluation did not compute that metric at all. A metric that was attempted but
 could not be computed becomes a cell with ``unavailable`` set to the producer's reason: the
-report never prints "nan".
+report never prints "nan". The readers that make cells are in
+:mod:`medsyn.reports.content.cells`; this module is the column table.
 
 Which way a column is better is not decided here: it is the direction declared where the metric
 is registered (``register_metric(..., worse=...)`` in :mod:`medsyn.evaluators.metrics`), read
@@ -15,10 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from medsyn.evaluators.metrics import WORSE_EITHER, WORSE_HIGHER, WORSE_LOWER, declared_directions
+from medsyn.reports.content.cells import (
+    Cell,
+    authenticity_cell,
+    memorization_cell,
+    path_entry,
+    utility_stat,
+)
 
 LOWER = "lower"
 HIGHER = "higher"
@@ -46,33 +54,6 @@ TABLES = {
     "sr": "Super-resolution",
     "translation": "Image-to-image translation (docs/translation.md)",
 }
-
-
-@dataclass
-class Cell:
-    """One value of a table: a number with its interval and sample size, or why it is missing."""
-
-    value: float | None = None
-    lo: float | None = None
-    hi: float | None = None
-    interval_kind: str = "95% CI"
-    spread: float | None = None          # a published "±" (meaning given by the baseline)
-    std: float | None = None
-    n: str | None = None                 # compact sample size, e.g. "n=2808 / 2808"
-    n_title: str | None = None           # the same spelled out: "2808 fake / 2808 real images"
-    unavailable: str | None = None       # the reason, when the metric could not be computed
-    extractor: str | None = None
-    warnings: list[str] = field(default_factory=list)   # shown with a warning sign
-    notes: list[str] = field(default_factory=list)      # shown on hover only
-    best: bool = False
-    footnote: int | None = None          # number of the table note giving `unavailable`
-    # how much the choice of real reference alone moves this metric in this space, from an
-    # audit of the same dataset (content.reference_spread.ReferenceSpread), when there is one
-    reference: Any = None
-
-    @property
-    def available(self) -> bool:
-        return self.value is not None and self.unavailable is None
 
 
 @dataclass(frozen=True)
@@ -140,90 +121,12 @@ class MetricSpec:
         return self._direction[0] != UNRANKED
 
 
-# ---------------------------------------------------------------- extraction helpers
-
-
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
-def _number(x: Any) -> float | None:
-    """A finite float, or None (also for NaN/inf, which a producer must never write)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _interval(ci: Any) -> tuple[float | None, float | None]:
-    if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        lo, hi = _number(ci[0]), _number(ci[1])
-        if lo is not None and hi is not None:
-            return lo, hi
-    return None, None
-
-
-def _n_text(entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(compact, spelled-out) sample size of an entry."""
-    n_fake, n_real = entry.get("n_fake"), entry.get("n_real")
-    if n_fake is not None and n_real is not None:
-        return f"n={n_fake} / {n_real}", f"{n_fake} fake / {n_real} real images"
-    if n_fake is not None:
-        return f"n={n_fake}", f"{n_fake} fake images"
-    if n_real is not None:
-        return f"n={n_real} real", f"{n_real} real images"
-    if entry.get("n") is not None:
-        return f"n={entry['n']}", f"{entry['n']} images"
-    return None, None
-
-
-def _unavailable_reason(raw: Any) -> str:
-    if isinstance(raw, Mapping) and raw.get("unavailable"):
-        return str(raw["unavailable"])
-    if isinstance(raw, Mapping) and "value" in raw and raw["value"] is not None:
-        return "non-finite value in results.json"
-    return "no value recorded in results.json"
-
-
-def entry_cell(entry: Any) -> Cell | None:
-    """A results.json *entry* ({value, ci95, n_real, n_fake, extractor, ...}) as a cell."""
-    if entry is None:
-        return None
-    if not isinstance(entry, Mapping):
-        value = _number(entry)
-        return Cell(value=value) if value is not None else Cell(
-            unavailable="not a number in results.json")
-    value = _number(entry.get("value"))
-    n, n_title = _n_text(entry)
-    if value is None or entry.get("unavailable"):
-        return Cell(unavailable=_unavailable_reason(entry), n=n, n_title=n_title,
-                    extractor=entry.get("extractor"))
-    lo, hi = _interval(entry.get("ci95"))
-    cell = Cell(value=value, lo=lo, hi=hi, n=n, n_title=n_title,
-                extractor=entry.get("extractor"), std=_number(entry.get("std")))
-    if entry.get("warning"):
-        cell.warnings.append(str(entry["warning"]))
-    if entry.get("note"):
-        cell.notes.append(str(entry["note"]))
-    return cell
-
-
-def _path_entry(*path: str) -> Callable[[Mapping[str, Any]], Cell | None]:
-    def extract(metrics: Mapping[str, Any]) -> Cell | None:
-        return entry_cell(_dig(metrics, path))
-    return extract
-
-
 def _translation_columns() -> list[MetricSpec]:
     """The translation table (results kind ``translation``): the model's paired scores, the
     best simple baseline's, and the unpaired protocol's (docs/translation.md). Keys start with
     ``tr_`` (the SR table owns ``psnr_y``); directions are the results' keys'."""
     def col(key, label, digits, path, text, direction=None, percent=False):
-        return MetricSpec(f"tr_{key}", label, "translation", digits, _path_entry(path), text,
+        return MetricSpec(f"tr_{key}", label, "translation", digits, path_entry(path), text,
                           percent=percent, direction_key=direction)
 
     return [
@@ -253,243 +156,120 @@ def _translation_columns() -> list[MetricSpec]:
     ]
 
 
-def _t_interval(values: list[float]) -> tuple[float, float] | None:
-    if len(values) < 2:
-        return None
-    from scipy import stats
-
-    mean = sum(values) / len(values)
-    sem = stats.sem(values)
-    if not math.isfinite(sem):
-        return None
-    if sem == 0:
-        return mean, mean
-    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem)
-    return float(lo), float(hi)
-
-
-def _utility(metrics: Mapping[str, Any]) -> Mapping[str, Any] | Cell | None:
-    """metrics.utility, or an 'unavailable' cell when the whole protocol could not run."""
-    utility = metrics.get("utility")
-    if utility is None:
-        return None
-    if not isinstance(utility, Mapping) or utility.get("unavailable") or "arms" not in utility:
-        return Cell(unavailable=_unavailable_reason(utility) if isinstance(utility, Mapping)
-                    else "metrics.utility is not an object")
-    return utility
-
-
-def _utility_n(utility: Mapping[str, Any], n_values: int | None,
-               path: tuple[str, ...] = ()) -> tuple[str | None, str | None]:
-    seeds = utility.get("seeds")
-    n_seeds = len(seeds) if isinstance(seeds, list) else n_values
-    short, long = [], []
-    if path[:2] == ("arms", "class_fidelity"):
-        # class fidelity scores the real-trained classifier on the synthetic images
-        n_synth = _dig(utility, ("arms", "class_fidelity", "n_eval")) or \
-            _dig(utility, ("n", "synthetic"))
-        if n_synth is not None:
-            short.append(f"n={n_synth}")
-            long.append(f"{n_synth} synthetic images")
-    else:
-        n_test = _dig(utility, ("n", "test"))
-        if n_test is not None:
-            short.append(f"n={n_test}")
-            long.append(f"{n_test} real test images")
-    if n_seeds:
-        short.append(f"{n_seeds} seed{'s' if n_seeds != 1 else ''}")
-        long.append(f"{n_seeds} training seed{'s' if n_seeds != 1 else ''}")
-    return (", ".join(short) or None), (", ".join(long) or None)
-
-
-def _stat_cell(utility: Mapping[str, Any], stat: Any,
-               bounds: tuple[float, float] | None = None,
-               path: tuple[str, ...] = ()) -> Cell | None:
-    """A {mean, std, values, ci95?} statistic over seeds as a cell (t-interval if no ci95)."""
-    if stat is None:
-        return None
-    if not isinstance(stat, Mapping):
-        value = _number(stat)
-        return Cell(value=value) if value is not None else Cell(
-            unavailable="not a number in results.json")
-    mean = _number(stat.get("mean", stat.get("value")))
-    if mean is None or stat.get("unavailable"):
-        return Cell(unavailable=_unavailable_reason(stat))
-    values = [v for v in (_number(x) for x in stat.get("values") or []) if v is not None]
-    n, n_title = _utility_n(utility, len(values), path)
-    # one seed has no spread; results.json files before 2026-12-04 wrote std 0.0 for it
-    std = _number(stat.get("std")) if len(values) > 1 else None
-    cell = Cell(value=mean, std=std, n=n, n_title=n_title)
-    lo, hi = _interval(stat.get("ci95"))
-    if lo is not None:
-        cell.lo, cell.hi = lo, hi
-    else:
-        interval = _t_interval(values)
-        if interval is not None:
-            cell.lo, cell.hi = interval
-            if bounds is not None:
-                # accuracy and AUC cannot leave [0, 1], however wide a 3-seed t-interval is
-                cell.lo, cell.hi = max(cell.lo, bounds[0]), min(cell.hi, bounds[1])
-            cell.interval_kind = f"95% t-interval over {len(values)} seeds"
-    return cell
-
-
-def _utility_stat(*path: str, bounds: tuple[float, float] | None = (0.0, 1.0),
-                  ) -> Callable[[Mapping[str, Any]], Cell | None]:
-    def extract(metrics: Mapping[str, Any]) -> Cell | None:
-        utility = _utility(metrics)
-        if utility is None or isinstance(utility, Cell):
-            return utility
-        return _stat_cell(utility, _dig(utility, path), bounds, path)
-    return extract
-
-
-def _memorization(metrics: Mapping[str, Any]) -> Cell | None:
-    mem = metrics.get("memorization")
-    if mem is None:
-        return None
-    if not isinstance(mem, Mapping):
-        return Cell(unavailable="metrics.memorization is not an object")
-    fraction = _number(mem.get("fraction"))
-    if fraction is None or mem.get("unavailable"):
-        return Cell(unavailable=_unavailable_reason(mem))
-    n_fake = mem.get("n_fake")
-    cell = Cell(value=fraction, n=f"n={n_fake}" if n_fake is not None else None,
-                n_title=f"{n_fake} fake images" if n_fake is not None else None,
-                extractor=mem.get("extractor"))
-    if mem.get("percentile") is not None:
-        cell.notes.append(f"expected about {mem['percentile']} % for a generator that does not "
-                          "copy training images")
-    return cell
-
-
-def _authenticity(metrics: Mapping[str, Any]) -> Cell | None:
-    cell = entry_cell(metrics.get("authenticity"))
-    raw = metrics.get("authenticity")
-    if cell is not None and cell.available and isinstance(raw, Mapping):
-        held = raw.get("heldout_real")
-        if isinstance(held, Mapping) and _number(held.get("value")) is not None:
-            cell.notes.append(f"held-out real images ({held.get('set', 'test')}) score "
-                              f"{held['value']:.3f} against the same training set")
-        if raw.get("against"):
-            cell.notes.append(f"against {raw['against']}")
-    return cell
-
-
 # ---------------------------------------------------------------- the registry
 
 METRICS: dict[str, MetricSpec] = {m.key: m for m in [
-    MetricSpec("fid", "FID", "fidelity", 2, _path_entry("fid"),
+    MetricSpec("fid", "FID", "fidelity", 2, path_entry("fid"),
                "Fréchet Inception Distance between fake and real features."),
     MetricSpec("fid_floor", "FID floor (real↔real)", "fidelity", 2,
-               _path_entry("real_floor", "fid_halves"),
+               path_entry("real_floor", "fid_halves"),
                "FID between two disjoint halves of the real reference: what a perfect generator "
                "would score at this sample size. Read every FID against it."),
-    MetricSpec("intra_fid", "intra-FID", "fidelity", 2, _path_entry("intra_fid"),
+    MetricSpec("intra_fid", "intra-FID", "fidelity", 2, path_entry("intra_fid"),
                "Mean over classes of the FID between fake and real images of the same class."),
-    MetricSpec("kid", "KID", "fidelity", 4, _path_entry("kid"),
+    MetricSpec("kid", "KID", "fidelity", 4, path_entry("kid"),
                "Kernel Inception Distance (unbiased, polynomial kernel)."),
-    MetricSpec("is", "IS", "fidelity", 2, _path_entry("is"),
+    MetricSpec("is", "IS", "fidelity", 2, path_entry("is"),
                "Inception Score (10 splits)."),
-    MetricSpec("precision", "Precision", "fidelity", 3, _path_entry("precision"),
+    MetricSpec("precision", "Precision", "fidelity", 3, path_entry("precision"),
                "Fraction of fake images inside the real manifold (k-NN balls, Naeem et al. 2020)."),
-    MetricSpec("recall", "Recall", "fidelity", 3, _path_entry("recall"),
+    MetricSpec("recall", "Recall", "fidelity", 3, path_entry("recall"),
                "Fraction of real images inside the fake manifold."),
-    MetricSpec("density", "Density", "fidelity", 3, _path_entry("density"),
+    MetricSpec("density", "Density", "fidelity", 3, path_entry("density"),
                "Expected number of real k-NN balls containing a fake image, over k; 1 for "
                "identical distributions, so the value closest to 1 is marked best."),
-    MetricSpec("coverage", "Coverage", "fidelity", 3, _path_entry("coverage"),
+    MetricSpec("coverage", "Coverage", "fidelity", 3, path_entry("coverage"),
                "Fraction of real images whose k-NN ball contains a fake image."),
-    MetricSpec("memorization", "Memorized", "fidelity", 1, _memorization,
+    MetricSpec("memorization", "Memorized", "fidelity", 1, memorization_cell,
                "Fraction of fake images closer to a training image than the 1st percentile of "
                "held-out real images' distances to the training set.", percent=True),
-    MetricSpec("fd_infinity", "FD∞", "distribution", 2, _path_entry("fd_infinity"),
+    MetricSpec("fd_infinity", "FD∞", "distribution", 2, path_entry("fd_infinity"),
                "Fréchet distance extrapolated to infinitely many images (Chong & Forsyth 2020): "
                "FD on subsets of 15 sizes, a line in 1/n, its value at 1/n = 0."),
-    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", 3, _path_entry("mmd"),
+    MetricSpec("mmd", "RBF-MMD² ×1000", "distribution", 3, path_entry("mmd"),
                "Unbiased squared MMD with a Gaussian kernel (CMMD-style), bandwidth by the "
                "median heuristic on the real reference, x 1000."),
     MetricSpec("alpha_precision", "α-precision", "distribution", 3,
-               _path_entry("alpha_precision"),
+               path_entry("alpha_precision"),
                "Alaa et al. 2022: 1 - 2 x area between the alpha-precision curve (fakes inside "
                "the real alpha-support) and the diagonal; 1 for a perfect generator."),
-    MetricSpec("beta_recall", "β-recall", "distribution", 3, _path_entry("beta_recall"),
+    MetricSpec("beta_recall", "β-recall", "distribution", 3, path_entry("beta_recall"),
                "Alaa et al. 2022: the same score for the beta-recall curve (reals covered by "
                "the fakes' beta-support, k-NN rule)."),
-    MetricSpec("authenticity", "Authenticity", "distribution", 3, _authenticity,
+    MetricSpec("authenticity", "Authenticity", "distribution", 3, authenticity_cell,
                "Fraction of fakes not closer to their nearest training image than that image's "
                "nearest other training image (Alaa et al. 2022); read it against held-out real "
                "images' value (hover)."),
     MetricSpec("vendi_fake", "Vendi (fake)", "distribution", 2,
-               _path_entry("vendi_fake"),
+               path_entry("vendi_fake"),
                "Vendi score of the synthetic set (cosine kernel): its effective number of "
                "distinct images. Read against the real set's, at equal n."),
     MetricSpec("vendi_real", "Vendi (real)", "distribution", 2,
-               _path_entry("vendi_real"), "Vendi score of the real reference set."),
+               path_entry("vendi_real"), "Vendi score of the real reference set."),
     MetricSpec("tstr_acc", "TSTR acc", "utility", 3,
-               _utility_stat("arms", "tstr", "accuracy"),
+               utility_stat("arms", "tstr", "accuracy"),
                "Accuracy on real test images of a classifier trained on synthetic images only."),
     MetricSpec("trtr_acc", "TRTR acc", "utility", 3,
-               _utility_stat("arms", "trtr", "accuracy"),
+               utility_stat("arms", "trtr", "accuracy"),
                "Accuracy of the same classifier trained on real training images (reference)."),
     MetricSpec("trtr_auc", "TRTR AUC", "utility", 3,
-               _utility_stat("arms", "trtr", "auc_macro"),
+               utility_stat("arms", "trtr", "auc_macro"),
                "Macro one-vs-rest AUC of the real-trained classifier (reference)."),
     MetricSpec("trtrs_acc", "TRTR+S acc", "utility", 3,
-               _utility_stat("arms", "trtr_s", "accuracy"),
+               utility_stat("arms", "trtr_s", "accuracy"),
                "Accuracy when training on real plus synthetic images."),
     MetricSpec("gain_acc", "Augmentation gain", "utility", 3,
-               _utility_stat("gain", "accuracy", bounds=(-1.0, 1.0)),
+               utility_stat("gain", "accuracy", bounds=(-1.0, 1.0)),
                "TRTR+S accuracy minus TRTR accuracy.", signed=True),
     MetricSpec("tstr_ratio", "TSTR / TRTR", "utility", 2,
-               _utility_stat("tstr_over_trtr", "accuracy", bounds=(0.0, float("inf"))),
+               utility_stat("tstr_over_trtr", "accuracy", bounds=(0.0, float("inf"))),
                "TSTR accuracy as a fraction of TRTR accuracy."),
     MetricSpec("class_fidelity", "Class fidelity", "utility", 3,
-               _utility_stat("arms", "class_fidelity", "accuracy"),
+               utility_stat("arms", "class_fidelity", "accuracy"),
                "Accuracy of the real-trained classifier on labelled synthetic images."),
-    MetricSpec("psnr_y", "PSNR-Y (dB)", "sr", 2, _path_entry("psnr_y"),
+    MetricSpec("psnr_y", "PSNR-Y (dB)", "sr", 2, path_entry("psnr_y"),
                "PSNR on the luminance channel of the super-resolved images."),
-    MetricSpec("ssim_y", "SSIM-Y", "sr", 4, _path_entry("ssim_y"),
+    MetricSpec("ssim_y", "SSIM-Y", "sr", 4, path_entry("ssim_y"),
                "SSIM on the luminance channel of the super-resolved images."),
     MetricSpec("psnr_y_bicubic", "Bicubic PSNR-Y (dB)", "sr", 2,
-               _path_entry("psnr_y_bicubic"), "PSNR-Y of bicubic upscaling of the same inputs."),
+               path_entry("psnr_y_bicubic"), "PSNR-Y of bicubic upscaling of the same inputs."),
     MetricSpec("ssim_y_bicubic", "Bicubic SSIM-Y", "sr", 4,
-               _path_entry("ssim_y_bicubic"), "SSIM-Y of bicubic upscaling of the same inputs."),
-    MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, _path_entry("fid"),
+               path_entry("ssim_y_bicubic"), "SSIM-Y of bicubic upscaling of the same inputs."),
+    MetricSpec("sr_fid", "FID (SR vs HR)", "sr", 2, path_entry("fid"),
                "FID of the super-resolved images against the real high-resolution images.",
                direction_key="fid"),
     # --protocol cmmd | chexgenbench | dgm-eval (docs/evaluation.md, "Encoders you bring")
-    MetricSpec("cmmd", "CMMD", "protocols", 3, _path_entry("cmmd"),
+    MetricSpec("cmmd", "CMMD", "protocols", 3, path_entry("cmmd"),
                "CMMD as google-research/cmmd computes it: biased Gaussian-kernel MMD x 1000, "
                "sigma 10, unit-norm embeddings (CLIP ViT-L/14-336 in the cmmd-clip space)."),
     MetricSpec("cxgb_fid", "FID (CheXGenBench)", "protocols", 3,
-               _path_entry("chexgenbench", "fid"),
+               path_entry("chexgenbench", "fid"),
                "FID as CheXGenBench's fid.py computes it (torchmetrics 1.7.1), in the space of "
                "the run (RAD-DINO for --protocol chexgenbench).", direction_key="fid"),
     MetricSpec("cxgb_kid", "KID (CheXGenBench)", "protocols", 4,
-               _path_entry("chexgenbench", "kid"),
+               path_entry("chexgenbench", "kid"),
                "KID as CheXGenBench computes it: subset size min(n_real, n_fake), 100 subsets.",
                direction_key="kid"),
     *[MetricSpec(f"cxgb_{k}", f"{k.capitalize()} (CheXGenBench)", "protocols", 3,
-                 _path_entry("chexgenbench", k), f"{k.capitalize()} with k = 5 (prdc 0.2), as "
+                 path_entry("chexgenbench", k), f"{k.capitalize()} with k = 5 (prdc 0.2), as "
                  "CheXGenBench computes it.", direction_key=k)
       for k in ("precision", "recall", "density", "coverage")],
     # --protocol dgm-eval (metrics.dgm_eval)
-    MetricSpec("dgm_fd", "FD (dgm-eval)", "protocols", 3, _path_entry("dgm_eval", "fd"),
+    MetricSpec("dgm_fd", "FD (dgm-eval)", "protocols", 3, path_entry("dgm_eval", "fd"),
                "FD as dgm-eval computes it, in the space of the run (DINOv2 ViT-L/14 for "
                "--protocol dgm-eval).", direction_key="fid"),
     MetricSpec("dgm_fd_infinity", "FD∞ (dgm-eval)", "protocols", 3,
-               _path_entry("dgm_eval", "fd_infinity"),
+               path_entry("dgm_eval", "fd_infinity"),
                "dgm-eval's FD-infinity: 15 fake-set sizes, the whole real set, value at 1/N = "
                "0.", direction_key="fd_infinity"),
-    MetricSpec("dgm_kd", "KD (dgm-eval)", "protocols", 4, _path_entry("dgm_eval", "kd"),
+    MetricSpec("dgm_kd", "KD (dgm-eval)", "protocols", 4, path_entry("dgm_eval", "kd"),
                "dgm-eval's KD: 100 subsets of min(1000, n) images, cubic polynomial kernel.",
                direction_key="kid"),
     *[MetricSpec(f"dgm_{k}", f"{k.capitalize()} (dgm-eval)", "protocols", 3,
-                 _path_entry("dgm_eval", k), f"{k.capitalize()} with k = 5 on dgm-eval's "
+                 path_entry("dgm_eval", k), f"{k.capitalize()} with k = 5 on dgm-eval's "
                  "subsample (at most 10,000 images per set).", direction_key=k)
       for k in ("precision", "recall", "density", "coverage")],
-    MetricSpec("dgm_vendi", "Vendi (dgm-eval)", "protocols", 2, _path_entry("dgm_eval", "vendi"),
+    MetricSpec("dgm_vendi", "Vendi (dgm-eval)", "protocols", 2, path_entry("dgm_eval", "vendi"),
                "dgm-eval's mean Vendi score per class of the generated set (linear kernel on "
                "L2-normalised features); diversity, not ranked.", direction_key="vendi_fake"),
     *_translation_columns(),

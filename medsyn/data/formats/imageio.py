@@ -2,8 +2,8 @@
 
 Decoding happens in two steps so that a dataset gets one intensity rule, not one per image:
 :func:`decode_raw` keeps a high-bit-depth grayscale file's values as they are (uint16), and
-:mod:`medsyn.data.intensity` chooses the rule for the whole set and converts to uint8. DICOM
-files are windowed per file as the standard prescribes (:mod:`medsyn.data.dicom`).
+:mod:`medsyn.data.formats.intensity` chooses the rule for the whole set and converts to uint8. DICOM
+files are windowed per file as the standard prescribes (:mod:`medsyn.data.formats.dicom`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from medsyn.data.dicom import DICOM_EXTENSIONS, looks_like_dicom, read_dicom
+from medsyn.data.formats.dicom import DICOM_EXTENSIONS, looks_like_dicom, read_dicom
 from medsyn.errors import DataError
 from medsyn.utils import progress
 
@@ -98,8 +98,8 @@ def png_significant_bits(path: Path) -> int | None:
 def decode_raw(path: str | os.PathLike, dicom_window: str | None = None) -> RawImage:
     """Read one file. RGB files whose channels are identical (X-rays are often stored that way)
     come back as grayscale; alpha is dropped; 16-bit grayscale keeps its values (uint16).
-    ``dicom_window``: the window rule of DICOM files (:data:`medsyn.data.dicom.DICOM_WINDOWS`,
-    None: the file's own)."""
+    ``dicom_window``: the window rule of DICOM files
+    (:data:`medsyn.data.formats.dicom.DICOM_WINDOWS`, None: the file's own)."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS and looks_like_dicom(path):
         dcm = read_dicom(path, dicom_window)
@@ -177,7 +177,7 @@ def stack_images(arrays: list[np.ndarray], paths: list[Path], image_size: int | 
     """
     import torch
 
-    from medsyn.data.resize import resize_uint8
+    from medsyn.data.transforms.resize import resize_uint8
 
     colour = any(a.ndim == 3 for a in arrays)
     sizes = {}

@@ -13,7 +13,7 @@ turns the whole set black), so the rule is chosen once for the whole dataset fro
 
 The chosen range [lo, hi] maps linearly to 0..255 (round half up). It applies to grayscale
 files stored with more than 8 bits; 8-bit files are used as stored and DICOM files carry
-their own window (:mod:`medsyn.data.dicom`). A warning says when the data use less than
+their own window (:mod:`medsyn.data.formats.dicom`). A warning says when the data use less than
 ``SMALL_RANGE_FRACTION`` of the range (e.g. 12-bit values declared as 16-bit).
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsyn.data.imageio import IMAGE_EXTENSIONS, RawImage, decode_raw
+from medsyn.data.formats.imageio import IMAGE_EXTENSIONS, RawImage, decode_raw
 from medsyn.errors import DataError
 
 STANDARD_DEPTHS = (8, 10, 12, 14, 16)
@@ -178,6 +178,7 @@ def describe_intensity(raws: list[RawImage], relpaths: list[str], rule: Intensit
 
 def decode_image(path: str | os.PathLike, bit_depth=None, dicom_window=None) -> np.ndarray:
     """One file as uint8 (``[H, W]`` or ``[H, W, 3]``), with the intensity rule of
-    this module applied to this file alone (``dicom_window``: see :mod:`medsyn.data.dicom`)."""
+    this module applied to this file alone (``dicom_window``: see
+    :mod:`medsyn.data.formats.dicom`)."""
     raw = decode_raw(path, dicom_window)
     return choose_rule([stats_of(raw, path)], bit_depth).to_uint8(raw)
