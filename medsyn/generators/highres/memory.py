@@ -10,7 +10,8 @@ generator of the same output size.
 (memory does not depend on the weights), in inference mode (``torch.no_grad``):
 
 - ``megan``: :func:`~medsyn.generators.highres.megan_sampling.generate_megan` as sampling runs
-  it: the low-resolution U-Net, then each scale tile by tile, ``tile_batch`` tiles at a time;
+  it: the low-resolution U-Net, then each scale tile by tile, ``tile_batch`` tiles at a time,
+  with the default context margin and the whole-scale statistics gathered tile by tile;
 - ``whole_image``: the same networks with the tile as large as the scale (each patch
   generator applied to its whole scale at once): the whole-image generator MEGAN replaces.
 
@@ -86,7 +87,7 @@ def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int
     """Peak memory of one generation of ``n`` images with tiles of ``patch`` (None: the
     architecture's patch size)."""
     from medsyn.generators.highres.megan_nets import build_megan
-    from medsyn.generators.highres.megan_sampling import generate_megan
+    from medsyn.generators.highres.megan_sampling import TILE_CONTEXT, generate_megan
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -99,8 +100,9 @@ def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int
 
     def go():
         rng = torch.Generator().manual_seed(seed)
+        # the whole image needs no context margin: it has no tiles
         return generate_megan(gens, arch, edges, labels, rng, torch.device(device),
-                              tile_batch, patch)
+                              tile_batch, patch, tile_context=0 if patch else TILE_CONTEXT)
     return peak_memory(go, device)
 
 
