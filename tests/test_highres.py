@@ -481,8 +481,8 @@ def test_memory_measurements_run_the_megan_and_whole_image_paths():
 
     arch = dict(image_size=32, channels=1, num_classes=2, scales=[16, 32], patch_size=16,
                 g_width=4, d_width=4)
-    for patch in (None, 32):
-        res = memory._generation_peak(arch, "cpu", 2, 4, 0, patch)
+    for patch, context in ((None, 0), (None, 4), (32, 0)):
+        res = memory._generation_peak(arch, "cpu", 2, 4, 0, patch, context)
         assert res["peak_bytes"] >= 0 and "VmHWM" in res["method"]
     for size in (16, 32):
         assert memory._training_peak(arch, "cpu", 2, 0, size)["peak_bytes"] >= 0
