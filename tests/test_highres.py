@@ -17,7 +17,13 @@ from medsyn.errors import ConfigError, DataError
 from medsyn.generators import load_checkpoint, read_checkpoint
 from medsyn.generators.engine import read_jsonl
 from medsyn.generators.highres.config import GrowthSchedule, growth_plan, scale_plan
-from medsyn.generators.highres.patches import assemble, tile_positions
+from medsyn.generators.highres.megan_nets import PatchGenerator
+from medsyn.generators.highres.megan_sampling import TILE_CONTEXT, check_tile_context
+from medsyn.generators.highres.patches import (
+    assemble,
+    tile_positions,
+    whole_scale_statistics,
+)
 from medsyn.generators.highres.pggan_nets import (
     EqualisedConv2d,
     EqualisedLinear,
@@ -141,6 +147,95 @@ def test_assembly_reproduces_a_known_image_when_the_generator_is_the_identity():
         block = image[:, :, top:top + 32, left:left + 32]
         assert torch.allclose(out[:, :, top:top + 32, left:left + 32],
                               block.mean((2, 3), keepdim=True).expand_as(block))
+
+
+def test_tiles_see_their_neighbours_and_the_reflection_at_the_border():
+    rng = np.random.default_rng(2)
+    image = torch.from_numpy(rng.uniform(-1, 1, (2, 1, 48, 48)).astype(np.float32))
+    m, seen = 6, {}
+
+    def record(up, labels):
+        for crop_ in up:
+            seen[len(seen)] = crop_.clone()
+        return up
+
+    out = assemble(record, [image], None, patch=16, out_channels=1, tile_batch=4, margin=m)
+    assert torch.equal(out, image)           # identity: the kept centres are the image
+    jobs = [(i, t, left) for t, left in tile_positions(48, 16) for i in range(2)]
+    crops = {job: seen[k] for k, job in enumerate(jobs)}
+    # a middle tile's margin is the real neighbouring pixels
+    assert torch.equal(crops[(1, 16, 16)], image[1, :, 16 - m:32 + m, 16 - m:32 + m])
+    # at the image border the margin is the reflection (without repeating the edge pixel)
+    corner = crops[(0, 0, 0)]
+    assert corner.shape[-1] == 16 + 2 * m
+    for j in range(m):
+        assert torch.equal(corner[:, m - 1 - j, m:], image[0, :, j + 1, :16 + m])
+        assert torch.equal(corner[:, m:, m - 1 - j], image[0, :, :16 + m, j + 1])
+    far = crops[(1, 32, 32)]
+    assert torch.equal(far[:, 16 + m + 2, m:16 + m], image[1, :, 47 - 3, 32:48])
+
+
+def _patch_net(seed=0):
+    torch.manual_seed(seed)
+    net = PatchGenerator(3, 2, width=4, blocks=1).eval()
+    for layer in net.modules():          # non-trivial affine parameters
+        if isinstance(layer, torch.nn.InstanceNorm2d):
+            torch.nn.init.uniform_(layer.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+    return net
+
+
+@torch.no_grad()
+def test_whole_scale_norm_statistics_gathered_tile_by_tile_equal_a_whole_scale_pass():
+    net = _patch_net()
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.uniform(-1, 1, (3, 3, 64, 64)).astype(np.float32))
+
+    def tile_fn(c, labels):
+        return net(c)
+
+    # margin 16 covers the receptive field up to the last norm: the tiles' centres see what
+    # the whole (padded) scale sees, so their statistics are those of one whole-scale pass
+    tiled = whole_scale_statistics(tile_fn, [x], None, patch=16, net=net, margin=16,
+                                   tile_batch=7)
+    whole = whole_scale_statistics(tile_fn, [x], None, patch=64, net=net, margin=16)
+    assert len(tiled.fixed) == len(whole.fixed) == 5
+    for layer, (mean, var) in whole.fixed.items():
+        assert mean.shape == (3, layer.num_features)
+        assert torch.allclose(tiled.fixed[layer][0], mean, atol=1e-5)
+        assert torch.allclose(tiled.fixed[layer][1], var, atol=1e-5)
+    a = assemble(tile_fn, [x], None, 16, 2, tile_batch=7, margin=16, norm_net=net)
+    b = assemble(tile_fn, [x], None, 64, 2, margin=16, norm_net=net)
+    assert torch.allclose(a, b, atol=1e-5)
+    # independent check: one tile without margin is the network's own instance norm
+    recorded = {}
+
+    def record_stats(layer, inputs, output):
+        recorded[layer] = (inputs[0].mean((2, 3)), inputs[0].var((2, 3), unbiased=False))
+    hooks = [layer.register_forward_hook(record_stats)
+             for layer in net.modules() if isinstance(layer, torch.nn.InstanceNorm2d)]
+    plain = net(x)
+    for h in hooks:
+        h.remove()
+    own = whole_scale_statistics(tile_fn, [x], None, patch=64, net=net, margin=0)
+    for layer, (mean, var) in recorded.items():
+        assert torch.allclose(own.fixed[layer][0], mean, atol=1e-5)
+        assert torch.allclose(own.fixed[layer][1], var, atol=1e-5)
+    assert torch.allclose(assemble(tile_fn, [x], None, 64, 2, norm_net=net), plain, atol=1e-5)
+    # without whole-scale statistics the tiles are normalised on their own: a step appears
+    assert not torch.allclose(assemble(tile_fn, [x], None, 16, 2, margin=16), b, atol=1e-3)
+    # the hooks are gone after assembly: the network is the plain one again
+    assert torch.equal(net(x), plain)
+
+
+def test_tile_context_option_errors_are_one_line():
+    scales = [64, 128, 256]
+    assert check_tile_context(0, scales) == 0 and check_tile_context(TILE_CONTEXT, scales)
+    for bad, words in [(-2, ">= 0"), (3, "even"), (128, "smaller than"), (2.0, ">= 0"),
+                       (True, ">= 0")]:
+        with pytest.raises(ConfigError, match=words) as err:
+            check_tile_context(bad, scales)
+        assert "\n" not in str(err.value)
 
 
 def test_canny_edges_deterministic_and_explicit():
@@ -386,8 +481,8 @@ def test_memory_measurements_run_the_megan_and_whole_image_paths():
 
     arch = dict(image_size=32, channels=1, num_classes=2, scales=[16, 32], patch_size=16,
                 g_width=4, d_width=4)
-    for patch in (None, 32):
-        res = memory._generation_peak(arch, "cpu", 2, 4, 0, patch)
+    for patch, context in ((None, 0), (None, 4), (32, 0)):
+        res = memory._generation_peak(arch, "cpu", 2, 4, 0, patch, context)
         assert res["peak_bytes"] >= 0 and "VmHWM" in res["method"]
     for size in (16, 32):
         assert memory._training_peak(arch, "cpu", 2, 0, size)["peak_bytes"] >= 0

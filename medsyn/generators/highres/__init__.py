@@ -6,7 +6,8 @@
                        fade-in) and networks (every level built from the start)
     pggan_training.py  one PGGAN step at its growth position; train_pggan()
     megan_nets.py      MEGAN's U-Net, patch generator and patch discriminator
-    patches.py         MEGAN's scales, patch crops and the assembly of tiles (the seam rule)
+    patches.py         MEGAN's scales, patch crops, the assembly of tiles with context and
+                       whole-scale instance-norm statistics (the seam rule)
     megan_training.py  one MEGAN step over every scale; train_megan()
     megan_sampling.py  MeganCheckpoint: the whole image, scale by scale, tile by tile
     runner.py          what both trainers share (networks, EMA, loop, checkpoints, grids)

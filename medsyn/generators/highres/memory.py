@@ -10,7 +10,8 @@ generator of the same output size.
 (memory does not depend on the weights), in inference mode (``torch.no_grad``):
 
 - ``megan``: :func:`~medsyn.generators.highres.megan_sampling.generate_megan` as sampling runs
-  it: the low-resolution U-Net, then each scale tile by tile, ``tile_batch`` tiles at a time;
+  it: the low-resolution U-Net, then each scale tile by tile, ``tile_batch`` tiles at a time,
+  with the default context margin and the whole-scale statistics gathered tile by tile;
 - ``whole_image``: the same networks with the tile as large as the scale (each patch
   generator applied to its whole scale at once): the whole-image generator MEGAN replaces.
 
@@ -82,9 +83,9 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> dict:
 
 
 def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int,
-                     patch: int | None) -> dict:
+                     patch: int | None, tile_context: int) -> dict:
     """Peak memory of one generation of ``n`` images with tiles of ``patch`` (None: the
-    architecture's patch size)."""
+    architecture's patch size) and a context margin of ``tile_context`` pixels."""
     from medsyn.generators.highres.megan_nets import build_megan
     from medsyn.generators.highres.megan_sampling import generate_megan
 
@@ -100,7 +101,7 @@ def _generation_peak(arch: dict, device: str, n: int, tile_batch: int, seed: int
     def go():
         rng = torch.Generator().manual_seed(seed)
         return generate_megan(gens, arch, edges, labels, rng, torch.device(device),
-                              tile_batch, patch)
+                              tile_batch, patch, tile_context=tile_context)
     return peak_memory(go, device)
 
 
@@ -151,16 +152,22 @@ def compare_training_memory(arch: dict, device: torch.device | str = "cpu", n: i
 
 
 def compare_generation_memory(arch: dict, device: torch.device | str = "cpu", n: int = 1,
-                              tile_batch: int = 16, seed: int = 0) -> dict:
-    """Peak memory of generating ``n`` images the MEGAN way and as whole images. On the CPU
-    each measurement runs in a fresh process (``multiprocessing`` spawn), so neither inherits
-    memory the other freed; on a GPU both run here (the allocator's peak is exact)."""
+                              tile_batch: int = 16, seed: int = 0,
+                              tile_context: int | None = None) -> dict:
+    """Peak memory of generating ``n`` images the MEGAN way (tiles with a context margin of
+    ``tile_context`` pixels, default sampling's; 0: plain tiles) and as whole images (no tiles,
+    so no margin). On the CPU each measurement runs in a fresh process (``multiprocessing``
+    spawn), so neither inherits memory the other freed; on a GPU both run here (the
+    allocator's peak is exact)."""
+    from medsyn.generators.highres.megan_sampling import TILE_CONTEXT
+
     device = str(torch.device(device))
-    jobs = [(arch, device, n, tile_batch, seed, None),
-            (arch, device, n, tile_batch, seed, arch["image_size"])]
+    tile_context = TILE_CONTEXT if tile_context is None else tile_context
+    jobs = [(arch, device, n, tile_batch, seed, None, tile_context),
+            (arch, device, n, tile_batch, seed, arch["image_size"], 0)]
     megan, whole = _in_fresh_processes(_generation_peak, jobs, device)
     return {"image_size": arch["image_size"], "scales": list(arch["scales"]),
             "patch_size": arch["patch_size"], "n": n, "tile_batch": tile_batch,
-            "device": device, "method": megan["method"],
+            "tile_context": tile_context, "device": device, "method": megan["method"],
             "megan_peak_bytes": megan["peak_bytes"], "whole_image_peak_bytes": whole["peak_bytes"],
             "ratio": whole["peak_bytes"] / max(megan["peak_bytes"], 1)}
