@@ -95,7 +95,6 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
     fits the training split, a classifier is selected on the validation split (never on the
     held-out images it is audited on). Under ``torchrun`` rank 0 fits (and caches) such a
     space first and the other ranks read it, so every rank extracts with the same weights."""
-    from contextlib import nullcontext
 
     from medsyn.data import load_dataset
     from medsyn.evaluators.features import build_extractor, is_fitted, reads_setting
@@ -115,7 +114,8 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
             val = None
     settings = {"train": train, "val": val, "use_cache": use_cache,
                 "inception_weights": inception_weights, "extractor_weights": extractor_weights}
-    with main_first() if fitted else nullcontext():
+    # rank 0 first: it fits or downloads, the other ranks read its cache instead of racing it
+    with main_first():
         return build_extractor(name, settings, device=device)
 
 

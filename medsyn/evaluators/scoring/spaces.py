@@ -4,7 +4,6 @@ feature registry (``features/registry.py``): no name of a space is tested here."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 
 from medsyn.errors import ConfigError, DataError
 from medsyn.evaluators.features import (
@@ -51,7 +50,9 @@ def build_spaces(extractor, extractor_options: Mapping | None, device,
             ext = item
         else:
             item = parse_extractor_names([item])[0]
-            with main_first() if is_fitted(item) else nullcontext():
+            # rank 0 first: it fits (a space fitted to the real data) or downloads the weights
+            # into the library's cache; the other ranks then read them instead of racing it
+            with main_first():
                 ext = build_extractor(item, settings, device=device,
                                       **dict(extractor_options or {}))
         if name in spaces:

@@ -98,7 +98,7 @@ def _weights_file(xrv, name: str, path: str | None, what: str) -> Path:
     cached = Path(xrv.utils.get_cache_dir()).expanduser() / url.rsplit("/", 1)[1]
     if cached.is_file():
         return cached
-    return Path(downloaded(what, lambda: xrv.models.get_weights(name),
+    return Path(downloaded(what, lambda: _quietly(xrv.models.get_weights, name),
                            f"Place {url} at {cached}, or give a local file: "
                            f"torchxrayvision:{name}@FILE or --extractor-weights FILE."))
 
@@ -162,3 +162,12 @@ def xrv_extractor(target: str, weights: str | None = None, device=None, **_):
         {"network": network, "layer": layer}, device=device, weights_path=str(file),
         licence="torchxrayvision: Apache-2.0 code; weights trained on public CXR datasets "
                 "whose terms apply")
+
+
+def _quietly(function, *args):
+    """torchxrayvision prints its download progress on stdout, where ``--json`` output goes."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return function(*args)
