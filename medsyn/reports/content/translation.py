@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from medsyn.reports.content.verdict import FID_FLOOR_CLOSE, FID_FLOOR_FAR, Verdict
+from medsyn.reports.content.verdict import FID_FLOOR_CLOSE, FID_FLOOR_FAR, Verdict, floor_level
 
 # the target-class rate at which the classifier calls the translation a success
 TARGET_RATE_SUCCESS = 0.5
@@ -95,12 +95,10 @@ def _fid_floor(metrics: Mapping[str, Any], verdict: Verdict, what: str) -> None:
                                "floor to read it against.")
         return
     ratio = fid.value / floor.value
-    if ratio <= FID_FLOOR_CLOSE:
-        level, reading = "good", "they score about as real images do at this n"
-    elif ratio <= FID_FLOOR_FAR:
-        level, reading = "fair", "clearly distinguishable from real images, not far from them"
-    else:
-        level, reading = "poor", "far from the real images' distribution"
+    level = floor_level(ratio)
+    reading = {"good": "they score about as real images do at this n",
+               "fair": "clearly distinguishable from real images, not far from them",
+               "poor": "far from the real images' distribution"}[level]
     verdict.add(level, f"FID of the {what} is {ratio:.1f}x the real-vs-real floor "
                        f"({fid.value:.1f} vs {floor.value:.1f}, {which}): {reading}.")
 

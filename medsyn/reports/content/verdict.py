@@ -20,6 +20,7 @@ from typing import Any
 # FAR it is far from the real distribution.
 FID_FLOOR_CLOSE = 1.5
 FID_FLOOR_FAR = 3.0
+
 # recall / coverage (Naeem et al.): below LOW almost none of the real data is covered.
 COVER_LOW = 0.10
 COVER_PART = 0.50
@@ -58,6 +59,13 @@ class Verdict:
         return max(known, key=_LEVELS.index) if known else "unknown"
 
 
+def floor_level(ratio: float) -> str:
+    """"good" / "fair" / "poor" for an FID-to-floor ratio: the thresholds every verdict uses."""
+    if ratio <= FID_FLOOR_CLOSE:
+        return "good"
+    return "fair" if ratio <= FID_FLOOR_FAR else "poor"
+
+
 def _num(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -87,12 +95,10 @@ def _fid_sentence(metrics: Mapping[str, Any], verdict: Verdict) -> None:
                                "against (evaluate with --metrics real_floor).")
         return
     ratio = fid / floor
-    if ratio <= FID_FLOOR_CLOSE:
-        level, reading = "good", "the synthetic images score about as real data does at this n"
-    elif ratio <= FID_FLOOR_FAR:
-        level, reading = "fair", "clearly distinguishable from real data, not far from it"
-    else:
-        level, reading = "poor", "far from the real distribution"
+    level = floor_level(ratio)
+    reading = {"good": "the synthetic images score about as real data does at this n",
+               "fair": "clearly distinguishable from real data, not far from it",
+               "poor": "far from the real distribution"}[level]
     verdict.add(level, f"FID is {ratio:.1f}x the real-vs-real floor ({fid:.1f} vs {floor:.1f}, "
                        f"{which}): {reading}.")
 
