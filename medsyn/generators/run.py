@@ -89,6 +89,7 @@ def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    previous_holder = None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -103,10 +104,14 @@ def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
         except OSError as exc:
             log.warning("cannot lock run folder %s (%s); a second training into it would not be "
                         "noticed", run_dir, exc.strerror)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        previous_holder = os.pread(fd, 200, 0)
+        _write_holder(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
         yield
     finally:
+        # the holder line means something only while the lock is held; putting the old one
+        # back keeps a refused resume from changing a single byte of the run folder
+        if previous_holder is not None:
+            _write_holder(fd, previous_holder)
         # the file stays (removing a lock file others may have opened would let two
         # processes lock two different files), unless it is all this run wrote
         try:
@@ -116,6 +121,11 @@ def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
         except OSError:
             pass
         os.close(fd)
+
+
+def _write_holder(fd: int, text: bytes) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text, 0)
 
 
 def check_run_dir(run_dir: Path, resume: str | None) -> str | None:
