@@ -47,7 +47,6 @@ def _refuse_network(*args, **kwargs):
     ("dinov2:vits14", ["dinov2_vits14_pretrain.pth", "--extractor-weights"]),
     ("tf:vgg16", ["vgg16-397923af.pth", "tf:vgg16@FILE"]),
     ("tf:dinov2-vit-l-14", ["dinov2_vitl14_pretrain.pth", "tf:dinov2-vit-l-14@FILE"]),
-    ("tf:clip-vit-b-32", ["clip-vit-b-32-", "tf:clip-vit-b-32@FILE"]),
     ("rad-dino:microsoft/rad-dino", ["microsoft/rad-dino", "hf download microsoft/rad-dino"]),
     ("open_clip:ViT-B-32@openai", ["ViT-B-32@openai", "open_clip:FOLDER"]),
 ])
@@ -158,21 +157,74 @@ def test_a_downloaded_pickle_is_refused_like_a_local_one(online, monkeypatch, tm
 def test_failed_download_is_one_line_naming_url_and_place(online, monkeypatch):
     from urllib.error import URLError
 
-    from torch_fidelity.feature_extractor_clip import MODEL_METADATA, MODEL_URLS
+    import torchvision
 
     def no_network(url, dst, progress=True):
         raise URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(ConfigError) as err:
-        get_extractor("tf:clip-vit-b-32", device="cpu")
+        get_extractor("tf:vgg16", device="cpu")
     msg = _one_line(err)
-    place = online / f"clip-vit-b-32-{MODEL_METADATA['clip-vit-b-32']['hash']}.pt"
-    assert "download failed (URLError" in msg and MODEL_URLS["clip-vit-b-32"] in msg
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    place = online / url.rsplit("/", 1)[1]
+    assert "download failed (URLError" in msg and url in msg
     assert str(place) in msg and "--extractor-weights" in msg and "MEDSYN_OFFLINE=1" in msg
     assert not place.exists()
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_tf_clip_is_refused_before_its_torchscript_download(online, monkeypatch, offline):
+    """torch-fidelity's CLIP weights are OpenAI's TorchScript files, which medsyn never runs:
+    it says so (with the conversion) without fetching hundreds of MB first."""
+    from torch_fidelity.feature_extractor_clip import MODEL_URLS
+
+    if offline:
+        monkeypatch.setenv("MEDSYN_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("tf:clip-vit-b-32", device="cpu")
+    msg = _one_line(err)
+    assert MODEL_URLS["clip-vit-b-32"] in msg and "TorchScript" in msg
+    assert "nothing is downloaded" in msg and "tf:clip-vit-b-32@OUT.pth" in msg
+    assert "torch.jit.load('IN.pt'" in msg and "--extractor-weights OUT.pth" in msg
+
+
 # ------------------------------------------------------------------ timm
+
+def test_timm_offline_reads_the_hub_cache_without_the_network(monkeypatch, tmp_path):
+    """MEDSYN_OFFLINE=1 with timm's weights already in the Hugging Face cache: they are used
+    (timm has no local_files_only; medsyn switches the hub offline around its loader)."""
+    import huggingface_hub.constants as hub_constants
+    import safetensors.torch
+    import timm
+
+    monkeypatch.setenv("MEDSYN_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    repo = cache / "models--timm--test_vit.r160_in1k"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    torch.manual_seed(5)
+    model = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    safetensors.torch.save_file(model.state_dict(),
+                                str(repo / "snapshots" / commit / "model.safetensors"))
+    was_offline = hub_constants.HF_HUB_OFFLINE
+    ext = get_extractor("timm:test_vit", device="cpu")
+    assert ext.weights_sha256 == state_dict_digest(model.state_dict())
+    assert hub_constants.HF_HUB_OFFLINE == was_offline           # switched back afterwards
+    assert torch.hub.download_url_to_file is _refuse_network
+    # not in the cache: the one-line offline error, and still nothing downloaded
+    import shutil
+    shutil.rmtree(repo)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:test_vit", device="cpu")
+    msg = _one_line(err)
+    assert "MEDSYN_OFFLINE" in msg and "timm:test_vit@FILE" in msg
+
+
 
 def test_timm_uses_create_model_pretrained(online, monkeypatch):
     import timm
@@ -299,7 +351,14 @@ def test_xrv_uses_its_own_download_and_cache(online, monkeypatch, tmp_path):
         torch.save(xrv.models.DenseNet(num_classes=18).eval(), cache / url.rsplit("/", 1)[1])
         return str(cache / url.rsplit("/", 1)[1])
     monkeypatch.setattr(xrv.models, "get_weights", fake_get_weights)
-    # its DenseNet files are pickled modules: downloaded, then refused like a local one
+    # its DenseNet files are pickled modules: refused before any download, with the conversion
+    with pytest.raises(ConfigError) as err:
+        get_extractor(f"torchxrayvision:{name}", device="cpu")
+    msg = _one_line(err)
+    assert calls == [] and url in msg and "pickled module" in msg and "state_dict()" in msg
+    assert "nothing is downloaded" in msg
+    # one already in its cache (fetched by torchxrayvision itself) is refused without unpickling
+    fake_get_weights(name)
     with pytest.raises(UnsafeWeightsError, match="will not unpickle") as err:
         get_extractor(f"torchxrayvision:{name}", device="cpu")
     assert calls == [name] and "state_dict()" in str(err.value)

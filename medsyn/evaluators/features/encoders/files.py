@@ -9,6 +9,8 @@ import hashlib
 import importlib
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -75,6 +77,32 @@ def downloaded(what: str, fetch, place: str, from_cache=None):
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise ConfigError(f"{what}: the download failed ({type(exc).__name__}: {first}). "
                           f"{place} (set {ENV_OFFLINE}=1 to never try downloading).") from None
+
+
+@contextmanager
+def cache_only() -> Iterator[None]:
+    """Within it, the hub libraries read their caches and never the network: huggingface_hub's
+    offline switch (its ``constants.HF_HUB_OFFLINE``, read on every request) is on, and
+    ``torch.hub.download_url_to_file`` (behind ``load_state_dict_from_url``) refuses. For
+    libraries such as timm and open_clip, which have no ``local_files_only`` of their own."""
+    try:
+        import huggingface_hub.constants as hub_constants
+    except ImportError:
+        hub_constants = None
+    saved_offline = getattr(hub_constants, "HF_HUB_OFFLINE", None)
+    saved_download = torch.hub.download_url_to_file
+
+    def refuse(url, dst, *args, **kwargs):
+        raise OSError(f"{url} is not in the cache (offline)")
+    torch.hub.download_url_to_file = refuse
+    if hub_constants is not None:
+        hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        torch.hub.download_url_to_file = saved_download
+        if hub_constants is not None:
+            hub_constants.HF_HUB_OFFLINE = saved_offline
 
 
 def hub_cache_file(url: str, what: str, how: str, file_name: str | None = None) -> Path:

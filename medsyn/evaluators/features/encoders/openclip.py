@@ -18,6 +18,7 @@ from pathlib import Path
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
+    cache_only,
     downloaded,
     folder_digest,
     local_folder,
@@ -65,11 +66,16 @@ def _pretrained(open_clip, target: str, what: str):
                           f"for model {name!r}; "
                           + (f"its tags: {', '.join(tags)}." if tags else
                              "open_clip.list_pretrained() lists the (model, tag) pairs."))
+    def create():
+        return open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
+                                                     weights_only=True)
+
+    def from_cache():
+        with cache_only():
+            return create()
     model, _, _ = downloaded(
-        f"{what} {name}@{tag} (open_clip's pretrained weights)",
-        lambda: open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
-                                                      weights_only=True),
-        f"Give a local folder instead: open_clip:FOLDER. {HOW_TO_GET}")
+        f"{what} {name}@{tag} (open_clip's pretrained weights)", create,
+        f"Give a local folder instead: open_clip:FOLDER. {HOW_TO_GET}", from_cache=from_cache)
     return model, f"{name}@{tag}", state_dict_digest(model.state_dict()), \
         f"open_clip pretrained {name}@{tag}"
 

@@ -19,6 +19,7 @@ own download puts in the torch hub cache (``$TORCH_HOME/hub/checkpoints``; not o
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import torch
 
@@ -35,9 +36,10 @@ from medsyn.evaluators.features.encoders.timm_source import dinov2_model, split_
 
 TF_DINOV2 = {"dinov2-vit-s-14": "vits14", "dinov2-vit-b-14": "vitb14",
              "dinov2-vit-l-14": "vitl14", "dinov2-vit-g-14": "vitg14"}
-_CLIP_CONVERT = ("Convert OpenAI's TorchScript file once, where you trust it: python -c "
-                 "\"import torch; torch.save(torch.jit.load('IN.pt', map_location='cpu')"
-                 ".state_dict(), 'OUT.pth')\", then name OUT.pth.")
+_CLIP_COMMAND = ("python -c \"import torch; torch.save(torch.jit.load('IN.pt', "
+                 "map_location='cpu').state_dict(), 'OUT.pth')\"")
+_CLIP_CONVERT = (f"Convert OpenAI's TorchScript file once, where you trust it: {_CLIP_COMMAND}, "
+                 "then name OUT.pth.")
 _TF_INPUT = {"input": "uint8 [N, C, H, W]; grayscale replicated to 3 channels",
              "resize": "inside torch-fidelity's forward: TF1-compatible bilinear, no "
                        "antialiasing (interpolate_bilinear_2d_like_tensorflow1x)",
@@ -162,6 +164,16 @@ def tf_extractor(target: str, weights: str | None = None, device=None,
     else:
         # torch-fidelity's own download: its URL, into the torch hub cache under its file name
         url, file_name = _download_source(name)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+        if name.startswith("clip-") and not cached.is_file():
+            # OpenAI publishes CLIP as TorchScript, which read_weights refuses to run: a
+            # download would fetch hundreds of MB only to be refused
+            raise ConfigError(
+                f"tf:{name}: torch-fidelity's weights for it are OpenAI's TorchScript file "
+                f"{url}, which runs code when loaded, so medsyn does not fetch or load it "
+                f"(nothing is downloaded). Where you trust it, download it to IN.pt, convert "
+                f"it once with {_CLIP_COMMAND} and give tf:{name}@OUT.pth or "
+                f"--extractor-weights OUT.pth.")
         file = hub_cache_file(url, f"tf:{name} weights", how, file_name)
     if name == "vgg16":
         module, dim, layer = _vgg16(file), 4096, "fc2_relu"

@@ -27,6 +27,7 @@ import torch
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
+    cache_only,
     digest,
     downloaded,
     hub_cache_file,
@@ -111,10 +112,14 @@ def _timm_pretrained(timm, name: str, what: str, how: str, **kwargs):
     ``torch.load(weights_only=True)`` (timm 1.0)."""
     source = timm.models.get_pretrained_cfg(name)
     where = getattr(source, "hf_hub_id", None) or getattr(source, "url", None) or "timm"
-    model = downloaded(f"{what} (timm's pretrained weights from {where})",
-                       lambda: timm.create_model(name, pretrained=True, num_classes=0,
-                                                 **kwargs),
-                       how)
+    def create():
+        return timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
+
+    def from_cache():
+        with cache_only():
+            return create()
+    model = downloaded(f"{what} (timm's pretrained weights from {where})", create, how,
+                       from_cache=from_cache)
     return model.eval(), f"timm pretrained weights ({where})"
 
 

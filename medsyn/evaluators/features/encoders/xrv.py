@@ -2,11 +2,12 @@
 ``torchxrayvision:<weights>@<file>`` (e.g. ``torchxrayvision:densenet121-res224-all@dn.pt``,
 ``torchxrayvision:resnet50-res512-all``).
 
-With no file, torchxrayvision's own download (``xrv.models.get_weights``) fetches the weights
-into its cache (not offline). The files it downloads for its DenseNets are whole pickled
-modules, which only an unsafe ``torch.load(weights_only=False)`` reads; medsyn takes the state
-dict converted once from them (the message of a refused file gives the one-line conversion),
-reads it with ``weights_only=True``, and loads it into ``xrv.models.DenseNet(num_classes=18)``.
+With no file, torchxrayvision's own download (``xrv.models.get_weights``) fetches the ResNet's
+weights into its cache (not offline). The files it publishes for its DenseNets are whole pickled
+modules, which only an unsafe ``torch.load(weights_only=False)`` reads, so medsyn neither
+fetches nor loads them; it takes the state dict converted once from them (the message of a
+refused file gives the one-line conversion), reads it with ``weights_only=True``, and loads it
+into ``xrv.models.DenseNet(num_classes=18)``.
 The ResNet-50 file (``...-resnet50-test512-e400-state.pt``) is a state dict of torchvision's
 ResNet-50 with a one-channel stem, read the same way.
 
@@ -98,6 +99,12 @@ def _weights_file(xrv, name: str, path: str | None, what: str) -> Path:
     cached = Path(xrv.utils.get_cache_dir()).expanduser() / url.rsplit("/", 1)[1]
     if cached.is_file():
         return cached
+    if name not in XRV_RESNETS:
+        # its DenseNet files are pickled modules, which read_weights refuses: fetching one
+        # would only end in that refusal
+        raise ConfigError(f"{what}: torchxrayvision publishes them as a pickled module ({url}), "
+                          "which medsyn does not load, so it does not fetch it either (nothing "
+                          f"is downloaded). {_convert(name)}")
     return Path(downloaded(what, lambda: _quietly(xrv.models.get_weights, name),
                            f"Place {url} at {cached}, or give a local file: "
                            f"torchxrayvision:{name}@FILE or --extractor-weights FILE."))
@@ -144,7 +151,8 @@ def _resnet(xrv, state: dict, file: Path, name: str, what: str):
 
 def xrv_extractor(target: str, weights: str | None = None, device=None, **_):
     """``target`` = ``"<weights name>@file"`` (or the name with ``weights=file``); with no
-    file, torchxrayvision's own download (DenseNet files are pickled modules, refused)."""
+    file, torchxrayvision's own download for the ResNet (DenseNet files are pickled modules,
+    refused before any download)."""
     name, path = split_target(target, "torchxrayvision", "<weights name>@<state dict file>")
     if name not in XRV_WEIGHTS:
         raise ConfigError(f"torchxrayvision:{name}: medsyn reads torchxrayvision's weights "
