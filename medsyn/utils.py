@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -17,8 +18,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-# ".NAME.PID.RANDOM.tmp": the temporary file of an atomic write by process PID
-_TEMP_FILE = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?(?P<rand>[^.]+)\.tmp$")
+# ".NAME.PID@HOST.RANDOM.tmp": the temporary file of an atomic write by process PID on HOST
+# (older files: ".NAME.PID.RANDOM.tmp", or no PID at all)
+_TEMP_FILE = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)(?:@(?P<host>[A-Za-z0-9-]+))?\.)?"
+                        r"(?P<rand>[^.]+)\.tmp$")
+# a PID means something only on its own machine: ranks of other nodes share a cache folder on a
+# network file system, and their live writers must not look dead here
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 # what a full or read-only file system answers; the CLI turns these into one-line errors
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -151,9 +157,11 @@ def remove_stale_temp_files(folder: str | os.PathLike, *,
                             legacy_age_s: float = 24 * 3600) -> list[Path]:
     """Delete the temporary files (``.NAME.*.tmp``) that killed atomic writes left in ``folder``.
 
-    A file whose writer process (the PID in its name) is gone is removed. Files without a PID
-    (written before temporary files were named with one) are removed when older than
-    ``legacy_age_s`` (0 for a folder that only one process writes, such as a run folder).
+    A file whose writer process (the PID in its name) is gone from this machine is removed.
+    Files of another machine (the host in the name: a cache shared by the nodes of a cluster)
+    and files without a PID (written before temporary files were named with one) are removed
+    when older than ``legacy_age_s`` (0 for a folder that only one process writes, such as a
+    run folder).
     Returns the removed paths.
     """
     folder = Path(folder)
@@ -168,6 +176,8 @@ def remove_stale_temp_files(folder: str | os.PathLike, *,
         if m is None or not p.is_file() or p.is_symlink():
             continue
         pid = m.group("pid")
+        if m.group("host") not in (None, _HOST):
+            pid = None                   # another machine's process: judged by age only
         try:
             if pid is not None:
                 if _pid_alive(int(pid)):
@@ -189,13 +199,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, expected_size: in
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash at any moment leaves either the old file or the complete new one, never a torn file;
-    the temporary file (``.NAME.PID.RANDOM.tmp``) of a killed writer is removed by
+    the temporary file (``.NAME.PID@HOST.RANDOM.tmp``) of a killed writer is removed by
     :func:`remove_stale_temp_files`. A full disk raises :class:`DiskFullError` naming the folder
     and the space needed (``expected_size`` when the caller knows it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".tmp",
                                dir=path.parent)
     try:
         # mkstemp creates 0600 files; give the result the permissions open() would have

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from medsyn import utils
 from medsyn.cli import app
 from medsyn.data import ImageDataset
 from medsyn.errors import CheckpointError, ConfigError
@@ -208,10 +210,17 @@ def test_stale_temporary_cache_files_of_dead_writers_are_removed(tmp_path, monke
     dead = _dead_pid()
     stale = folder / f".abc.npz.{dead}.x1y2z3.tmp"
     live = folder / f".abc.npz.{os.getpid()}.q9w8e7.tmp"
-    stale.write_bytes(b"x" * 100)
-    live.write_bytes(b"x")
+    here = folder / f".abc.npz.{dead}@{utils._HOST}.k4l5m6.tmp"
+    # another node's writer on a shared cache: its PID says nothing on this machine
+    other_node = folder / f".abc.npz.{dead}@some-other-node.r7t8y9.tmp"
+    for f in (stale, live, here, other_node):
+        f.write_bytes(b"x" * 100)
     dataset_features(_blobs_dataset(), PixelExtractor(8, device="cpu"))
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and not here.exists()
+    assert live.exists() and other_node.exists()
+    old = time.time() - 2 * 24 * 3600
+    os.utime(other_node, (old, old))             # a day old: its writer is long gone
+    assert other_node in utils.remove_stale_temp_files(folder)
 
 
 # ---------------------------------------------------------------- 3. checkpoint digest
