@@ -281,3 +281,33 @@ def test_a_fitted_space_without_the_cache_is_refused_under_torchrun(monkeypatch)
     fitted = spaces.FeatureSpaces(["radiomics"], torch.device("cpu"), {"use_cache": False})
     with pytest.raises(ConfigError, match="drop --no-cache"):
         fitted.get(SimpleNamespace(fingerprint="x"), None)
+
+
+def test_ranks_that_built_a_space_with_other_weights_stop_the_run(monkeypatch):
+    """A rank whose fitted (or downloaded) network differs from rank 0's, e.g. a cache not
+    shared between nodes, is a one-line error naming the ranks, not a mixed feature space."""
+    from medsyn.evaluators.features import sharding
+
+    class FakeGroup:
+        is_main = True
+
+        def __init__(self, others):
+            self.others = others
+
+        def barrier(self):
+            pass
+
+        def all_gather_objects(self, obj):
+            return [obj, *self.others]
+
+    built = SimpleNamespace(name="simclr-resnet18-cxr3", feature_dim=512, weights_sha256="a" * 64)
+    same = (built.name, 512, "a" * 64)
+    monkeypatch.setattr(sharding, "shard_group", lambda: FakeGroup([same, same]))
+    assert sharding.built_by_main_first(lambda: built) is built
+    monkeypatch.setattr(sharding, "shard_group",
+                        lambda: FakeGroup([same, (built.name, 512, "b" * 64)]))
+    with pytest.raises(ConfigError) as err:
+        sharding.built_by_main_first(lambda: built)
+    msg = str(err.value)
+    assert "\n" not in msg and "rank(s) [2]" in msg and "bbbbbbbbbbbb" in msg
+    assert "MEDSYN_CACHE_DIR" in msg

@@ -98,7 +98,7 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
 
     from medsyn.data import load_dataset
     from medsyn.evaluators.features import build_extractor, is_fitted, reads_setting
-    from medsyn.evaluators.features.sharding import main_first, shard_group
+    from medsyn.evaluators.features.sharding import built_by_main_first, shard_group
 
     fitted = is_fitted(name)
     if fitted and shard_group() is not None and not use_cache:
@@ -115,8 +115,7 @@ def _build_extractor(name, device, train, inception_weights, use_cache, held_spl
     settings = {"train": train, "val": val, "use_cache": use_cache,
                 "inception_weights": inception_weights, "extractor_weights": extractor_weights}
     # rank 0 first: it fits or downloads, the other ranks read its cache instead of racing it
-    with main_first():
-        return build_extractor(name, settings, device=device)
+    return built_by_main_first(lambda: build_extractor(name, settings, device=device))
 
 
 def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str | None = None,

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ import torch.distributed as torch_dist
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
 from medsyn.generators.engine.distributed import distributed_env
+
+T = TypeVar("T")
 
 BACKENDS = ("gloo", "nccl")
 ENV_BACKEND = "MEDSYN_DIST_BACKEND"
@@ -177,6 +180,29 @@ def main_first() -> Iterator[None]:
     yield
     if group.is_main:
         group.barrier()
+
+
+def built_by_main_first(build: Callable[[], T]) -> T:
+    """``build()`` (a feature extractor) on rank 0 first, then on the other ranks, which read
+    what rank 0 fitted or downloaded into the cache. Every rank then checks it holds the same
+    network (name, dimension, weights sha256): a rank that fitted or found other weights (a
+    cache not shared between nodes, another file at the same path) stops the run instead of
+    extracting its shard in a different space."""
+    with main_first():
+        extractor = build()
+    group = shard_group()
+    if group is not None:
+        mine = (extractor.name, extractor.feature_dim,
+                getattr(extractor, "weights_sha256", None))
+        every = group.all_gather_objects(mine)
+        if any(other != every[0] for other in every):
+            odd = [rank for rank, other in enumerate(every) if other != every[0]]
+            raise ConfigError(
+                f"feature space {extractor.name}: torchrun rank(s) {odd} built it with other "
+                f"weights than rank 0 (sha256 {str(every[odd[0]][2])[:12]}... vs "
+                f"{str(every[0][2])[:12]}...); every rank must read the same weights, so give "
+                "all ranks one shared MEDSYN_CACHE_DIR and the same weight files.")
+    return extractor
 
 
 def join_torchrun(device_spec: str | torch.device | None = "auto") -> torch.device:

@@ -12,7 +12,7 @@ from medsyn.evaluators.features import (
     is_fitted,
     parse_extractor_names,
 )
-from medsyn.evaluators.features.sharding import main_first, shard_group
+from medsyn.evaluators.features.sharding import built_by_main_first, shard_group
 
 
 def space_settings(options, train=None, val=None, inception_weights=None,
@@ -52,9 +52,8 @@ def build_spaces(extractor, extractor_options: Mapping | None, device,
             item = parse_extractor_names([item])[0]
             # rank 0 first: it fits (a space fitted to the real data) or downloads the weights
             # into the library's cache; the other ranks then read them instead of racing it
-            with main_first():
-                ext = build_extractor(item, settings, device=device,
-                                      **dict(extractor_options or {}))
+            ext = built_by_main_first(lambda item=item: build_extractor(
+                item, settings, device=device, **dict(extractor_options or {})))
         if name in spaces:
             raise ConfigError(f"feature space {name!r} is named twice; name each space once.")
         spaces[name] = ext
@@ -108,7 +107,6 @@ class FeatureSpaces:
                 raise ConfigError(f"--extractor {name}: under torchrun the space fitted to the "
                                   "real training split reaches every rank through the cache; "
                                   "drop --no-cache (or evaluate in one process).")
-            with main_first():
-                self._built[key] = build_extractor(name, {**self.settings, "train": train,
-                                                          "val": val}, device=self.device)
+            self._built[key] = built_by_main_first(lambda: build_extractor(
+                name, {**self.settings, "train": train, "val": val}, device=self.device))
         return self._built[key]
