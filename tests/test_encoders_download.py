@@ -320,8 +320,8 @@ def test_open_clip_uses_create_model_and_transforms(online, monkeypatch):
                               "layers": 1}}
     calls, returned = [], []
 
-    def fake_create(name, pretrained=None, **kwargs):
-        calls.append((name, pretrained, kwargs.get("weights_only")))
+    def fake_create(name, pretrained=None, weights_only=True, **kwargs):
+        calls.append((name, pretrained, weights_only))
         torch.manual_seed(0)
         returned.append(open_clip.CLIP(**model_cfg).eval())
         return returned[-1], None, None
@@ -378,3 +378,33 @@ def test_xrv_uses_its_own_download_and_cache(online, monkeypatch, tmp_path):
     resnet_url = xrv.models.model_urls["resnet50-res512-all"]["weights_url"]
     assert "download failed (OSError" in msg and resnet_url in msg
     assert str(cache / resnet_url.rsplit("/", 1)[1]) in msg and "--extractor-weights" in msg
+
+
+def test_a_library_loader_that_could_unpickle_is_refused_before_download(online, monkeypatch):
+    """open_clip without ``weights_only`` (it would pass it on to the model), or timm on a torch
+    that unpickles by default, is a one-line error before anything is fetched."""
+    open_clip = pytest.importorskip("open_clip")
+    import timm
+
+    from medsyn.evaluators.features.encoders import files
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
+
+    def old_create(name, pretrained=None, **model_kwargs):
+        raise AssertionError("the old loader was called")
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", old_create)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("open_clip:ViT-B-32@openai", device="cpu")
+    msg = _one_line(err)
+    assert "no weights_only" in msg and "pip install -U open_clip_torch" in msg
+
+    def old_load_state_dict(checkpoint_path, use_ema=True, device="cpu"):
+        raise AssertionError("the old loader was called")
+    monkeypatch.setattr(timm.models._helpers, "load_state_dict", old_load_state_dict)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:test_vit", device="cpu")
+    msg = _one_line(err)
+    assert "torch 2.5.1" in msg and "timm:test_vit@FILE" in msg
+    monkeypatch.setattr(torch, "__version__", "2.6.0")        # torch's own default is safe
+    files.require_safe_loader("timm", old_load_state_dict, "weights_only", "")

@@ -173,6 +173,25 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def require_safe_loader(library: str, loader, parameter: str, fix: str, *,
+                        torch_default_suffices: bool = True) -> None:
+    """Refuse a library's own weight loading when it could unpickle code: the ``loader``
+    function must take ``parameter`` (``weights_only``), or (``torch_default_suffices``)
+    torch must default to ``weights_only=True`` (torch >= 2.6). Checked before any download."""
+    import inspect
+
+    try:
+        takes_it = parameter in inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        takes_it = False
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    if takes_it or (torch_default_suffices and (major, minor) >= (2, 6)):
+        return
+    raise ConfigError(f"{library} loads its pretrained weights with torch.load's pickle on "
+                      f"torch {torch.__version__} (no {parameter}), which can run code from "
+                      f"the file, so medsyn does not use it. {fix}")
+
+
 def need_package(module: str, extra: str, what: str):
     """Import an optional package, or a one-line error saying which extra installs it."""
     try:

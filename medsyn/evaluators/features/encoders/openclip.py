@@ -23,6 +23,7 @@ from medsyn.evaluators.features.encoders.files import (
     folder_digest,
     local_folder,
     need_package,
+    require_safe_loader,
     state_dict_digest,
 )
 from medsyn.evaluators.features.encoders.preprocess import (
@@ -66,6 +67,12 @@ def _pretrained(open_clip, target: str, what: str):
                           f"for model {name!r}; "
                           + (f"its tags: {', '.join(tags)}." if tags else
                              "open_clip.list_pretrained() lists the (model, tag) pairs."))
+    # weights_only is passed below: an open_clip without it would hand it to the model
+    require_safe_loader(f"open_clip {getattr(open_clip, '__version__', '?')}",
+                        open_clip.create_model_and_transforms, "weights_only",
+                        "Upgrade it (pip install -U open_clip_torch), or give a local folder: "
+                        "open_clip:FOLDER.", torch_default_suffices=False)
+
     def create():
         return open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
                                                      weights_only=True)

@@ -34,6 +34,7 @@ from medsyn.evaluators.features.encoders.files import (
     local_file,
     need_package,
     read_weights,
+    require_safe_loader,
     state_dict_digest,
 )
 from medsyn.evaluators.features.encoders.preprocess import (
@@ -112,6 +113,10 @@ def _timm_pretrained(timm, name: str, what: str, how: str, **kwargs):
     ``torch.load(weights_only=True)`` (timm 1.0)."""
     source = timm.models.get_pretrained_cfg(name)
     where = getattr(source, "hf_hub_id", None) or getattr(source, "url", None) or "timm"
+    loader = getattr(getattr(timm.models, "_helpers", None), "load_state_dict", None)
+    require_safe_loader(f"timm {timm.__version__}", loader, "weights_only",
+                        f"Upgrade timm (pip install -U timm) or torch (>= 2.6). {how}")
+
     def create():
         return timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
 
