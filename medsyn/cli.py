@@ -17,9 +17,9 @@ from medsyn.clitools import MedsynTyper, console, train_group
 from medsyn.evaluators import commands as evaluate_commands
 from medsyn.evaluators import selftest as selftest_commands
 from medsyn.evaluators.audit import commands as audit_commands
-from medsyn.generators import commands as generator_commands
 from medsyn.generators.gan import commands as gan_commands
 from medsyn.generators.highres import commands as highres_commands
+from medsyn.generators.sampling import commands as generator_commands
 from medsyn.generators.sr import commands as sr_commands
 from medsyn.generators.translation import commands as translation_commands
 from medsyn.reports import commands as report_commands

@@ -385,7 +385,7 @@ def test_the_ema_generator_is_saved_sampled_and_drawn_in_the_grids(tmp_path, dat
     # the grid of the epoch is drawn by the EMA generator from the fixed noise
     from PIL import Image
 
-    from medsyn.generators.grid import grid_image
+    from medsyn.generators.sampling.grid import grid_image
 
     grid = grid_image(generate(gen.generator, payload["fixed_noise"], payload["fixed_labels"],
                                torch.device("cpu")), gen.num_classes, gen.class_names)

@@ -321,7 +321,8 @@ def test_resume_refuses_changed_data(tmp_path, monkeypatch):
     run = train("dcgan", out=str(tmp_path / "run"), epochs=2, max_steps=2, **opts)
     before = _snapshot(run)
     # a later second on the clock must not show in the lock file's holder line either
-    monkeypatch.setattr("medsyn.generators.run.time.strftime", lambda fmt: "2099-01-01T00:00:00")
+    monkeypatch.setattr("medsyn.generators.engine.run.time.strftime",
+                        lambda fmt: "2099-01-01T00:00:00")
     _image_folder(data, ["c"])                               # a third class appears
     with pytest.raises(CheckpointError, match=r"classes \['a', 'b'\].*\['a', 'b', 'c'\]"):
         train("dcgan", resume=str(run / "last.pt"))

@@ -56,7 +56,7 @@ def test_l1_cycle_and_identity_by_hand():
 
 
 def test_pix2pix_discriminator_loss_by_hand():
-    from medsyn.generators.adversarial import bce_with_logits
+    from medsyn.generators.engine.adversarial import bce_with_logits
 
     logits = torch.tensor([0.0, 2.0])
     # real target: mean(-log sigmoid(l)) = mean(log(1 + exp(-l))), halved as in pix2pix

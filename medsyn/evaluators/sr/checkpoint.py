@@ -134,7 +134,7 @@ def _evaluate_sr_into(out, model, path, dev, reference, batch_size, metrics, ext
     from medsyn.evaluators.results import SCHEMA_VERSION
     from medsyn.evaluators.scoring.evaluate import evaluate, versions
     from medsyn.evaluators.sr.metrics import evaluate_sr, imresize_batch, write_per_image_csv
-    from medsyn.generators.grid import save_grid
+    from medsyn.generators.sampling.grid import save_grid
     from medsyn.utils import file_digest
 
     outputs = []

@@ -178,7 +178,7 @@ def _paired(out, model, split, data_root, n_real, seed, batch_size, n_examples, 
         mean_entry,
         paired_table,
     )
-    from medsyn.generators.grid import save_grid
+    from medsyn.generators.sampling.grid import save_grid
 
     pairs, train_targets = load_test_pairs(model, split, data_root)
     rows = _rows(len(pairs), n_real, seed)
@@ -283,7 +283,7 @@ def _unpaired(out, model, split, data_root, n_real, seed, batch_size, n_examples
         mean_entry,
         paired_table,
     )
-    from medsyn.generators.grid import save_grid
+    from medsyn.generators.sampling.grid import save_grid
     from medsyn.generators.translation.data import load_domain
 
     size = (model.metadata.get("config") or {}).get("image_size")

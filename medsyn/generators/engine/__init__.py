@@ -18,7 +18,8 @@ docs/training.md). One module per concept:
   hooks.
 
 What a run folder holds across runs (never overwrite a run, resume checks, seeding) is
-:mod:`medsyn.generators.run`; the adversarial D/G update is :mod:`medsyn.generators.adversarial`.
+:mod:`medsyn.generators.engine.run`; the adversarial D/G update is
+:mod:`medsyn.generators.engine.adversarial`.
 """
 
 from medsyn.generators.engine.backends import (

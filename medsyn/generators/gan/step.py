@@ -6,7 +6,7 @@ Losses: ``--loss bce`` (the seed's): D minimises BCE(D(x), 1 - label_smoothing) 
 the class head, on real and fake images for D and on fake images for G: L = Ls + Lc; with the twin
 classifier (TAC-GAN) the class head learns on real images only, the twin head on fakes, and G
 adds minus the twin head's cross-entropy. The update itself (two D passes, G through the frozen
-D, grad scaler, autocast) is :class:`medsyn.generators.adversarial.AdversarialUpdate`. The
+D, grad scaler, autocast) is :class:`medsyn.generators.engine.adversarial.AdversarialUpdate`. The
 recipe's other parts act here too: fake labels drawn from the class prior, differentiable
 augmentation of everything D sees, and the EMA generator's update after G's step.
 """
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.engine import Precision, unwrap
+from medsyn.generators.engine.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.gan.kinds import GanKind
 from medsyn.generators.stabilisers import losses
 from medsyn.generators.stabilisers.collapse import class_spread

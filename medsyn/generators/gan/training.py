@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from medsyn.device import training_threads
-from medsyn.generators import engine, run
+from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
+from medsyn.generators.engine import run
 from medsyn.generators.gan.checkpoint import generate
 from medsyn.generators.gan.config import TrainConfig, resolve_config
 from medsyn.generators.gan.kinds import gan_kind
 from medsyn.generators.gan.step import CollapseDetector, GanStep
-from medsyn.generators.grid import save_grid
+from medsyn.generators.sampling.grid import save_grid
 from medsyn.generators.stabilisers.augment import DiffAugment
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import NORMALISATION

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from medsyn.data.transforms.edges import DEFAULT_CANNY, CannyParams, canny_edges
 from medsyn.generators import engine
-from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
+from medsyn.generators.engine.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.highres.config import HighResTrainConfig, resolve_config, scale_plan
 from medsyn.generators.highres.megan_nets import build_megan, class_planes, join
 from medsyn.generators.highres.megan_sampling import generate_megan, pick_edges

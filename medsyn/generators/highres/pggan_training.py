@@ -7,7 +7,7 @@ is average-pooled to the level's resolution and, while a level fades in, blended
 2x-downsampled-then-upsampled version by the same alpha (as the paper's reals); then D's step
 and G's step (non-saturating logistic loss, the StyleGAN default, plus the class head's
 cross-entropy with ``--conditioning aux``, through
-:class:`~medsyn.generators.adversarial.AdversarialUpdate`) and the EMA generator's update.
+:class:`~medsyn.generators.engine.adversarial.AdversarialUpdate`) and the EMA generator's update.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from medsyn.generators import engine
-from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
+from medsyn.generators.engine.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.highres.checkpoint import generate_pggan
 from medsyn.generators.highres.config import (
     GrowthSchedule,

@@ -1,6 +1,6 @@
 """What ``pggan`` and ``megan`` runs share: data -> networks, Adam per network, an EMA copy of
 every generator, the training loop, checkpoints, resume and sample grids, all from
-:mod:`medsyn.generators.engine` and :mod:`medsyn.generators.run` (the same run folders and
+:mod:`medsyn.generators.engine` and :mod:`medsyn.generators.engine.run` (the same run folders and
 guarantees as every other trainer, docs/training.md).
 
 Networks are named ``generator*`` / ``discriminator*``; each ``generator*`` gets an EMA copy
@@ -18,10 +18,11 @@ import torch
 
 from medsyn.device import training_threads
 from medsyn.errors import ConfigError
-from medsyn.generators import engine, run
+from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
-from medsyn.generators.grid import save_grid
+from medsyn.generators.engine import run
 from medsyn.generators.highres.config import HighResTrainConfig
+from medsyn.generators.sampling.grid import save_grid
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import NORMALISATION
 from medsyn.settings import ENV_DATA_ROOT

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medsyn.errors import CheckpointError, ConfigError
-from medsyn.generators.adversarial import bce_with_logits
+from medsyn.generators.engine.adversarial import bce_with_logits
 from medsyn.settings import ENV_VGG19_WEIGHTS
 from medsyn.weights import read_state_dict
 
@@ -39,7 +39,8 @@ def generator_adversarial_loss(fake_logits: torch.Tensor,
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """``BCE(D(hr), real) + BCE(D(sr), fake)`` with logits, in float32 (training takes the two
-    terms in two backward passes, :class:`~medsyn.generators.adversarial.AdversarialUpdate`)."""
+    terms in two backward passes,
+    :class:`~medsyn.generators.engine.adversarial.AdversarialUpdate`)."""
     return bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.engine import LoopState, Precision
+from medsyn.generators.engine.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.sr.config import PHASE_MSE, SRTrainConfig, lr_of, phase_of
 from medsyn.generators.sr.losses import generator_adversarial_loss
 from medsyn.model_range import to_model_range
@@ -17,10 +17,10 @@ class SRStep:
     """One optimisation step on a batch of LR/HR pairs; returns the diagnostics.
 
     Phase ``mse``: the generator alone, pixel MSE. Phase ``adversarial``: the adversarial update
-    of :class:`~medsyn.generators.adversarial.AdversarialUpdate` (D on HR and on the detached SR
-    batch, then G through the updated, frozen D) with G's loss content loss + adv_weight x
-    BCE(D(SR), real). Random crops come from a generator seeded by (seed, step, rank), so a
-    resumed run crops the same patches.
+    of :class:`~medsyn.generators.engine.adversarial.AdversarialUpdate` (D on HR and on the
+    detached SR batch, then G through the updated, frozen D) with G's loss content loss +
+    adv_weight x BCE(D(SR), real). Random crops come from a generator seeded by (seed, step,
+    rank), so a resumed run crops the same patches.
     """
 
     def __init__(self, config: SRTrainConfig, generator, discriminator, opt_g, opt_d, scaler,

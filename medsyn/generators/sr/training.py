@@ -19,7 +19,7 @@ HR images at ``--hr-size`` (default: the dataset's size), LR made with MATLAB bi
 ``imresize``; each step takes one aligned random ``--patch-size`` HR crop per image (96 px by
 default, as in the paper) or whole images. Everything else -- device, AMP, DDP, resumable atomic
 checkpoints, log.jsonl, NaN guard -- is :mod:`medsyn.generators.engine`, and the run folder,
-resume and seeding :mod:`medsyn.generators.run`, as for the GANs.
+resume and seeding :mod:`medsyn.generators.engine.run`, as for the GANs.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 from medsyn.errors import CheckpointError, ConfigError
-from medsyn.generators import engine, run
+from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header, read_checkpoint
+from medsyn.generators.engine import run
 from medsyn.generators.interface import Task, task_of_kind
 from medsyn.generators.sr.config import (
     SRTrainConfig,
@@ -109,7 +110,7 @@ def sample_strip(generator, lr: torch.Tensor, hr: torch.Tensor, scale: int,
 
 
 def save_strip(path: Path, generator, lr, hr, scale: int, device) -> None:
-    from medsyn.generators.grid import save_grid
+    from medsyn.generators.sampling.grid import save_grid
 
     images = sample_strip(generator, lr, hr, scale, device)
     save_grid(path, images, rows=lr.shape[0])

@@ -7,7 +7,7 @@
 
 ``bce``: Goodfellow et al. 2014 with the non-saturating generator loss; ``s`` is one-sided
 label smoothing (Salimans et al. 2016); it is
-:func:`medsyn.generators.adversarial.bce_with_logits`, the seed recipe's loss, unchanged.
+:func:`medsyn.generators.engine.adversarial.bce_with_logits`, the seed recipe's loss, unchanged.
 ``hinge``: Lim & Ye 2017, as in SN-GAN (Miyato et al. 2018) and BigGAN (Brock et al. 2019).
 Both are averaged over the batch and computed in float32.
 """

@@ -1,6 +1,6 @@
 """One training step of pix2pix and of CycleGAN, both through the shared adversarial update
-(:class:`~medsyn.generators.adversarial.AdversarialUpdate`: D's step on real and detached fake
-batches, then G's step through the updated, frozen D), and the health check that reads their
+(:class:`~medsyn.generators.engine.adversarial.AdversarialUpdate`: D's step on real and detached
+fake batches, then G's step through the updated, frozen D), and the health check that reads their
 log (:class:`TranslationCollapseDetector`).
 
 The stabilisers that apply (``--augment``, ``--ema-decay``; docs/translation.md) act here:
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from medsyn.generators.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.engine import LoopState, Precision, unwrap
+from medsyn.generators.engine.adversarial import AdversarialUpdate, bce_with_logits
 from medsyn.generators.stabilisers.collapse import class_spread
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.generators.translation.config import TranslationTrainConfig

@@ -6,7 +6,7 @@ built offline from a dataset's images (``--condition edges|lowres|noise``) or a 
 each step takes a batch of source images in the epoch's order and as many target images drawn
 at random (seeded by the step). Device, AMP, DDP, atomic checkpoints, log.jsonl and the NaN
 guard are :mod:`medsyn.generators.engine`; the run folder, resume and seeding
-:mod:`medsyn.generators.run`, as for every family.
+:mod:`medsyn.generators.engine.run`, as for every family.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from medsyn.errors import ConfigError
-from medsyn.generators import engine, run
+from medsyn.generators import engine
 from medsyn.generators.checkpoint import checkpoint_header
+from medsyn.generators.engine import run
 from medsyn.generators.translation.config import (
     TranslationTrainConfig,
     default_d_layers,
@@ -180,7 +181,7 @@ def cyclegan_strip(generators, a, b) -> torch.Tensor:
 
 def _train(config: TranslationTrainConfig, payload: dict | None, dist: engine.DistInfo,
            device: torch.device, step_callback) -> Path:
-    from medsyn.generators.grid import save_grid
+    from medsyn.generators.sampling.grid import save_grid
     from medsyn.generators.stabilisers.augment import DiffAugment
     from medsyn.generators.stabilisers.ema import GeneratorEMA
     from medsyn.generators.translation.step import (
