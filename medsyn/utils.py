@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)(?:@(?P<host>[A-Za-z0-9-]+))?\.)?"
                         r"(?P<rand>[^.]+)\.tmp$")
 # a PID means something only on its own machine: ranks of other nodes share a cache folder on a
-# network file system, and their live writers must not look dead here
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+# network file system, and their live writers must not look dead here; the hash keeps long names
+# that differ only at the end (node-0001, node-0002) apart
+_HOST = (re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:24] + "-"
+         + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8])
 # what a full or read-only file system answers; the CLI turns these into one-line errors
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}

@@ -9,14 +9,18 @@ See docs/training.md. Rooms, one concern each:
     interface.py   Task and the GeneratorCheckpoint protocol every loaded checkpoint follows
     checkpoint.py  the checkpoint file format, safe reading, the kind -> loader registry
     config.py      OptionSpec, BaseTrainConfig (the options every trainer shares), resolution
-    engine/        reusable training machinery (precision, DDP, batches, RNG, files, the loop)
-    run.py         a run's folder and continuity: never overwrite, resume checks, seeding
-    adversarial.py the adversarial D/G update every GAN-like trainer shares
-    sampling.py    ``medsyn sample``: PNGs of any noise-to-image checkpoint
-    grid.py        sample grids
-    commands.py    the ``medsyn sample`` command
+    engine/        reusable training machinery (precision, DDP, batches, RNG, files, the loop);
+                   engine/run.py: a run's folder and continuity (never overwrite, resume
+                   checks, seeding); engine/adversarial.py: the D/G update every GAN-like
+                   trainer shares
+    stabilisers/   parts of a stable recipe any family may use (hinge, SN, DiffAugment, EMA)
+    sampling/      ``medsyn sample`` (PNGs of any noise-to-image checkpoint, its command) and
+                   the sample grids every trainer writes
+    image_files.py images given to a trained model (``medsyn sr`` / ``medsyn translate``)
     gan/           the image GAN family (acgan, cgan, dcgan)
     sr/            the super-resolution family (srresnet, srgan)
+    highres/       PGGAN and MEGAN
+    translation/   pix2pix and CycleGAN
 
 Names are imported on first use, so ``import medsyn.generators`` (and the CLI) stays light.
 """

@@ -197,11 +197,13 @@ def built_by_main_first(build: Callable[[], T]) -> T:
         every = group.all_gather_objects(mine)
         if any(other != every[0] for other in every):
             odd = [rank for rank, other in enumerate(every) if other != every[0]]
+            theirs, ours = every[odd[0]], every[0]
             raise ConfigError(
-                f"feature space {extractor.name}: torchrun rank(s) {odd} built it with other "
-                f"weights than rank 0 (sha256 {str(every[odd[0]][2])[:12]}... vs "
-                f"{str(every[0][2])[:12]}...); every rank must read the same weights, so give "
-                "all ranks one shared MEDSYN_CACHE_DIR and the same weight files.")
+                f"feature space {extractor.name}: torchrun rank(s) {odd} built another network "
+                f"than rank 0 (name {theirs[0]!r}, dimension {theirs[1]}, weights sha256 "
+                f"{str(theirs[2])[:12]}... vs {ours[0]!r}, {ours[1]}, {str(ours[2])[:12]}...); "
+                "every rank must read the same weights, so give all ranks one shared "
+                "MEDSYN_CACHE_DIR and the same weight files.")
     return extractor
 
 

@@ -95,7 +95,10 @@ class FeatureSpaces:
 
     def _fixed(self, name):
         if name not in self._built:
-            self._built[name] = build_extractor(name, self.settings, device=self.device)
+            # every rank builds the spaces in the same order (preload, then get / fixed); rank
+            # 0 downloads first, and the ranks compare the weights they ended up with
+            self._built[name] = built_by_main_first(
+                lambda: build_extractor(name, self.settings, device=self.device))
         return self._built[name]
 
     def _fitted(self, name, train, val):

@@ -109,7 +109,8 @@ def locked_run_dir(config: BaseTrainConfig, dist: DistInfo) -> Iterator[None]:
         yield
     finally:
         # the holder line means something only while the lock is held; putting the old one
-        # back keeps a refused resume from changing a single byte of the run folder
+        # back keeps a refused resume from changing the content of any file of the run folder
+        # (a folder of a medsyn without locks gains an empty lock file)
         if previous_holder is not None:
             _write_holder(fd, previous_holder)
         # the file stays (removing a lock file others may have opened would let two

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from medsyn.utils import file_digest
 from medsyn.weights import UnsafeWeightsError, read_state_dict
 
 _DIGESTS: dict[tuple, str] = {}
+_CACHE_ONLY_LOCK = threading.RLock()
 
 
 def digest(path: Path) -> str:
@@ -84,25 +86,29 @@ def cache_only() -> Iterator[None]:
     """Within it, the hub libraries read their caches and never the network: huggingface_hub's
     offline switch (its ``constants.HF_HUB_OFFLINE``, read on every request) is on, and
     ``torch.hub.download_url_to_file`` (behind ``load_state_dict_from_url``) refuses. For
-    libraries such as timm and open_clip, which have no ``local_files_only`` of their own."""
-    try:
-        import huggingface_hub.constants as hub_constants
-    except ImportError:
-        hub_constants = None
-    saved_offline = getattr(hub_constants, "HF_HUB_OFFLINE", None)
-    saved_download = torch.hub.download_url_to_file
+    libraries such as timm and open_clip, which have no ``local_files_only`` of their own.
 
-    def refuse(url, dst, *args, **kwargs):
-        raise OSError(f"{url} is not in the cache (offline)")
-    torch.hub.download_url_to_file = refuse
-    if hub_constants is not None:
-        hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        torch.hub.download_url_to_file = saved_download
+    The switches are process-wide, so one thread at a time holds them (a lock), and a nested
+    use in the same thread leaves them to the outermost."""
+    with _CACHE_ONLY_LOCK:
+        try:
+            import huggingface_hub.constants as hub_constants
+        except ImportError:
+            hub_constants = None
+        saved_offline = getattr(hub_constants, "HF_HUB_OFFLINE", None)
+        saved_download = torch.hub.download_url_to_file
+
+        def refuse(url, dst, *args, **kwargs):
+            raise OSError(f"{url} is not in the cache (offline)")
+        torch.hub.download_url_to_file = refuse
         if hub_constants is not None:
-            hub_constants.HF_HUB_OFFLINE = saved_offline
+            hub_constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            torch.hub.download_url_to_file = saved_download
+            if hub_constants is not None:
+                hub_constants.HF_HUB_OFFLINE = saved_offline
 
 
 def hub_cache_file(url: str, what: str, how: str, file_name: str | None = None) -> Path:

@@ -113,9 +113,11 @@ def _timm_pretrained(timm, name: str, what: str, how: str, **kwargs):
     ``torch.load(weights_only=True)`` (timm 1.0)."""
     source = timm.models.get_pretrained_cfg(name)
     where = getattr(source, "hf_hub_id", None) or getattr(source, "url", None) or "timm"
-    loader = getattr(getattr(timm.models, "_helpers", None), "load_state_dict", None)
-    require_safe_loader(f"timm {timm.__version__}", loader, "weights_only",
-                        f"Upgrade timm (pip install -U timm) or torch (>= 2.6). {how}")
+    # its two download paths: the model's URL (load_state_dict) and the Hugging Face hub
+    for module, function in (("_helpers", "load_state_dict"), ("_hub", "load_state_dict_from_hf")):
+        loader = getattr(getattr(timm.models, module, None), function, None)
+        require_safe_loader(f"timm {timm.__version__} ({function})", loader, "weights_only",
+                            f"Upgrade timm (pip install -U timm) or torch (>= 2.6). {how}")
 
     def create():
         return timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
