@@ -10,7 +10,6 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from medsyn.evaluators.metrics import stats
-from medsyn.evaluators.metrics.groups import GroupResampler, disjoint_halves
 from medsyn.evaluators.metrics.privacy.family import verdict
 from medsyn.evaluators.metrics.privacy.stats import (
     auc_smaller_is_positive,
@@ -20,6 +19,7 @@ from medsyn.evaluators.metrics.privacy.stats import (
     mann_whitney_z,
     membership_attack,
 )
+from medsyn.evaluators.metrics.stats.groups import GroupResampler, disjoint_halves
 
 
 def brute_nearest(q, g, qg=None, gg=None):

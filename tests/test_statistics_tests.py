@@ -1,4 +1,4 @@
-"""Two-sample permutation tests (metrics/permutation.py, metrics/distribution/two_sample.py):
+"""Two-sample permutation tests (metrics/stats/permutation.py, metrics/distribution/two_sample.py):
 statistics against independent computations, size on real vs real over repeated draws, power on
 a known shift, and patients kept whole."""
 
@@ -11,7 +11,7 @@ from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 from medsyn.evaluators.metrics.distribution.two_sample import statement, two_sample_test
-from medsyn.evaluators.metrics.permutation import (
+from medsyn.evaluators.metrics.stats.permutation import (
     fd_permuted,
     labels_for,
     min_p_combined,

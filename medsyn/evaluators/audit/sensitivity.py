@@ -51,7 +51,7 @@ def reference_sensitivity(score_rows: Callable[[np.ndarray], dict], labels: np.n
     """``score_rows(rows)`` -> ``{key: value}``: the base sample scored against the reference
     rows ``rows``. Returns, per key, the spread over ``draws`` random halves (whole patients
     when ``groups``) and the values with each class left out (equal sizes)."""
-    from medsyn.evaluators.metrics.groups import disjoint_halves
+    from medsyn.evaluators.metrics.stats.groups import disjoint_halves
 
     rng = np.random.default_rng([seed, 31])
     n = len(labels)

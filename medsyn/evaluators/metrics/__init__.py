@@ -53,7 +53,7 @@ _LAZY = {
     "metric_intra_fid": "fidelity", "metric_is": "fidelity", "metric_kid": "fidelity",
     "metric_real_floor": "fidelity",
     "metric_memorization": "privacy.memorization", "metric_mmd": "distribution.mmd",
-    "metric_prdc": "prdc",
+    "metric_prdc": "distribution.prdc",
     "metric_privacy": "privacy.family", "register_privacy_test": "privacy.family",
     "metric_tests": "distribution.two_sample",
     "metric_utility": "utility.family", "metric_vendi": "distribution.vendi",
@@ -146,7 +146,7 @@ register_metric("dgm_eval", f"{_M}.distribution.dgm_eval:metric_dgm_eval",
 # density (Naeem et al. 2020) is 1 in expectation for identical distributions; it falls when
 # fakes leave the real manifold and rises above 1 when they crowd into its dense regions
 # (copies, a collapsed mode): a departure either way is worse.
-register_metric("prdc", f"{_M}.prdc:metric_prdc",
+register_metric("prdc", f"{_M}.distribution.prdc:metric_prdc",
                 "precision, recall, density, coverage (Naeem 2020, k=5)",
                 provides=("precision", "recall", "density", "coverage"),
                 worse={"precision": WORSE_LOWER, "recall": WORSE_LOWER,

@@ -181,7 +181,7 @@ def check_vendi() -> list[Check]:
 def check_permutation() -> list[Check]:
     from scipy import linalg
 
-    from medsyn.evaluators.metrics.permutation import fd_permuted, permutation_p_values
+    from medsyn.evaluators.metrics.stats.permutation import fd_permuted, permutation_p_values
 
     p = permutation_p_values(np.array([3.0, 1.0, 3.0, 5.0, 2.0]))
     out = [Check("permutation p-value: #(T_b >= T_obs) / (B + 1)", "hand computation", 0.6,

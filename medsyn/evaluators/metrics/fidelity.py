@@ -7,7 +7,7 @@ import torch
 
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, entry, unavailable
-from medsyn.evaluators.metrics.groups import disjoint_halves
+from medsyn.evaluators.metrics.stats.groups import disjoint_halves
 
 
 def fid_entry(ctx: EvalContext, a: np.ndarray, b: np.ndarray, purpose: str, **extra):

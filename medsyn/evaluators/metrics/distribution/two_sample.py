@@ -2,7 +2,7 @@
 tests on the features of one space (``--metrics tests``; docs/statistics.md).
 
 Two statistics on the same permutations of the pooled real and synthetic features
-(metrics/permutation.py):
+(metrics/stats/permutation.py):
 
 - ``fd``: the Frechet distance (FID's formula) between the two sides, one-sided.
 - ``mmd``: the unbiased Gaussian-RBF MMD^2 x 1000 (Gretton et al. 2012). The bandwidth is the
@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
-from medsyn.evaluators.metrics.groups import disjoint_halves
-from medsyn.evaluators.metrics.permutation import (
+from medsyn.evaluators.metrics.stats.groups import disjoint_halves
+from medsyn.evaluators.metrics.stats.permutation import (
     fd_permuted,
     labels_for,
     median_bandwidth,

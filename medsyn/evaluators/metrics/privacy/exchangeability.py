@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from medsyn.evaluators.metrics import stats
-from medsyn.evaluators.metrics.permutation import (
+from medsyn.evaluators.metrics.stats.permutation import (
     exchangeable_units,
     labels_for,
     median_bandwidth,
@@ -45,7 +45,7 @@ from medsyn.evaluators.metrics.permutation import (
     subsample_units,
 )
 
-# re-exported: the permutation machinery lives in metrics/permutation.py
+# re-exported: the permutation machinery lives in metrics/stats/permutation.py
 __all__ = ["auc_greater", "check_exchangeable", "describe_shift", "exchangeability_test",
            "median_bandwidth", "mmd2_unbiased", "permuted_labels", "permuted_labels_by_count",
            "probe_split", "squared_distances", "subsample_units"]

@@ -33,7 +33,6 @@ import torch
 from medsyn.errors import ConfigError
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
-from medsyn.evaluators.metrics.groups import GroupResampler
 from medsyn.evaluators.metrics.privacy.baseline import PrivacySets, RealSet, choose_sets
 from medsyn.evaluators.metrics.privacy.exchangeability import check_exchangeable, describe_shift
 from medsyn.evaluators.metrics.privacy.stats import (
@@ -45,6 +44,7 @@ from medsyn.evaluators.metrics.privacy.stats import (
     kmeans_cells,
     membership_attack,
 )
+from medsyn.evaluators.metrics.stats.groups import GroupResampler
 
 PERCENTILE = 5.0             # "closer than the 5th percentile of held-out distances"
 PIXEL_MAX_SIZE = 64          # raw-pixel space: the image's own size, area-downsampled above this

@@ -6,8 +6,8 @@ import numpy as np
 
 from medsyn.evaluators.metrics import stats
 from medsyn.evaluators.metrics.context import EvalContext, unavailable
-from medsyn.evaluators.metrics.groups import GroupResampler
 from medsyn.evaluators.metrics.privacy.stats import fraction_below
+from medsyn.evaluators.metrics.stats.groups import GroupResampler
 
 
 def metric_memorization(ctx: EvalContext) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
-from medsyn.evaluators.metrics.groups import GroupResampler
+from medsyn.evaluators.metrics.stats.groups import GroupResampler
 
 ALPHA = 0.01                 # one-sided level at which each test flags
 CT_MIN_FAKES = 20            # tau = CT_MIN_FAKES / m (Meehan et al.'s experiments)

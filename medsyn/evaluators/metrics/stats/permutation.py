@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from medsyn.evaluators.metrics import stats
-from medsyn.evaluators.metrics.groups import GroupResampler
+from medsyn.evaluators.metrics.stats.groups import GroupResampler
 
 _CHUNK = 128                  # permutations per kernel product (memory: N x _CHUNK floats)
 
