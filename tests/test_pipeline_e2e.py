@@ -1,6 +1,6 @@
 """The three commands of the README chained on real data, as a user runs them:
 
-    medsyn train acgan ...  ->  medsyn evaluate --checkpoint ...  ->  medsyn report ...
+    medsyn train KIND ...  ->  medsyn evaluate --checkpoint ...  ->  medsyn report ...
 
 A tiny AC-GAN (narrow networks, a few steps) on real PneumoniaMNIST at 28 px, evaluated with the
 cheap 'pixels' extractor (the Inception path has its own tests), then one HTML report. Each
