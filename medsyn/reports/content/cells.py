@@ -90,14 +90,19 @@ def _unavailable_reason(raw: Any) -> str:
     return "no value recorded in results.json"
 
 
+def _plain_number_cell(raw: Any) -> Cell:
+    """A bare number where results.json usually holds an entry or a statistic."""
+    value = _number(raw)
+    return Cell(value=value) if value is not None else Cell(
+        unavailable="not a number in results.json")
+
+
 def entry_cell(entry: Any) -> Cell | None:
     """A results.json *entry* ({value, ci95, n_real, n_fake, extractor, ...}) as a cell."""
     if entry is None:
         return None
     if not isinstance(entry, Mapping):
-        value = _number(entry)
-        return Cell(value=value) if value is not None else Cell(
-            unavailable="not a number in results.json")
+        return _plain_number_cell(entry)
     value = _number(entry.get("value"))
     n, n_title = _n_text(entry)
     if value is None or entry.get("unavailable"):
@@ -175,9 +180,7 @@ def _stat_cell(utility: Mapping[str, Any], stat: Any,
     if stat is None:
         return None
     if not isinstance(stat, Mapping):
-        value = _number(stat)
-        return Cell(value=value) if value is not None else Cell(
-            unavailable="not a number in results.json")
+        return _plain_number_cell(stat)
     mean = _number(stat.get("mean", stat.get("value")))
     if mean is None or stat.get("unavailable"):
         return Cell(unavailable=_unavailable_reason(stat))

@@ -111,12 +111,17 @@ def cache_only() -> Iterator[None]:
                 hub_constants.HF_HUB_OFFLINE = saved_offline
 
 
+def hub_cache_path(url: str, file_name: str | None = None) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` - torch-fidelity's and torchvision's
+    download - keeps ``url``: ``$TORCH_HOME/hub/checkpoints/`` under ``file_name``, default the
+    URL's base name."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / (file_name or url.rsplit("/", 1)[1])
+
+
 def hub_cache_file(url: str, what: str, how: str, file_name: str | None = None) -> Path:
-    """The file of ``url`` in the torch hub cache (``$TORCH_HOME/hub/checkpoints/``, where
-    ``torch.hub.load_state_dict_from_url`` - torch-fidelity's and torchvision's download -
-    keeps it under ``file_name``, default the URL's base name), downloaded there when missing.
-    ``how``: the other way to give the file (an option)."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / (file_name or url.rsplit("/", 1)[1])
+    """The file of ``url`` in the torch hub cache (:func:`hub_cache_path`), downloaded there
+    when missing. ``how``: the other way to give the file (an option)."""
+    path = hub_cache_path(url, file_name)
     if path.is_file():
         return path
 

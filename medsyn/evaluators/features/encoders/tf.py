@@ -19,7 +19,6 @@ own download puts in the torch hub cache (``$TORCH_HOME/hub/checkpoints``; not o
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import torch
 
@@ -29,6 +28,7 @@ from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
     digest,
     hub_cache_file,
+    hub_cache_path,
     local_file,
     read_weights,
 )
@@ -164,8 +164,7 @@ def tf_extractor(target: str, weights: str | None = None, device=None,
     else:
         # torch-fidelity's own download: its URL, into the torch hub cache under its file name
         url, file_name = _download_source(name)
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-        if name.startswith("clip-") and not cached.is_file():
+        if name.startswith("clip-") and not hub_cache_path(url, file_name).is_file():
             # OpenAI publishes CLIP as TorchScript, which read_weights refuses to run: a
             # download would fetch hundreds of MB only to be refused
             raise ConfigError(
