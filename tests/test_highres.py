@@ -16,6 +16,7 @@ from medsyn.data.transforms.edges import CannyParams, canny_edges
 from medsyn.errors import ConfigError, DataError
 from medsyn.generators import load_checkpoint, read_checkpoint
 from medsyn.generators.engine import read_jsonl
+from medsyn.generators.highres import pggan_training
 from medsyn.generators.highres.config import GrowthSchedule, growth_plan, scale_plan
 from medsyn.generators.highres.megan_nets import PatchGenerator
 from medsyn.generators.highres.megan_sampling import TILE_CONTEXT, check_tile_context
@@ -32,8 +33,9 @@ from medsyn.generators.highres.pggan_nets import (
     minibatch_stddev,
     pixel_norm,
 )
-from medsyn.generators.highres.pggan_training import train_pggan
+from medsyn.generators.highres.pggan_training import PgganCollapseDetector, train_pggan
 from medsyn.generators.interface import Task
+from medsyn.generators.stabilisers.collapse import class_spread
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -345,6 +347,65 @@ def test_pggan_with_an_auxiliary_class_head(tmp_path, data_root):
     assert out["class_logits"].shape == (4, 2) and out["p_real"].shape == (4,)
     with pytest.raises(ConfigError, match="--conditioning .* differs"):
         train_pggan(resume=str(run_dir / "last.pt"), conditioning="projection", max_steps=4)
+
+
+def _spread_records(n, fake, real, alpha=1.0, per_class=True):
+    keys = ("g_std_class", "real_std_class") if per_class else ("g_std", "real_std")
+    return [{"step": i + 1, "alpha": alpha, keys[0]: fake, keys[1]: real} for i in range(n)]
+
+
+def test_pggan_collapse_detector_reads_the_spread_against_the_real_images():
+    aux = PgganCollapseDetector("aux")
+    # the aux run of docs/highres.md (0.19 of the real spread) warns, naming the projection
+    warning = aux(_spread_records(50, 0.06, 0.3175))
+    assert warning and "0.19 times" in warning and "--conditioning projection" in warning
+    assert "\n" not in warning
+    # the projection run (0.68) and a short run's stable phases (0.39) do not
+    assert PgganCollapseDetector("projection")(_spread_records(50, 0.2144, 0.3175)) is None
+    assert aux(_spread_records(50, 0.39, 1.0)) is None
+    # fewer stable steps than the window: no verdict yet; fade-in steps do not count
+    assert aux(_spread_records(49, 0.06, 0.3175)) is None
+    faded = _spread_records(50, 0.06, 0.3175) + _spread_records(10, 0.01, 0.3, alpha=0.5)
+    assert aux(faded) is None
+    assert aux(_spread_records(10, 0.01, 0.3, alpha=0.5) + _spread_records(50, 0.06, 0.3175))
+    # one class: the whole batch's spread against the real batch's
+    single = PgganCollapseDetector("projection")(_spread_records(50, 0.01, 0.3, per_class=False))
+    assert single and "per class" not in single and "--fade-images" in single
+
+
+def test_pggan_logs_the_class_spread_of_fakes_and_reals_and_warns_on_collapse(
+        tmp_path, data_root, monkeypatch):
+    monkeypatch.setattr(PgganCollapseDetector, "window", 4)
+    healthy = train_pggan(out=str(tmp_path / "healthy"), max_steps=6, data_root=str(data_root),
+                          **PGGAN_TINY)
+    records = _log(healthy)
+    assert all(r["g_std_class"] > 0 and r["real_std_class"] > 0 for r in records)
+    # the reals' spread is that of the logged step's real batch: recompute the first by hand
+    from medsyn.data import load_dataset
+    from medsyn.generators.engine import BatchSource
+    from medsyn.model_range import to_model_range
+    ds = load_dataset("breastmnist", "train", image_size=32, root=str(data_root))
+    x, y = next(BatchSource([ds.images, ds.labels], 32, device=torch.device("cpu"),
+                            seed=0, what="t").epoch(0))
+    x = F.adaptive_avg_pool2d(to_model_range(x), 8)
+    expected = float(class_spread(x, y, 2, x.std(0).mean()))
+    assert records[0]["real_std_class"] == pytest.approx(expected, rel=1e-5)
+
+    build = pggan_training.build_pggan
+
+    def noise_blind(arch):       # a generator that ignores its noise: one image per class
+        g, d = build(arch)
+        forward = g.forward
+        g.forward = lambda z, labels, level, alpha: forward(torch.zeros_like(z), labels,
+                                                            level, alpha)
+        return g, d
+    monkeypatch.setattr(pggan_training, "build_pggan", noise_blind)
+    collapsed = train_pggan(out=str(tmp_path / "collapsed"), max_steps=6,
+                            data_root=str(data_root), **PGGAN_TINY)
+    warned = [r for r in _log(collapsed) if r.get("warning")]
+    assert len(warned) == 1 and "within each class" in warned[0]["warning"]
+    assert read_checkpoint(collapsed / "last.pt")["warnings"] == [warned[0]["warning"]]
+    assert not any(r.get("warning") for r in records)
 
 
 def test_megan_trains_samples_and_resumes_bit_exact(tmp_path, data_root):

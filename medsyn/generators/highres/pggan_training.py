@@ -29,6 +29,7 @@ from medsyn.generators.highres.config import (
 )
 from medsyn.generators.highres.pggan_nets import build_pggan, fade
 from medsyn.generators.highres.runner import HighResRun, open_high_res_run
+from medsyn.generators.stabilisers.collapse import class_spread
 from medsyn.generators.stabilisers.ema import GeneratorEMA
 from medsyn.model_range import to_model_range
 
@@ -97,7 +98,13 @@ class PgganStep:
                 "d_g_z1": torch.sigmoid(d.fake[0].float()).mean(),
                 "d_g_z2": torch.sigmoid(g.out[0].float()).mean(),
                 "g_std": fake.detach().float().std(0).mean() if n > 1 else fake.new_zeros(()),
+                "real_std": x.float().std(0).mean() if n > 1 else x.new_zeros(()),
             }
+            if self.conditional:
+                k = self.arch["num_classes"]
+                stats["g_std_class"] = class_spread(fake.detach(), fake_labels, k,
+                                                    stats["g_std"])
+                stats["real_std_class"] = class_spread(x, real_labels, k, stats["real_std"])
             if d.real[1] is not None:
                 stats["aux_acc_real"] = (d.real[1].argmax(1) == real_labels).float().mean()
                 stats["aux_acc_fake"] = (d.fake[1].argmax(1) == fake_labels).float().mean()
@@ -112,6 +119,61 @@ class PgganStep:
         if classes is not None:
             loss = loss + F.cross_entropy(classes.float(), labels)
         return loss
+
+
+class PgganCollapseDetector:
+    """Spots a PGGAN whose images have stopped varying within a class, measured against the
+    real images at the same resolution.
+
+    Reads the last ``window`` steps of the log: ``g_std_class`` (the per-pixel spread of the
+    generated batch within each class, averaged over the classes, in [-1, 1] units; see
+    :func:`~medsyn.generators.stabilisers.collapse.class_spread`) and ``real_std_class`` (the
+    same of the real batch, pooled and faded to the step's resolution), or ``g_std`` /
+    ``real_std`` for one class. The ratio of their window means below ``min_ratio`` is a
+    collapse. A relative test, because the GAN family's absolute one (0.005) misses it: the
+    aux-head PGGAN of docs/highres.md, which made one image per class at 128 px, still had a
+    spread of about 0.06. Measured on the final generators of that page's two 128 px runs
+    (batches of 16, 60 batches): aux 0.19 (per batch 0.14 to 0.23), projection 0.68 (per
+    batch 0.44 to 1.12). A short projection run (4 -> 32 px, 2,000 images per phase), whose
+    samples are alike but not identical, stayed at 0.39 to 0.41 in its stable phases and fell
+    to 0.35 during fade-ins, hence 0.3, read on the last ``window`` steps of stable phases.
+    """
+
+    window: int = 50
+    min_ratio: float = 0.3
+
+    def __init__(self, conditioning: str | None = None):
+        self.conditioning = conditioning
+
+    def __call__(self, records) -> str | None:
+        # a fade-in lowers the spread for a while (the new layer starts from nothing), so
+        # only steps of stable phases count
+        recent = [r for r in records if r.get("alpha", 1.0) >= 1.0][-self.window:]
+        if len(recent) < self.window or recent[-1] is not records[-1]:
+            return None
+        keys = ("g_std_class", "real_std_class") if "g_std_class" in recent[-1] else \
+            ("g_std", "real_std")
+        values = [(r.get(keys[0]), r.get(keys[1])) for r in recent]
+        if not all(isinstance(f, (int, float)) and isinstance(x, (int, float))
+                   for f, x in values):
+            return None
+        fake = sum(f for f, _ in values) / len(values)
+        real = sum(x for _, x in values) / len(values)
+        if real <= 0 or fake / real >= self.min_ratio:
+            return None
+        within = "within each class " if keys[0] == "g_std_class" else ""
+        return (f"collapse suspected: {within}the generator's images have varied "
+                f"{fake / real:.2f} times as much as the real images at this resolution over "
+                f"the last {self.window} steps (spread {fake:.3g} vs {real:.3g} in [-1, 1] "
+                f"units, below {self.min_ratio:g}): it makes nearly the same image"
+                f"{' per class' if within else ''} whatever the noise; {self._advice()}.")
+
+    def _advice(self) -> str:
+        start = ("its samples are not worth evaluating. Start a new run (another --out)")
+        if self.conditioning == "aux":
+            return (f"{start} with --conditioning projection, which did not collapse on the "
+                    "same schedule (docs/highres.md)")
+        return f"{start} with a lower --lr or longer phases (--fade-images, --stable-images)"
 
 
 def pggan_arch(config: HighResTrainConfig, num_classes: int, channels: int) -> dict:
@@ -150,6 +212,9 @@ class _Pggan(HighResRun):
                                    train_nets.get("discriminator_for_g"))
         return PgganStep(arch, train_nets["generator"], train_nets["discriminator"], update,
                          self.ema, nets["generator"], self.config.batch_size)
+
+    def health_check(self, arch):
+        return PgganCollapseDetector(arch.get("conditioning"))
 
     def record_fields(self, arch):
         batch = self.config.batch_size

@@ -67,6 +67,10 @@ class HighResRun:
     def record_fields(self, arch):
         return None
 
+    def health_check(self, arch):
+        """``records -> warning or None`` for the loop (a collapse detector), or None."""
+        return None
+
     def checkpoint_extra(self, arch, state: engine.LoopState) -> dict:
         return {}
 
@@ -168,7 +172,7 @@ class HighResRun:
             end_of_epoch=end_of_epoch, dist=dist, quiet=config.quiet,
             step_callback=step_callback,
             last_checkpoint=Path(config.resume) if config.resume else None,
-            record_fields=self.record_fields(arch),
+            record_fields=self.record_fields(arch), health_check=self.health_check(arch),
             divergence_advice=run.divergence_advice(config.kind, run_dir, precision.name))
         run.say(config, dist,
                 f"{config.kind}: {ds.name}/{ds.split} ({len(ds)} images, {config.image_size} "
