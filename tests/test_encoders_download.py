@@ -301,6 +301,24 @@ def test_timm_url_weights_use_timms_url_download(online, monkeypatch):
     assert len(calls) == 1
 
 
+def test_timm_tagged_names_use_the_tags_repo_and_bad_tags_are_one_line(online, monkeypatch,
+                                                                      tmp_path):
+    import safetensors.torch
+    import timm
+
+    calls = []
+    torch.manual_seed(0)
+    state = timm.create_model("resnet10t", pretrained=False).state_dict()
+    _fake_hub(monkeypatch, {"folder": tmp_path, "model.safetensors": lambda path:
+                            safetensors.torch.save_file(state, str(path))}, calls)
+    ext = get_extractor("timm:resnet10t.c3_in1k", device="cpu")
+    assert calls == [("timm/resnet10t.c3_in1k", "model.safetensors", False)]
+    assert ext.name == "timm:resnet10t.c3_in1k"
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:resnet10t.nosuch", device="cpu")
+    assert "no pretrained tag" in _one_line(err) and "resnet10t.c3_in1k" in str(err.value)
+
+
 def test_timm_offline_reads_the_hub_cache_without_the_network(monkeypatch, tmp_path):
     """MEDSYN_OFFLINE=1 with timm's file already in the Hugging Face cache: it is used
     (``local_files_only=True``); not there, a one-line error naming the repo, the file and

@@ -1,9 +1,10 @@
 """open_clip models: ``open_clip:<folder>`` (``open_clip_config.json`` with ``model_cfg`` and
 ``preprocess_cfg``, and ``open_clip_model.safetensors``, the layout open_clip's ``local-dir:``
 schema and its Hugging Face uploads use), or ``open_clip:<model>@<pretrained tag>`` (a pair of
-``open_clip.list_pretrained()``, e.g. ``ViT-B-32@laion2b_s34b_b79k``): open_clip's own
-``create_model_and_transforms(model, pretrained=tag)``, which downloads the weights (unless
-offline) and reads them as safetensors or with ``torch.load(weights_only=True)``.
+``open_clip.list_pretrained()``, e.g. ``ViT-B-32@laion2b_s34b_b79k``): the tag's file from
+open_clip's own download (unless offline: then its cache), read by medsyn as a local file is
+(its sha256 into provenance), then loaded by open_clip's own
+``create_model_and_transforms(model, pretrained=tag, weights_only=True)`` from its cache.
 
 Features: ``model.encode_image(x)`` (projected, not unit-norm). Preprocessing: open_clip's eval
 transform from the model's ``preprocess_cfg``, on PIL images: resize the shortest edge

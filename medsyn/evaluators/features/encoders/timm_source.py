@@ -159,6 +159,12 @@ def timm_extractor(target: str, weights: str | None = None, device=None,
     if not timm.is_model(name):
         raise ConfigError(f"timm:{name}: timm {timm.__version__} has no model of that name "
                           "(timm.list_models() lists them).")
+    arch, dot, _ = name.partition(".")
+    if dot and name not in timm.list_pretrained(name):
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ConfigError(f"timm:{name}: timm {timm.__version__} has no pretrained tag of that "
+                          f"name for {arch}; its tags: {', '.join(tags[:12]) or 'none'}"
+                          f"{' ...' if len(tags) > 12 else ''}.")
     # with no file: the one timm's own download fetches, read here as a local one
     file = (local_file(path or weights, what, how) if path or weights else
             _timm_pretrained_file(timm, name, what, how, give))
