@@ -15,7 +15,7 @@ from test_encoders import _Payload, assert_same, images, pil_rgb
 
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features import get_extractor
-from medsyn.evaluators.features.encoders.files import digest, folder_digest, state_dict_digest
+from medsyn.evaluators.features.encoders.files import digest, folder_digest
 from medsyn.weights import UnsafeWeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -191,12 +191,140 @@ def test_tf_clip_is_refused_before_its_torchscript_download(online, monkeypatch,
 
 # ------------------------------------------------------------------ timm
 
-def test_timm_offline_reads_the_hub_cache_without_the_network(monkeypatch, tmp_path):
-    """MEDSYN_OFFLINE=1 with timm's weights already in the Hugging Face cache: they are used
-    (timm has no local_files_only; medsyn switches the hub offline around its loader)."""
-    import huggingface_hub.constants as hub_constants
+TEST_VIT_REPO = "timm/test_vit.r160_in1k"      # timm's pretrained_cfg of test_vit
+
+
+def _fake_hub(monkeypatch, files: dict, calls: list):
+    """``huggingface_hub.hf_hub_download`` serving ``files`` (name -> writer(path)) from a
+    folder: a name it lacks is the hub's EntryNotFoundError."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def fake_download(repo_id, filename, *, revision=None, local_files_only=False, **kwargs):
+        calls.append((repo_id, filename, local_files_only))
+        if filename not in files:
+            raise EntryNotFoundError(f"{filename} is not in {repo_id}")
+        path = Path(files["folder"]) / filename
+        if not path.exists():
+            files[filename](path)
+        return str(path)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+
+
+def _test_vit_state(seed=3):
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model("test_vit", pretrained=False).state_dict()
+
+
+def test_timm_downloads_timms_file_and_reads_it_itself(online, monkeypatch, tmp_path):
+    """No file: timm's pretrained file comes from the hub repo timm names (model.safetensors),
+    medsyn reads it and records its sha256; the features equal timm's own pretrained loading
+    of that file (classifier included in the file, dropped by both)."""
     import safetensors.torch
     import timm
+    from timm.data import create_transform, resolve_data_config
+
+    calls = []
+    _fake_hub(monkeypatch, {"folder": tmp_path, "model.safetensors": lambda path:
+                            safetensors.torch.save_file(_test_vit_state(), str(path))}, calls)
+    ext = get_extractor("timm:test_vit", device="cpu")
+    path = tmp_path / "model.safetensors"
+    assert calls == [(TEST_VIT_REPO, "model.safetensors", False)]
+    assert ext.weights_path == str(path) and ext.weights_sha256 == digest(path)
+    theirs = timm.create_model("test_vit", pretrained=True, num_classes=0,
+                               pretrained_cfg_overlay={"file": str(path)}).eval()
+    batch = images(2, 40, channels=3)
+    tf = create_transform(**resolve_data_config({}, model=theirs))
+    with torch.no_grad():
+        expected = theirs(torch.stack([tf(im) for im in pil_rgb(batch)]))
+    assert_same(ext.extract(batch)["features"], expected)
+
+
+def test_timm_falls_back_to_the_bin_file_read_with_weights_only(online, monkeypatch, tmp_path):
+    calls = []
+    _fake_hub(monkeypatch, {"folder": tmp_path, "pytorch_model.bin": lambda path:
+                            torch.save(_test_vit_state(), path)}, calls)
+    ext = get_extractor("timm:test_vit", device="cpu")
+    assert [c[1] for c in calls] == ["model.safetensors", "pytorch_model.bin"]
+    assert ext.weights_sha256 == digest(tmp_path / "pytorch_model.bin")
+
+
+def test_a_pickle_from_timms_download_is_refused_unrun(online, monkeypatch, tmp_path):
+    marker = tmp_path / "pwned"
+    _fake_hub(monkeypatch, {"folder": tmp_path, "pytorch_model.bin": lambda path:
+                            torch.save({"w": _Payload(marker)}, path)}, [])
+    with pytest.raises(UnsafeWeightsError, match="will not unpickle"):
+        get_extractor("timm:test_vit", device="cpu")
+    assert not marker.exists()
+
+
+def test_timm_weights_of_another_model_are_refused(online, monkeypatch, tmp_path):
+    import safetensors.torch
+    import timm
+
+    wrong = timm.create_model("resnet10t", pretrained=False).state_dict()
+    _fake_hub(monkeypatch, {"folder": tmp_path, "model.safetensors": lambda path:
+                            safetensors.torch.save_file(wrong, str(path))}, [])
+    with pytest.raises(ConfigError, match="do not fit timm's 'test_vit'"):
+        get_extractor("timm:test_vit", device="cpu")
+
+
+def test_timm_url_weights_use_timms_url_download(online, monkeypatch):
+    """A model whose pretrained_cfg has a URL and no hub repo: timm's download_cached_file
+    into the torch hub cache, then read by medsyn."""
+    import timm
+    import timm.models._hub
+
+    url = "https://example.org/weights/test_vit-0123abcd.pth"
+    cfg = timm.models.get_pretrained_cfg("test_vit")
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: type(cfg)(
+        **{**cfg.to_dict(), "hf_hub_id": None, "url": url}))
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, dst, hash_prefix))
+        torch.save(_test_vit_state(), dst)
+    monkeypatch.setattr(timm.models._hub, "download_url_to_file", fake_download)
+    ext = get_extractor("timm:test_vit", device="cpu")
+    path = online / "test_vit-0123abcd.pth"
+    assert calls == [(url, str(path), "0123abcd")]
+    assert ext.weights_path == str(path) and ext.weights_sha256 == digest(path)
+    monkeypatch.setenv("MEDSYN_OFFLINE", "1")          # offline: the cached file is used
+    assert get_extractor("timm:test_vit", device="cpu").weights_sha256 == digest(path)
+    path.unlink()
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:test_vit", device="cpu")
+    msg = _one_line(err)
+    assert f"Place {url} at {path}" in msg and "timm:test_vit@FILE" in msg
+    assert len(calls) == 1
+
+
+def test_timm_tagged_names_use_the_tags_repo_and_bad_tags_are_one_line(online, monkeypatch,
+                                                                      tmp_path):
+    import safetensors.torch
+    import timm
+
+    calls = []
+    torch.manual_seed(0)
+    state = timm.create_model("resnet10t", pretrained=False).state_dict()
+    _fake_hub(monkeypatch, {"folder": tmp_path, "model.safetensors": lambda path:
+                            safetensors.torch.save_file(state, str(path))}, calls)
+    ext = get_extractor("timm:resnet10t.c3_in1k", device="cpu")
+    assert calls == [("timm/resnet10t.c3_in1k", "model.safetensors", False)]
+    assert ext.name == "timm:resnet10t.c3_in1k"
+    with pytest.raises(ConfigError) as err:
+        get_extractor("timm:resnet10t.nosuch", device="cpu")
+    assert "no pretrained tag" in _one_line(err) and "resnet10t.c3_in1k" in str(err.value)
+
+
+def test_timm_offline_reads_the_hub_cache_without_the_network(monkeypatch, tmp_path):
+    """MEDSYN_OFFLINE=1 with timm's file already in the Hugging Face cache: it is used
+    (``local_files_only=True``); not there, a one-line error naming the repo, the file and
+    the cache folder."""
+    import huggingface_hub.constants as hub_constants
+    import safetensors.torch
 
     monkeypatch.setenv("MEDSYN_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
@@ -207,71 +335,43 @@ def test_timm_offline_reads_the_hub_cache_without_the_network(monkeypatch, tmp_p
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
-    torch.manual_seed(5)
-    model = timm.create_model("test_vit", pretrained=False, num_classes=0)
-    safetensors.torch.save_file(model.state_dict(),
-                                str(repo / "snapshots" / commit / "model.safetensors"))
-    # a request that got past the hub's offline switch reaches the transport and fails the
-    # test (a mere connection error would be caught by the hub, which then reads its cache)
+    file = repo / "snapshots" / commit / "model.safetensors"
+    safetensors.torch.save_file(_test_vit_state(5), str(file))
+    # a request that left the process would reach the transport and fail the test (a mere
+    # connection error would be caught by the hub, which then reads its cache)
     import httpx2
 
     def no_request(self, request):
         raise AssertionError(f"an HTTP request left the process: {request.url}")
     monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", no_request)
-    was_offline = hub_constants.HF_HUB_OFFLINE
     ext = get_extractor("timm:test_vit", device="cpu")
-    assert ext.weights_sha256 == state_dict_digest(model.state_dict())
-    assert hub_constants.HF_HUB_OFFLINE == was_offline           # switched back afterwards
-    assert torch.hub.download_url_to_file is _refuse_network
+    assert ext.weights_path == str(file) and ext.weights_sha256 == digest(file)
     # not in the cache: the one-line offline error, and still nothing downloaded
     import shutil
     shutil.rmtree(repo)
     with pytest.raises(ConfigError) as err:
         get_extractor("timm:test_vit", device="cpu")
     msg = _one_line(err)
-    assert "MEDSYN_OFFLINE" in msg and "timm:test_vit@FILE" in msg
-
-
-
-def test_timm_uses_create_model_pretrained(online, monkeypatch):
-    import timm
-
-    real_create = timm.create_model
-    calls, returned = [], []
-
-    def fake_create(name, pretrained=False, **kwargs):
-        if pretrained:
-            calls.append((name, kwargs))
-            torch.manual_seed(3)
-            returned.append(real_create(name, pretrained=False, **kwargs))
-            return returned[-1]
-        return real_create(name, pretrained=pretrained, **kwargs)
-    monkeypatch.setattr(timm, "create_model", fake_create)
-    ext = get_extractor("timm:test_vit", device="cpu")
-    assert calls == [("test_vit", {"num_classes": 0})]
-    assert ext.module is returned[0]
-    assert ext.weights_sha256 == state_dict_digest(returned[0].state_dict())
-    assert "timm pretrained weights" in ext.weights_path
-    batch = images(2, 40, channels=3)
-    from timm.data import create_transform, resolve_data_config
-
-    tf = create_transform(**resolve_data_config({}, model=returned[0]))
-    with torch.no_grad():
-        theirs = returned[0](torch.stack([tf(im) for im in pil_rgb(batch)]))
-    assert_same(ext.extract(batch)["features"], theirs)
+    assert "MEDSYN_OFFLINE is set" in msg and "timm:test_vit@FILE" in msg
+    assert f"hf download {TEST_VIT_REPO} model.safetensors" in msg and str(repo) in msg
 
 
 def test_timm_download_failure_is_one_line(online, monkeypatch):
-    import timm
+    import huggingface_hub
+    import huggingface_hub.constants as hub_constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    def no_network(name, pretrained=False, **kwargs):
-        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
-    monkeypatch.setattr(timm, "create_model", no_network)
+    def no_network(repo_id, filename, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on "
+                                      "the Hub and we cannot find the requested files in the "
+                                      "local cache.\nPlease check your connection.")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     with pytest.raises(ConfigError) as err:
         get_extractor("timm:test_vit", device="cpu")
     msg = _one_line(err)
-    assert "download failed (OSError" in msg and "timm:test_vit@FILE" in msg
-    assert "--extractor-weights FILE" in msg
+    assert "download failed (LocalEntryNotFoundError" in msg and TEST_VIT_REPO in msg
+    assert "timm:test_vit@FILE" in msg and "--extractor-weights FILE" in msg
+    assert str(Path(hub_constants.HF_HUB_CACHE) / "models--timm--test_vit.r160_in1k") in msg
 
 
 # ------------------------------------------------------------------ Hugging Face hub (hf:)
@@ -316,28 +416,142 @@ def test_hf_repo_id_uses_the_hubs_snapshot(online, monkeypatch, tmp_path):
     assert "MEDSYN_OFFLINE is set" in msg and "hf download owner/tiny-rad-dino" in msg
 
 
+def test_a_hub_snapshot_with_only_a_pickle_is_refused_unrun(online, monkeypatch, tmp_path):
+    """Were a snapshot to hold a pytorch_model.bin and no safetensors (medsyn never asks the
+    hub for .bin files), the pickle is refused without being opened."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "snapshot"
+    transformers.Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=28, patch_size=14).save_pretrained(folder)
+    marker = tmp_path / "pwned"
+    torch.save({"w": _Payload(marker)}, folder / "pytorch_model.bin")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kwargs: str(folder))
+    with pytest.raises(ConfigError) as err:
+        get_extractor("hf:owner/pickled", device="cpu")
+    msg = _one_line(err)
+    assert "no .safetensors weights" in msg and "pytorch_model.bin" in msg
+    assert not marker.exists()
+
+
+def test_hf_failed_download_is_one_line_naming_repo_and_place(online, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    import huggingface_hub.constants as hub_constants
+
+    def no_network(repo_id, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError(
+            "An error happened while trying to locate the files on the Hub.\nCheck your "
+            "connection.")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(ConfigError) as err:
+        get_extractor("rad-dino:microsoft/rad-dino", device="cpu")
+    msg = _one_line(err)
+    assert "download failed (LocalEntryNotFoundError" in msg
+    assert "hf download microsoft/rad-dino --local-dir FOLDER" in msg
+    assert str(Path(hub_constants.HF_HUB_CACHE) / "models--microsoft--rad-dino") in msg
+
+
 # ------------------------------------------------------------------ open_clip
 
-def test_open_clip_uses_create_model_and_transforms(online, monkeypatch):
-    open_clip = pytest.importorskip("open_clip")
-    model_cfg = {"embed_dim": 16,
-                 "vision_cfg": {"image_size": 28, "layers": 2, "width": 32, "head_width": 16,
-                                "patch_size": 14},
-                 "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2,
-                              "layers": 1}}
-    calls, returned = [], []
+TINY_CLIP = {"embed_dim": 16,
+             "vision_cfg": {"image_size": 28, "layers": 2, "width": 32, "head_width": 16,
+                            "patch_size": 14},
+             "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2,
+                          "layers": 1}}
 
-    def fake_create(name, pretrained=None, weights_only=True, **kwargs):
-        calls.append((name, pretrained, weights_only))
-        torch.manual_seed(0)
-        returned.append(open_clip.CLIP(**model_cfg).eval())
-        return returned[-1], None, None
-    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
-    ext = get_extractor("open_clip:ViT-B-32@openai", device="cpu")
-    assert calls == [("ViT-B-32", "openai", True)]
-    assert ext.module is returned[0] and ext.name == "open_clip:ViT-B-32@openai"
-    assert ext.weights_sha256 == state_dict_digest(returned[0].state_dict())
-    with pytest.raises(ConfigError, match="no pretrained weights 'nosuch'"):
+
+@pytest.fixture
+def tiny_open_clip_tag(monkeypatch):
+    """open_clip's registries gain a tiny model "tiny-clip" with a pretrained tag "t" whose
+    weights live in the hub repo owner/tiny-clip (as its real tags do)."""
+    open_clip = pytest.importorskip("open_clip")
+    factory = pytest.importorskip("open_clip.factory")
+    monkeypatch.setitem(factory._MODEL_CONFIGS, "tiny-clip", TINY_CLIP)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "tiny-clip", {"t": {
+        "hf_hub": "owner/tiny-clip/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
+        "interpolation": "bicubic", "resize_mode": "shortest"}})
+    return open_clip
+
+
+def _serve_open_clip(monkeypatch, open_clip, folder: Path, files: dict, calls: list):
+    """open_clip's ``hf_hub_download`` (a partial of the hub's) serving ``files``."""
+    def fake_download(repo_id, filename, revision=None, cache_dir=None, **kwargs):
+        calls.append((repo_id, filename))
+        if filename not in files:
+            raise FileNotFoundError(f"{filename} is not in {repo_id}")
+        path = folder / filename
+        if not path.exists():
+            files[filename](path)
+        return str(path)
+    monkeypatch.setattr(open_clip.pretrained, "hf_hub_download", fake_download)
+
+
+def test_open_clip_downloads_its_file_and_loads_it(online, monkeypatch, tmp_path,
+                                                   tiny_open_clip_tag):
+    """open_clip:<model>@<tag>: open_clip's own download of the tag's file, read by medsyn
+    first (its sha256 in provenance), then open_clip's loading of the same file from its
+    cache; the features equal open_clip's own model and transform on that file."""
+    import safetensors.torch
+
+    open_clip = tiny_open_clip_tag
+    torch.manual_seed(0)
+    state = open_clip.CLIP(**TINY_CLIP).state_dict()
+    calls = []
+    _serve_open_clip(monkeypatch, open_clip, tmp_path, {
+        "open_clip_model.safetensors": lambda p: safetensors.torch.save_file(state, str(p))},
+        calls)
+    ext = get_extractor("open_clip:tiny-clip@t", device="cpu")
+    path = tmp_path / "open_clip_model.safetensors"
+    assert calls[0] == ("owner/tiny-clip", "open_clip_model.safetensors")
+    assert ext.weights_path == str(path) and ext.weights_sha256 == digest(path)
+    assert ext.name == "open_clip:tiny-clip@t"
+    theirs, _, preprocess = open_clip.create_model_and_transforms(
+        "tiny-clip", pretrained=str(path), image_mean=(0.5,) * 3, image_std=(0.25,) * 3)
+    batch = images(2, 40)
+    with torch.no_grad():
+        expected = theirs.eval().encode_image(torch.stack([preprocess(im)
+                                                           for im in pil_rgb(batch)]))
+    assert_same(ext.extract(batch)["features"], expected)
+    # offline, the file in open_clip's cache is used
+    monkeypatch.setenv("MEDSYN_OFFLINE", "1")
+    assert get_extractor("open_clip:tiny-clip@t", device="cpu").weights_sha256 == digest(path)
+
+
+def test_a_pickle_from_open_clips_download_is_refused_unrun(online, monkeypatch, tmp_path,
+                                                            tiny_open_clip_tag):
+    marker = tmp_path / "pwned"
+    _serve_open_clip(monkeypatch, tiny_open_clip_tag, tmp_path, {
+        "open_clip_pytorch_model.bin": lambda p: torch.save({"w": _Payload(marker)}, p)}, [])
+    with pytest.raises(UnsafeWeightsError, match="will not unpickle"):
+        get_extractor("open_clip:tiny-clip@t", device="cpu")
+    assert not marker.exists()
+
+
+def test_open_clip_offline_or_failed_download_is_one_line(online, monkeypatch, tmp_path,
+                                                          tiny_open_clip_tag):
+    import huggingface_hub.constants as hub_constants
+
+    def no_network(repo_id, filename, **kwargs):
+        raise OSError("Failed to establish a new connection")
+    monkeypatch.setattr(tiny_open_clip_tag.pretrained, "hf_hub_download", no_network)
+    place = str(Path(hub_constants.HF_HUB_CACHE) / "models--owner--tiny-clip")
+    with pytest.raises(ConfigError) as err:
+        get_extractor("open_clip:tiny-clip@t", device="cpu")
+    msg = _one_line(err)
+    assert "download failed" in msg and "owner/tiny-clip" in msg and place in msg
+    assert "open_clip_model.safetensors" in msg and "open_clip:FOLDER" in msg
+    monkeypatch.setenv("MEDSYN_OFFLINE", "1")
+    with pytest.raises(ConfigError) as err:
+        get_extractor("open_clip:tiny-clip@t", device="cpu")
+    msg = _one_line(err)
+    assert "MEDSYN_OFFLINE is set" in msg and "hf download owner/tiny-clip" in msg
+    assert place in msg
+
+
+def test_open_clip_unknown_tag_lists_its_tags():
+    pytest.importorskip("open_clip")
+    with pytest.raises(ConfigError, match="no pretrained weights 'nosuch'.*its tags:"):
         get_extractor("open_clip:ViT-B-32@nosuch", device="cpu")
 
 
@@ -387,31 +601,18 @@ def test_xrv_uses_its_own_download_and_cache(online, monkeypatch, tmp_path):
     assert str(cache / resnet_url.rsplit("/", 1)[1]) in msg and "--extractor-weights" in msg
 
 
-def test_a_library_loader_that_could_unpickle_is_refused_before_download(online, monkeypatch):
-    """open_clip without ``weights_only`` (it would pass it on to the model), or timm on a torch
-    that unpickles by default, is a one-line error before anything is fetched."""
+def test_an_open_clip_that_could_unpickle_is_refused_before_download(online, monkeypatch):
+    """open_clip without ``weights_only`` (it would pass it on to the model) is a one-line
+    error before anything is fetched."""
     open_clip = pytest.importorskip("open_clip")
-    import timm
-
-    from medsyn.evaluators.features.encoders import files
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_network)
 
     def old_create(name, pretrained=None, **model_kwargs):
         raise AssertionError("the old loader was called")
     monkeypatch.setattr(open_clip, "create_model_and_transforms", old_create)
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", _refuse_network)
     with pytest.raises(ConfigError) as err:
         get_extractor("open_clip:ViT-B-32@openai", device="cpu")
     msg = _one_line(err)
     assert "no weights_only" in msg and "pip install -U open_clip_torch" in msg
-
-    def old_load_state_dict(checkpoint_path, use_ema=True, device="cpu"):
-        raise AssertionError("the old loader was called")
-    monkeypatch.setattr(timm.models._helpers, "load_state_dict", old_load_state_dict)
-    monkeypatch.setattr(torch, "__version__", "2.5.1")
-    with pytest.raises(ConfigError) as err:
-        get_extractor("timm:test_vit", device="cpu")
-    msg = _one_line(err)
-    assert "torch 2.5.1" in msg and "timm:test_vit@FILE" in msg
-    monkeypatch.setattr(torch, "__version__", "2.6.0")        # torch's own default is safe
-    files.require_safe_loader("timm", old_load_state_dict, "weights_only", "")

@@ -43,17 +43,6 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (sorted by
-    name): the weights a library loaded itself, whose file medsyn does not see."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def downloaded(what: str, fetch, place: str, from_cache=None):
     """``fetch()``: the library's own download of the weights of ``what``. Offline
     (``MEDSYN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) it is not called (``from_cache()``, a
@@ -86,7 +75,7 @@ def cache_only() -> Iterator[None]:
     """Within it, the hub libraries read their caches and never the network: huggingface_hub's
     offline switch (its ``constants.HF_HUB_OFFLINE``, read on every request) is on, and
     ``torch.hub.download_url_to_file`` (behind ``load_state_dict_from_url``) refuses. For
-    libraries such as timm and open_clip, which have no ``local_files_only`` of their own.
+    libraries such as open_clip, which have no ``local_files_only`` of their own.
 
     The switches are process-wide, so one thread at a time holds them (a lock), and a nested
     use in the same thread leaves them to the outermost."""
@@ -130,6 +119,37 @@ def hub_cache_file(url: str, what: str, how: str, file_name: str | None = None) 
         torch.hub.download_url_to_file(url, str(path), progress=False)
         return path
     return downloaded(what, fetch, f"Place {url} at {path}, or {how}.")
+
+
+def hub_repo_cache(repo: str) -> Path:
+    """Where the Hugging Face hub keeps ``repo``'s files (``HF_HUB_CACHE``, from ``HF_HOME``):
+    the folder ``hf download REPO`` fills, which ``local_files_only`` reads offline."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+
+
+def hub_file(repo: str, names: list[str], revision: str | None, what: str, give: str) -> Path:
+    """The first of ``names`` that the Hugging Face hub's ``hf_hub_download`` finds in
+    ``repo`` (the download timm uses), in the hub's cache; offline, the first already there
+    (``local_files_only=True``), else a one-line error naming the repo, the file, the cache
+    folder and ``give`` (the other way to give the file)."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    def fetch(local_only: bool) -> Path:
+        for name in names[:-1]:
+            try:
+                return Path(huggingface_hub.hf_hub_download(repo, name, revision=revision,
+                                                            local_files_only=local_only))
+            except EntryNotFoundError:          # not in the repo, or not in the cache
+                continue
+        return Path(huggingface_hub.hf_hub_download(repo, names[-1], revision=revision,
+                                                    local_files_only=local_only))
+    place = (f"On a machine with internet, hf download {repo} {names[0]} puts it in "
+             f"{hub_repo_cache(repo)}: copy that folder to the same path here; or {give}.")
+    return downloaded(f"{what} ({' or '.join(names)} of the Hugging Face hub repo {repo})",
+                      lambda: fetch(False), place, from_cache=lambda: fetch(True))
 
 
 def local_file(path: str | os.PathLike | None, what: str, how_to_get: str) -> Path:

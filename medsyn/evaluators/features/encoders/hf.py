@@ -32,6 +32,7 @@ from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
     downloaded,
     folder_digest,
+    hub_repo_cache,
     local_folder,
     need_package,
 )
@@ -87,7 +88,9 @@ def model_folder(target: str, what: str, repo_hint: str) -> Path:
         return Path(hub.snapshot_download(repo, allow_patterns=HUB_FILES,
                                           local_files_only=local_only))
     folder = downloaded(f"{what} {repo} (Hugging Face hub)", lambda: snapshot(False),
-                        f"Give a local model folder instead: {HOW_TO_GET.format(repo=repo)}",
+                        f"Give a local model folder instead: {HOW_TO_GET.format(repo=repo)} "
+                        f"Or put the hub's copy where it looks offline: hf download {repo} "
+                        f"fills {hub_repo_cache(repo)}; copy that folder to the same path here.",
                         from_cache=lambda: snapshot(True))
     return local_folder(folder, f"{what} {repo}: the hub's snapshot",
                         HOW_TO_GET.format(repo=repo))

@@ -1,9 +1,10 @@
 """open_clip models: ``open_clip:<folder>`` (``open_clip_config.json`` with ``model_cfg`` and
 ``preprocess_cfg``, and ``open_clip_model.safetensors``, the layout open_clip's ``local-dir:``
 schema and its Hugging Face uploads use), or ``open_clip:<model>@<pretrained tag>`` (a pair of
-``open_clip.list_pretrained()``, e.g. ``ViT-B-32@laion2b_s34b_b79k``): open_clip's own
-``create_model_and_transforms(model, pretrained=tag)``, which downloads the weights (unless
-offline) and reads them as safetensors or with ``torch.load(weights_only=True)``.
+``open_clip.list_pretrained()``, e.g. ``ViT-B-32@laion2b_s34b_b79k``): the tag's file from
+open_clip's own download (unless offline: then its cache), read by medsyn as a local file is
+(its sha256 into provenance), then loaded by open_clip's own
+``create_model_and_transforms(model, pretrained=tag, weights_only=True)`` from its cache.
 
 Features: ``model.encode_image(x)`` (projected, not unit-norm). Preprocessing: open_clip's eval
 transform from the model's ``preprocess_cfg``, on PIL images: resize the shortest edge
@@ -19,12 +20,14 @@ from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
     cache_only,
+    digest,
     downloaded,
     folder_digest,
+    hub_repo_cache,
     local_folder,
     need_package,
+    read_weights,
     require_safe_loader,
-    state_dict_digest,
 )
 from medsyn.evaluators.features.encoders.preprocess import (
     CLIP_MEAN,
@@ -72,19 +75,53 @@ def _pretrained(open_clip, target: str, what: str):
                         open_clip.create_model_and_transforms, "weights_only",
                         "Upgrade it (pip install -U open_clip_torch), or give a local folder: "
                         "open_clip:FOLDER.", torch_default_suffices=False)
-
-    def create():
-        return open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
-                                                     weights_only=True)
-
-    def from_cache():
+    label = f"{name}@{tag}"
+    file = _pretrained_file(open_clip, open_clip.get_pretrained_cfg(name, tag), label, what)
+    # read as a local file is (nothing in it run), before open_clip loads it from its cache
+    read_weights(file, f"{what} {label} weights", "Give a local folder instead: "
+                 "open_clip:FOLDER with open_clip_model.safetensors.")
+    try:
         with cache_only():
-            return create()
-    model, _, _ = downloaded(
-        f"{what} {name}@{tag} (open_clip's pretrained weights)", create,
-        f"Give a local folder instead: open_clip:FOLDER. {HOW_TO_GET}", from_cache=from_cache)
-    return model, f"{name}@{tag}", state_dict_digest(model.state_dict()), \
-        f"open_clip pretrained {name}@{tag}"
+            model, _, _ = open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu",
+                                                                weights_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ConfigError(f"{what} {label}: open_clip cannot load {file} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+    return model, label, digest(file), str(file)
+
+
+def _pretrained_file(open_clip, cfg: dict, label: str, what: str) -> Path:
+    """The file of open_clip's pretrained weights ``cfg``, fetched by open_clip's own download
+    (``open_clip.pretrained.download_pretrained``: the Hugging Face hub's
+    ``open_clip_model.safetensors`` before its ``.bin``, into the hub's cache, else the URL into
+    ``~/.cache/clip``), as ``create_model_and_transforms`` fetches it. Offline, the file already
+    in that cache, else a one-line error naming it and its place."""
+    hub_id, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+    how = f"Give a local folder instead: open_clip:FOLDER. {HOW_TO_GET}"
+    what = f"{what} {label} (open_clip's pretrained weights)"
+
+    def fetch() -> Path:
+        return Path(open_clip.pretrained.download_pretrained(cfg))
+    if hub_id:
+        repo, file_name = hub_id.rsplit("/", 1)
+        file_name = file_name or "open_clip_pytorch_model.bin"
+        if file_name == "open_clip_pytorch_model.bin":     # the safetensors twin comes first
+            file_name = "open_clip_model.safetensors"
+        need_package("huggingface_hub", "openclip", "open_clip:")
+
+        def from_cache() -> Path:
+            with cache_only():
+                return fetch()
+        return downloaded(f"{what}, {file_name} of the Hugging Face hub repo {repo}", fetch,
+                          f"On a machine with internet: hf download {repo} --local-dir FOLDER "
+                          f"(with its open_clip_config.json), then give open_clip:FOLDER; or "
+                          f"hf download {repo} {file_name} there and copy "
+                          f"{hub_repo_cache(repo)} from it to the same place here.",
+                          from_cache=from_cache)
+    place = Path("~/.cache/clip").expanduser() / url.rsplit("/", 1)[1]
+    if place.is_file():      # open_clip's download checks its sha256 and returns it
+        return fetch()
+    return downloaded(what, fetch, f"Place {url} at {place}, or {how[0].lower()}{how[1:]}")
 
 
 def open_clip_extractor(target: str, device=None, **_) -> EncoderExtractor:

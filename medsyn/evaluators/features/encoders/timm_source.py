@@ -1,11 +1,13 @@
-"""timm models with a local weights file: ``timm:<model>@<file>``, and DINOv2 as dgm-eval
-runs it: ``dinov2:<vits14|vitb14|vitl14|vitg14>@<file>``.
+"""timm models: ``timm:<model>[@<file>]``, and DINOv2 as dgm-eval runs it:
+``dinov2:<vits14|vitb14|vitl14|vitg14>[@<file>]``. With no file, the one the library's own
+download fetches (timm's pretrained file; the torch.hub state dict), unless offline.
 
 ``timm:``: ``timm.create_model(model, num_classes=0)`` given the state dict medsyn read safely
-(safetensors, or ``weights_only=True``) through timm's own loader (its ``checkpoint_filter_fn``
-and classifier handling); features = the pooled pre-logits (``model(x)`` with no classifier);
-preprocessing = timm's eval transform from the model's ``pretrained_cfg`` (resize the shortest
-edge to ``floor(size / crop_pct)``, centre crop, mean / std), on PIL images.
+(safetensors, or ``weights_only=True``) from the file, loaded as timm's own loader does (its
+``checkpoint_filter_fn`` and classifier handling) but strictly; features = the pooled
+pre-logits (``model(x)`` with no classifier); preprocessing = timm's eval transform from the
+model's ``pretrained_cfg`` (resize the shortest edge to ``floor(size / crop_pct)``, centre
+crop, mean / std), on PIL images.
 
 ``dinov2:``: DINOv2 as ``torch.hub.load("facebookresearch/dinov2", ...)`` computes it at
 224 x 224 (dgm-eval's encoder), without torch.hub: timm's ``vit_*_patch14_dinov2`` at 224 with
@@ -21,21 +23,20 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import torch
 
 from medsyn.errors import ConfigError
 from medsyn.evaluators.features.encoders.extractor import EncoderExtractor
 from medsyn.evaluators.features.encoders.files import (
-    cache_only,
     digest,
     downloaded,
     hub_cache_file,
+    hub_file,
     local_file,
     need_package,
     read_weights,
-    require_safe_loader,
-    state_dict_digest,
 )
 from medsyn.evaluators.features.encoders.preprocess import (
     IMAGENET_MEAN,
@@ -107,27 +108,40 @@ def _create(timm, name: str, what: str, state: dict, **kwargs):
     return model
 
 
-def _timm_pretrained(timm, name: str, what: str, how: str, **kwargs):
-    """``timm.create_model(name, pretrained=True, num_classes=0)``: timm's own download (the
-    Hugging Face hub, else the model's URL) and loader, which reads safetensors or
-    ``torch.load(weights_only=True)`` (timm 1.0)."""
-    source = timm.models.get_pretrained_cfg(name)
-    where = getattr(source, "hf_hub_id", None) or getattr(source, "url", None) or "timm"
-    # its two download paths: the model's URL (load_state_dict) and the Hugging Face hub
-    for module, function in (("_helpers", "load_state_dict"), ("_hub", "load_state_dict_from_hf")):
-        loader = getattr(getattr(timm.models, module, None), function, None)
-        require_safe_loader(f"timm {timm.__version__} ({function})", loader, "weights_only",
-                            f"Upgrade timm (pip install -U timm) or torch (>= 2.6). {how}")
+def _timm_pretrained_file(timm, name: str, what: str, how: str, give: str) -> Path:
+    """The file of timm's pretrained weights for ``name``, fetched by timm's own download as
+    ``timm.create_model(name, pretrained=True)`` does: from the Hugging Face hub
+    (``hf_hub_download`` of the ``hf_hub_id``, ``model.safetensors`` before
+    ``pytorch_model.bin``) into the hub's cache, else from the model's URL
+    (``download_cached_file``) into ``$TORCH_HOME/hub/checkpoints``. Offline, the file already
+    in that cache, else a one-line error naming it and its place. medsyn then reads the file
+    itself, as a local one."""
+    cfg = timm.models.get_pretrained_cfg(name)      # the default tag's when none is named
+    cfg = cfg.to_dict() if cfg is not None else {}
+    repo, url = cfg.get("hf_hub_id"), cfg.get("url")
+    if repo:
+        need_package("huggingface_hub", "hf", f"timm:{name}")
+        repo, _, revision = repo.partition("@")
+        file_name = cfg.get("hf_hub_filename") or "pytorch_model.bin"
+        # timm's order: the safetensors twin of a .bin name first (_hub._get_safe_alternatives)
+        safe = ("model.safetensors" if file_name == "pytorch_model.bin" else
+                file_name[:-4] + ".safetensors" if file_name.endswith(".bin") else None)
+        candidates = [safe, file_name] if safe else [file_name]
+        return hub_file(repo, candidates, revision or None, what, give)
+    if url and cfg.get("custom_load"):
+        raise ConfigError(f"{what}: timm reads {url} with the model's own loader (not a state "
+                          f"dict), which medsyn does not run. {how}")
+    if url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+        if path.is_file():
+            return path
+        from timm.models._hub import download_cached_file
 
-    def create():
-        return timm.create_model(name, pretrained=True, num_classes=0, **kwargs)
-
-    def from_cache():
-        with cache_only():
-            return create()
-    model = downloaded(f"{what} (timm's pretrained weights from {where})", create, how,
-                       from_cache=from_cache)
-    return model.eval(), f"timm pretrained weights ({where})"
+        return Path(downloaded(f"{what} (timm's pretrained weights from {url})",
+                               lambda: download_cached_file(url, check_hash=True),
+                               f"Place {url} at {path}, or {give}."))
+    raise ConfigError(f"timm:{name}: timm {timm.__version__} has no pretrained weights for "
+                      f"this model. {how}")
 
 
 def timm_extractor(target: str, weights: str | None = None, device=None,
@@ -136,28 +150,32 @@ def timm_extractor(target: str, weights: str | None = None, device=None,
     timm's own pretrained weights (downloaded by timm unless offline)."""
     name, path = split_target(target, "timm", "<model>@<weights file>")
     what = f"timm:{name} weights"
-    how = (f"Give a local file: timm:{name}@FILE or --extractor-weights FILE. On a machine "
-           f"with internet: python -c \"import timm, safetensors.torch as s; m = "
+    give = f"give a local file: timm:{name}@FILE or --extractor-weights FILE"
+    how = (f"G{give[1:]}. On a machine with internet: python -c \"import timm, "
+           f"safetensors.torch as s; m = "
            f"timm.create_model('{name}', pretrained=True); s.save_file(m.state_dict(), "
            f"'{name}.safetensors')\".")
     timm = need_package("timm", "dev", "timm:")
-    if name not in timm.list_models():
+    if not timm.is_model(name):
         raise ConfigError(f"timm:{name}: timm {timm.__version__} has no model of that name "
                           "(timm.list_models() lists them).")
-    if path or weights:
-        file = local_file(path or weights, what, how)
-        state = read_weights(file, what, _CONVERT)
-        model = _create(timm, name, f"{what} {file}", state, **(model_kwargs or {}))
-        sha, origin = digest(file), str(file)
-    else:
-        model, origin = _timm_pretrained(timm, name, what, how, **(model_kwargs or {}))
-        sha = state_dict_digest(model.state_dict())
+    arch, dot, _ = name.partition(".")
+    if dot and name not in timm.list_pretrained(name):
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ConfigError(f"timm:{name}: timm {timm.__version__} has no pretrained tag of that "
+                          f"name for {arch}; its tags: {', '.join(tags[:12]) or 'none'}"
+                          f"{' ...' if len(tags) > 12 else ''}.")
+    # with no file: the one timm's own download fetches, read here as a local one
+    file = (local_file(path or weights, what, how) if path or weights else
+            _timm_pretrained_file(timm, name, what, how, give))
+    state = read_weights(file, what, _CONVERT)
+    model = _create(timm, name, f"{what} {file}", state, **(model_kwargs or {}))
     return EncoderExtractor(
         f"timm:{name}", model, model, _timm_pipeline(model, f"timm:{name}"),
-        model.num_features, sha,
+        model.num_features, digest(file),
         {"network": f"timm {name} (num_classes=0)",
          "layer": "pooled pre-logits: forward_head(forward_features(x), pre_logits=True)"},
-        device=device, weights_path=origin)
+        device=device, weights_path=str(file))
 
 
 def hub_pos_embed(pos_embed: torch.Tensor, size: int, patch: int = 14,
