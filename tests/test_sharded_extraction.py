@@ -204,7 +204,7 @@ import os, runpy, sys
 import medsyn.evaluators.features.extraction as extraction
 extract_batches = extraction._extract_batches
 def probe(extractor, images, batch_size, desc):
-    with open(os.environ["EXTRACTION_LOG"] + os.environ["RANK"], "a") as log:
+    with open(os.environ["EXTRACTION_LOG"] + os.environ.get("RANK", ""), "a") as log:
         log.write(desc + "\\n")
     return extract_batches(extractor, images, batch_size, desc)
 extraction._extract_batches = probe
@@ -257,13 +257,75 @@ def test_two_process_audit_writes_the_single_process_audit(tmp_path, data_root):
     assert len(shards) == 2 * 2 * 2
 
 
-def test_audit_power_under_torchrun_is_refused_in_one_line(monkeypatch):
-    from medsyn.evaluators.audit import runner
+def test_two_process_audit_power_deals_the_draws_and_writes_the_single_process_power(
+        tmp_path, data_root):
+    """`torchrun --nproc_per_node 2 -m medsyn audit --power` (gloo): each rank builds, extracts
+    and scores whole draws of its share, and the power block (every rate and null threshold)
+    is the single process's."""
+    args = ["audit", "--dataset", "pneumoniamnist", "--extractor", "pixels", "--metrics",
+            "fid,prdc", "--failures", "blur,cluster_drop", "-n", "12", "--n-pool", "32",
+            "--n-reference", "32", "--bootstrap", "5", "--batch-size", "4", "--power",
+            "--power-sizes", "8,16", "--power-repeats", "5", "--device", "cpu",
+            "--data-root", data_root]
+    probe = tmp_path / "probe.py"
+    probe.write_text(_EXTRACTION_PROBE)
+    log = tmp_path / "extracted-by-rank"
+    one = subprocess.run([sys.executable, probe, *map(str, args), "--out", tmp_path / "one"],
+                         env={**_env(tmp_path / "cache1"), "EXTRACTION_LOG": str(log)},
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _torchrun(2, probe, *args, "--out", tmp_path / "two",
+                    env={**_env(tmp_path / "cache2"), "EXTRACTION_LOG": str(log)}, timeout=300)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
 
-    monkeypatch.setattr("medsyn.evaluators.features.sharding.shard_group",
-                        lambda: ShardGroup(0, 2, "gloo"))
-    with pytest.raises(ConfigError, match="--power under torchrun"):
-        runner.audit("pneumoniamnist", "test", power=True, failures="blur")
+    def draws(rank):      # blurred draws of the power analysis: extracted whole, by one rank
+        descs = Path(f"{log}{rank}").read_text().splitlines()
+        return sorted(d for d in descs if d.startswith("blur level") and "[rank " not in d)
+
+    single = draws("")                            # the single process: no rank
+    assert len(single) == 4 + 4 * 2 * 5          # the card's 4 sets, then 4 levels x 2 sizes x 5
+    assert draws(0) and draws(1)                  # both ranks took draws
+    card_sets = [f"blur level {lv}" for lv in range(1, 5)]
+    assert sorted(draws(0) + draws(1) + card_sets) == single
+    a = json.loads((tmp_path / "one" / "audit.json").read_text())
+    b = json.loads((tmp_path / "two" / "audit.json").read_text())
+    assert a["power"]["settings"]["sizes"] == [8, 16]
+    for key in ("power", "spaces", "failures", "settings", "warnings"):
+        assert a[key] == b[key], key
+    assert two.stdout.count("audit: ") == 1                       # rank 0's card only
+
+
+def test_items_mapped_across_ranks_come_back_in_order_each_computed_once(monkeypatch):
+    from medsyn.evaluators.features import sharding
+
+    computed: dict = {}
+
+    class DealingGroup:
+        """Rank ``rank`` of 3; the other ranks' results are those they computed before."""
+
+        world_size = 3
+
+        def __init__(self, rank, others):
+            self.rank, self.others = rank, others
+
+        def all_gather_objects(self, mine):
+            self.others[self.rank] = mine
+            return [self.others.get(r, [None] * len(items[r::3])) for r in range(3)]
+
+    items = list(range(10))
+    gathered: dict = {}
+
+    def square(item):
+        computed.setdefault(rank, []).append(item)
+        return item * item
+
+    for rank in (2, 1, 0):
+        monkeypatch.setattr(sharding, "shard_group", lambda r=rank: DealingGroup(r, gathered))
+        out = sharding.map_across_ranks(square, items)
+    assert out == [i * i for i in items]
+    assert computed == {0: [0, 3, 6, 9], 1: [1, 4, 7], 2: [2, 5, 8]}
+    monkeypatch.setattr(sharding, "shard_group", lambda: None)
+    assert sharding.map_across_ranks(square, items) == out
 
 
 def test_a_single_process_never_joins_a_group(monkeypatch):

@@ -103,7 +103,8 @@ def audit_command(
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
         out = Path("runs") / f"audit-{safe}{size}"
     # under torchrun: this rank's device, the process group joined; each rank extracts its
-    # shard of every feature set and rank 0 alone scores and writes (docs/scale.md)
+    # shard of every feature set (and its share of --power's draws), rank 0 alone scores the
+    # rest and writes (docs/scale.md)
     dev = join_torchrun(device)
     try:
         result = audit(name, split, extractors=extractor, metrics=metrics, failures=failures,
@@ -117,7 +118,7 @@ def audit_command(
                        reference_sensitivity=reference_sensitivity, preprocessing=preprocessing)
     finally:
         leave_torchrun()
-    if result is None:          # a torchrun rank other than 0: it only extracted
+    if result is None:          # a torchrun rank other than 0: it wrote nothing
         return
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -26,7 +26,6 @@ import numpy as np
 
 from medsyn.data.subsets import stratified_rows
 from medsyn.evaluators.audit import perturbations as P
-from medsyn.utils import progress
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800, 1600, 2000)
 DEFAULT_REPEATS = 20
@@ -100,7 +99,17 @@ def audit_power(failures, pool: P.Pool, score_set: Callable, sizes: Sequence[int
                 repeats: int, directions: dict[str, str], seed: int,
                 alpha: float = ALPHA, target: float = TARGET_POWER) -> dict:
     """:func:`power_curve` of every failure on the audit's held-out pool. ``score_set(set)``
-    scores a :class:`perturbations.SyntheticSet` against the reference (``{key: value}``)."""
+    scores a :class:`perturbations.SyntheticSet` against the reference (``{key: value}``).
+
+    Every draw (a null draw of n real images, shared by the failures, or a damaged draw of one
+    failure level) is built from its own seed and scored on its own, so the draws are computed
+    as independent items: under ``torchrun`` they are dealt across the ranks (each rank builds,
+    extracts and scores whole draws; features/sharding.py ``map_across_ranks``) and every rank
+    receives all the scores, the single process's values."""
+    from medsyn.evaluators.features.sharding import map_across_ranks
+
+    failures = list(failures)
+
     def base_pool(n, tag, draw):
         rng = np.random.default_rng([seed, 30, tag, n, draw])
         rows = stratified_rows(pool.labels, n, rng)
@@ -109,21 +118,23 @@ def audit_power(failures, pool: P.Pool, score_set: Callable, sizes: Sequence[int
                       copy_labels=pool.copy_labels, clusters=pool.clusters,
                       cluster_space=pool.cluster_space)
 
-    null_cache: dict = {}
+    def score_draw(draw_key):
+        tag, level, n, draw = draw_key       # tag 0: the null; i: the i-th failure (from 1)
+        if level == 0:
+            return score_set(P.real_set(base_pool(n, 0, draw)))
+        damaged = P.build_set(failures[tag - 1], level, base_pool(n, tag, draw),
+                              seed * 1000 + draw)
+        return score_set(damaged)
 
-    def null_score(n, draw):
-        if (n, draw) not in null_cache:
-            null_cache[(n, draw)] = score_set(P.real_set(base_pool(n, 0, draw)))
-        return null_cache[(n, draw)]
-
+    draws = [(0, 0, n, r) for n in sizes for r in range(repeats)]
+    draws += [(i, lv, n, r) for i, failure in enumerate(failures, start=1)
+              for lv in range(1, len(failure.levels) + 1) for n in sizes for r in range(repeats)]
+    scores = dict(zip(draws, map_across_ranks(score_draw, draws, desc="power", unit="draw"),
+                      strict=True))
     out = {}
-    for i, failure in enumerate(progress(failures, desc="power", unit="failure"), start=1):
-        def score(level, n, draw, failure=failure, i=i):
-            if level == 0:
-                return null_score(n, draw)
-            damaged = P.build_set(failure, level, base_pool(n, i, draw),
-                                  seed * 1000 + draw)
-            return score_set(damaged)
+    for i, failure in enumerate(failures, start=1):
+        def score(level, n, draw, i=i):
+            return scores[(0 if level == 0 else i, level, n, draw)]
 
         curve = power_curve(score, range(1, len(failure.levels) + 1), sizes, repeats,
                             directions, alpha, target)

@@ -8,8 +8,9 @@ is extracted once per space. Metrics are the registry's own families, fed those 
 
 Under ``torchrun`` (``torchrun --nproc_per_node N -m medsyn audit ...``) every rank builds the
 same sets and extracts its shard of each feature set (evaluators/features/sharding.py, as
-``medsyn evaluate`` does); rank 0 alone scores them and writes the audit. ``--power`` is
-refused there (see :func:`_refused_under_torchrun`).
+``medsyn evaluate`` does); rank 0 alone scores them and writes the audit. ``--power``'s draws
+are dealt across the ranks instead, each rank building, extracting and scoring whole draws
+(power.py).
 """
 
 from __future__ import annotations
@@ -79,16 +80,6 @@ def audited_metrics(metrics=None):
     return chosen, {k: directions[k] for k in keys}
 
 
-def _refused_under_torchrun(power: bool) -> None:
-    if power:
-        # each of its thousands of draws builds a small damaged set, extracts it and scores
-        # it before the next draw exists: a collective call per draw with rank 0 scoring in
-        # between, for sets of 25-2000 images; sharding would cost more than it saves
-        raise ConfigError("--power under torchrun: the power analysis extracts and scores "
-                          "each small draw in turn, which does not split across ranks; run "
-                          "the audit with --power in one process (without torchrun).")
-
-
 def _build_extractor(name, device, train, inception_weights, use_cache, held_split, root,
                      image_size, extractor_weights=None):
     """The named space, built from the settings it declares: a space fitted to the real data
@@ -149,8 +140,9 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
 
     Under ``torchrun`` (a process group joined with
     :func:`medsyn.evaluators.features.sharding.join_torchrun` or by the caller) every rank
-    calls this with the same arguments and extracts its shard of each feature set; rank 0
-    scores, writes and returns the audit, the other ranks return ``None``.
+    calls this with the same arguments and extracts its shard of each feature set, and scores
+    its share of the ``power`` draws; rank 0 scores the rest, writes and returns the audit, the
+    other ranks return ``None``.
     """
     from medsyn.data import load_dataset
     from medsyn.device import resolve_device
@@ -186,8 +178,6 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
     chosen_failures = P.resolve_failures(failures)
     specs, directions = audited_metrics(metrics)
     group = shard_group()
-    if group is not None:
-        _refused_under_torchrun(power)
     if not isinstance(n_bootstrap, int) or n_bootstrap < 2:
         raise ConfigError(f"--bootstrap must be an integer >= 2 (the real-vs-real interval is a "
                           f"bootstrap interval), got {n_bootstrap!r}.")
@@ -311,10 +301,16 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
                              extract_features(ext, images, batch_size, desc="preprocessing")
                              for _, images, _ in extra.variants] if preprocessing else None
         timings["extraction_s"] += time.perf_counter() - t0
-        if group is not None and not group.is_main:
-            continue
         ctx_args = {"reference": reference, "extractor": ext, "options": options, "device": dev,
                     "train": reference, "heldout": pool_ds, "split_features_needed": False}
+        power_s = 0.0
+        if power:       # on every rank: the draws are dealt across the ranks (power.py)
+            t0 = time.perf_counter()
+            S.run_power(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
+                        chosen_failures, repeats, seed, batch_size)
+            power_s = time.perf_counter() - t0
+        if group is not None and not group.is_main:
+            continue
         scores: dict = {}
         for s, feats in progress(list(zip(sets, set_feats, strict=True)),
                                  desc=f"audit [{ext.name}]", unit="set"):
@@ -329,11 +325,10 @@ def audit(dataset: str, split: str = "test", *, extractors: Sequence[str] | str 
         if extra.any:
             t0 = time.perf_counter()
             S.run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f,
-                         pool, chosen_failures, repeats, seed, batch_size, reference,
-                         train.class_names, variant_feats)
-            timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0
+                         pool, seed, batch_size, reference, train.class_names, variant_feats)
+            timings[f"statistics_{ext.name}_s"] = time.perf_counter() - t0 + power_s
     if group is not None and not group.is_main:
-        return None               # a torchrun rank other than 0: it only extracted
+        return None               # a torchrun rank other than 0: extracted (and its power draws)
     timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
     timings["total_s"] = round(time.perf_counter() - started, 3)
 

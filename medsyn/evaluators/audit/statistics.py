@@ -90,28 +90,46 @@ def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_ro
                                   dicom_loader=dicom_loader if has_dicom else None)
 
 
-def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool,
-               failures, repeats, seed, batch_size, reference, class_names,
-               variant_features=None):
-    """``variant_features``: the features of ``extra.variants``' images, in their order
-    (extracted with the audit's sets, so that torchrun ranks share that work)."""
+def _set_values(ext, ctx_args, options, specs, directions, ref_f, pool_f, batch_size):
+    """The scorer of the optional statistics: a set's values (no intervals: one value per
+    draw) against the reference features."""
     from dataclasses import replace
 
     values_args = {**ctx_args, "options": replace(options, n_bootstrap=0)}
 
-    def values(scored):
-        return {k: v["value"] for k, v in scored.items()}
-
     def set_values(s, ref=ref_f, args=values_args):
         feats = scoring.set_features(s, pool_f, ext, batch_size)
-        return values(scoring.score_set(s, feats, args, specs, directions, ref, pool_f)[0])
+        return _values(scoring.score_set(s, feats, args, specs, directions, ref, pool_f)[0])
 
-    if extra.power:
-        from medsyn.evaluators.audit.power import audit_power
+    return values_args, set_values
 
-        extra.power_out = extra.power_out or {}
-        extra.power_out[ext.name] = audit_power(failures, pool, set_values, extra.sizes,
-                                                repeats, directions, seed)
+
+def _values(scored):
+    return {k: v["value"] for k, v in scored.items()}
+
+
+def run_power(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool, failures,
+              repeats, seed, batch_size):
+    """``--power`` in this space. Every torchrun rank calls it: the draws are dealt across the
+    ranks (power.py) and every rank receives the curves."""
+    from medsyn.evaluators.audit.power import audit_power
+
+    _, set_values = _set_values(ext, ctx_args, options, specs, directions, ref_f, pool_f,
+                                batch_size)
+    extra.power_out = extra.power_out or {}
+    extra.power_out[ext.name] = audit_power(failures, pool, set_values, extra.sizes, repeats,
+                                            directions, seed)
+
+
+def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, pool, seed,
+               batch_size, reference, class_names, variant_features=None):
+    """The reference and preprocessing sensitivity in this space (rank 0 alone: no
+    extraction left; ``--power`` is :func:`run_power`).
+
+    ``variant_features``: the features of ``extra.variants``' images, in their order
+    (extracted with the audit's sets, so that torchrun ranks share that work)."""
+    values_args, set_values = _set_values(ext, ctx_args, options, specs, directions, ref_f,
+                                          pool_f, batch_size)
     if extra.reference:
         from medsyn.evaluators.audit.sensitivity import reference_sensitivity
 
@@ -136,8 +154,8 @@ def run_extras(extra, ext, ctx_args, options, specs, directions, ref_f, pool_f, 
 
         def score_images(images):
             feats = features_of[id(images)]
-            return values(scoring.score_set(base, feats, values_args, specs, directions,
-                                            ref_f, pool_f)[0])
+            return _values(scoring.score_set(base, feats, values_args, specs, directions,
+                                             ref_f, pool_f)[0])
 
         extra.preprocessing_out = extra.preprocessing_out or {}
         extra.preprocessing_out[ext.name] = preprocessing_sensitivity(

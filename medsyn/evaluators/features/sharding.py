@@ -13,13 +13,17 @@ the results while the other ranks stop.
 Extraction is collective only inside :func:`collective_extraction` (the evaluation's feature
 phase): a feature set needed later, inside a metric family, is extracted by rank 0 alone, so a
 rank can never wait for a collective call the others will not make.
+
+Work made of many small independent items (the audit's power draws: build a small set, extract
+it, score it) is split by item instead, with :func:`map_across_ranks`: each rank computes whole
+items alone and the results are gathered in item order.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,8 +35,10 @@ import torch.distributed as torch_dist
 from medsyn.device import resolve_device
 from medsyn.errors import ConfigError
 from medsyn.generators.engine.distributed import distributed_env
+from medsyn.utils import progress
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 BACKENDS = ("gloo", "nccl")
 ENV_BACKEND = "MEDSYN_DIST_BACKEND"
@@ -205,6 +211,31 @@ def built_by_main_first(build: Callable[[], T]) -> T:
                 "every rank must read the same weights, so give all ranks one shared "
                 "MEDSYN_CACHE_DIR and the same weight files.")
     return extractor
+
+
+def map_across_ranks(compute: Callable[[T], R], items: Sequence[T], desc: str = "items",
+                     unit: str = "it") -> list[R]:
+    """``[compute(item) for item in items]``, under ``torchrun`` with the items dealt across the
+    ranks in turn (rank r computes items r, r + N, ...: neighbouring items, often of similar
+    cost, go to different ranks) and every rank receiving all the results in item order.
+
+    Each item is computed whole by one process, as one process would compute it, so the
+    results are the single process's as long as ``compute`` depends on its item alone (no
+    state carried from one item to the next). Every rank must call this with the same items,
+    in the same order among its other collective calls. In a single process (or outside
+    :func:`join_torchrun`'s group) it is the plain loop. ``desc`` / ``unit``: the progress
+    bar of this process's items."""
+    group = shard_group()
+    if group is None:
+        return [compute(item) for item in progress(items, desc=desc, unit=unit)]
+    mine = [compute(item) for item in progress(items[group.rank::group.world_size],
+                                               desc=f"{desc} [rank {group.rank}/"
+                                                    f"{group.world_size}]", unit=unit)]
+    dealt = group.all_gather_objects(mine)
+    out: list = [None] * len(items)
+    for rank, results in enumerate(dealt):
+        out[rank::group.world_size] = results
+    return out
 
 
 def join_torchrun(device_spec: str | torch.device | None = "auto") -> torch.device:
