@@ -193,3 +193,31 @@ def test_report_says_whether_the_gap_between_generators_exceeds_the_spread(
     alone = build_report(inputs, tmp_path / "report-alone")
     text = alone.summary_md.read_text() + alone.index_html.read_text()
     assert "choice of reference" not in text and "class=\"refspread" not in text
+
+
+def test_a_run_with_several_evaluations_counts_once_in_the_gap(audited_folder, tmp_path):
+    """Two epochs of gan-a beat gan-b: the gap sentence compares gan-a's best epoch with
+    gan-b, not gan-a with itself."""
+    from medsyn.reports import build_report
+
+    _, audit_dir, audit = audited_folder
+    run_dir = tmp_path / "runs" / "gan-a"
+    run_dir.mkdir(parents=True)
+    inputs = []
+    for name, epoch, fid, folder_run in (("gan-a", 3, 20.0, run_dir), ("gan-a", 4, 21.0, run_dir),
+                                         ("gan-b", 3, 30.0, None)):
+        res = generation_results(name, epoch, fid, run_dir=folder_run and str(folder_run),
+                                 dataset=audit["dataset"]["name"], image_size=28,
+                                 classes=["bright", "dark"], utility=False, figures=())
+        for entry in res["metrics"].values():
+            if isinstance(entry, dict) and "extractor" in entry:
+                entry["extractor"] = "pixels16"
+        res["provenance"]["extractor"] = {"name": "pixels16"}
+        folder = tmp_path / "eval" / f"{name}-{epoch}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(res))
+        inputs.append(folder)
+    built = build_report([*inputs, audit_dir], tmp_path / "report")
+    md = built.summary_md.read_text()
+    assert "FID (pixels16): gan-a @ epoch 3 20 and gan-b 30 differ by 10;" in md
+    assert "gan-a @ epoch 4 21" not in md

@@ -127,22 +127,26 @@ def attach(sections, cards: list[AuditCard], assets) -> list[AuditCard]:
 
 def _generator_gaps(table) -> list:
     """Per ranked column and space: the gap between the two best runs (run rows with a value
-    and a reference spread of the same audit), judged against that spread."""
+    and a reference spread of the same audit; a run with several evaluations counts with its
+    best), judged against that spread."""
     out = []
     for spec in table.columns:
         if not spec.ranked:
             continue
-        groups: dict[tuple[str, str], list] = {}
+        groups: dict[tuple[str, str], dict] = {}
         for row in table.rows:
             cell = row.cells.get(spec.key)
             if row.kind != "run" or cell is None or not cell.available or cell.reference is None:
                 continue
-            key = (cell.reference.space, cell.reference.audit_path)
-            groups.setdefault(key, []).append((spec.rank_key(cell.value), row.label, cell))
-        for (space, _), ranked in groups.items():
+            runs = groups.setdefault((cell.reference.space, cell.reference.audit_path), {})
+            run = row.run.key if row.run is not None else row.label
+            entry = (spec.rank_key(cell.value), row.label, cell)
+            if run not in runs or entry[0] < runs[run][0]:
+                runs[run] = entry
+        for (space, _), runs in groups.items():
+            ranked = sorted(runs.values(), key=lambda t: t[0])
             if len(ranked) < 2 or len({c.value for _, _, c in ranked}) == 1:
                 continue            # one run, or all tied: no order to question
-            ranked.sort(key=lambda t: t[0])
             (_, first, cell), (_, second, other) = ranked[:2]
             out.append(generator_gap(spec.label, space, (first, cell.value),
                                      (second, other.value), cell.reference))
