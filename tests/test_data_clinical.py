@@ -199,6 +199,37 @@ def test_dicom_window_alternatives_by_hand(tmp_path, monkeypatch):
         load_dataset(f"folder:{root}", split="all", dicom_window="soft tissue")
 
 
+def test_dicom_window_alternatives_by_hand_16_bit_signed(tmp_path):
+    """The same three rules on a signed 16-bit CT-like file (Bits Stored 16, slope 0.5,
+    intercept -1024, a soft-tissue window 40/400), 40 x 40 pixels with one pixel of padding far
+    below the anatomy and one marker far above it (each under 0.5 % of the pixels); MONOCHROME2."""
+    values = np.random.default_rng(22).integers(1800, 2400, (40, 40))    # -124 .. 175.5 HU
+    values[0, 0], values[-1, -1] = -32768, 32767
+    c, w, slope, intercept = 40.0, 400.0, 0.5, -1024.0
+    _dicom(tmp_path / "ct" / "a.dcm", values, bits_stored=16, signed=True, slope=slope,
+           intercept=intercept, window=(c, w))
+    v = values * slope + intercept                                       # C.11.1
+    lo, hi = _percentile_by_hand(v, 0.5), _percentile_by_hand(v, 99.5)
+    by_rule = {
+        "file": np.where(v <= c - 0.5 - (w - 1) / 2, 0,
+                         np.where(v > c - 0.5 + (w - 1) / 2, 255,
+                                  _round_half_up(((v - (c - 0.5)) / (w - 1) + 0.5) * 255))),
+        "full": _round_half_up((v - v.min()) / (v.max() - v.min()) * 255),
+        "percentile": _round_half_up(np.clip((v - lo) / (hi - lo), 0, 1) * 255),
+    }
+    assert v.min() == -17408 and v.max() == 15359.5
+    for rule, expected in by_rule.items():
+        ds = load_dataset(f"folder:{tmp_path / 'ct'}", split="all", dicom_window=rule)
+        np.testing.assert_array_equal(ds.images[0, 0].numpy(), expected.astype(np.uint8),
+                                      err_msg=rule)
+        assert ds.source["intensity"]["bit_depths"] == {"DICOM, 16 bits stored": 1}
+    # the full range squeezes the anatomy (300 HU of 32768) into a few grey levels; the
+    # percentile window spreads it over most of 0..255, as the file's window does
+    inside = np.s_[1:-1, :]
+    assert np.ptp(by_rule["full"][inside]) <= 3
+    assert np.ptp(by_rule["percentile"][inside]) > 100 and np.ptp(by_rule["file"][inside]) > 100
+
+
 def test_dicom_compressed_rle_and_jpeg_ls_decode_like_uncompressed(tmp_path):
     from pydicom.uid import JPEGLSLossless, RLELossless
 

@@ -44,6 +44,7 @@ def test_identical_pipeline_scores_zero_and_alternatives_move():
     assert "8 bits" in rows["bit depth minmax"]["unavailable"]
     assert rows["DICOM window full range"]["unavailable"] == "no DICOM file in the dataset"
     assert rows["DICOM window percentile"]["unavailable"] == "no DICOM file in the dataset"
+    assert "DICOM window file VOI, re-decoded" not in rows      # no DICOM loader: no check row
 
 
 def test_alternative_filters_are_the_ones_named():
@@ -107,6 +108,10 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     rows = {r["pipeline"]: r for r in result["preprocessing"]["spaces"]["pixels16"]["rows"]}
     assert rows["default"]["change"] == {"fid": 0.0, "mmd": 0.0}
     assert rows["area"]["change"]["fid"] != 0.0
+    # an npz of 8-bit arrays: the bit-depth and DICOM window rows say why they do not apply
+    assert rows["DICOM window full range"]["unavailable"] == \
+        "no DICOM file in the dataset (stored as medmnist-npz, 8-bit arrays)"
+    assert rows["bit depth 16"]["unavailable"].startswith("every file is stored with 8 bits")
     # the default pipeline's score is the audit's own level-0 score of the same images
     real = result["spaces"]["pixels16"]["real_vs_real"]["fid"]["value"]
     assert rows["default"]["values"]["fid"] == pytest.approx(real, rel=1e-9)
@@ -120,62 +125,135 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     assert "Preprocessing sensitivity: pixels16</h3>" in html and "nan" not in html
 
 
-def test_audit_preprocessing_scores_dicom_window_alternatives(tmp_path):
-    """A DICOM folder (train/test, two classes, 12-bit with a VOI window and a marker pixel):
-    --preprocessing scores the held-out sample under each window rule, the images of each row
-    are the loader's under that rule, and the default row is the file's window (change 0)."""
-    import pydicom
+def _write_dicom(path, values, window):
+    """A 12-bit MONOCHROME2 Part 10 file with a VOI window, written with pydicom."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = values.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = values.astype("<u2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory):
+    """A DICOM folder (train/test, two classes of 12 files each, 12-bit with a VOI window
+    1800/1600 and one burnt-in marker pixel at 4095 per image)."""
+    import pydicom
+
+    root = tmp_path_factory.mktemp("dicom") / "dcm"
+    rng = np.random.default_rng(5)
+    for split in ("train", "test"):
+        for c, name in enumerate(("a", "b")):
+            for i in range(12):
+                values = rng.integers(800 + 400 * c, 2400 + 400 * c, (16, 16))
+                values[rng.integers(16), rng.integers(16)] = 4095       # burnt-in marker
+                _write_dicom(root / split / name / f"{i}.dcm", values, (1800.0, 1600.0))
+    assert pydicom.dcmread(root / "test" / "b" / "11.dcm").WindowCenter == 1800.0
+    return root
+
+
+def test_audit_preprocessing_scores_dicom_window_alternatives(dicom_folder):
+    """--preprocessing on the DICOM folder scores the held-out sample under each window rule,
+    the images of each row are the loader's under that rule, the default row is the file's
+    window (change 0), and decoding the files again under the file's window moves nothing."""
     from medsyn.data import load_dataset
     from medsyn.evaluators.audit import audit
     from medsyn.evaluators.audit.card import card_markdown
     from medsyn.evaluators.audit.statistics import preprocessing_inputs
 
-    rng = np.random.default_rng(5)
-    for split, count in (("train", 24), ("test", 24)):
-        for c, name in enumerate(("a", "b")):
-            for i in range(count // 2):
-                values = rng.integers(800 + 400 * c, 2400 + 400 * c, (16, 16))
-                values[rng.integers(16), rng.integers(16)] = 4095       # burnt-in marker
-                ds = Dataset()
-                ds.file_meta = FileMetaDataset()
-                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-                ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                ds.SOPClassUID = SecondaryCaptureImageStorage
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-                ds.Rows = ds.Columns = 16
-                ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-                ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-                ds.PixelRepresentation = 0
-                ds.WindowCenter, ds.WindowWidth = 1800.0, 1600.0
-                ds.PixelData = values.astype("<u2").tobytes()
-                path = tmp_path / "dcm" / split / name / f"{i}.dcm"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ds.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).WindowCenter == 1800.0
-    root = f"folder:{tmp_path / 'dcm'}"
-
+    root = f"folder:{dicom_folder}"
     result = audit(root, "test", extractors="pixels", metrics="fid", failures="blur", n=8,
                    n_bootstrap=2, preprocessing=True, use_cache=False)
     rows = {r["pipeline"]: r for r in result["preprocessing"]["spaces"]["pixels16"]["rows"]}
     assert rows["default"]["change"] == {"fid": 0.0}
+    assert "VOI window" in rows["default"]["description"]
     for name in ("DICOM window full range", "DICOM window percentile"):
         assert "unavailable" not in rows[name]
         assert rows[name]["change"]["fid"] != 0.0
     assert rows["bit depth 16"]["unavailable"].startswith("no file but DICOM")
+    assert "DICOM window file VOI, re-decoded" not in rows        # a check row, tests only
     card = card_markdown(result)
     assert "| DICOM window percentile | DICOM window | " in card
 
     # the images behind each row are the loader's under that window rule
     test = load_dataset(root, "test")
     base_rows = np.arange(8)
-    variants = {p.name: im for p, im, _ in preprocessing_inputs(root, "test", test, base_rows,
-                                                                None, None)}
+    variants = preprocessing_inputs(root, "test", test, base_rows, None, None, identical=True)
+    images = {p.name: im for p, im, _ in variants}
     for window, name in (("full", "DICOM window full range"),
                          ("percentile", "DICOM window percentile")):
         want = load_dataset(root, "test", dicom_window=window).images[:8]
-        assert torch.equal(variants[name], want)
+        assert torch.equal(images[name], want)
         assert not torch.equal(want, test.images[:8])
+    # identical pipelines: the default run again, and the files decoded again with their own
+    # window, are the default's images bit for bit, so every metric's change is exactly 0
+    assert torch.equal(images["DICOM window file VOI, re-decoded"], images["default"])
+
+    def score(batch):
+        x = batch.float()
+        return {"mean": float(x.mean()), "sd": float(x.std())}
+
+    table = preprocessing_sensitivity(variants, score, ["mean", "sd"])
+    changes = {r["pipeline"]: r.get("change") for r in table["rows"]}
+    zero = {"mean": 0.0, "sd": 0.0}
+    assert changes["default, again"] == zero
+    assert changes["DICOM window file VOI, re-decoded"] == zero
+    # the full range keeps the marker in the scale, so the anatomy reads darker than the
+    # percentile window (which clips the marker away) and than the file's window
+    assert changes["DICOM window full range"]["mean"] < 0
+    assert changes["DICOM window percentile"]["mean"] > changes["DICOM window full range"]["mean"]
+
+
+def test_cli_audit_preprocessing_on_a_dicom_folder(dicom_folder, tmp_path):
+    """End to end through the command line: the window rows in audit.json and the card."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medsyn.cli import app
+
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, [
+        "audit", "--dataset", f"folder:{dicom_folder}:test", "--extractor", "pixels",
+        "--metrics", "fid,kid", "--failures", "blur", "-n", "8", "--bootstrap", "2",
+        "--preprocessing", "--no-cache", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    audit = json.loads((out / "audit.json").read_text())
+    rows = {r["pipeline"]: r for r in audit["preprocessing"]["spaces"]["pixels16"]["rows"]}
+    assert [r["pipeline"] for r in audit["preprocessing"]["spaces"]["pixels16"]["rows"]][-2:] \
+        == ["DICOM window full range", "DICOM window percentile"]
+    assert rows["default"]["change"] == {"fid": 0.0, "kid": 0.0}
+    for name in ("DICOM window full range", "DICOM window percentile"):
+        assert rows[name]["aspect"] == "DICOM window"
+        assert rows[name]["change"]["fid"] != 0.0 and rows[name]["change"]["kid"] != 0.0
+    # 16 px stored, evaluated as stored: the resize rows say why they have no value
+    assert rows["area"]["unavailable"].startswith("no resize")
+    card = (out / "card.md").read_text()
+    assert "| DICOM window full range | DICOM window | " in card
+    assert "Preprocessing sensitivity: pixels16" in result.output
+
+
+def test_rows_that_do_not_apply_say_how_the_files_are_stored():
+    from medsyn.evaluators.audit.statistics import stored_as
+
+    cxr3 = {"kind": "image-folder", "intensity": {"bit_depths": {"PNG 8-bit": 603}}}
+    assert stored_as(cxr3) == "PNG 8-bit"
+    assert stored_as({"kind": "medmnist-npz"}) == "medmnist-npz, 8-bit arrays"
+    assert stored_as(None) is None
+    rows = {p.name: reason for p, _, reason in
+            preprocessing_variants(_images(), 16, stored_as=stored_as(cxr3))}
+    assert rows["DICOM window full range"] == "no DICOM file in the dataset (stored as PNG 8-bit)"
+    assert rows["bit depth minmax"] == "every file is stored with 8 bits (stored as PNG 8-bit)"

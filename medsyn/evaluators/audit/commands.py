@@ -77,8 +77,9 @@ def audit_command(
         "class left out."),
     preprocessing: bool = typer.Option(
         False, "--preprocessing", help="How much the input pipeline alone moves each metric: "
-        "the held-out images under alternative resize filters, 8-bit quantisation and "
-        "bit-depth rules, scored against the default pipeline's reference."),
+        "the held-out images under alternative resize filters, 8-bit quantisation, "
+        "bit-depth rules and (DICOM files) window rules, scored against the default "
+        "pipeline's reference."),
 ):
     """Measure, on real data, which metric detects which failure: controlled failures of
     held-out images (blur, noise, contrast, JPEG, class/cluster drop, label swaps,

@@ -16,7 +16,10 @@ Both score real images only, so whatever they measure is not the generator's doi
   area), 8-bit quantisation (truncation instead of rounding after the resize), for files
   stored with more than 8 bits the bit-depth rule (global min/max, 16 bits), and for DICOM
   files the window (each image's full range, its 0.5..99.5 percentiles; the default is the
-  file's own VOI, :mod:`medsyn.data.formats.dicom`).
+  file's own VOI, :mod:`medsyn.data.formats.dicom`). The alternative windows are decoded from
+  the source files here only: the dataset's default decoding and its cache key do not change.
+  A row that does not apply to the dataset (no resize, no high-bit-depth or DICOM file) says
+  why instead of a value.
 """
 
 from __future__ import annotations
@@ -134,8 +137,16 @@ DICOM_WINDOW_PIPELINES = (
 )
 
 
+FILE_WINDOW_AGAIN = Pipeline("DICOM window file VOI, re-decoded", "DICOM window",
+                             "the files decoded again with the file's own VOI window (the "
+                             "default rule): must move nothing")
+DEFAULT_DICOM = Pipeline("default", "reference", f"medsyn's: each DICOM file's own VOI window, "
+                         f"then {RESIZE_FILTER}, rounded to 8 bits")
+
+
 def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_loader=None,
-                           identical: bool = False, dicom_loader=None
+                           identical: bool = False, dicom_loader=None,
+                           stored_as: str | None = None
                            ) -> list[tuple[Pipeline, torch.Tensor | None, str | None]]:
     """(pipeline, images or None, reason when not applicable) for every alternative.
 
@@ -143,9 +154,16 @@ def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_lo
     evaluation size (None: stored size, no resize). ``high_depth_loader(bit_depth)`` -> the
     same images decoded with another bit-depth rule, or None when no file has more than 8 bits;
     ``dicom_loader(window)`` likewise with another DICOM window rule, None without DICOM files.
-    ``identical``: add a second copy of the default pipeline (its row must read 0)."""
-    default = native if size is None else resize_uint8(native, size)
-    out: list = [(DEFAULT, default, None)]
+    ``stored_as``: how the dataset's files are stored (e.g. "PNG 8-bit"), said in the reason of
+    the rows that do not apply to them. ``identical``: add a second copy of the default
+    pipeline, and with DICOM files the files decoded again under the default window rule (both
+    rows must read 0)."""
+    def resized(images):
+        return images if size is None else resize_uint8(images, size)
+
+    stored = f" (stored as {stored_as})" if stored_as else ""
+    default = resized(native)
+    out: list = [(DEFAULT if dicom_loader is None else DEFAULT_DICOM, default, None)]
     if identical:
         out.append((Pipeline("default, again", "reference", "the default pipeline run a "
                              "second time (must move nothing)"), resize_uint8(native, size)
@@ -161,17 +179,19 @@ def preprocessing_variants(native: torch.Tensor, size: int | None, high_depth_lo
                             "of the default (auto)")
         images = None if high_depth_loader is None else high_depth_loader(rule)
         if images is None:
-            out.append((pipeline, None, "every file is stored with 8 bits" if dicom_loader
-                        is None else "no file but DICOM is stored with more than 8 bits "
-                        "(DICOM files are windowed: see the DICOM window rows)"))
+            out.append((pipeline, None, f"every file is stored with 8 bits{stored}"
+                        if dicom_loader is None else "no file but DICOM is stored with more "
+                        "than 8 bits (DICOM files are windowed: see the DICOM window rows)"))
         else:
-            out.append((pipeline, images if size is None else resize_uint8(images, size), None))
+            out.append((pipeline, resized(images), None))
+    if identical and dicom_loader is not None:
+        out.append((FILE_WINDOW_AGAIN, resized(dicom_loader("file")), None))
     for window, pipeline in DICOM_WINDOW_PIPELINES:
         images = None if dicom_loader is None else dicom_loader(window)
         if images is None:
-            out.append((pipeline, None, "no DICOM file in the dataset"))
+            out.append((pipeline, None, f"no DICOM file in the dataset{stored}"))
         else:
-            out.append((pipeline, images if size is None else resize_uint8(images, size), None))
+            out.append((pipeline, resized(images), None))
     return out
 
 

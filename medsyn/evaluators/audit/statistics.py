@@ -66,8 +66,21 @@ def power_sizes_for(sizes, pool_size):
     return power_sizes(sizes, pool_size)
 
 
-def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_root):
-    """The base sample's images as stored, put through every alternative pipeline."""
+def stored_as(source: dict | None) -> str | None:
+    """How a dataset's files are stored, in words ("PNG 8-bit", "medmnist-npz"), for the
+    preprocessing rows that do not apply to them; None when the source does not say."""
+    source = source or {}
+    depths = (source.get("intensity") or {}).get("bit_depths") or {}
+    if depths:
+        return ", ".join(depths) if len(depths) > 1 else next(iter(depths))
+    kind = source.get("kind")
+    return f"{kind}, 8-bit arrays" if kind == "medmnist-npz" else kind
+
+
+def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_root,
+                         identical: bool = False):
+    """The base sample's images as stored, put through every alternative pipeline
+    (``identical``: with the rows that repeat the default, which must read 0)."""
     from medsyn.data import load_dataset
     from medsyn.evaluators.audit.sensitivity import preprocessing_variants
 
@@ -87,7 +100,9 @@ def preprocessing_inputs(dataset, split, pool_ds, base_rows, image_size, data_ro
         return load_dataset(dataset, split, root=data_root, dicom_window=window).images[rows_t]
 
     return preprocessing_variants(native.images[rows_t], image_size, loader,
-                                  dicom_loader=dicom_loader if has_dicom else None)
+                                  identical=identical,
+                                  dicom_loader=dicom_loader if has_dicom else None,
+                                  stored_as=stored_as(native.source))
 
 
 def _set_values(ext, ctx_args, options, specs, directions, ref_f, pool_f, batch_size):

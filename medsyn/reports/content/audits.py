@@ -10,7 +10,7 @@ from pathlib import Path
 
 from medsyn.evaluators.audit.card import AUDIT_NAME, CARD_CSS, card_html, load_audit
 from medsyn.reports.content.inputs import Problem
-from medsyn.reports.content.reference_spread import reference_spread
+from medsyn.reports.content.reference_spread import generator_gap, reference_spread
 from medsyn.utils import is_inside
 
 __all__ = ["CARD_CSS", "AuditCard", "attach", "find_audits", "split_inputs"]
@@ -116,7 +116,41 @@ def attach(sections, cards: list[AuditCard], assets) -> list[AuditCard]:
                 "distance to the real-vs-real floor is not larger than that: a difference the "
                 "reference choice alone could make, not evidence about the generator "
                 f"({within} of {len(shown)} values here). Hover a value for the sentence.")
+        gaps = [g.sentence for table in section.tables for g in _generator_gaps(table)]
+        if gaps:
+            section.notes.append(
+                "Is the best run's lead larger than the choice of reference? For each metric "
+                "and space, the gap between the two best runs against the same spread (medsyn "
+                "audit --reference-sensitivity). " + " ".join(gaps))
     return unplaced
+
+
+def _generator_gaps(table) -> list:
+    """Per ranked column and space: the gap between the two best runs (run rows with a value
+    and a reference spread of the same audit; a run with several evaluations counts with its
+    best), judged against that spread."""
+    out = []
+    for spec in table.columns:
+        if not spec.ranked:
+            continue
+        groups: dict[tuple[str, str], dict] = {}
+        for row in table.rows:
+            cell = row.cells.get(spec.key)
+            if row.kind != "run" or cell is None or not cell.available or cell.reference is None:
+                continue
+            runs = groups.setdefault((cell.reference.space, cell.reference.audit_path), {})
+            run = row.run.key if row.run is not None else row.label
+            entry = (spec.rank_key(cell.value), row.label, cell)
+            if run not in runs or entry[0] < runs[run][0]:
+                runs[run] = entry
+        for (space, _), runs in groups.items():
+            ranked = sorted(runs.values(), key=lambda t: t[0])
+            if len(ranked) < 2 or len({c.value for _, _, c in ranked}) == 1:
+                continue            # one run, or all tied: no order to question
+            (_, first, cell), (_, second, other) = ranked[:2]
+            out.append(generator_gap(spec.label, space, (first, cell.value),
+                                     (second, other.value), cell.reference))
+    return out
 
 
 def _reference_spreads(row, columns, cards: list[AuditCard], row_space: str | None) -> None:

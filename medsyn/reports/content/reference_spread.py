@@ -12,6 +12,11 @@ the run's distance to the real-vs-real floor is within it:
   with one class left out (``max |value - full reference value|``);
 - *beyond the reference choice*: larger than both.
 
+The same two spreads judge the gap between generators: for each metric and space, the
+section says whether the gap between its two best runs is within the spread of redrawn
+references, within a class-mix change, or larger than the reference choice
+(:func:`generator_gap`).
+
 The floor is the evaluation's own real-vs-real floor for FID and KID when results.json has it
 (``real_floor.fid_halves`` / ``kid_halves``, same n as the run), else the audit's real-vs-real
 score of that metric and space (held-out real images against the reference, at the audit's n,
@@ -43,6 +48,7 @@ class ReferenceSpread:
     verdict: str | None                # REDRAWN, CLASS_MIX, BEYOND, or None without a floor
     sentence: str
     audit_path: str
+    space: str = ""
 
     @property
     def within(self) -> bool:
@@ -132,21 +138,64 @@ def reference_spread(audit: Mapping, audit_path: str, space: str, key: str, labe
     if value is None or floor is None:
         return ReferenceSpread(halves_range, shift, floor, source, None, None,
                                f"Reference sensitivity ({space}, {audit_path}): "
-                               f"{spread_text}.", audit_path)
+                               f"{spread_text}.", audit_path, space)
     distance = abs(value - floor)
-    if halves_range is not None and distance <= halves_range:
-        verdict = REDRAWN
-        reading = ("this is within what redrawing the reference alone does: not evidence of "
-                   "a difference from real data")
-    elif shift is not None and distance <= shift:
-        verdict = CLASS_MIX
-        reading = ("this is larger than redrawing the reference but within what a reference "
-                   "with another class mix does")
-    else:
-        verdict = BEYOND
-        reading = "this is larger than the reference choice moves the metric"
+    verdict = _verdict(distance, halves_range, shift)
+    reading = {
+        REDRAWN: ("this is within what redrawing the reference alone does: not evidence of a "
+                  "difference from real data"),
+        CLASS_MIX: ("this is larger than redrawing the reference but within what a reference "
+                    "with another class mix does"),
+        BEYOND: "this is larger than the reference choice moves the metric",
+    }[verdict]
     sentence = (f"{label} {_g(value)} is {_g(distance)} from {source}, {_g(floor)}. In "
                 f"{space}, {spread_text} (medsyn audit --reference-sensitivity, "
                 f"{audit_path}): {reading}.")
     return ReferenceSpread(halves_range, shift, floor, source, distance, verdict, sentence,
-                           audit_path)
+                           audit_path, space)
+
+
+def _verdict(gap: float, halves_range: float | None, shift: float | None) -> str:
+    if halves_range is not None and gap <= halves_range:
+        return REDRAWN
+    if shift is not None and gap <= shift:
+        return CLASS_MIX
+    return BEYOND
+
+
+@dataclass
+class GeneratorGap:
+    """Whether the gap between the two best runs of a metric is larger than the reference
+    choice moves that metric."""
+
+    label: str
+    space: str
+    best: tuple[str, float]            # (run label, value)
+    runner_up: tuple[str, float]
+    gap: float
+    verdict: str
+    sentence: str
+
+
+def generator_gap(label: str, space: str, best: tuple[str, float],
+                  runner_up: tuple[str, float], spread: ReferenceSpread) -> GeneratorGap:
+    """The gap |best - runner-up| of metric ``label`` in ``space`` against ``spread`` (the
+    reference spread of that metric and space): within the halves' range (redrawing the
+    reference could reverse the order), within the class-mix shift, or beyond both."""
+    gap = abs(best[1] - runner_up[1])
+    verdict = _verdict(gap, spread.halves_range, spread.class_mix_shift)
+    spreads = []
+    if spread.halves_range is not None:
+        spreads.append(f"redrawing the reference moves it by up to {_g(spread.halves_range)}")
+    if spread.class_mix_shift is not None:
+        spreads.append(f"a class-mix change by up to {_g(spread.class_mix_shift)}")
+    reading = {
+        REDRAWN: (f"the gap is within what redrawing the reference alone does, so it does not "
+                  f"show that {best[0]} is the better generator"),
+        CLASS_MIX: ("the gap is larger than redrawing the reference does but within what a "
+                    "reference with another class mix does"),
+        BEYOND: f"the gap is larger than the reference choice moves {label}",
+    }[verdict]
+    sentence = (f"{label} ({space}): {best[0]} {_g(best[1])} and {runner_up[0]} "
+                f"{_g(runner_up[1])} differ by {_g(gap)}; {', '.join(spreads)}: {reading}.")
+    return GeneratorGap(label, space, best, runner_up, gap, verdict, sentence)
