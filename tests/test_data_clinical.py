@@ -14,10 +14,10 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_files import write_dicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from typer.testing import CliRunner
 
 from medsyn.cli import app
@@ -27,43 +27,6 @@ from medsyn.evaluators.inputs import parse_real
 
 runner = CliRunner()
 H, W = 12, 10
-
-
-def _dicom(path, stored, *, bits_stored=12, signed=False, photometric="MONOCHROME2",
-           slope=None, intercept=None, window=None, voi_lut=None, frames=1,
-           syntax=ExplicitVRLittleEndian, raw_bytes=None):
-    """Write a Part 10 file with pydicom; ``stored`` is what goes into Pixel Data as is."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = stored.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = 16
-    ds.BitsStored = bits_stored
-    ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = int(signed)
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    if slope is not None:
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    if voi_lut is not None:
-        item = Dataset()
-        item.LUTDescriptor = [len(voi_lut), 0, 12]
-        item.add_new(0x00283006, "US", [int(v) for v in voi_lut])   # LUT Data
-        ds.VOILUTSequence = [item]
-    ds.PixelData = raw_bytes if raw_bytes is not None else \
-        stored.astype("<i2" if signed else "<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return ds
 
 
 def _rng_values(seed, lo, hi):
@@ -87,8 +50,8 @@ def test_dicom_12_bits_in_16_rescale_and_window(tmp_path):
     values = _rng_values(0, 0, 4096)
     garbage = np.random.default_rng(1).integers(0, 16, (H, W)) << 12   # bits above BitsStored
     c, w, slope, intercept = 500.0, 1200.0, 2.0, -1024.0
-    _dicom(tmp_path / "d" / "a.dcm", values | garbage, slope=slope, intercept=intercept,
-           window=(c, w))
+    write_dicom(tmp_path / "d" / "a.dcm", values | garbage, slope=slope, intercept=intercept,
+                window=(c, w))
     ds, got = _only_image(tmp_path / "d")
     # PS3.3 C.11.1: modality value; C.11.2.1.2.1: LINEAR window into 0..255
     v = values * slope + intercept
@@ -104,7 +67,7 @@ def test_dicom_12_bits_in_16_rescale_and_window(tmp_path):
 
 def test_dicom_monochrome1_without_window_uses_the_full_stored_range(tmp_path):
     values = _rng_values(2, 0, 4096)
-    _dicom(tmp_path / "d" / "b.dcm", values, photometric="MONOCHROME1")
+    write_dicom(tmp_path / "d" / "b.dcm", values, photometric="MONOCHROME1")
     ds, got = _only_image(tmp_path / "d")
     # no window: 0..4095 -> 0..255, then MONOCHROME1 (0 = white) inverted
     expected = 255 - (values * 510 + 4095) // 8190            # integer round half up
@@ -115,7 +78,7 @@ def test_dicom_monochrome1_without_window_uses_the_full_stored_range(tmp_path):
 
 def test_dicom_signed_with_rescale_and_no_window(tmp_path):
     values = _rng_values(3, -2048, 2048)
-    _dicom(tmp_path / "d" / "c.dcm", values, signed=True, slope=1.0, intercept=-1024.0)
+    write_dicom(tmp_path / "d" / "c.dcm", values, signed=True, slope=1.0, intercept=-1024.0)
     _, got = _only_image(tmp_path / "d")
     # stored range -2048..2047 -> modality range -3072..1023 (4095 wide)
     expected = ((values + 2048) * 510 + 4095) // 8190
@@ -125,13 +88,13 @@ def test_dicom_signed_with_rescale_and_no_window(tmp_path):
 def test_dicom_voi_lut_sequence_wins_and_monochrome1_window(tmp_path):
     values = _rng_values(4, 0, 4096)
     lut = np.round(np.sqrt(np.arange(4096) / 4095) * 4095).astype(int)
-    _dicom(tmp_path / "lut" / "e.dcm", values, voi_lut=lut, window=(2000.0, 100.0))
+    write_dicom(tmp_path / "lut" / "e.dcm", values, voi_lut=lut, window=(2000.0, 100.0))
     ds, got = _only_image(tmp_path / "lut")
     np.testing.assert_array_equal(got, ((lut[values] * 510 + 4095) // 8190).astype(np.uint8))
     assert "VOI LUT Sequence" in ds.source["intensity"]["dicom_window_per_file"]["e.dcm"]
 
     c, w = 2048.0, 4096.0
-    _dicom(tmp_path / "m1" / "f.dcm", values, photometric="MONOCHROME1", window=(c, w))
+    write_dicom(tmp_path / "m1" / "f.dcm", values, photometric="MONOCHROME1", window=(c, w))
     _, got = _only_image(tmp_path / "m1")
     linear = _round_half_up(np.clip((values - (c - 0.5)) / (w - 1) + 0.5, 0, 1) * 255)
     np.testing.assert_array_equal(got, (255 - linear).astype(np.uint8))
@@ -157,9 +120,9 @@ def test_dicom_window_alternatives_by_hand(tmp_path, monkeypatch):
     values[0, 0] = 4095                                     # a marker far above the anatomy
     c, w, slope, intercept = 400.0, 800.0, 1.0, -1024.0
     root = tmp_path / "d"
-    _dicom(root / "a.dcm", values, slope=slope, intercept=intercept, window=(c, w))
-    _dicom(tmp_path / "m1" / "b.dcm", values, photometric="MONOCHROME1", slope=slope,
-           intercept=intercept, window=(c, w))
+    write_dicom(root / "a.dcm", values, slope=slope, intercept=intercept, window=(c, w))
+    write_dicom(tmp_path / "m1" / "b.dcm", values, photometric="MONOCHROME1", slope=slope,
+                intercept=intercept, window=(c, w))
     v = values * slope + intercept                          # C.11.1 modality values
     by_rule = {
         "file": np.where(v <= c - 0.5 - (w - 1) / 2, 0,
@@ -206,8 +169,8 @@ def test_dicom_window_alternatives_by_hand_16_bit_signed(tmp_path):
     values = np.random.default_rng(22).integers(1800, 2400, (40, 40))    # -124 .. 175.5 HU
     values[0, 0], values[-1, -1] = -32768, 32767
     c, w, slope, intercept = 40.0, 400.0, 0.5, -1024.0
-    _dicom(tmp_path / "ct" / "a.dcm", values, bits_stored=16, signed=True, slope=slope,
-           intercept=intercept, window=(c, w))
+    write_dicom(tmp_path / "ct" / "a.dcm", values, bits_stored=16, signed=True, slope=slope,
+                intercept=intercept, window=(c, w))
     v = values * slope + intercept                                       # C.11.1
     lo, hi = _percentile_by_hand(v, 0.5), _percentile_by_hand(v, 99.5)
     by_rule = {
@@ -234,7 +197,7 @@ def test_dicom_compressed_rle_and_jpeg_ls_decode_like_uncompressed(tmp_path):
     from pydicom.uid import JPEGLSLossless, RLELossless
 
     values = _rng_values(5, 0, 4096).astype(np.uint16)
-    plain = _dicom(tmp_path / "d" / "0plain.dcm", values)
+    plain = write_dicom(tmp_path / "d" / "0plain.dcm", values)
     codecs = [RLELossless]
     try:
         import jpeg_ls  # noqa: F401  (pyjpegls)
@@ -257,12 +220,12 @@ def test_dicom_refusals_name_the_file_and_the_fix(tmp_path):
 
     values = _rng_values(6, 0, 4096)
     multi = tmp_path / "multi.dcm"
-    _dicom(multi, np.stack([values, values]), frames=2)
+    write_dicom(multi, np.stack([values, values]), frames=2)
     with pytest.raises(DataError, match=r"multi.dcm: multi-frame DICOM \(2 frames\)"):
         read_dicom(multi)
     mpeg = tmp_path / "video.dcm"
-    _dicom(mpeg, values, bits_stored=8, syntax="1.2.840.10008.1.2.4.100",
-           raw_bytes=encapsulate([b"\0" * 16]))
+    write_dicom(mpeg, values, bits_stored=8, syntax="1.2.840.10008.1.2.4.100",
+                raw_bytes=encapsulate([b"\0" * 16]))
     with pytest.raises(DataError, match=r"video.dcm: .*MPEG2.* no decoder installed"):
         read_dicom(mpeg)
     j2k = Dataset()
@@ -277,8 +240,8 @@ def test_compressed_dicom_without_its_plugin_names_what_to_install(tmp_path, mon
     from medsyn.data.formats.dicom import read_dicom
 
     path = tmp_path / "j2k.dcm"
-    _dicom(path, _rng_values(12, 0, 4096), syntax=JPEG2000Lossless,
-           raw_bytes=encapsulate([b"\0" * 16]))
+    write_dicom(path, _rng_values(12, 0, 4096), syntax=JPEG2000Lossless,
+                raw_bytes=encapsulate([b"\0" * 16]))
 
     def missing(self):          # what pydicom raises when no plugin's package is installed
         raise RuntimeError("Unable to decompress 'JPEG 2000 Image Compression (Lossless Only)' "
@@ -377,11 +340,11 @@ def test_mixed_folder_counts_classes_depths_windows_and_names_every_skipped_file
     for i in range(3):
         _png8(root / "normal" / f"n{i}.png", 10 * i)
     _png16(root / "normal" / "n12bit.png", np.full((H, W), 4095))
-    _dicom(root / "sick" / "s0.dcm", _rng_values(9, 0, 4096), window=(2048.0, 4096.0))
-    _dicom(root / "sick" / "IM0001", _rng_values(10, 0, 4096))      # DICOM without extension
+    write_dicom(root / "sick" / "s0.dcm", _rng_values(9, 0, 4096), window=(2048.0, 4096.0))
+    write_dicom(root / "sick" / "IM0001", _rng_values(10, 0, 4096))      # DICOM without extension
     (root / "sick" / "report.txt").write_text("findings")
     (root / "sick" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    _dicom(root / "sick" / "cine.dcm", np.stack([_rng_values(11, 0, 4096)] * 3), frames=3)
+    write_dicom(root / "sick" / "cine.dcm", np.stack([_rng_values(11, 0, 4096)] * 3), frames=3)
     (root / "sick" / "deeper").mkdir()
     ds = load_dataset(f"folder:{root}", split="all")
     assert ds.class_counts() == {"normal": 4, "sick": 2}
@@ -444,7 +407,7 @@ def test_single_file_decode_applies_the_rule_to_that_file(tmp_path):
     originals = _twelve_bit_copies(tmp_path / "p", n=1)
     np.testing.assert_array_equal(decode_image(tmp_path / "p" / "0.png"), originals[0])
     values = _rng_values(13, 0, 4096)
-    _dicom(tmp_path / "x.dcm", values)
+    write_dicom(tmp_path / "x.dcm", values)
     np.testing.assert_array_equal(decode_image(tmp_path / "x.dcm"),
                                   ((values * 510 + 4095) // 8190).astype(np.uint8))
 
@@ -472,8 +435,8 @@ def test_metadata_beside_class_or_split_folders_is_not_data_but_stray_images_are
 def test_dicom_8_bit_rgb_is_used_as_is(tmp_path):
     rgb = np.random.default_rng(14).integers(0, 256, (H, W, 3)).astype(np.uint8)
     for name, pixels in (("colour.dcm", rgb), ("grey.dcm", np.repeat(rgb[..., :1], 3, 2))):
-        ds = _dicom(tmp_path / name, np.zeros((H, W)), bits_stored=8, photometric="RGB",
-                    raw_bytes=pixels.tobytes())
+        ds = write_dicom(tmp_path / name, np.zeros((H, W)), bits_stored=8, photometric="RGB",
+                         raw_bytes=pixels.tobytes())
         ds.SamplesPerPixel, ds.PlanarConfiguration, ds.BitsAllocated = 3, 0, 8
         ds.save_as(tmp_path / name, enforce_file_format=True)
     from medsyn.data.formats.imageio import decode_raw

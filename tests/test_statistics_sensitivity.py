@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dicom_files import write_dicom
 
 from medsyn.evaluators.audit.sensitivity import (
     preprocessing_sensitivity,
@@ -125,28 +126,6 @@ def test_audit_preprocessing_and_reference_on_pixels(data_root):
     assert "Preprocessing sensitivity: pixels16</h3>" in html and "nan" not in html
 
 
-def _write_dicom(path, values, window):
-    """A 12-bit MONOCHROME2 Part 10 file with a VOI window, written with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = values.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = values.astype("<u2").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-
-
 @pytest.fixture(scope="module")
 def dicom_folder(tmp_path_factory):
     """A DICOM folder (train/test, two classes of 12 files each, 12-bit with a VOI window
@@ -160,7 +139,7 @@ def dicom_folder(tmp_path_factory):
             for i in range(12):
                 values = rng.integers(800 + 400 * c, 2400 + 400 * c, (16, 16))
                 values[rng.integers(16), rng.integers(16)] = 4095       # burnt-in marker
-                _write_dicom(root / split / name / f"{i}.dcm", values, (1800.0, 1600.0))
+                write_dicom(root / split / name / f"{i}.dcm", values, window=(1800.0, 1600.0))
     assert pydicom.dcmread(root / "test" / "b" / "11.dcm").WindowCenter == 1800.0
     return root
 
